@@ -1,0 +1,234 @@
+//! herd-wire: every message between Herd processes, and how they are framed.
+//!
+//! No I/O lives here (the quinn-proto idea): transports in `herd-quic` move
+//! frames, this crate only says what a frame holds.
+//!
+//! # Control protocol (CLI or peer agent -> agent), version [`PROTOCOL_VERSION`]
+//!
+//! ```text
+//! client                                   agent
+//!   | open bidirectional QUIC stream          |
+//!   | Envelope{version, Request} ------------>|  version != ours -> Response::Error(VersionMismatch)
+//!   |<------------------------ Response ...   |  one Response, or a sequence for streaming
+//!   |                                         |  requests (Logs{follow}) ended by Response::End
+//! ```
+//!
+//! Every request gets at least one response; errors are `Response::Error`
+//! with a machine-readable [`ErrorKind`] and a human sentence. A stream
+//! carries exactly one request.
+
+use serde::{Deserialize, Serialize};
+
+pub mod frame;
+
+/// Version of the control protocol. Bump on any incompatible change.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// What a client sends on a fresh stream.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Envelope {
+    pub version: u32,
+    pub request: Request,
+}
+
+impl Envelope {
+    pub fn new(request: Request) -> Self {
+        Envelope {
+            version: PROTOCOL_VERSION,
+            request,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Request {
+    /// Liveness and identity of the agent.
+    Ping,
+    /// Create and start a container.
+    Run(RunSpec),
+    /// All containers of this agent.
+    List,
+    /// One container.
+    Inspect { name: String },
+    /// Log lines; with `follow`, the stream stays open and new lines keep coming.
+    Logs {
+        name: String,
+        follow: bool,
+        /// Only the last `tail` lines of what exists now.
+        tail: Option<u64>,
+    },
+    /// Run a command inside a running container and collect its output.
+    Exec {
+        name: String,
+        cmd: Vec<String>,
+        env: Vec<String>,
+    },
+    /// SIGTERM, then SIGKILL after `timeout_s`.
+    Stop { name: String, timeout_s: u64 },
+    /// Send a signal (number) to the container's init.
+    Kill { name: String, signal: i32 },
+    /// Delete a stopped container (`force`: stop it first with SIGKILL).
+    Remove { name: String, force: bool },
+    /// Import an image from a path readable by the agent.
+    ImageImport { name: String, path: String },
+    ImageList,
+    ImageRemove { name: String },
+}
+
+/// What `herd run` asks for.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct RunSpec {
+    pub name: String,
+    pub image: String,
+    /// Command and arguments; empty means the image's entrypoint + cmd.
+    pub cmd: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub env: Vec<String>,
+    /// Memory limit in bytes.
+    pub memory_bytes: Option<u64>,
+    /// CPU limit in cores (e.g. 1.5).
+    pub cpus: Option<f64>,
+    /// The container's hostname (default: its name). Kept across migrations.
+    pub hostname: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ContainerStatus {
+    Created,
+    Running,
+    Stopped,
+}
+
+impl std::fmt::Display for ContainerStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContainerStatus::Created => "created",
+            ContainerStatus::Running => "running",
+            ContainerStatus::Stopped => "stopped",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ContainerInfo {
+    pub name: String,
+    pub node: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub status: ContainerStatus,
+    pub pid: Option<i32>,
+    pub exit_code: Option<i32>,
+    /// Creation time, nanoseconds since the Unix epoch.
+    pub created_ns: u64,
+    pub memory_bytes: Option<u64>,
+    pub cpus: Option<f64>,
+    pub hostname: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LogLine {
+    /// Nanoseconds since the Unix epoch, when the agent read the line.
+    pub time_ns: u64,
+    pub stream: LogStream,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub exit_code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ImageSummary {
+    pub name: String,
+    pub id: String,
+    pub layers: usize,
+    pub size_bytes: u64,
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidInput,
+    /// The request is valid but cannot be done in the current state
+    /// (e.g. removing a running container without force).
+    Conflict,
+    Unsupported,
+    VersionMismatch,
+    Unauthorized,
+    Internal,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WireError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for WireError {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Response {
+    Pong {
+        node: String,
+        version: u32,
+        /// `std::env::consts::ARCH` of the agent (migration refuses to cross it).
+        arch: String,
+        agent_version: String,
+    },
+    Ok,
+    Error(WireError),
+    Container(ContainerInfo),
+    Containers(Vec<ContainerInfo>),
+    Log(LogLine),
+    Exec(ExecOutput),
+    Image(ImageSummary),
+    Images(Vec<ImageSummary>),
+    /// End of a streamed answer.
+    End,
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Response::Error(WireError {
+            kind,
+            message: message.into(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_through_a_frame() {
+        let env = Envelope::new(Request::Run(RunSpec {
+            name: "c1".into(),
+            image: "busybox".into(),
+            cmd: vec!["sh".into(), "-c".into(), "echo hi".into()],
+            memory_bytes: Some(64 << 20),
+            ..Default::default()
+        }));
+        let f = frame::encode(&env).unwrap();
+        let back: Envelope = frame::decode(&f[frame::HEADER_LEN..]).unwrap();
+        assert_eq!(back, env);
+        assert_eq!(back.version, PROTOCOL_VERSION);
+    }
+}
