@@ -1,1 +1,17 @@
-//! See Cargo.toml description.
+//! herd-agent: the per-host Herd agent.
+//!
+//! It owns the containers of one host: their lifecycle through youki's
+//! libcontainer ([`container`]), their stdio and logs ([`logs`]), their
+//! state on disk ([`state`]), and the QUIC endpoint clients and peers talk
+//! to ([`server`]). It makes no placement decisions.
+
+pub mod container;
+pub mod error;
+pub mod logs;
+pub mod server;
+pub mod spec;
+pub mod state;
+
+pub use container::{Agent, AgentConfig};
+pub use error::{AgentError, Result};
+

@@ -1,1 +1,98 @@
-fn main() {}
+//! `herd-agent`: the per-host daemon.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use herd_agent::{logs, server, Agent, AgentConfig};
+
+#[derive(Parser, Debug)]
+#[command(name = "herd-agent", version, about = "Herd's per-host agent: containers, checkpoints, migrations, metrics")]
+struct Args {
+    /// This host's name in the cluster.
+    #[arg(long)]
+    node: String,
+    /// Where images, containers and runtime state live.
+    #[arg(long, default_value = "/var/lib/herd")]
+    state_dir: PathBuf,
+    /// QUIC listen address.
+    #[arg(long, default_value = "0.0.0.0:7700")]
+    listen: SocketAddr,
+    /// Cluster CA certificate (PEM).
+    #[arg(long)]
+    ca: PathBuf,
+    /// This node's certificate (PEM), issued by the cluster CA.
+    #[arg(long)]
+    cert: PathBuf,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    key: PathBuf,
+    /// Prefix of container network namespace names (default `herdc-<node>-`).
+    #[arg(long)]
+    netns_prefix: Option<String>,
+    /// cgroup parent of containers (default `/herd/<node>`).
+    #[arg(long)]
+    cgroup_parent: Option<String>,
+    /// CRIU binary (default: $HERD_CRIU or `criu` in PATH).
+    #[arg(long)]
+    criu: Option<PathBuf>,
+}
+
+fn main() -> anyhow::Result<()> {
+    // The log shim re-executes this binary; keep it free of clap and tokio.
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).map(|a| a == logs::SHIM_ARG).unwrap_or(false) {
+        let log = argv.get(2).context("log shim needs a log path")?;
+        logs::shim_main(std::path::Path::new(log)).context("log shim")?;
+        return Ok(());
+    }
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
+                .unwrap_or_else(|_| "info,libcontainer=warn,libcgroups=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Some(c) = &args.criu {
+        std::env::set_var("HERD_CRIU", c);
+    }
+    let agent = Agent::open(AgentConfig {
+        node: args.node.clone(),
+        state_dir: args.state_dir.clone(),
+        netns_prefix: args.netns_prefix.clone(),
+        cgroup_parent: args.cgroup_parent.clone(),
+    })
+    .with_context(|| format!("cannot open agent state in {}", args.state_dir.display()))?;
+    let tls = herd_quic::pki::TlsFiles {
+        ca: args.ca,
+        cert: args.cert,
+        key: args.key,
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")?;
+    rt.block_on(async move {
+        let ep = herd_quic::endpoint::server(args.listen, &tls)
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        tracing::info!(node = %args.node, listen = %args.listen, "agent ready");
+        let serve = server::serve(agent, ep.clone());
+        tokio::select! {
+            _ = serve => {}
+            _ = tokio::signal::ctrl_c() => {}
+            _ = sigterm() => {}
+        }
+        tracing::info!("agent stopping; containers keep running");
+        ep.close(0u32.into(), b"agent stopping");
+        Ok(())
+    })
+}
+
+async fn sigterm() {
+    if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        s.recv().await;
+    }
+}

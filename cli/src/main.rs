@@ -1,1 +1,738 @@
-fn main() {}
+//! `herd`: the command line for people.
+
+mod client;
+mod cluster;
+mod lab;
+mod rootfs;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use herd_wire::{ContainerInfo, LogStream, Request, Response, RunSpec};
+
+use client::{unexpected, Client};
+use cluster::Cluster;
+
+#[derive(Parser, Debug)]
+#[command(name = "herd", version, about = "Live-migrate containers between Linux hosts with CRIU")]
+struct Cli {
+    /// Cluster file (default: the lab's, see --lab).
+    #[arg(long, global = true, env = "HERD_CLUSTER")]
+    cluster: Option<PathBuf>,
+    /// Lab name.
+    #[arg(long, global = true, env = "HERD_LAB", default_value = "herd")]
+    lab: String,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Create and start a container.
+    Run {
+        /// Node to run on (default: the first node).
+        #[arg(long)]
+        node: Option<String>,
+        /// Container name (default: a generated one).
+        #[arg(long)]
+        name: Option<String>,
+        /// Environment variable KEY=VALUE (repeatable).
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        /// Memory limit, e.g. 64m, 1g.
+        #[arg(long)]
+        memory: Option<String>,
+        /// CPU limit in cores, e.g. 1.5.
+        #[arg(long)]
+        cpus: Option<f64>,
+        /// Hostname inside the container (default: its name).
+        #[arg(long)]
+        hostname: Option<String>,
+        image: String,
+        /// Command and arguments (after `--`).
+        #[arg(last = true)]
+        cmd: Vec<String>,
+    },
+    /// List containers on every node.
+    Ps {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Show a container's output.
+    Logs {
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long)]
+        tail: Option<u64>,
+        /// Prefix lines with their timestamps.
+        #[arg(short = 't', long)]
+        timestamps: bool,
+        name: String,
+    },
+    /// Run a command in a running container.
+    Exec {
+        #[arg(short = 'e', long = "env")]
+        env: Vec<String>,
+        name: String,
+        #[arg(last = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long, default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Send a signal to a container's init.
+    Kill {
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Stop running containers first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// The cluster's certificate authority.
+    #[command(subcommand)]
+    Ca(CaCmd),
+    /// A lab of hosts on this machine.
+    #[command(subcommand)]
+    Lab(LabCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// Import a rootfs dir, a tar of one, or an OCI image layout (dir or tar).
+    Import {
+        name: String,
+        /// Path on the agents' host.
+        #[arg(required_unless_present = "busybox")]
+        path: Option<PathBuf>,
+        /// Build the image from this host's static busybox instead.
+        #[arg(long, conflicts_with = "path")]
+        busybox: bool,
+        /// With --busybox: extra static binaries for /bin (herd-work is added when found).
+        #[arg(long)]
+        add: Vec<PathBuf>,
+        /// Only this node (default: every node).
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// List images.
+    Ls {
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// Remove an image.
+    Rm {
+        name: String,
+        #[arg(long)]
+        node: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum CaCmd {
+    /// Create a cluster CA in DIR.
+    Init {
+        dir: PathBuf,
+        #[arg(long, default_value = "herd")]
+        name: String,
+        /// Replace an existing CA (invalidates every certificate).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Issue a node or user certificate signed by the CA in --ca-dir.
+    Issue {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        name: String,
+        #[arg(long, value_parser = ["node", "user"], default_value = "node")]
+        role: String,
+        /// Output dir (default: the CA dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra subject alternative names (IPs or DNS names).
+        #[arg(long)]
+        san: Vec<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum LabCmd {
+    /// Start N hosts as network namespaces on a bridge, one agent each.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+    },
+    /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
+    Down,
+    /// Show the lab's nodes and whether their agents answer.
+    Status,
+    /// The main job: a lab, an image, a container, its logs, teardown.
+    Demo,
+    /// Kill a node's agent as if it crashed and start it again (containers keep running).
+    Restart { node: String },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if std::env::var_os("HERD_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("HERD_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: error: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herd: error: {e:#}");
+            1
+        }
+    };
+    rt.shutdown_timeout(Duration::from_millis(200));
+    std::process::exit(code);
+}
+
+fn client(cli: &Cli) -> Result<Client> {
+    let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+    Client::new(Cluster::load(&path)?)
+}
+
+async fn run(cli: Cli) -> Result<i32> {
+    match &cli.cmd {
+        Cmd::Run {
+            node,
+            name,
+            env,
+            memory,
+            cpus,
+            hostname,
+            image,
+            cmd,
+        } => {
+            let memory_bytes = match memory {
+                Some(m) => Some(
+                    herd_agent_size(m).with_context(|| format!("--memory {m:?}: use e.g. 64m, 1g"))?,
+                ),
+                None => None,
+            };
+            for e in env {
+                if !e.contains('=') {
+                    bail!("-e {e:?}: expected KEY=VALUE");
+                }
+            }
+            let mut c = client(&cli)?;
+            let node = match node {
+                Some(n) => n.clone(),
+                None => c.node_names().first().cloned().context("the cluster has no nodes")?,
+            };
+            let name = name.clone().unwrap_or_else(generate_name);
+            let spec = RunSpec {
+                name,
+                image: image.clone(),
+                cmd: cmd.clone(),
+                env: env.clone(),
+                memory_bytes,
+                cpus: *cpus,
+                hostname: hostname.clone(),
+            };
+            match c.call(&node, Request::Run(spec)).await? {
+                Response::Container(info) => println!("{}", info.name),
+                r => return Err(unexpected(r)),
+            }
+        }
+        Cmd::Ps { json, node } => {
+            let mut c = client(&cli)?;
+            let nodes = match node {
+                Some(n) => vec![n.clone()],
+                None => c.node_names(),
+            };
+            let mut all: Vec<ContainerInfo> = Vec::new();
+            let mut failed = Vec::new();
+            for n in nodes {
+                match c.call(&n, Request::List).await {
+                    Ok(Response::Containers(v)) => all.extend(v),
+                    Ok(r) => return Err(unexpected(r)),
+                    Err(e) => failed.push(format!("{e:#}")),
+                }
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                print_ps(&all);
+            }
+            for f in &failed {
+                eprintln!("herd: warning: {f}");
+            }
+            if !failed.is_empty() {
+                return Ok(1);
+            }
+        }
+        Cmd::Logs {
+            follow,
+            tail,
+            timestamps,
+            name,
+        } => {
+            let mut c = client(&cli)?;
+            let node = c.locate(name).await?;
+            let mut recv = c
+                .stream(
+                    &node,
+                    Request::Logs {
+                        name: name.clone(),
+                        follow: *follow,
+                        tail: *tail,
+                    },
+                )
+                .await?;
+            use std::io::Write;
+            loop {
+                let msg: Option<Response> =
+                    herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME).await?;
+                match msg {
+                    Some(Response::Log(l)) => {
+                        let text = if *timestamps {
+                            format!("{} {}\n", fmt_time(l.time_ns), l.line)
+                        } else {
+                            format!("{}\n", l.line)
+                        };
+                        let r = match l.stream {
+                            LogStream::Stdout => std::io::stdout().write_all(text.as_bytes()),
+                            LogStream::Stderr => std::io::stderr().write_all(text.as_bytes()),
+                        };
+                        if r.is_err() {
+                            return Ok(0); // reader went away (e.g. `| head`)
+                        }
+                    }
+                    Some(Response::End) | None => break,
+                    Some(Response::Error(e)) => bail!("{node}: {e}"),
+                    Some(r) => return Err(unexpected(r)),
+                }
+            }
+        }
+        Cmd::Exec { env, name, cmd } => {
+            let mut c = client(&cli)?;
+            let node = c.locate(name).await?;
+            let r = c
+                .call(
+                    &node,
+                    Request::Exec {
+                        name: name.clone(),
+                        cmd: cmd.clone(),
+                        env: env.clone(),
+                    },
+                )
+                .await?;
+            match r {
+                Response::Exec(out) => {
+                    use std::io::Write;
+                    let _ = std::io::stdout().write_all(&out.stdout);
+                    let _ = std::io::stderr().write_all(&out.stderr);
+                    return Ok(out.exit_code);
+                }
+                r => return Err(unexpected(r)),
+            }
+        }
+        Cmd::Stop { time, names } => {
+            let mut c = client(&cli)?;
+            for name in names {
+                let node = c.locate(name).await?;
+                c.call(
+                    &node,
+                    Request::Stop {
+                        name: name.clone(),
+                        timeout_s: *time,
+                    },
+                )
+                .await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Kill { signal, names } => {
+            let sig = parse_signal(signal)?;
+            let mut c = client(&cli)?;
+            for name in names {
+                let node = c.locate(name).await?;
+                c.call(&node, Request::Kill { name: name.clone(), signal: sig }).await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Rm { force, names } => {
+            let mut c = client(&cli)?;
+            for name in names {
+                let node = c.locate(name).await?;
+                c.call(&node, Request::Remove { name: name.clone(), force: *force }).await?;
+                println!("{name}");
+            }
+        }
+        Cmd::Image(ic) => return image_cmd(&cli, ic).await,
+        Cmd::Ca(cc) => ca_cmd(cc)?,
+        Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
+    }
+    Ok(0)
+}
+
+async fn image_cmd(cli: &Cli, ic: &ImageCmd) -> Result<i32> {
+    let mut c = client(cli)?;
+    match ic {
+        ImageCmd::Import {
+            name,
+            path,
+            busybox,
+            add,
+            node,
+        } => {
+            let (src, _tmp) = if *busybox {
+                let tmp = tempdir_in(&c.cluster.dir)?;
+                let mut extra = add.clone();
+                if let Some(w) = rootfs::find_herd_work() {
+                    if !extra.iter().any(|e| e.file_name() == w.file_name()) {
+                        extra.push(w);
+                    }
+                }
+                rootfs::build_busybox(&tmp.0, &extra)?;
+                (tmp.0.clone(), Some(tmp))
+            } else {
+                let p = path.as_ref().context("a PATH or --busybox is needed")?;
+                let p = std::fs::canonicalize(p).with_context(|| format!("{}", p.display()))?;
+                (p, None)
+            };
+            let nodes = match node {
+                Some(n) => vec![n.clone()],
+                None => c.node_names(),
+            };
+            for n in nodes {
+                match c
+                    .call(
+                        &n,
+                        Request::ImageImport {
+                            name: name.clone(),
+                            path: src.to_string_lossy().into_owned(),
+                        },
+                    )
+                    .await?
+                {
+                    Response::Image(i) => println!(
+                        "{n}: {} {} ({} layer(s), {})",
+                        i.name,
+                        short_id(&i.id),
+                        i.layers,
+                        human_bytes(i.size_bytes)
+                    ),
+                    r => return Err(unexpected(r)),
+                }
+            }
+        }
+        ImageCmd::Ls { json, node } => {
+            let nodes = match node {
+                Some(n) => vec![n.clone()],
+                None => c.node_names(),
+            };
+            let mut rows = Vec::new();
+            for n in nodes {
+                match c.call(&n, Request::ImageList).await? {
+                    Response::Images(v) => rows.extend(v.into_iter().map(|i| (n.clone(), i))),
+                    r => return Err(unexpected(r)),
+                }
+            }
+            if *json {
+                let v: Vec<_> = rows
+                    .iter()
+                    .map(|(n, i)| {
+                        serde_json::json!({"node": n, "name": i.name, "id": i.id, "layers": i.layers, "size_bytes": i.size_bytes, "created": i.created})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<8} {:<24} {:<14} {:>6} {:>10}", "NODE", "NAME", "ID", "LAYERS", "SIZE");
+                for (n, i) in rows {
+                    println!(
+                        "{:<8} {:<24} {:<14} {:>6} {:>10}",
+                        n,
+                        i.name,
+                        short_id(&i.id),
+                        i.layers,
+                        human_bytes(i.size_bytes)
+                    );
+                }
+            }
+        }
+        ImageCmd::Rm { name, node } => {
+            let nodes = match node {
+                Some(n) => vec![n.clone()],
+                None => c.node_names(),
+            };
+            let mut found = false;
+            for n in nodes {
+                match c.call(&n, Request::ImageRemove { name: name.clone() }).await {
+                    Ok(_) => found = true,
+                    Err(e) => match e.downcast_ref::<client::AgentFailure>() {
+                        Some(f) if f.err.kind == herd_wire::ErrorKind::NotFound => {}
+                        _ => return Err(e),
+                    },
+                }
+            }
+            if !found {
+                bail!("no such image: {name}");
+            }
+            println!("{name}");
+        }
+    }
+    Ok(0)
+}
+
+fn ca_cmd(cc: &CaCmd) -> Result<()> {
+    use herd_quic::pki;
+    match cc {
+        CaCmd::Init { dir, name, force } => {
+            let p = pki::init_ca(dir, name, *force)?;
+            println!("CA {} created: {} (key {})", name, p.cert.display(), p.key.display());
+        }
+        CaCmd::Issue {
+            ca_dir,
+            name,
+            role,
+            out,
+            san,
+        } => {
+            let role = if role == "user" {
+                pki::Role::User
+            } else {
+                pki::Role::Node
+            };
+            let out = out.clone().unwrap_or_else(|| ca_dir.clone());
+            let p = pki::issue(ca_dir, name, role, &out, san)?;
+            println!("{} {}: {} (key {})", role.as_str(), name, p.cert.display(), p.key.display());
+        }
+    }
+    Ok(())
+}
+
+async fn lab_cmd(cli: &Cli, lc: &LabCmd) -> Result<i32> {
+    match lc {
+        LabCmd::Up { nodes } => {
+            let cl = lab::up(&cli.lab, *nodes).await?;
+            println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
+            for n in &cl.nodes {
+                println!("  {:<4} {}  (netns {})", n.name, n.addr, n.netns.clone().unwrap_or_default());
+            }
+        }
+        LabCmd::Down => {
+            if lab::down(&cli.lab).await? {
+                println!("lab {} is down", cli.lab);
+            } else {
+                println!("no lab named {} (nothing to do)", cli.lab);
+            }
+        }
+        LabCmd::Status => {
+            let mut bad = 0;
+            for (n, r) in lab::status(&cli.lab).await? {
+                match r {
+                    Ok(s) => println!("{:<4} {:<18} {s}", n.name, n.addr),
+                    Err(e) => {
+                        bad += 1;
+                        println!("{:<4} {:<18} DOWN: {e}", n.name, n.addr)
+                    }
+                }
+            }
+            return Ok(if bad > 0 { 1 } else { 0 });
+        }
+        LabCmd::Demo => return demo(cli).await,
+        LabCmd::Restart { node } => {
+            lab::restart(&cli.lab, node).await?;
+            println!("agent {node} restarted");
+        }
+    }
+    Ok(0)
+}
+
+/// The main job, step by step, with every command shown as a user would type it.
+async fn demo(cli: &Cli) -> Result<i32> {
+    let exe = std::env::current_exe()?;
+    let lab = cli.lab.clone();
+    let step = |args: &[&str]| -> Result<()> {
+        println!("\n$ herd {}", args.join(" "));
+        let st = std::process::Command::new(&exe)
+            .args(args)
+            .env("HERD_LAB", &lab)
+            .env_remove("HERD_CLUSTER")
+            .status()?;
+        if !st.success() {
+            bail!("`herd {}` failed ({st})", args.join(" "));
+        }
+        Ok(())
+    };
+    let result = (|| -> Result<()> {
+        step(&["lab", "up", "--nodes", "1"])?;
+        step(&["image", "import", "busybox", "--busybox"])?;
+        step(&[
+            "run", "--node", "n1", "--name", "hello", "--memory", "64m", "busybox", "--", "sh", "-c",
+            "i=0; while true; do i=$((i+1)); echo \"hello from $(hostname): tick $i\"; sleep 0.2; done",
+        ])?;
+        std::thread::sleep(Duration::from_millis(1200));
+        step(&["ps"])?;
+        step(&["logs", "--tail", "5", "hello"])?;
+        step(&["exec", "hello", "--", "cat", "/proc/1/cmdline"])?;
+        println!();
+        step(&["stop", "-t", "1", "hello"])?;
+        step(&["ps"])?;
+        step(&["rm", "hello"])?;
+        Ok(())
+    })();
+    let down = step(&["lab", "down"]);
+    result?;
+    down?;
+    println!("\ndemo finished: the lab is gone");
+    Ok(0)
+}
+
+struct TempDir(PathBuf);
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+fn tempdir_in(base: &std::path::Path) -> Result<TempDir> {
+    let p = base.join(format!("tmp-rootfs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).with_context(|| format!("create {}", p.display()))?;
+    Ok(TempDir(p))
+}
+
+fn herd_agent_size(s: &str) -> Option<u64> {
+    let s = s.trim().to_ascii_lowercase();
+    let s = s.strip_suffix('b').unwrap_or(&s);
+    let (num, mult) = match s.chars().last()? {
+        'k' => (&s[..s.len() - 1], 1u64 << 10),
+        'm' => (&s[..s.len() - 1], 1 << 20),
+        'g' => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+fn parse_signal(s: &str) -> Result<i32> {
+    if let Ok(n) = s.parse::<i32>() {
+        return Ok(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    name.parse::<nix::sys::signal::Signal>()
+        .map(|s| s as i32)
+        .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
+}
+
+fn generate_name() -> String {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("c-{:08x}", (n as u64 ^ (std::process::id() as u64) << 32) as u32)
+}
+
+pub(crate) fn proc_start(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    if matches!(f.first(), Some(&"Z") | Some(&"X")) {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.strip_prefix("sha256:").unwrap_or(id);
+    &id[..id.len().min(12)]
+}
+
+fn human_bytes(b: u64) -> String {
+    const U: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i < U.len() - 1 {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", U[i])
+    }
+}
+
+fn fmt_time(ns: u64) -> String {
+    let secs = ns / 1_000_000_000;
+    let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    format!("{h:02}:{m:02}:{s:02}.{:06}", (ns % 1_000_000_000) / 1000)
+}
+
+fn print_ps(all: &[ContainerInfo]) {
+    println!(
+        "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} COMMAND",
+        "NAME", "NODE", "IMAGE", "STATUS", "PID", "CREATED"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    for c in all {
+        let status = match (c.status, c.exit_code) {
+            (herd_wire::ContainerStatus::Stopped, Some(code)) => format!("exited({code})"),
+            (s, _) => s.to_string(),
+        };
+        let age = now.saturating_sub(c.created_ns) / 1_000_000_000;
+        let created = if age < 120 {
+            format!("{age}s ago")
+        } else if age < 7200 {
+            format!("{}m ago", age / 60)
+        } else {
+            format!("{}h ago", age / 3600)
+        };
+        let mut cmd = c.cmd.join(" ");
+        if cmd.len() > 40 {
+            cmd.truncate(37);
+            cmd.push_str("...");
+        }
+        println!(
+            "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} {}",
+            c.name,
+            c.node,
+            c.image,
+            status,
+            c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
+            created,
+            cmd
+        );
+    }
+}

@@ -1,0 +1,210 @@
+//! Containers on one host, through youki's libcontainer: one file per verb,
+//! as youki does (`run.rs`, `stop.rs`, `exec.rs`, `remove.rs`, `adopt.rs`).
+//!
+//! Lifecycle of a container as this agent sees it:
+//!
+//! ```text
+//!   run ──> Running ──(init exits | stop | kill)──> Stopped ──rm──> (gone)
+//!              └──────────────── rm -f ─────────────────────────────┘
+//! ```
+//!
+//! The container's init is a child of the agent (libcontainer clones it as a
+//! sibling of its intermediate process), so a watcher thread per container
+//! reaps it and records the exit code. After an agent restart the init is
+//! no longer our child: the watcher then polls a pidfd and the exit code is
+//! unknown.
+
+mod adopt;
+mod exec;
+mod remove;
+mod run;
+mod stop;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use herd_overlay::ImageStore;
+use herd_wire::{ContainerInfo, ContainerStatus, ImageSummary};
+
+use crate::error::{validate_name, AgentError, Result};
+use crate::state::{ContainerRecord, StateDir};
+
+pub use exec::ExecRequest;
+
+/// Static settings of an agent.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub node: String,
+    pub state_dir: PathBuf,
+    /// Prefix of container netns names under /run/netns (default `herdc-<node>-`).
+    pub netns_prefix: Option<String>,
+    /// cgroup parent of this agent's containers (default `/herd/<node>`).
+    pub cgroup_parent: Option<String>,
+}
+
+impl AgentConfig {
+    pub fn new(node: impl Into<String>, state_dir: impl Into<PathBuf>) -> Self {
+        AgentConfig {
+            node: node.into(),
+            state_dir: state_dir.into(),
+            netns_prefix: None,
+            cgroup_parent: None,
+        }
+    }
+}
+
+/// One container's live entry: its record and a condvar signalled on exit.
+pub(crate) struct Entry {
+    pub(crate) record: Mutex<ContainerRecord>,
+    pub(crate) exited: Condvar,
+}
+
+impl Entry {
+    fn new(record: ContainerRecord) -> Arc<Self> {
+        Arc::new(Entry {
+            record: Mutex::new(record),
+            exited: Condvar::new(),
+        })
+    }
+    pub(crate) fn snapshot(&self) -> ContainerRecord {
+        lock(&self.record).clone()
+    }
+    /// Wait until the container is stopped, at most `timeout`. True if it stopped.
+    pub(crate) fn wait_stopped(&self, timeout: Duration) -> bool {
+        let g = lock(&self.record);
+        let (g, _) = self
+            .exited
+            .wait_timeout_while(g, timeout, |r| r.status != ContainerStatus::Stopped)
+            .unwrap_or_else(|p| p.into_inner());
+        g.status == ContainerStatus::Stopped
+    }
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The agent's container manager. Methods block; the server calls them
+/// from `spawn_blocking`.
+pub struct Agent {
+    pub(crate) cfg: AgentConfig,
+    pub(crate) state: StateDir,
+    pub(crate) images: ImageStore,
+    pub(crate) containers: Mutex<HashMap<String, Arc<Entry>>>,
+}
+
+impl Agent {
+    /// Open the state dir and re-adopt the containers recorded there.
+    pub fn open(cfg: AgentConfig) -> Result<Arc<Self>> {
+        validate_name("node name", &cfg.node)?;
+        let state = StateDir::open(&cfg.state_dir)?;
+        let images = ImageStore::open(&state.images())?;
+        let agent = Arc::new(Agent {
+            cfg,
+            state,
+            images,
+            containers: Mutex::new(HashMap::new()),
+        });
+        agent.adopt_all()?;
+        Ok(agent)
+    }
+
+    pub fn node(&self) -> &str {
+        &self.cfg.node
+    }
+
+    /// Name of a container's network namespace under /run/netns.
+    pub fn netns_name(&self, container: &str) -> String {
+        match &self.cfg.netns_prefix {
+            Some(p) => format!("{p}{container}"),
+            None => format!("herdc-{}-{container}", self.cfg.node),
+        }
+    }
+
+    /// cgroupsPath of a container.
+    pub fn cgroup_path(&self, container: &str) -> String {
+        match &self.cfg.cgroup_parent {
+            Some(p) => format!("{}/{container}", p.trim_end_matches('/')),
+            None => format!("/herd/{}/{container}", self.cfg.node),
+        }
+    }
+
+    pub fn state_dir(&self) -> &StateDir {
+        &self.state
+    }
+
+    pub(crate) fn entry(&self, name: &str) -> Result<Arc<Entry>> {
+        lock(&self.containers)
+            .get(name)
+            .cloned()
+            .ok_or_else(|| AgentError::NoSuchContainer(name.to_string()))
+    }
+
+    pub(crate) fn save(&self, rec: &ContainerRecord) -> Result<()> {
+        rec.save(&self.state.container(&rec.spec.name).record())
+    }
+
+    pub fn list(&self) -> Vec<ContainerInfo> {
+        let mut v: Vec<ContainerInfo> = lock(&self.containers)
+            .values()
+            .map(|e| e.snapshot().info())
+            .collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v
+    }
+
+    pub fn inspect(&self, name: &str) -> Result<ContainerInfo> {
+        Ok(self.entry(name)?.snapshot().info())
+    }
+
+    /// Path of a container's log file.
+    pub fn log_path(&self, name: &str) -> Result<PathBuf> {
+        self.entry(name)?;
+        Ok(self.state.container(name).log())
+    }
+
+    /// True while a container may still produce log lines.
+    pub fn is_running(&self, name: &str) -> bool {
+        self.entry(name)
+            .map(|e| e.snapshot().status != ContainerStatus::Stopped)
+            .unwrap_or(false)
+    }
+
+    pub fn image_import(&self, name: &str, path: &std::path::Path) -> Result<ImageSummary> {
+        let info = self.images.import(name, path)?;
+        Ok(summary(&info))
+    }
+
+    pub fn image_list(&self) -> Result<Vec<ImageSummary>> {
+        Ok(self.images.list()?.iter().map(summary).collect())
+    }
+
+    pub fn image_remove(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = lock(&self.containers)
+            .values()
+            .map(|e| e.snapshot())
+            .filter(|r| r.spec.image == name)
+            .map(|r| r.spec.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(AgentError::Conflict {
+                name: name.to_string(),
+                state: format!("used by {}", users.join(", ")),
+                hint: "remove those containers first",
+            });
+        }
+        Ok(self.images.remove(name)?)
+    }
+}
+
+fn summary(i: &herd_overlay::ImageInfo) -> ImageSummary {
+    ImageSummary {
+        name: i.name.clone(),
+        id: i.id.clone(),
+        layers: i.layers.len(),
+        size_bytes: i.size_bytes,
+        created: i.created,
+    }
+}

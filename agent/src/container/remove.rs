@@ -1,0 +1,43 @@
+//! `rm [-f]`: runtime state and cgroups, overlay mount, netns, directory.
+
+use std::time::Duration;
+
+use herd_wire::ContainerStatus;
+
+use super::run::destroy_runtime;
+use super::{lock, Agent};
+use crate::error::{AgentError, IoContext, Result};
+
+impl Agent {
+    pub fn remove(&self, name: &str, force: bool) -> Result<()> {
+        let entry = self.entry(name)?;
+        let rec = entry.snapshot();
+        if rec.status != ContainerStatus::Stopped {
+            if !force {
+                return Err(AgentError::Conflict {
+                    name: name.to_string(),
+                    state: rec.status.to_string(),
+                    hint: "stop it first or use rm -f",
+                });
+            }
+            self.stop(name, Duration::ZERO)?;
+        }
+        self.teardown(name, &rec.netns)?;
+        lock(&self.containers).remove(name);
+        tracing::info!(container = name, "removed");
+        Ok(())
+    }
+
+    /// Remove everything a stopped container holds on this host.
+    pub(crate) fn teardown(&self, name: &str, netns: &str) -> Result<()> {
+        destroy_runtime(&self.state.runtime(), name);
+        let cdir = self.state.container(name);
+        let cfs = herd_overlay::ContainerFs::open(&cdir.fs(), Vec::new())?;
+        cfs.unmount()?;
+        if !netns.is_empty() {
+            herd_netlink::netns::delete(netns).ctx(|| format!("delete netns {netns}"))?;
+        }
+        std::fs::remove_dir_all(&cdir.dir).ctx(|| format!("remove {}", cdir.dir.display()))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! Agent errors, each mapped to a wire [`ErrorKind`] so clients can tell a
+//! missing container from a broken host.
+
+use herd_wire::{ErrorKind, Response};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("no such container: {0}")]
+    NoSuchContainer(String),
+    #[error("container {0} already exists")]
+    ContainerExists(String),
+    #[error("invalid {what}: {reason}")]
+    Invalid { what: &'static str, reason: String },
+    #[error("container {name} is {state}: {hint}")]
+    Conflict {
+        name: String,
+        state: String,
+        hint: &'static str,
+    },
+    #[error(transparent)]
+    Image(#[from] herd_overlay::Error),
+    #[error("{context}: {source}")]
+    Runtime {
+        context: String,
+        #[source]
+        source: libcontainer::error::LibcontainerError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{context}: {source}")]
+    Sys {
+        context: String,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{context}: {source}")]
+    Net {
+        context: String,
+        #[source]
+        source: herd_netlink::Error,
+    },
+    #[error("{0}")]
+    Other(String),
+}
+
+pub type Result<T, E = AgentError> = std::result::Result<T, E>;
+
+impl AgentError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AgentError::NoSuchContainer(_) => ErrorKind::NotFound,
+            AgentError::ContainerExists(_) => ErrorKind::AlreadyExists,
+            AgentError::Invalid { .. } => ErrorKind::InvalidInput,
+            AgentError::Conflict { .. } => ErrorKind::Conflict,
+            AgentError::Image(e) => image_kind(e),
+            _ => ErrorKind::Internal,
+        }
+    }
+
+    pub fn to_response(&self) -> Response {
+        // Full chain: the client sees the cause, not only the outer context.
+        let mut msg = self.to_string();
+        let mut src = std::error::Error::source(self);
+        while let Some(s) = src {
+            let s_str = s.to_string();
+            if !msg.contains(&s_str) {
+                msg.push_str(": ");
+                msg.push_str(&s_str);
+            }
+            src = s.source();
+        }
+        Response::error(self.kind(), msg)
+    }
+}
+
+fn image_kind(e: &herd_overlay::Error) -> ErrorKind {
+    if e.is_not_found() {
+        ErrorKind::NotFound
+    } else if e.is_invalid_input() {
+        ErrorKind::InvalidInput
+    } else {
+        ErrorKind::Internal
+    }
+}
+
+pub(crate) trait IoContext<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Io {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for nix::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Sys {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, libcontainer::error::LibcontainerError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Runtime {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, herd_netlink::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Net {
+            context: context(),
+            source,
+        })
+    }
+}
+
+/// Names of containers and nodes: they become paths, cgroup names and netns names.
+pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.')
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::Invalid {
+            what,
+            reason: format!(
+                "{name:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            ),
+        })
+    }
+}

@@ -1,0 +1,178 @@
+//! The agent's QUIC endpoint: one request per bidirectional stream (see
+//! herd-wire's module docs for the exchange), dispatched to [`Agent`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use herd_wire::{Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION};
+
+use crate::container::ExecRequest;
+use crate::logs::LogReader;
+use crate::Agent;
+
+/// Largest request a client may send.
+pub const MAX_REQUEST: usize = 1 << 20;
+
+/// Serve until the endpoint closes.
+pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let agent = agent.clone();
+        tokio::spawn(async move {
+            let remote = incoming.remote_address();
+            let conn = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(%remote, "refused connection: {e}");
+                    return;
+                }
+            };
+            if herd_quic::endpoint::peer_identity(&conn).is_none() {
+                tracing::warn!(%remote, "peer without a cluster certificate");
+                conn.close(1u32.into(), b"no cluster certificate");
+                return;
+            }
+            loop {
+                let (send, recv) = match conn.accept_bi().await {
+                    Ok(s) => s,
+                    Err(_) => return,
+                };
+                let agent = agent.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = handle_stream(agent, send, recv).await {
+                        tracing::debug!(%remote, "stream ended: {e}");
+                    }
+                });
+            }
+        });
+    }
+}
+
+async fn handle_stream(
+    agent: Arc<Agent>,
+    mut send: quinn::SendStream,
+    mut recv: quinn::RecvStream,
+) -> Result<(), herd_quic::Error> {
+    let env: Envelope = match herd_quic::rpc::recv_msg(&mut recv, MAX_REQUEST).await {
+        Ok(Some(env)) => env,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let r = Response::error(ErrorKind::InvalidInput, format!("bad request: {e}"));
+            herd_quic::rpc::send_msg(&mut send, &r).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    };
+    if env.version != PROTOCOL_VERSION {
+        let r = Response::error(
+            ErrorKind::VersionMismatch,
+            format!(
+                "protocol version {} not supported by this agent (it speaks {PROTOCOL_VERSION})",
+                env.version
+            ),
+        );
+        herd_quic::rpc::send_msg(&mut send, &r).await?;
+        let _ = send.finish();
+        return Ok(());
+    }
+    match env.request {
+        Request::Logs { name, follow, tail } => {
+            stream_logs(agent, &name, follow, tail, &mut send).await?;
+        }
+        req => {
+            let resp = dispatch(agent, req).await;
+            herd_quic::rpc::send_msg(&mut send, &resp).await?;
+        }
+    }
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    Ok(())
+}
+
+/// Answer one non-streaming request.
+pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
+    let a = agent.clone();
+    let out = tokio::task::spawn_blocking(move || -> Result<Response, crate::AgentError> {
+        Ok(match req {
+            Request::Ping => Response::Pong {
+                node: a.node().to_string(),
+                version: PROTOCOL_VERSION,
+                arch: std::env::consts::ARCH.to_string(),
+                agent_version: env!("CARGO_PKG_VERSION").to_string(),
+            },
+            Request::Run(spec) => Response::Container(a.run(spec)?),
+            Request::List => Response::Containers(a.list()),
+            Request::Inspect { name } => Response::Container(a.inspect(&name)?),
+            Request::Exec { name, cmd, env } => {
+                Response::Exec(a.exec(&name, ExecRequest { cmd, env })?)
+            }
+            Request::Stop { name, timeout_s } => {
+                Response::Container(a.stop(&name, Duration::from_secs(timeout_s))?)
+            }
+            Request::Kill { name, signal } => {
+                a.kill(&name, signal)?;
+                Response::Ok
+            }
+            Request::Remove { name, force } => {
+                a.remove(&name, force)?;
+                Response::Ok
+            }
+            Request::ImageImport { name, path } => {
+                Response::Image(a.image_import(&name, std::path::Path::new(&path))?)
+            }
+            Request::ImageList => Response::Images(a.image_list()?),
+            Request::ImageRemove { name } => {
+                a.image_remove(&name)?;
+                Response::Ok
+            }
+            Request::Logs { .. } => Response::error(ErrorKind::Internal, "logs are streamed"),
+        })
+    })
+    .await;
+    match out {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => e.to_response(),
+        Err(e) => Response::error(ErrorKind::Internal, format!("agent task failed: {e}")),
+    }
+}
+
+async fn stream_logs(
+    agent: Arc<Agent>,
+    name: &str,
+    follow: bool,
+    tail: Option<u64>,
+    send: &mut quinn::SendStream,
+) -> Result<(), herd_quic::Error> {
+    let path = match agent.log_path(name) {
+        Ok(p) => p,
+        Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
+    };
+    let mut reader = match LogReader::open(&path) {
+        Ok(r) => r,
+        Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
+    };
+    let mut first = true;
+    loop {
+        // Read whether it was running *before* reading, so the last lines
+        // written before exit are not missed.
+        let running = agent.is_running(name);
+        let mut lines = match reader.read_new() {
+            Ok(l) => l,
+            Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
+        };
+        if first {
+            if let Some(t) = tail {
+                let skip = lines.len().saturating_sub(t as usize);
+                lines.drain(..skip);
+            }
+            first = false;
+        }
+        for l in lines {
+            herd_quic::rpc::send_msg(send, &Response::Log(l)).await?;
+        }
+        if !follow || !running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    herd_quic::rpc::send_msg(send, &Response::End).await
+}

@@ -1,0 +1,531 @@
+//! `herd lab`: several hosts on one machine.
+//!
+//! ```text
+//!  root netns ── <lab>-br (10.77.X.1/24)
+//!                  ├── veth <lab>-n1 ══ eth0 in netns <lab>-n1 (10.77.X.11)  herd-agent --node n1
+//!                  ├── veth <lab>-n2 ══ eth0 in netns <lab>-n2 (10.77.X.12)  herd-agent --node n2
+//!                  ...
+//! ```
+//!
+//! Each agent has its own state dir under the lab dir and its own node
+//! certificate; the CLI gets a user certificate. Containers' netns are named
+//! `<lab>-<node>-<container>` and their cgroups live under `/herd/<lab>/<node>`,
+//! so `lab down` can find and remove everything a lab made even when its
+//! agents are already dead.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use herd_netlink::{netns, Handle};
+use herd_quic::pki::{self, Role};
+use herd_wire::{Request, Response};
+
+use crate::client::Client;
+use crate::cluster::{self, Cluster, LabNet, Node, Tls};
+
+pub const AGENT_PORT: u16 = 7700;
+const USER: &str = "admin";
+
+pub fn agent_binary() -> Result<PathBuf> {
+    if let Some(p) = std::env::var_os("HERD_AGENT_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe().context("own path")?;
+    let p = exe.with_file_name("herd-agent");
+    if p.exists() {
+        return Ok(p);
+    }
+    bail!(
+        "herd-agent not found next to {} (build it: cargo build --release, or set HERD_AGENT_BIN)",
+        exe.display()
+    )
+}
+
+fn check_lab_name(name: &str) -> Result<()> {
+    // Link names are at most 15 bytes: "<lab>-n99" and "<lab>-br" must fit.
+    if name.is_empty()
+        || name.len() > 10
+        || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        || !name.as_bytes()[0].is_ascii_alphabetic()
+    {
+        bail!("lab name {name:?}: 1-10 letters, digits or '-', starting with a letter");
+    }
+    Ok(())
+}
+
+fn subnet_in_use(index: u8) -> bool {
+    let root = cluster::lab_root();
+    let Ok(rd) = fs::read_dir(&root) else {
+        return false;
+    };
+    rd.flatten().any(|e| {
+        Cluster::load(&e.path().join("cluster.json"))
+            .ok()
+            .and_then(|c| c.lab)
+            .map(|l| l.subnet_index == index)
+            .unwrap_or(false)
+    })
+}
+
+pub async fn up(lab: &str, nodes: usize) -> Result<Cluster> {
+    check_lab_name(lab)?;
+    if !(1..=32).contains(&nodes) {
+        bail!("--nodes must be between 1 and 32");
+    }
+    if nix::unistd::geteuid().as_raw() != 0 {
+        bail!("herd lab up needs root (network namespaces, cgroups, CRIU)");
+    }
+    let agent_bin = agent_binary()?;
+    let dir = cluster::lab_dir(lab);
+    let file = dir.join("cluster.json");
+    if file.exists() {
+        bail!("lab {lab} is already up ({}); run `herd lab down` first", file.display());
+    }
+    let bridge_exists = match Handle::new()?.link(&format!("{lab}-br")) {
+        Ok(_) => true,
+        Err(e) if e.is_not_found() => false,
+        Err(e) => return Err(e.into()),
+    };
+    if netns::exists(&format!("{lab}-n1")) || bridge_exists {
+        bail!("leftovers of lab {lab} exist (netns {lab}-n1 or bridge {lab}-br): run `herd lab down` first");
+    }
+    let index = (1..=250u8)
+        .find(|i| !subnet_in_use(*i) && Handle::new().map(|mut h| !subnet_taken(&mut h, *i)).unwrap_or(true))
+        .context("no free 10.77.X.0/24 subnet for the lab")?;
+    fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+
+    let mut cl = Cluster {
+        name: lab.to_string(),
+        dir: dir.clone(),
+        tls: Tls {
+            ca: PathBuf::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+        },
+        nodes: Vec::new(),
+        lab: Some(LabNet {
+            bridge: format!("{lab}-br"),
+            bridge_addr: format!("10.77.{index}.1/24"),
+            subnet_index: index,
+            cgroup_parent: format!("/herd/{lab}"),
+        }),
+    };
+    // Written first, so `lab down` can clean up a half-made lab.
+    cl.save(&file)?;
+    match build(&mut cl, &agent_bin, nodes, index).await {
+        Ok(()) => {
+            cl.save(&file)?;
+            Ok(cl)
+        }
+        Err(e) => {
+            let _ = cl.save(&file);
+            eprintln!("herd: lab up failed, tearing down what was made");
+            if let Err(d) = down_cluster(cl).await {
+                eprintln!("herd: teardown also failed: {d:#}");
+            }
+            Err(e)
+        }
+    }
+}
+
+fn subnet_taken(h: &mut Handle, index: u8) -> bool {
+    let want = Ipv4Addr::new(10, 77, index, 1);
+    h.addresses(None)
+        .map(|v| v.iter().any(|a| a.addr == std::net::IpAddr::V4(want)))
+        .unwrap_or(false)
+}
+
+async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> Result<()> {
+    let lab = cl.name.clone();
+    let pki_dir = cl.dir.join("pki");
+    pki::init_ca(&pki_dir, &lab, true).context("create the lab CA")?;
+    let user = pki::issue(&pki_dir, USER, Role::User, &pki_dir, &[]).context("issue the user certificate")?;
+    let files = user.tls_files();
+    cl.tls = Tls {
+        ca: files.ca,
+        cert: files.cert,
+        key: files.key,
+    };
+
+    let mut h = Handle::new()?;
+    let br = format!("{lab}-br");
+    h.add_bridge(&br).with_context(|| format!("create bridge {br}"))?;
+    h.add_address(&br, Ipv4Addr::new(10, 77, index, 1).into(), 24)?;
+    h.set_up(&br)?;
+
+    for i in 1..=nodes {
+        let node = format!("n{i}");
+        let ns_name = format!("{lab}-{node}");
+        let ns_path = netns::create(&ns_name).with_context(|| format!("create netns {ns_name}"))?;
+        let ip = Ipv4Addr::new(10, 77, index, 10 + i as u8);
+        let host_end = format!("{lab}-{node}");
+        let ns_fd = netns::open(&ns_path)?;
+        h.add_veth(&host_end, "eth0", Some(ns_fd.as_fd()))
+            .with_context(|| format!("create veth {host_end}"))?;
+        h.set_master(&host_end, Some(&br))?;
+        h.set_up(&host_end)?;
+        let mut inner = Handle::in_netns(&ns_path)?;
+        inner.set_up("lo")?;
+        inner.add_address("eth0", ip.into(), 24)?;
+        inner.set_up("eth0")?;
+        inner.add_default_route(Ipv4Addr::new(10, 77, index, 1).into())?;
+
+        let node_dir = cl.dir.join(&node);
+        fs::create_dir_all(&node_dir)?;
+        pki::issue(&pki_dir, &node, Role::Node, &node_dir, &[ip.to_string()])
+            .with_context(|| format!("issue certificate for {node}"))?;
+        let state_dir = node_dir.join("state");
+        let (pid, pid_start) = spawn_agent(agent_bin, &lab, &node, &node_dir, ip, &ns_path)?;
+        cl.nodes.push(Node {
+            name: node.clone(),
+            addr: SocketAddr::from((ip, AGENT_PORT)),
+            netns: Some(ns_name),
+            state_dir: Some(state_dir),
+            pid: Some(pid),
+            pid_start,
+        });
+    }
+    cl.save(&cl.dir.join("cluster.json"))?;
+    wait_ready(cl).await
+}
+
+/// Start one node's agent inside its netns, in its own session, logging to
+/// `<node dir>/agent.log`. Returns its pid and start time.
+fn spawn_agent(
+    agent_bin: &Path,
+    lab: &str,
+    node: &str,
+    node_dir: &Path,
+    ip: Ipv4Addr,
+    ns_path: &Path,
+) -> Result<(i32, Option<u64>)> {
+    let ns_fd = netns::open(ns_path)?;
+    let tls = pki::TlsFiles::in_dir(node_dir, node);
+    let log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node_dir.join("agent.log"))?;
+    let mut cmd = Command::new(agent_bin);
+    cmd.arg("--node")
+        .arg(node)
+        .arg("--state-dir")
+        .arg(node_dir.join("state"))
+        .arg("--listen")
+        .arg(SocketAddr::from((ip, AGENT_PORT)).to_string())
+        .arg("--ca")
+        .arg(&tls.ca)
+        .arg("--cert")
+        .arg(&tls.cert)
+        .arg("--key")
+        .arg(&tls.key)
+        .arg("--netns-prefix")
+        .arg(format!("{lab}-{node}-"))
+        .arg("--cgroup-parent")
+        .arg(format!("/herd/{lab}/{node}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    let fd = ns_fd.as_raw_fd();
+    // SAFETY: setns and setsid are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setns(fd, libc::CLONE_NEWNET) < 0 || libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd
+        .spawn()
+        .with_context(|| format!("start {}", agent_bin.display()))?;
+    let pid = child.id() as i32;
+    // The agent outlives this command: init reaps it.
+    std::mem::forget(child);
+    Ok((pid, crate::proc_start(pid)))
+}
+
+/// Kill one node's agent (SIGKILL: as if it crashed) and start it again.
+/// Its containers keep running meanwhile; the new agent re-adopts them.
+pub async fn restart(lab: &str, node: &str) -> Result<()> {
+    let file = cluster::lab_dir(lab).join("cluster.json");
+    let mut cl = Cluster::load(&file)?;
+    let agent_bin = agent_binary()?;
+    let n = cl.node(node)?.clone();
+    if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
+        if crate::proc_start(pid) == Some(start) {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            while crate::proc_start(pid) == Some(start) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let std::net::IpAddr::V4(ip) = n.addr.ip() else {
+        bail!("lab node {node} has a non-IPv4 address");
+    };
+    let ns = netns::path(n.netns.as_deref().context("lab node without a netns")?);
+    let (pid, pid_start) = spawn_agent(&agent_bin, lab, node, &cl.dir.join(node), ip, &ns)?;
+    for x in cl.nodes.iter_mut().filter(|x| x.name == node) {
+        x.pid = Some(pid);
+        x.pid_start = pid_start;
+    }
+    cl.save(&file)?;
+    let one = Cluster {
+        nodes: cl.nodes.iter().filter(|x| x.name == node).cloned().collect(),
+        ..cl
+    };
+    wait_ready(&one).await
+}
+
+async fn wait_ready(cl: &Cluster) -> Result<()> {
+    let mut client = Client::new(cl.clone())?;
+    for n in &cl.nodes {
+        let t0 = Instant::now();
+        loop {
+            match client.call(&n.name, Request::Ping).await {
+                Ok(Response::Pong { .. }) => break,
+                Ok(r) => bail!("agent {} answered {r:?} to a ping", n.name),
+                Err(e) => {
+                    let alive = n.pid.map(|p| crate::proc_start(p).is_some()).unwrap_or(false);
+                    if !alive || t0.elapsed() > Duration::from_secs(20) {
+                        let log = cl.dir.join(&n.name).join("agent.log");
+                        let tail = fs::read_to_string(&log).unwrap_or_default();
+                        let tail: Vec<&str> = tail.lines().rev().take(10).collect();
+                        bail!(
+                            "agent {} did not come up ({e:#}); its log {}:\n{}",
+                            n.name,
+                            log.display(),
+                            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+                        );
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn down(lab: &str) -> Result<bool> {
+    check_lab_name(lab)?;
+    let file = cluster::lab_dir(lab).join("cluster.json");
+    let cl = match Cluster::load(&file) {
+        Ok(c) => c,
+        Err(_) if !file.exists() => {
+            // Nothing recorded; still sweep leftovers by name.
+            sweep(lab, &cluster::lab_dir(lab), &[])?;
+            return Ok(false);
+        }
+        Err(e) => return Err(e),
+    };
+    down_cluster(cl).await?;
+    Ok(true)
+}
+
+async fn down_cluster(cl: Cluster) -> Result<()> {
+    // 1. Ask live agents to remove their containers the clean way.
+    if let Ok(mut client) = Client::new(cl.clone()) {
+        for n in cl.nodes.clone() {
+            let alive = n.pid.map(|p| crate::proc_start(p) == n.pid_start && n.pid_start.is_some());
+            if alive != Some(true) {
+                continue;
+            }
+            let list = tokio::time::timeout(Duration::from_secs(5), client.call(&n.name, Request::List)).await;
+            if let Ok(Ok(Response::Containers(cs))) = list {
+                for c in cs {
+                    let r = client
+                        .call(&n.name, Request::Remove { name: c.name.clone(), force: true })
+                        .await;
+                    if let Err(e) = r {
+                        eprintln!("herd: rm -f {} on {}: {e:#}", c.name, n.name);
+                    }
+                }
+            }
+        }
+    }
+    // 2. Stop the agents.
+    for n in &cl.nodes {
+        if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
+            stop_process(pid, start);
+        }
+    }
+    // 3. Sweep whatever is left, by name.
+    let names: Vec<String> = cl.nodes.iter().map(|n| n.name.clone()).collect();
+    sweep(&cl.name, &cl.dir, &names)
+}
+
+fn stop_process(pid: i32, start: u64) {
+    use nix::sys::signal::{kill, Signal};
+    let p = nix::unistd::Pid::from_raw(pid);
+    if crate::proc_start(pid) != Some(start) {
+        return;
+    }
+    let _ = kill(p, Signal::SIGTERM);
+    let t0 = Instant::now();
+    while crate::proc_start(pid) == Some(start) {
+        if t0.elapsed() > Duration::from_secs(5) {
+            let _ = kill(p, Signal::SIGKILL);
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            eprintln!("herd: process {pid} does not die");
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Remove everything named after the lab: container processes (by cgroup),
+/// cgroups, mounts under the lab dir, netns, links, the lab dir.
+fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
+    let mut problems = Vec::new();
+    // Container processes and cgroups: /sys/fs/cgroup[/<ctrl>]/herd/<lab>.
+    for root in cgroup_roots() {
+        let base = root.join("herd").join(lab);
+        if base.exists() {
+            kill_cgroup_tree(&base);
+            if let Err(e) = remove_cgroup_tree(&base) {
+                problems.push(format!("cgroup {}: {e}", base.display()));
+            }
+            let _ = fs::remove_dir(root.join("herd"));
+        }
+    }
+    // Mounts under the lab dir, deepest first.
+    if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
+        let mut mounts: Vec<String> = mi
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4).map(unescape_mount))
+            .filter(|m| Path::new(m).starts_with(dir))
+            .collect();
+        mounts.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mounts {
+            if let Err(e) = nix::mount::umount2(m.as_str(), nix::mount::MntFlags::MNT_DETACH) {
+                problems.push(format!("umount {m}: {e}"));
+            }
+        }
+    }
+    // Network namespaces of the lab and of its containers.
+    if let Ok(all) = netns::list() {
+        for ns in all.iter().filter(|n| n.starts_with(&format!("{lab}-"))) {
+            if let Err(e) = netns::delete(ns) {
+                problems.push(format!("netns {ns}: {e}"));
+            }
+        }
+    }
+    if let Ok(mut h) = Handle::new() {
+        if let Ok(links) = h.links() {
+            for l in links.iter().filter(|l| l.name.starts_with(&format!("{lab}-"))) {
+                match h.delete_link(&l.name) {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => problems.push(format!("link {}: {e}", l.name)),
+                }
+            }
+        }
+    }
+    if dir.exists() {
+        if let Err(e) = fs::remove_dir_all(dir) {
+            problems.push(format!("remove {}: {e}", dir.display()));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        bail!("lab {lab} not fully removed: {}", problems.join("; "))
+    }
+}
+
+fn unescape_mount(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Every cgroup hierarchy root: the v1 controllers' and the unified one.
+fn cgroup_roots() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
+        for l in mi.lines() {
+            let parts: Vec<&str> = l.split(' ').collect();
+            let Some(sep) = parts.iter().position(|p| *p == "-") else { continue };
+            let fstype = parts.get(sep + 1).copied().unwrap_or("");
+            if fstype == "cgroup" || fstype == "cgroup2" {
+                if let Some(m) = parts.get(4) {
+                    v.push(PathBuf::from(unescape_mount(m)));
+                }
+            }
+        }
+    }
+    v
+}
+
+fn kill_cgroup_tree(dir: &Path) {
+    for _ in 0..50 {
+        let mut any = false;
+        visit_dirs(dir, &mut |d| {
+            if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
+                for p in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                    any = true;
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(p),
+                        nix::sys::signal::Signal::SIGKILL,
+                    );
+                }
+            }
+        });
+        if !any {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn visit_dirs(dir: &Path, f: &mut dyn FnMut(&Path)) {
+    f(dir);
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                visit_dirs(&e.path(), f);
+            }
+        }
+    }
+}
+
+fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_cgroup_tree(&e.path())?;
+            }
+        }
+    }
+    // A cgroup dir is removed with rmdir even though it lists files.
+    let mut last = Ok(());
+    for _ in 0..20 {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => last = Err(e),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    last
+}
+
+pub async fn status(lab: &str) -> Result<Vec<(Node, std::result::Result<String, String>)>> {
+    let file = cluster::lab_dir(lab).join("cluster.json");
+    let cl = Cluster::load(&file)?;
+    let mut client = Client::new(cl.clone())?;
+    let mut out = Vec::new();
+    for n in cl.nodes.clone() {
+        let r = match client.call(&n.name, Request::List).await {
+            Ok(Response::Containers(cs)) => Ok(format!("up, {} container(s)", cs.len())),
+            Ok(r) => Err(format!("unexpected answer {r:?}")),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        out.push((n, r));
+    }
+    Ok(out)
+}

@@ -1,0 +1,168 @@
+//! Helpers for tests that drive the real `herd` binary against a real lab.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn herd_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_herd"))
+}
+
+/// herd-agent next to herd (scripts/setup and `cargo test --workspace` build it).
+pub fn agent_bin() -> PathBuf {
+    herd_bin().with_file_name("herd-agent")
+}
+
+/// A lab owned by one test: unique name, torn down on drop.
+pub struct Lab {
+    pub name: String,
+    pub root: PathBuf,
+}
+
+impl Lab {
+    /// `None` (after a loud skip) when the test cannot run here.
+    pub fn up(test: &str, name: &str, nodes: usize) -> Option<Lab> {
+        if !herd_testkit::require_root(test) {
+            return None;
+        }
+        assert!(
+            agent_bin().exists(),
+            "{} missing: build it with `cargo build --release` (scripts/setup does)",
+            agent_bin().display()
+        );
+        let root = std::env::temp_dir().join(format!("herd-test-labs-{name}"));
+        let lab = Lab {
+            name: name.to_string(),
+            root,
+        };
+        // A previous failed run may have left it behind.
+        let _ = lab.herd(&["lab", "down"]);
+        let out = lab.herd(&["lab", "up", "--nodes", &nodes.to_string()]);
+        assert!(out.status.success(), "lab up failed:\n{}", text(&out));
+        Some(lab)
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(herd_bin());
+        c.env("HERD_LAB", &self.name)
+            .env("HERD_LAB_ROOT", &self.root)
+            .env("HERD_AGENT_BIN", agent_bin())
+            .env_remove("HERD_CLUSTER");
+        c
+    }
+
+    pub fn herd(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("run herd")
+    }
+
+    /// Run and require success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.herd(args);
+        assert!(
+            out.status.success(),
+            "herd {} failed:\n{}",
+            args.join(" "),
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.root.join(&self.name)
+    }
+
+    pub fn import_busybox(&self) {
+        self.ok(&["image", "import", "busybox", "--busybox"]);
+    }
+
+    pub fn ps_json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.ok(&["ps", "--json"])).expect("ps --json is JSON")
+    }
+
+    pub fn container(&self, name: &str) -> Option<serde_json::Value> {
+        self.ps_json()
+            .as_array()
+            .expect("array")
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+    }
+
+    /// What this lab left on the machine: netns, links, mounts, cgroups, files.
+    pub fn leftovers(&self) -> Vec<String> {
+        leftovers(&self.name, &self.dir())
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.herd(&["lab", "down"]);
+        let _ = std::fs::remove_dir_all(&self.root);
+    }
+}
+
+pub fn text(o: &Output) -> String {
+    format!(
+        "status {}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+pub fn leftovers(lab: &str, dir: &Path) -> Vec<String> {
+    let mut v = Vec::new();
+    let prefix = format!("{lab}-");
+    if let Ok(rd) = std::fs::read_dir("/run/netns") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) {
+                v.push(format!("netns {n}"));
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir("/sys/class/net") {
+        for e in rd.flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with(&prefix) {
+                v.push(format!("link {n}"));
+            }
+        }
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mi.lines() {
+        if let Some(m) = l.split(' ').nth(4) {
+            if Path::new(m).starts_with(dir) || m.contains(&format!("/netns/{prefix}")) {
+                v.push(format!("mount {m}"));
+            }
+        }
+    }
+    for ctrl in ["memory", "cpu", "pids", "freezer", "unified", "systemd", "blkio", "cpuset", "devices", "cpuacct"] {
+        let p = Path::new("/sys/fs/cgroup").join(ctrl).join("herd").join(lab);
+        if p.exists() {
+            v.push(format!("cgroup {}", p.display()));
+        }
+    }
+    let p = Path::new("/sys/fs/cgroup/herd").join(lab);
+    if p.exists() {
+        v.push(format!("cgroup {}", p.display()));
+    }
+    if dir.exists() {
+        v.push(format!("dir {}", dir.display()));
+    }
+    v
+}
+
+/// Poll `f` until it returns Some, for at most `secs` seconds.
+pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if t0.elapsed().as_secs() >= secs {
+            return None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
