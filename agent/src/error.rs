@@ -78,12 +78,15 @@ impl AgentError {
 }
 
 fn image_kind(e: &herd_overlay::Error) -> ErrorKind {
-    if e.is_not_found() {
-        ErrorKind::NotFound
-    } else if e.is_invalid_input() {
-        ErrorKind::InvalidInput
-    } else {
-        ErrorKind::Internal
+    use herd_overlay::Error as E;
+    match e {
+        E::NotFound(_) => ErrorKind::NotFound,
+        E::InvalidName { .. }
+        | E::InvalidDigest(_)
+        | E::UnsafeEntry { .. }
+        | E::Unsupported { .. }
+        | E::DigestMismatch { .. } => ErrorKind::InvalidInput,
+        _ => ErrorKind::Internal,
     }
 }
 

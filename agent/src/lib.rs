@@ -14,4 +14,3 @@ pub mod state;
 
 pub use container::{Agent, AgentConfig};
 pub use error::{AgentError, Result};
-

@@ -158,10 +158,7 @@ impl LogReader {
             .seek(SeekFrom::Start(self.pos))
             .ctx(|| "seek log".into())?;
         let mut buf = Vec::new();
-        let n = self
-            .file
-            .read_to_end(&mut buf)
-            .ctx(|| "read log".into())?;
+        let n = self.file.read_to_end(&mut buf).ctx(|| "read log".into())?;
         self.pos += n as u64;
         self.partial.extend_from_slice(&buf);
         let mut out = Vec::new();

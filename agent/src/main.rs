@@ -8,7 +8,11 @@ use clap::Parser;
 use herd_agent::{logs, server, Agent, AgentConfig};
 
 #[derive(Parser, Debug)]
-#[command(name = "herd-agent", version, about = "Herd's per-host agent: containers, checkpoints, migrations, metrics")]
+#[command(
+    name = "herd-agent",
+    version,
+    about = "Herd's per-host agent: containers, checkpoints, migrations, metrics"
+)]
 struct Args {
     /// This host's name in the cluster.
     #[arg(long)]
@@ -51,8 +55,9 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")
-                .unwrap_or_else(|_| "info,libcontainer=warn,libcgroups=warn".into()),
+                .unwrap_or_else(|_| "info,libcontainer=warn,libcgroups=error".into()),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
     if let Some(c) = &args.criu {

@@ -59,7 +59,8 @@ pub fn build(input: SpecInput<'_>) -> Result<Spec> {
     process.set_args(Some(input.args));
     process.set_cwd(input.cwd.into());
     process.set_terminal(Some(false));
-    let mut env = vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
+    let mut env =
+        vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
     for e in input.env {
         let key = e.split('=').next().unwrap_or("");
         env.retain(|x| x.split('=').next() != Some(key));

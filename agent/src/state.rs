@@ -116,10 +116,12 @@ impl ContainerRecord {
 
     pub fn load(path: &Path) -> Result<Self> {
         let data = fs::read(path).ctx(|| format!("cannot read {}", path.display()))?;
-        serde_json::from_slice(&data).map_err(|e| crate::error::AgentError::Other(format!(
-            "corrupt container record {}: {e}",
-            path.display()
-        )))
+        serde_json::from_slice(&data).map_err(|e| {
+            crate::error::AgentError::Other(format!(
+                "corrupt container record {}: {e}",
+                path.display()
+            ))
+        })
     }
 
     /// Write atomically: a crash leaves the old or the new record, never half of one.

@@ -70,11 +70,7 @@ impl Client {
     }
 
     /// Open a stream for a request whose answer is a sequence.
-    pub async fn stream(
-        &mut self,
-        node: &str,
-        req: Request,
-    ) -> Result<quinn::RecvStream> {
+    pub async fn stream(&mut self, node: &str, req: Request) -> Result<quinn::RecvStream> {
         let c = self.conn(node).await?;
         let (mut send, recv) = c.open_bi().await.context("open stream")?;
         herd_quic::rpc::send_msg(&mut send, &Envelope::new(req)).await?;
@@ -91,7 +87,12 @@ impl Client {
         let mut unreachable = Vec::new();
         for node in self.node_names() {
             match self
-                .call(&node, Request::Inspect { name: name.to_string() })
+                .call(
+                    &node,
+                    Request::Inspect {
+                        name: name.to_string(),
+                    },
+                )
                 .await
             {
                 Ok(_) => return Ok(node),

@@ -79,7 +79,8 @@ impl Cluster {
             ),
             Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
         };
-        serde_json::from_slice(&data).with_context(|| format!("corrupt cluster file {}", path.display()))
+        serde_json::from_slice(&data)
+            .with_context(|| format!("corrupt cluster file {}", path.display()))
     }
 
     pub fn save(&self, path: &Path) -> Result<()> {
@@ -94,7 +95,11 @@ impl Cluster {
             format!(
                 "no node named {name} in cluster {} (nodes: {})",
                 self.name,
-                self.nodes.iter().map(|n| n.name.as_str()).collect::<Vec<_>>().join(", ")
+                self.nodes
+                    .iter()
+                    .map(|n| n.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )
         })
     }

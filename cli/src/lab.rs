@@ -85,7 +85,10 @@ pub async fn up(lab: &str, nodes: usize) -> Result<Cluster> {
     let dir = cluster::lab_dir(lab);
     let file = dir.join("cluster.json");
     if file.exists() {
-        bail!("lab {lab} is already up ({}); run `herd lab down` first", file.display());
+        bail!(
+            "lab {lab} is already up ({}); run `herd lab down` first",
+            file.display()
+        );
     }
     let bridge_exists = match Handle::new()?.link(&format!("{lab}-br")) {
         Ok(_) => true,
@@ -96,7 +99,12 @@ pub async fn up(lab: &str, nodes: usize) -> Result<Cluster> {
         bail!("leftovers of lab {lab} exist (netns {lab}-n1 or bridge {lab}-br): run `herd lab down` first");
     }
     let index = (1..=250u8)
-        .find(|i| !subnet_in_use(*i) && Handle::new().map(|mut h| !subnet_taken(&mut h, *i)).unwrap_or(true))
+        .find(|i| {
+            !subnet_in_use(*i)
+                && Handle::new()
+                    .map(|mut h| !subnet_taken(&mut h, *i))
+                    .unwrap_or(true)
+        })
         .context("no free 10.77.X.0/24 subnet for the lab")?;
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
@@ -145,7 +153,8 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> R
     let lab = cl.name.clone();
     let pki_dir = cl.dir.join("pki");
     pki::init_ca(&pki_dir, &lab, true).context("create the lab CA")?;
-    let user = pki::issue(&pki_dir, USER, Role::User, &pki_dir, &[]).context("issue the user certificate")?;
+    let user = pki::issue(&pki_dir, USER, Role::User, &pki_dir, &[])
+        .context("issue the user certificate")?;
     let files = user.tls_files();
     cl.tls = Tls {
         ca: files.ca,
@@ -155,7 +164,8 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> R
 
     let mut h = Handle::new()?;
     let br = format!("{lab}-br");
-    h.add_bridge(&br).with_context(|| format!("create bridge {br}"))?;
+    h.add_bridge(&br)
+        .with_context(|| format!("create bridge {br}"))?;
     h.add_address(&br, Ipv4Addr::new(10, 77, index, 1).into(), 24)?;
     h.set_up(&br)?;
 
@@ -259,7 +269,10 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
     let n = cl.node(node)?.clone();
     if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
         if crate::proc_start(pid) == Some(start) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
             while crate::proc_start(pid) == Some(start) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
@@ -276,7 +289,12 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
     }
     cl.save(&file)?;
     let one = Cluster {
-        nodes: cl.nodes.iter().filter(|x| x.name == node).cloned().collect(),
+        nodes: cl
+            .nodes
+            .iter()
+            .filter(|x| x.name == node)
+            .cloned()
+            .collect(),
         ..cl
     };
     wait_ready(&one).await
@@ -291,7 +309,10 @@ async fn wait_ready(cl: &Cluster) -> Result<()> {
                 Ok(Response::Pong { .. }) => break,
                 Ok(r) => bail!("agent {} answered {r:?} to a ping", n.name),
                 Err(e) => {
-                    let alive = n.pid.map(|p| crate::proc_start(p).is_some()).unwrap_or(false);
+                    let alive = n
+                        .pid
+                        .map(|p| crate::proc_start(p).is_some())
+                        .unwrap_or(false);
                     if !alive || t0.elapsed() > Duration::from_secs(20) {
                         let log = cl.dir.join(&n.name).join("agent.log");
                         let tail = fs::read_to_string(&log).unwrap_or_default();
@@ -331,15 +352,25 @@ async fn down_cluster(cl: Cluster) -> Result<()> {
     // 1. Ask live agents to remove their containers the clean way.
     if let Ok(mut client) = Client::new(cl.clone()) {
         for n in cl.nodes.clone() {
-            let alive = n.pid.map(|p| crate::proc_start(p) == n.pid_start && n.pid_start.is_some());
+            let alive = n
+                .pid
+                .map(|p| crate::proc_start(p) == n.pid_start && n.pid_start.is_some());
             if alive != Some(true) {
                 continue;
             }
-            let list = tokio::time::timeout(Duration::from_secs(5), client.call(&n.name, Request::List)).await;
+            let list =
+                tokio::time::timeout(Duration::from_secs(5), client.call(&n.name, Request::List))
+                    .await;
             if let Ok(Ok(Response::Containers(cs))) = list {
                 for c in cs {
                     let r = client
-                        .call(&n.name, Request::Remove { name: c.name.clone(), force: true })
+                        .call(
+                            &n.name,
+                            Request::Remove {
+                                name: c.name.clone(),
+                                force: true,
+                            },
+                        )
                         .await;
                     if let Err(e) = r {
                         eprintln!("herd: rm -f {} on {}: {e:#}", c.name, n.name);
@@ -418,7 +449,10 @@ fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
     }
     if let Ok(mut h) = Handle::new() {
         if let Ok(links) = h.links() {
-            for l in links.iter().filter(|l| l.name.starts_with(&format!("{lab}-"))) {
+            for l in links
+                .iter()
+                .filter(|l| l.name.starts_with(&format!("{lab}-")))
+            {
                 match h.delete_link(&l.name) {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() => {}
@@ -440,7 +474,10 @@ fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
 }
 
 fn unescape_mount(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Every cgroup hierarchy root: the v1 controllers' and the unified one.
@@ -449,7 +486,9 @@ fn cgroup_roots() -> Vec<PathBuf> {
     if let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") {
         for l in mi.lines() {
             let parts: Vec<&str> = l.split(' ').collect();
-            let Some(sep) = parts.iter().position(|p| *p == "-") else { continue };
+            let Some(sep) = parts.iter().position(|p| *p == "-") else {
+                continue;
+            };
             let fstype = parts.get(sep + 1).copied().unwrap_or("");
             if fstype == "cgroup" || fstype == "cgroup2" {
                 if let Some(m) = parts.get(4) {

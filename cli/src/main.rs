@@ -16,7 +16,11 @@ use client::{unexpected, Client};
 use cluster::Cluster;
 
 #[derive(Parser, Debug)]
-#[command(name = "herd", version, about = "Live-migrate containers between Linux hosts with CRIU")]
+#[command(
+    name = "herd",
+    version,
+    about = "Live-migrate containers between Linux hosts with CRIU"
+)]
 struct Cli {
     /// Cluster file (default: the lab's, see --lab).
     #[arg(long, global = true, env = "HERD_CLUSTER")]
@@ -242,7 +246,8 @@ async fn run(cli: Cli) -> Result<i32> {
         } => {
             let memory_bytes = match memory {
                 Some(m) => Some(
-                    herd_agent_size(m).with_context(|| format!("--memory {m:?}: use e.g. 64m, 1g"))?,
+                    herd_agent_size(m)
+                        .with_context(|| format!("--memory {m:?}: use e.g. 64m, 1g"))?,
                 ),
                 None => None,
             };
@@ -254,7 +259,11 @@ async fn run(cli: Cli) -> Result<i32> {
             let mut c = client(&cli)?;
             let node = match node {
                 Some(n) => n.clone(),
-                None => c.node_names().first().cloned().context("the cluster has no nodes")?,
+                None => c
+                    .node_names()
+                    .first()
+                    .cloned()
+                    .context("the cluster has no nodes")?,
             };
             let name = name.clone().unwrap_or_else(generate_name);
             let spec = RunSpec {
@@ -384,7 +393,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let mut c = client(&cli)?;
             for name in names {
                 let node = c.locate(name).await?;
-                c.call(&node, Request::Kill { name: name.clone(), signal: sig }).await?;
+                c.call(
+                    &node,
+                    Request::Kill {
+                        name: name.clone(),
+                        signal: sig,
+                    },
+                )
+                .await?;
                 println!("{name}");
             }
         }
@@ -392,7 +408,14 @@ async fn run(cli: Cli) -> Result<i32> {
             let mut c = client(&cli)?;
             for name in names {
                 let node = c.locate(name).await?;
-                c.call(&node, Request::Remove { name: name.clone(), force: *force }).await?;
+                c.call(
+                    &node,
+                    Request::Remove {
+                        name: name.clone(),
+                        force: *force,
+                    },
+                )
+                .await?;
                 println!("{name}");
             }
         }
@@ -475,7 +498,10 @@ async fn image_cmd(cli: &Cli, ic: &ImageCmd) -> Result<i32> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);
             } else {
-                println!("{:<8} {:<24} {:<14} {:>6} {:>10}", "NODE", "NAME", "ID", "LAYERS", "SIZE");
+                println!(
+                    "{:<8} {:<24} {:<14} {:>6} {:>10}",
+                    "NODE", "NAME", "ID", "LAYERS", "SIZE"
+                );
                 for (n, i) in rows {
                     println!(
                         "{:<8} {:<24} {:<14} {:>6} {:>10}",
@@ -495,7 +521,10 @@ async fn image_cmd(cli: &Cli, ic: &ImageCmd) -> Result<i32> {
             };
             let mut found = false;
             for n in nodes {
-                match c.call(&n, Request::ImageRemove { name: name.clone() }).await {
+                match c
+                    .call(&n, Request::ImageRemove { name: name.clone() })
+                    .await
+                {
                     Ok(_) => found = true,
                     Err(e) => match e.downcast_ref::<client::AgentFailure>() {
                         Some(f) if f.err.kind == herd_wire::ErrorKind::NotFound => {}
@@ -517,7 +546,12 @@ fn ca_cmd(cc: &CaCmd) -> Result<()> {
     match cc {
         CaCmd::Init { dir, name, force } => {
             let p = pki::init_ca(dir, name, *force)?;
-            println!("CA {} created: {} (key {})", name, p.cert.display(), p.key.display());
+            println!(
+                "CA {} created: {} (key {})",
+                name,
+                p.cert.display(),
+                p.key.display()
+            );
         }
         CaCmd::Issue {
             ca_dir,
@@ -533,7 +567,13 @@ fn ca_cmd(cc: &CaCmd) -> Result<()> {
             };
             let out = out.clone().unwrap_or_else(|| ca_dir.clone());
             let p = pki::issue(ca_dir, name, role, &out, san)?;
-            println!("{} {}: {} (key {})", role.as_str(), name, p.cert.display(), p.key.display());
+            println!(
+                "{} {}: {} (key {})",
+                role.as_str(),
+                name,
+                p.cert.display(),
+                p.key.display()
+            );
         }
     }
     Ok(())
@@ -545,7 +585,12 @@ async fn lab_cmd(cli: &Cli, lc: &LabCmd) -> Result<i32> {
             let cl = lab::up(&cli.lab, *nodes).await?;
             println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
             for n in &cl.nodes {
-                println!("  {:<4} {}  (netns {})", n.name, n.addr, n.netns.clone().unwrap_or_default());
+                println!(
+                    "  {:<4} {}  (netns {})",
+                    n.name,
+                    n.addr,
+                    n.netns.clone().unwrap_or_default()
+                );
             }
         }
         LabCmd::Down => {
@@ -647,7 +692,11 @@ fn parse_signal(s: &str) -> Result<i32> {
         return Ok(n);
     }
     let up = s.to_ascii_uppercase();
-    let name = if up.starts_with("SIG") { up } else { format!("SIG{up}") };
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
     name.parse::<nix::sys::signal::Signal>()
         .map(|s| s as i32)
         .map_err(|_| anyhow::anyhow!("unknown signal {s:?}"))
@@ -658,7 +707,10 @@ fn generate_name() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("c-{:08x}", (n as u64 ^ (std::process::id() as u64) << 32) as u32)
+    format!(
+        "c-{:08x}",
+        (n as u64 ^ (std::process::id() as u64) << 32) as u32
+    )
 }
 
 pub(crate) fn proc_start(pid: i32) -> Option<u64> {

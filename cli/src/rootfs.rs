@@ -29,8 +29,12 @@ pub fn build_busybox(dir: &Path, extra: &[PathBuf]) -> Result<()> {
     if !out.status.success() {
         bail!("{} --list failed", bb.display());
     }
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "root", "var/tmp", "run"] {
-        fs::create_dir_all(dir.join(d)).with_context(|| format!("create {}", dir.join(d).display()))?;
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "etc", "root",
+        "var/tmp", "run",
+    ] {
+        fs::create_dir_all(dir.join(d))
+            .with_context(|| format!("create {}", dir.join(d).display()))?;
     }
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777))?;
     fs::copy(&bb, dir.join("bin/busybox")).context("copy busybox")?;
@@ -44,7 +48,10 @@ pub fn build_busybox(dir: &Path, extra: &[PathBuf]) -> Result<()> {
             symlink("busybox", &link).with_context(|| format!("link {}", link.display()))?;
         }
     }
-    fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")?;
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n",
+    )?;
     fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n")?;
     for e in extra {
         let name = e

@@ -13,10 +13,16 @@ fn lab_up_and_down_twice_leaves_nothing_behind() {
             return;
         };
         let status = lab.ok(&["lab", "status"]);
-        assert_eq!(status.matches(" up, ").count(), 2, "round {round}: {status}");
+        assert_eq!(
+            status.matches(" up, ").count(),
+            2,
+            "round {round}: {status}"
+        );
         // A container, so down has something real to remove.
         lab.import_busybox();
-        lab.ok(&["run", "--node", "n2", "--name", "sleeper", "busybox", "--", "sleep", "1000"]);
+        lab.ok(&[
+            "run", "--node", "n2", "--name", "sleeper", "busybox", "--", "sleep", "1000",
+        ]);
         let out = lab.ok(&["lab", "down"]);
         assert!(out.contains("is down"), "{out}");
         let left = lab.leftovers();
@@ -55,16 +61,39 @@ fn container_lifecycle_logs_exec_stop_rm() {
     let nums: Vec<u64> = logs
         .0
         .lines()
-        .map(|l| l.strip_prefix("hi ").expect("stdout line").parse().expect("number"))
+        .map(|l| {
+            l.strip_prefix("hi ")
+                .expect("stdout line")
+                .parse()
+                .expect("number")
+        })
         .collect();
     assert_eq!(nums[0], 1);
     assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "{nums:?}");
     assert!(logs.1.contains("err 1"), "stderr lines: {}", logs.1);
-    let tail = lab.ok(&["logs", "--tail", "2", "ticker"]);
-    assert_eq!(tail.lines().count(), 2, "{tail}");
+    // --tail counts lines of both streams, as podman's does.
+    let tail = lab.herd(&["logs", "--tail", "4", "ticker"]);
+    let (out, err) = (
+        String::from_utf8_lossy(&tail.stdout),
+        String::from_utf8_lossy(&tail.stderr),
+    );
+    assert_eq!(
+        out.lines().count() + err.lines().count(),
+        4,
+        "{}",
+        text(&tail)
+    );
+    assert!(
+        out.lines().count() >= 1 && err.lines().count() >= 1,
+        "{}",
+        text(&tail)
+    );
 
     // exec runs inside the container: its hostname, its pid namespace, its env.
-    assert_eq!(lab.ok(&["exec", "ticker", "--", "hostname"]).trim(), "ticker");
+    assert_eq!(
+        lab.ok(&["exec", "ticker", "--", "hostname"]).trim(),
+        "ticker"
+    );
     let cmdline = lab.ok(&["exec", "ticker", "--", "cat", "/proc/1/cmdline"]);
     assert!(cmdline.starts_with("sh\0-c"), "{cmdline:?}");
     let code = lab.herd(&["exec", "ticker", "--", "sh", "-c", "exit 7"]);
@@ -77,7 +106,11 @@ fn container_lifecycle_logs_exec_stop_rm() {
     // rm without -f refuses a running container and changes nothing.
     let o = lab.herd(&["rm", "ticker"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("stop it first"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("stop it first"),
+        "{}",
+        text(&o)
+    );
 
     // sh as pid 1 ignores SIGTERM: stop escalates to SIGKILL after -t.
     lab.ok(&["stop", "-t", "1", "ticker"]);
@@ -99,7 +132,16 @@ fn container_lifecycle_logs_exec_stop_rm() {
     }
 
     // A container that exits by itself is seen as exited with its code.
-    lab.ok(&["run", "--name", "oneshot", "busybox", "--", "sh", "-c", "echo done; exit 3"]);
+    lab.ok(&[
+        "run",
+        "--name",
+        "oneshot",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo done; exit 3",
+    ]);
     let c = wait_for(10, || {
         lab.container("oneshot")
             .filter(|c| c["status"] == "Stopped")
@@ -122,23 +164,44 @@ fn bad_input_gives_one_clear_line_and_nonzero_exit() {
         return;
     };
     let cases: &[(&[&str], &str)] = &[
-        (&["run", "--name", "x", "nosuchimage", "--", "true"], "nosuchimage"),
+        (
+            &["run", "--name", "x", "nosuchimage", "--", "true"],
+            "nosuchimage",
+        ),
         (&["logs", "nosuch"], "no such container: nosuch"),
         (&["stop", "nosuch"], "no such container"),
         (&["exec", "nosuch", "--", "true"], "no such container"),
-        (&["run", "--node", "n9", "busybox", "--", "true"], "no node named n9"),
-        (&["run", "--memory", "lots", "busybox", "--", "true"], "--memory"),
-        (&["run", "--name", "bad/name", "busybox", "--", "true"], "container name"),
+        (
+            &["run", "--node", "n9", "busybox", "--", "true"],
+            "no node named n9",
+        ),
+        (
+            &["run", "--memory", "lots", "busybox", "--", "true"],
+            "--memory",
+        ),
+        (
+            &["run", "--name", "bad/name", "busybox", "--", "true"],
+            "container name",
+        ),
         (&["image", "rm", "nosuch"], "nosuch"),
-        (&["image", "import", "x", "/nonexistent/path"], "/nonexistent/path"),
+        (
+            &["image", "import", "x", "/nonexistent/path"],
+            "/nonexistent/path",
+        ),
     ];
     lab.import_busybox();
     for (args, want) in cases {
         let o = lab.herd(args);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "herd {args:?} succeeded");
-        assert!(err.contains(want), "herd {args:?}: stderr lacks {want:?}:\n{err}");
-        assert!(err.trim().lines().count() == 1, "herd {args:?}: not one line:\n{err}");
+        assert!(
+            err.contains(want),
+            "herd {args:?}: stderr lacks {want:?}:\n{err}"
+        );
+        assert!(
+            err.trim().lines().count() == 1,
+            "herd {args:?}: not one line:\n{err}"
+        );
     }
     let o = lab.herd(&["run", "--no-such-flag"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
@@ -154,7 +217,11 @@ fn bad_input_gives_one_clear_line_and_nonzero_exit() {
         .output()
         .unwrap();
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("herd lab up"), "{}", text(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("herd lab up"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -163,19 +230,38 @@ fn agent_restart_readopts_a_running_container() {
         return;
     };
     lab.import_busybox();
-    lab.ok(&["run", "--name", "survivor", "busybox", "--", "sh", "-c",
-        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done"]);
+    lab.ok(&[
+        "run",
+        "--name",
+        "survivor",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+    ]);
     lab.ok(&["run", "--name", "victim", "busybox", "--", "sleep", "1000"]);
     let before = lab.container("survivor").unwrap();
     let victim_pid = lab.container("victim").unwrap()["pid"].as_i64().unwrap() as i32;
 
     // The agent dies; one container dies while it is gone.
     let agent_pid = agent_pid(&lab, "n1");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(agent_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(victim_pid), nix::sys::signal::Signal::SIGKILL).unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(victim_pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
     let lines_before = lab.root.join("hfd/n1/state/containers/survivor/log");
     std::thread::sleep(std::time::Duration::from_millis(500));
-    let n0 = std::fs::read_to_string(&lines_before).unwrap().lines().count();
+    let n0 = std::fs::read_to_string(&lines_before)
+        .unwrap()
+        .lines()
+        .count();
     lab.ok(&["lab", "restart", "n1"]);
 
     let after = lab.container("survivor").expect("survivor re-adopted");
@@ -187,9 +273,15 @@ fn agent_restart_readopts_a_running_container() {
     let logs = lab.ok(&["logs", "survivor"]);
     let nums: Vec<u64> = logs.lines().map(|l| l.parse().unwrap()).collect();
     assert!(nums.len() > n0, "log grew: {} -> {}", n0, nums.len());
-    assert!(nums.windows(2).all(|w| w[1] == w[0] + 1), "no line lost: {nums:?}");
+    assert!(
+        nums.windows(2).all(|w| w[1] == w[0] + 1),
+        "no line lost: {nums:?}"
+    );
     // The adopted container can still be managed.
-    assert_eq!(lab.ok(&["exec", "survivor", "--", "echo", "hi"]).trim(), "hi");
+    assert_eq!(
+        lab.ok(&["exec", "survivor", "--", "echo", "hi"]).trim(),
+        "hi"
+    );
     lab.ok(&["stop", "-t", "1", "survivor"]);
     assert_eq!(lab.container("survivor").unwrap()["status"], "Stopped");
     lab.ok(&["rm", "survivor", "victim"]);

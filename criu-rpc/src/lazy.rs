@@ -115,8 +115,8 @@ pub(crate) fn start(bin: &Path, opts: &LazyPagesOpts) -> Result<LazyPagesDaemon>
         readable: log_dir.join(log_file),
     };
 
-    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-        .map_err(|e| io_err("pipe", e.into()))?;
+    let (r, w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| io_err("pipe", e.into()))?;
     let wfd: RawFd = w.as_raw_fd();
     let mut cmd = Command::new(bin);
     cmd.arg("lazy-pages")
@@ -186,7 +186,9 @@ pub(crate) fn start(bin: &Path, opts: &LazyPagesOpts) -> Result<LazyPagesDaemon>
     }
     let mut byte = [0u8; 1];
     let mut rf = File::from(r);
-    let n = rf.read(&mut byte).map_err(|e| io_err("read status fd", e))?;
+    let n = rf
+        .read(&mut byte)
+        .map_err(|e| io_err("read status fd", e))?;
     if n == 0 {
         // EOF: the daemon exited before it was ready.
         let status = daemon

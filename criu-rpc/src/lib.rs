@@ -40,9 +40,11 @@
 //!
 //! Pre-dumps use `SINGLE_PRE_DUMP` (one pre-dump per process) rather than
 //! the `PRE_DUMP` loop that keeps the process waiting for the next request.
-//! The page server uses `PAGE_SERVER` (daemon mode: CRIU forks the server,
-//! answers with its pid and port and exits; the server lives on, detached,
-//! until a dump has sent it everything). The lazy-pages daemon has no RPC
+//! The page server uses `PAGE_SERVER_CHLD`: CRIU forks the server, which
+//! reports its own pid and port before serving; `criu swrk` answers with
+//! them and exits, and the server lives on (reparented) until a dump has
+//! sent it everything. (`PAGE_SERVER`, the daemon mode, reports pid 0 in
+//! CRIU 4.2: `cr_page_server()` turns the daemon's pid into 0.) The lazy-pages daemon has no RPC
 //! request, so [`Criu::lazy_pages`] runs `criu lazy-pages` as a command
 //! and waits on its `--status-fd`.
 //!
@@ -141,7 +143,7 @@ pub struct RestoreResult {
     pub pid: i32,
 }
 
-/// A page server CRIU started (`PAGE_SERVER`).
+/// A page server CRIU started (`PAGE_SERVER_CHLD`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PageServerInfo {
     /// Pid of the page server process (detached; not our child).
@@ -370,7 +372,7 @@ impl Criu {
         }
     }
 
-    /// Starts a page server daemon (`PAGE_SERVER`) that receives a dump's
+    /// Starts a page server (`PAGE_SERVER_CHLD`) that receives a dump's
     /// pages into `opts.images_dir`; returns its pid and port. It exits by
     /// itself once a dump has finished sending; kill it to stop it sooner.
     pub fn page_server(&self, opts: &PageServerOpts) -> Result<PageServerInfo> {
@@ -387,7 +389,7 @@ impl Criu {
             o.set_parent_img(p.clone());
         }
         o.set_auto_dedup(opts.auto_dedup);
-        let req = request(Criu_req_type::PAGE_SERVER, o);
+        let req = request(Criu_req_type::PAGE_SERVER_CHLD, o);
         let out = swrk::run(&self.bin, op, &req, &[], Some(log), None)?;
         let mut out = finish(op, out)?;
         drop(held);
@@ -395,7 +397,7 @@ impl Criu {
             .resp
             .ps
             .as_ref()
-            .filter(|p| p.has_pid())
+            .filter(|p| p.has_pid() && p.pid() > 0)
             .map(|p| (p.pid(), p.port()));
         match ps {
             Some((pid, port)) => Ok(PageServerInfo {
@@ -460,11 +462,23 @@ fn finish(op: &'static str, mut out: Outcome) -> Result<Outcome> {
             std::io::Error::from_raw_os_error(e)
         ));
     }
+    // cr_errmsg is CRIU's *first* error, which can be a harmless one (here
+    // every run logs an RLIMIT_NOFILE error); the log's last error is
+    // usually the cause, so name it as well.
+    let tail = out.tail();
+    // Skip the generic "Dumping FAILED." / "Restoring FAILED." summary.
+    let is_error = |l: &&String| l.contains("Error (") && !l.trim_end().ends_with("FAILED.");
+    if let Some(last) = tail.lines.iter().rev().find(is_error) {
+        let last = last.trim();
+        if !reason.contains(last) {
+            reason.push_str(&format!("; last error in the log: {last}"));
+        }
+    }
     Err(Error::Failed {
         op,
         reason,
         errno,
-        tail: out.tail(),
+        tail,
     })
 }
 

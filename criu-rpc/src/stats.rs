@@ -179,11 +179,16 @@ fn walk(
 
 fn submessage(path: &Path, body: &[u8], want: u32) -> Result<Option<Vec<u8>>> {
     let mut found = None;
-    walk(path, body, |_, _| {}, |f, b| {
-        if f == want {
-            found = Some(b);
-        }
-    })?;
+    walk(
+        path,
+        body,
+        |_, _| {},
+        |f, b| {
+            if f == want {
+                found = Some(b);
+            }
+        },
+    )?;
     Ok(found)
 }
 

@@ -170,11 +170,7 @@ pub(crate) fn run(
         if resp.type_() != Criu_req_type::NOTIFY {
             let status = session.reap();
             tracing::debug!(op, success = resp.success(), %status, "criu swrk done");
-            let mut outcome = Outcome {
-                resp,
-                log,
-                output,
-            };
+            let mut outcome = Outcome { resp, log, output };
             if let Some((script, source)) = failure {
                 let tail = outcome.tail();
                 return Err(Error::Notify {

@@ -79,7 +79,11 @@ pub fn capture_upper<W: Write>(upper: &Path, out: W) -> Result<CaptureStats> {
 
 /// Writes a tar of what changed in `upper` since `since` (see the module
 /// docs for what "changed" includes and how deletions travel).
-pub fn capture_upper_since<W: Write>(upper: &Path, since: SystemTime, out: W) -> Result<CaptureStats> {
+pub fn capture_upper_since<W: Write>(
+    upper: &Path,
+    since: SystemTime,
+    out: W,
+) -> Result<CaptureStats> {
     capture_tree(upper, Some(since), out).map(|(s, _)| s)
 }
 
@@ -99,12 +103,8 @@ pub fn apply_upper<R: Read>(upper: &Path, input: R) -> Result<ApplyStats> {
     )
 }
 
-/// Overlay xattrs that name things of the local filesystem only.
 fn keep_xattr(name: &[u8]) -> bool {
-    !matches!(
-        name,
-        b"trusted.overlay.origin" | b"trusted.overlay.impure" | b"trusted.overlay.nlink" | b"trusted.overlay.uuid"
-    )
+    !unpack::host_local_xattr(name)
 }
 
 struct Node {
@@ -128,16 +128,27 @@ fn changed(m: &std::fs::Metadata, since: Option<(i64, i64)>) -> bool {
     }
 }
 
-fn scan(root: &Path, rel: PathBuf, meta: std::fs::Metadata, since: Option<(i64, i64)>, stats: &mut CaptureStats) -> Result<Node> {
+fn scan(
+    root: &Path,
+    rel: PathBuf,
+    meta: std::fs::Metadata,
+    since: Option<(i64, i64)>,
+    stats: &mut CaptureStats,
+) -> Result<Node> {
     let path = root.join(&rel);
     let xattrs: Vec<_> = sys::xattrs_of(&path)
         .map_err(Error::io("read xattrs of", &path))?
         .into_iter()
         .filter(|(k, _)| keep_xattr(k))
         .collect();
-    let opaque = xattrs.iter().any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
+    let opaque = xattrs
+        .iter()
+        .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y");
     let mut node = Node {
-        include: changed(&meta, since) || is_whiteout(&meta) || opaque || rel.as_os_str().is_empty(),
+        include: changed(&meta, since)
+            || is_whiteout(&meta)
+            || opaque
+            || rel.as_os_str().is_empty(),
         rel,
         meta,
         xattrs,
@@ -173,7 +184,11 @@ fn scan(root: &Path, rel: PathBuf, meta: std::fs::Metadata, since: Option<(i64, 
 
 /// Walks `root` (never following symlinks) and writes the tar; returns the
 /// writer so callers can recover a hashing wrapper.
-pub(crate) fn capture_tree<W: Write>(root: &Path, since: Option<SystemTime>, out: W) -> Result<(CaptureStats, W)> {
+pub(crate) fn capture_tree<W: Write>(
+    root: &Path,
+    since: Option<SystemTime>,
+    out: W,
+) -> Result<(CaptureStats, W)> {
     let since = since.map(|t| match t.duration_since(UNIX_EPOCH) {
         Ok(d) => (d.as_secs() as i64, i64::from(d.subsec_nanos())),
         Err(_) => (i64::MIN, 0),
@@ -181,7 +196,10 @@ pub(crate) fn capture_tree<W: Write>(root: &Path, since: Option<SystemTime>, out
     let mut stats = CaptureStats::default();
     let meta = std::fs::symlink_metadata(root).map_err(Error::io("lstat", root))?;
     if !meta.is_dir() {
-        return Err(Error::io("capture", root)(io::Error::new(io::ErrorKind::InvalidInput, "not a directory")));
+        return Err(Error::io("capture", root)(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a directory",
+        )));
     }
     let tree = scan(root, PathBuf::new(), meta, since, &mut stats)?;
     let mut b = tar::Builder::new(out);
@@ -224,7 +242,9 @@ fn emit<W: Write>(
     for (k, v) in &node.xattrs {
         match std::str::from_utf8(k) {
             Ok(k) => pax.push((format!("SCHILY.xattr.{k}"), v.clone())),
-            Err(_) => tracing::warn!(path = %path.display(), "skipping xattr with a non-UTF-8 name"),
+            Err(_) => {
+                tracing::warn!(path = %path.display(), "skipping xattr with a non-UTF-8 name")
+            }
         }
     }
     if ft.is_dir() {
@@ -253,7 +273,11 @@ fn emit<W: Write>(
         write_pax(b, &pax).map_err(werr)?;
         b.append_data(&mut h, &name, io::empty()).map_err(werr)?;
         stats.dirs += 1;
-        if node.xattrs.iter().any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y") {
+        if node
+            .xattrs
+            .iter()
+            .any(|(k, v)| k == b"trusted.overlay.opaque" && v == b"y")
+        {
             stats.opaque_dirs += 1;
         }
         stats.entries += 1;

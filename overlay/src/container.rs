@@ -50,7 +50,12 @@ fn open_path(p: &Path) -> io::Result<OwnedFd> {
     let c = CString::new(p.as_os_str().as_bytes())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
     // SAFETY: valid C string; fd is owned on success.
-    let fd = unsafe { libc::open(c.as_ptr(), libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) };
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -64,7 +69,10 @@ fn unescape(field: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() + 0 && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -164,7 +172,10 @@ impl ContainerFs {
     /// Builds the option string, falling back to `/proc/self/fd` names; the
     /// returned fds must stay open until mount(2) returns.
     fn options(&self) -> Result<(String, Vec<OwnedFd>)> {
-        let plain_ok = |p: &Path| p.to_str().is_some_and(|s| !s.contains([',', ':', '\\', '=']));
+        let plain_ok = |p: &Path| {
+            p.to_str()
+                .is_some_and(|s| !s.contains([',', ':', '\\', '=']))
+        };
         let all = self.lowers.iter().chain([&self.upper, &self.work]);
         if all.clone().all(|p| plain_ok(p)) {
             let lower: Vec<&str> = self.lowers.iter().filter_map(|p| p.to_str()).collect();
@@ -186,7 +197,12 @@ impl ContainerFs {
             fds.push(fd);
         }
         let n = self.lowers.len();
-        let o = format!("lowerdir={},upperdir={},workdir={}", names[..n].join(":"), names[n], names[n + 1]);
+        let o = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            names[..n].join(":"),
+            names[n],
+            names[n + 1]
+        );
         if o.len() >= page_size() {
             return Err(Error::Layers {
                 path: self.dir.clone(),

@@ -132,12 +132,18 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
     }
 
-    pub(crate) fn entry<'a>(op: &'static str, entry: &'a str) -> impl FnOnce(io::Error) -> Error + 'a {
+    pub(crate) fn entry<'a>(
+        op: &'static str,
+        entry: &'a str,
+    ) -> impl FnOnce(io::Error) -> Error + 'a {
         move |source| Error::Entry {
             entry: entry.to_string(),
             op,

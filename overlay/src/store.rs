@@ -96,7 +96,10 @@ pub fn validate_name(name: &str) -> Result<()> {
     if name.len() > 128 {
         return bad("longer than 128 characters");
     }
-    if !name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:/".contains(c)) {
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "._-:/".contains(c))
+    {
         return bad("only letters, digits and ._-:/ are allowed");
     }
     if name.contains("..") {
@@ -111,7 +114,13 @@ pub fn validate_name(name: &str) -> Result<()> {
 /// Returns the hex part of a `sha256:<64 lowercase hex>` digest.
 pub fn digest_hex(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(h),
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(h)
+        }
         _ => Err(Error::InvalidDigest(digest.to_string())),
     }
 }
@@ -132,7 +141,11 @@ struct Staging {
 impl Drop for Staging {
     fn drop(&mut self) {
         for p in self.paths.drain(..) {
-            let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
+            let r = if p.is_dir() {
+                fs::remove_dir_all(&p)
+            } else {
+                fs::remove_file(&p)
+            };
             if let Err(e) = r {
                 if e.kind() != io::ErrorKind::NotFound {
                     tracing::warn!(path = %p.display(), error = %e, "cannot remove staged import data");
@@ -229,7 +242,10 @@ fn unpack_layer<R: Read>(raw: R, dir: &Path, what: &str) -> Result<String> {
     Ok(h.digest())
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path, mut r: impl Read) -> Result<(T, Vec<u8>)> {
+fn read_json<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    mut r: impl Read,
+) -> Result<(T, Vec<u8>)> {
     const MAX: u64 = 4 << 20;
     let mut buf = Vec::new();
     r.by_ref()
@@ -240,7 +256,10 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path, mut r: impl Read) -> R
         return Err(Error::Io {
             op: "read",
             path: path.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "JSON document larger than 4 MiB"),
+            source: io::Error::new(
+                io::ErrorKind::InvalidData,
+                "JSON document larger than 4 MiB",
+            ),
         });
     }
     let v = serde_json::from_slice(&buf).map_err(|source| Error::Json {
@@ -255,7 +274,10 @@ fn sha256_of(b: &[u8]) -> String {
 }
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Apparent size of the regular files under `dir` (symlinks not followed).
@@ -349,7 +371,12 @@ impl ImageStore {
     /// leftovers of interrupted imports from `tmp/`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
         let s = ImageStore { root: root.into() };
-        for d in [s.root.clone(), s.layers_root(), s.images_root(), s.tmp_root()] {
+        for d in [
+            s.root.clone(),
+            s.layers_root(),
+            s.images_root(),
+            s.tmp_root(),
+        ] {
             fs::create_dir_all(&d).map_err(Error::io("create directory", &d))?;
         }
         let _lock = s.lock()?;
@@ -357,8 +384,11 @@ impl ImageStore {
         for e in fs::read_dir(&tmp).map_err(Error::io("read directory", &tmp))? {
             let e = e.map_err(Error::io("read directory", &tmp))?;
             let fd = sys::open_dir(&tmp).map_err(Error::io("open directory", &tmp))?;
-            sys::remove_at(fd.as_raw_fd(), std::os::unix::ffi::OsStrExt::as_bytes(e.file_name().as_os_str()))
-                .map_err(Error::io("remove stale staging", e.path()))?;
+            sys::remove_at(
+                fd.as_raw_fd(),
+                std::os::unix::ffi::OsStrExt::as_bytes(e.file_name().as_os_str()),
+            )
+            .map_err(Error::io("remove stale staging", e.path()))?;
         }
         Ok(s)
     }
@@ -417,7 +447,11 @@ impl ImageStore {
 
     /// The image's layer directories, top layer first (overlayfs lowerdir order).
     pub fn lower_dirs(&self, info: &ImageInfo) -> Vec<PathBuf> {
-        info.layers.iter().rev().map(|d| self.layer_dir(d)).collect()
+        info.layers
+            .iter()
+            .rev()
+            .map(|d| self.layer_dir(d))
+            .collect()
     }
 
     fn record_path(&self, name: &str) -> PathBuf {
@@ -426,8 +460,12 @@ impl ImageStore {
 
     fn unique(&self, prefix: &str) -> PathBuf {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let t = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-        self.tmp_root().join(format!("{prefix}-{}-{t}-{n}", std::process::id()))
+        let t = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        self.tmp_root()
+            .join(format!("{prefix}-{}-{t}-{n}", std::process::id()))
     }
 
     fn stage_dir(&self, staging: &mut Staging) -> Result<PathBuf> {
@@ -466,7 +504,9 @@ impl ImageStore {
         staging.paths.push(tarp.clone());
         let (_, w) = crate::capture::capture_tree(src, None, Hashing::new(io::BufWriter::new(f)))?;
         let hasher = w.hasher.clone();
-        w.inner.into_inner().map_err(|e| Error::io("write", &tarp)(e.into_error()))?;
+        w.inner
+            .into_inner()
+            .map_err(|e| Error::io("write", &tarp)(e.into_error()))?;
         let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
         let mut plan = Plan {
             layers: vec![digest.clone()],
@@ -496,7 +536,9 @@ impl ImageStore {
         let digest = unpack_layer(f, &dir, &src.to_string_lossy())?;
         // A tar of an OCI image layout: its top level has these two files.
         let is_oci = ["oci-layout", "index.json"].iter().all(|n| {
-            fs::symlink_metadata(dir.join(n)).map(|m| m.is_file()).unwrap_or(false)
+            fs::symlink_metadata(dir.join(n))
+                .map(|m| m.is_file())
+                .unwrap_or(false)
         });
         if is_oci {
             return self.stage_oci(&dir, staging);
@@ -521,14 +563,18 @@ impl ImageStore {
         })?;
         let p = layout.join("blobs/sha256").join(hex);
         let root = sys::open_dir(layout).map_err(Error::io("open", layout))?;
-        let blobs = sys::open_dir_at(root.as_raw_fd(), b"blobs").map_err(Error::io("open", layout.join("blobs")))?;
-        let sha = sys::open_dir_at(blobs.as_raw_fd(), b"sha256").map_err(Error::io("open", layout.join("blobs/sha256")))?;
+        let blobs = sys::open_dir_at(root.as_raw_fd(), b"blobs")
+            .map_err(Error::io("open", layout.join("blobs")))?;
+        let sha = sys::open_dir_at(blobs.as_raw_fd(), b"sha256")
+            .map_err(Error::io("open", layout.join("blobs/sha256")))?;
         sys::open_file_at(sha.as_raw_fd(), hex.as_bytes()).map_err(Error::io("open blob", p))
     }
 
     fn read_blob_json<T: serde::de::DeserializeOwned>(layout: &Path, digest: &str) -> Result<T> {
         let f = Self::open_blob(layout, digest)?;
-        let p = layout.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let p = layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
         let (v, bytes) = read_json(&p, f)?;
         let actual = sha256_of(&bytes);
         if actual != digest {
@@ -555,7 +601,13 @@ impl ImageStore {
             .iter()
             .find(|d| matches!(&d.platform, Some(p) if p.os == "linux" && p.architecture == arch))
             .or_else(|| index.manifests.iter().find(|d| d.platform.is_none()))
-            .or_else(|| if index.manifests.len() == 1 { index.manifests.first() } else { None })
+            .or_else(|| {
+                if index.manifests.len() == 1 {
+                    index.manifests.first()
+                } else {
+                    None
+                }
+            })
             .ok_or_else(|| oci(format!("no manifest for linux/{arch} in the index")))?;
         if MT_INDEX.contains(&chosen.media_type.as_str()) {
             let nested: OciIndex = Self::read_blob_json(layout, &chosen.digest)?;
@@ -571,7 +623,8 @@ impl ImageStore {
         };
         let ipath = layout.join("index.json");
         let root = sys::open_dir(layout).map_err(Error::io("open", layout))?;
-        let f = sys::open_file_at(root.as_raw_fd(), b"index.json").map_err(Error::io("open", &ipath))?;
+        let f = sys::open_file_at(root.as_raw_fd(), b"index.json")
+            .map_err(Error::io("open", &ipath))?;
         let (index, _): (OciIndex, _) = read_json(&ipath, f)?;
         let manifest = Self::pick_manifest(layout, index, 0)?;
         let config: OciImageConfig = Self::read_blob_json(layout, &manifest.config.digest)?;
@@ -599,7 +652,10 @@ impl ImageStore {
         };
         for (i, desc) in manifest.layers.iter().enumerate() {
             if desc.media_type.contains("nondistributable") || desc.media_type.contains("foreign") {
-                return Err(oci(format!("layer {} ({}) is not distributable", i, desc.digest)));
+                return Err(oci(format!(
+                    "layer {} ({}) is not distributable",
+                    i, desc.digest
+                )));
             }
             if let Some(d) = diff_ids.get(i) {
                 digest_hex(d)?;
@@ -661,7 +717,10 @@ impl ImageStore {
             for d in &plan.layers {
                 size += tree_size(&self.layer_dir(d))?;
             }
-            let id = plan.id.clone().unwrap_or_else(|| sha256_of(plan.layers.join("\n").as_bytes()));
+            let id = plan
+                .id
+                .clone()
+                .unwrap_or_else(|| sha256_of(plan.layers.join("\n").as_bytes()));
             let info = ImageInfo {
                 name: name.to_string(),
                 id,
@@ -718,7 +777,9 @@ impl ImageStore {
         let p = self.record_path(name);
         let f = match File::open(&p) {
             Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(Error::NotFound(name.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(Error::NotFound(name.to_string()))
+            }
             Err(e) => return Err(Error::io("open image record", p)(e)),
         };
         let (info, _): (ImageInfo, _) = read_json(&p, f)?;
@@ -735,7 +796,10 @@ impl ImageStore {
             return Err(Error::Io {
                 op: "read image record",
                 path: p.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::InvalidData, format!("record names image {:?}", info.name)),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("record names image {:?}", info.name),
+                ),
             });
         }
         Ok(())
@@ -794,7 +858,11 @@ impl ImageStore {
         let mut all = Vec::new();
         for e in fs::read_dir(&lr).map_err(Error::io("read directory", &lr))? {
             let e = e.map_err(Error::io("read directory", &lr))?;
-            if let Some(hex) = e.file_name().to_str().and_then(|n| n.strip_prefix("sha256-")) {
+            if let Some(hex) = e
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix("sha256-"))
+            {
                 all.push(format!("sha256:{hex}"));
             }
         }

@@ -132,7 +132,13 @@ pub(crate) fn link_at(odir: RawFd, oname: &[u8], ndir: RawFd, nname: &[u8]) -> i
     cvt(unsafe { libc::linkat(odir, o.as_ptr(), ndir, n.as_ptr(), 0) }).map(drop)
 }
 
-pub(crate) fn mknod_at(dir: RawFd, name: &[u8], mode: u32, major: u32, minor: u32) -> io::Result<()> {
+pub(crate) fn mknod_at(
+    dir: RawFd,
+    name: &[u8],
+    mode: u32,
+    major: u32,
+    minor: u32,
+) -> io::Result<()> {
     let c = cstr(name)?;
     let dev = libc::makedev(major, minor);
     // SAFETY: valid C string.
@@ -190,7 +196,8 @@ pub(crate) fn utimes_at(dir: RawFd, name: &[u8], secs: i64) -> io::Result<()> {
     let c = cstr(name)?;
     let t = times(secs);
     // SAFETY: valid C string and timespec array.
-    cvt(unsafe { libc::utimensat(dir, c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) }).map(drop)
+    cvt(unsafe { libc::utimensat(dir, c.as_ptr(), t.as_ptr(), libc::AT_SYMLINK_NOFOLLOW) })
+        .map(drop)
 }
 
 pub(crate) fn fsetxattr(fd: RawFd, name: &[u8], value: &[u8]) -> io::Result<()> {
@@ -212,13 +219,23 @@ pub(crate) fn lsetxattr_at(dir: RawFd, name: &[u8], key: &[u8], value: &[u8]) ->
     let p = proc_path(dir, name)?;
     let k = cstr(key)?;
     // SAFETY: valid C strings and value slice.
-    cvt(unsafe { libc::lsetxattr(p.as_ptr(), k.as_ptr(), value.as_ptr().cast(), value.len(), 0) }).map(drop)
+    cvt(unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            k.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+    .map(drop)
 }
 
 fn llistxattr_c(p: &CStr) -> io::Result<Vec<Vec<u8>>> {
     loop {
         // SAFETY: null buffer with size 0 asks for the needed size.
-        let need = match cvt_ssize(unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) }) {
+        let need = match cvt_ssize(unsafe { libc::llistxattr(p.as_ptr(), std::ptr::null_mut(), 0) })
+        {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => return Ok(Vec::new()),
             Err(e) => return Err(e),
@@ -228,7 +245,8 @@ fn llistxattr_c(p: &CStr) -> io::Result<Vec<Vec<u8>>> {
         }
         let mut buf = vec![0u8; need];
         // SAFETY: buf is writable for its length.
-        match cvt_ssize(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }) {
+        match cvt_ssize(unsafe { libc::llistxattr(p.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) })
+        {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(buf
@@ -247,14 +265,18 @@ fn lgetxattr_c(p: &CStr, key: &[u8]) -> io::Result<Option<Vec<u8>>> {
     let k = cstr(key)?;
     loop {
         // SAFETY: size query.
-        let need = match cvt_ssize(unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), std::ptr::null_mut(), 0) }) {
+        let need = match cvt_ssize(unsafe {
+            libc::lgetxattr(p.as_ptr(), k.as_ptr(), std::ptr::null_mut(), 0)
+        }) {
             Ok(n) => n,
             Err(e) if e.raw_os_error() == Some(libc::ENODATA) => return Ok(None),
             Err(e) => return Err(e),
         };
         let mut buf = vec![0u8; need];
         // SAFETY: buf is writable for its length.
-        match cvt_ssize(unsafe { libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }) {
+        match cvt_ssize(unsafe {
+            libc::lgetxattr(p.as_ptr(), k.as_ptr(), buf.as_mut_ptr().cast(), buf.len())
+        }) {
             Ok(n) => {
                 buf.truncate(n);
                 return Ok(Some(buf));
@@ -318,7 +340,11 @@ pub(crate) fn read_dir_names(dir: RawFd) -> io::Result<Vec<Vec<u8>>> {
         let ent = unsafe { libc::readdir64(d) };
         if ent.is_null() {
             let e = io::Error::last_os_error();
-            break if e.raw_os_error().unwrap_or(0) == 0 { Ok(()) } else { Err(e) };
+            break if e.raw_os_error().unwrap_or(0) == 0 {
+                Ok(())
+            } else {
+                Err(e)
+            };
         }
         // SAFETY: d_name is NUL-terminated within the dirent.
         let name = unsafe { CStr::from_ptr((*ent).d_name.as_ptr()) }.to_bytes();

@@ -65,6 +65,19 @@ const XATTR_PREFIX: &[u8] = b"SCHILY.xattr.";
 const OPAQUE_XATTR: &[u8] = b"trusted.overlay.opaque";
 const OVERLAY_XATTR_PREFIX: &[u8] = b"trusted.overlay.";
 
+/// Overlay xattrs that name things of the local filesystem only (file
+/// handles, counters, the upper's uuid): never captured, never applied,
+/// never removed from a target by mirroring.
+pub(crate) fn host_local_xattr(name: &[u8]) -> bool {
+    matches!(
+        name,
+        b"trusted.overlay.origin"
+            | b"trusted.overlay.impure"
+            | b"trusted.overlay.nlink"
+            | b"trusted.overlay.uuid"
+    )
+}
+
 /// What an unpack (an import layer or an [`crate::apply_upper`]) did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ApplyStats {
@@ -119,15 +132,17 @@ pub(crate) fn split_path(raw: &[u8]) -> std::result::Result<Vec<Vec<u8>>, &'stat
     Ok(out)
 }
 
-struct Unpacker<'a> {
-    root: &'a Path,
+/// A path below the root, as components.
+type Comps = Vec<Vec<u8>>;
+
+struct Unpacker {
     rootfd: OwnedFd,
     opts: Opts,
-    cache: Option<(Vec<Vec<u8>>, OwnedFd)>,
+    cache: Option<(Comps, OwnedFd)>,
     /// Directories whose mode and mtime are set at the end.
-    dirs: Vec<(Vec<Vec<u8>>, u32, i64)>,
+    dirs: Vec<(Comps, u32, i64)>,
     /// Directory listings for mirror mode.
-    listings: Vec<(Vec<Vec<u8>>, HashSet<Vec<u8>>)>,
+    listings: Vec<(Comps, HashSet<Vec<u8>>)>,
     stats: ApplyStats,
 }
 
@@ -135,7 +150,6 @@ struct Unpacker<'a> {
 pub(crate) fn unpack<R: Read>(root: &Path, input: R, opts: Opts) -> Result<ApplyStats> {
     let rootfd = sys::open_dir(root).map_err(Error::io("open directory", root))?;
     let mut u = Unpacker {
-        root,
         rootfd,
         opts,
         cache: None,
@@ -159,7 +173,7 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-impl Unpacker<'_> {
+impl Unpacker {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions()
@@ -177,12 +191,20 @@ impl Unpacker<'_> {
 
         if comps.is_empty() {
             if !kind.is_dir() {
-                return Err(Error::unsafe_entry(&name, "non-directory entry for the root"));
+                return Err(Error::unsafe_entry(
+                    &name,
+                    "non-directory entry for the root",
+                ));
             }
-            let fd = self.rootfd.try_clone().map_err(Error::entry("open root", &name))?;
+            let fd = self
+                .rootfd
+                .try_clone()
+                .map_err(Error::entry("open root", &name))?;
             return self.finish_dir(&name, comps, fd.as_raw_fd(), meta);
         }
-        let (last, parents) = comps.split_last().expect("non-empty");
+        let Some((last, parents)) = comps.split_last() else {
+            return Err(Error::unsafe_entry(&name, "empty path"));
+        };
         let last = last.clone();
         let parent = self.parent(parents, &name)?;
         let parent = parent.as_raw_fd();
@@ -195,7 +217,11 @@ impl Unpacker<'_> {
                     self.stats.opaque_dirs += 1;
                     return Ok(());
                 }
-                if target.is_empty() || target == b"." || target == b".." || target.starts_with(b".wh.") {
+                if target.is_empty()
+                    || target == b"."
+                    || target == b".."
+                    || target.starts_with(b".wh.")
+                {
                     return Err(Error::unsafe_entry(&name, "malformed whiteout name"));
                 }
                 self.remove_existing(parent, target, &name)?;
@@ -214,20 +240,24 @@ impl Unpacker<'_> {
                     self.remove_existing(parent, &last, &name)?;
                     sys::mkdir_at(parent, &last, 0o700).map_err(Error::entry("mkdir", &name))?;
                 }
-                None => sys::mkdir_at(parent, &last, 0o700).map_err(Error::entry("mkdir", &name))?,
+                None => {
+                    sys::mkdir_at(parent, &last, 0o700).map_err(Error::entry("mkdir", &name))?
+                }
             }
-            let fd = sys::open_dir_at(parent, &last).map_err(Error::entry("open directory", &name))?;
+            let fd =
+                sys::open_dir_at(parent, &last).map_err(Error::entry("open directory", &name))?;
             return self.finish_dir(&name, comps, fd.as_raw_fd(), meta);
         }
 
         if kind.is_hard_link() {
-            return self.hard_link(entry, &name, parent, &last, &meta);
+            return self.hard_link(entry, &name, parent, &last);
         }
         if existing.is_some() {
             self.remove_existing(parent, &last, &name)?;
         }
         if kind.is_file() || kind == tar::EntryType::Continuous || kind.is_gnu_sparse() {
-            let mut f = sys::create_file_at(parent, &last, 0o600).map_err(Error::entry("create file", &name))?;
+            let mut f = sys::create_file_at(parent, &last, 0o600)
+                .map_err(Error::entry("create file", &name))?;
             let n = io::copy(entry, &mut f).map_err(Error::entry("write file", &name))?;
             self.stats.bytes += n;
             self.stats.files += 1;
@@ -245,16 +275,27 @@ impl Unpacker<'_> {
                 .link_name_bytes()
                 .ok_or_else(|| Error::unsafe_entry(&name, "symlink without a target"))?
                 .into_owned();
-            sys::symlink_at(&target, parent, &last).map_err(Error::entry("create symlink", &name))?;
+            sys::symlink_at(&target, parent, &last)
+                .map_err(Error::entry("create symlink", &name))?;
             self.stats.symlinks += 1;
         } else if kind.is_character_special() || kind.is_block_special() || kind.is_fifo() {
             let (fmt, major, minor) = if kind.is_fifo() {
                 (libc::S_IFIFO, 0, 0)
             } else {
                 let h = entry.header();
-                let major = h.device_major().map_err(Error::entry("read device major", &name))?.unwrap_or(0);
-                let minor = h.device_minor().map_err(Error::entry("read device minor", &name))?.unwrap_or(0);
-                let fmt = if kind.is_character_special() { libc::S_IFCHR } else { libc::S_IFBLK };
+                let major = h
+                    .device_major()
+                    .map_err(Error::entry("read device major", &name))?
+                    .unwrap_or(0);
+                let minor = h
+                    .device_minor()
+                    .map_err(Error::entry("read device minor", &name))?
+                    .unwrap_or(0);
+                let fmt = if kind.is_character_special() {
+                    libc::S_IFCHR
+                } else {
+                    libc::S_IFBLK
+                };
                 (fmt, major, minor)
             };
             sys::mknod_at(parent, &last, fmt | (meta.mode & 0o777), major, minor)
@@ -270,7 +311,10 @@ impl Unpacker<'_> {
                 kind: format!("{kind:?}"),
             });
         }
-        self.own(sys::chown_at(parent, &last, meta.uid as u32, meta.gid as u32), &name)?;
+        self.own(
+            sys::chown_at(parent, &last, meta.uid as u32, meta.gid as u32),
+            &name,
+        )?;
         if !kind.is_symlink() {
             sys::chmod_at(parent, &last, meta.mode).map_err(Error::entry("chmod", &name))?;
         }
@@ -291,14 +335,21 @@ impl Unpacker<'_> {
             xattrs: Vec::new(),
             children: None,
         };
-        if let Some(exts) = entry.pax_extensions().map_err(Error::entry("read PAX header", name))? {
+        if let Some(exts) = entry
+            .pax_extensions()
+            .map_err(Error::entry("read PAX header", name))?
+        {
             for ext in exts {
                 let ext = ext.map_err(Error::entry("read PAX header", name))?;
                 let key = ext.key_bytes();
                 let value = ext.value_bytes();
                 if let Some(x) = key.strip_prefix(XATTR_PREFIX) {
-                    if self.opts.whiteouts == Whiteouts::Oci && x.starts_with(OVERLAY_XATTR_PREFIX) {
+                    if self.opts.whiteouts == Whiteouts::Oci && x.starts_with(OVERLAY_XATTR_PREFIX)
+                    {
                         tracing::warn!(entry = name, xattr = %String::from_utf8_lossy(x), "dropping overlay xattr from image layer");
+                        continue;
+                    }
+                    if host_local_xattr(x) {
                         continue;
                     }
                     m.xattrs.push((x.to_vec(), value.to_vec()));
@@ -311,7 +362,9 @@ impl Unpacker<'_> {
                             .collect(),
                     );
                 } else if key == b"uid" || key == b"gid" || key == b"mtime" {
-                    let v = std::str::from_utf8(value).ok().and_then(|s| s.split('.').next()?.parse::<i64>().ok());
+                    let v = std::str::from_utf8(value)
+                        .ok()
+                        .and_then(|s| s.split('.').next()?.parse::<i64>().ok());
                     if let Some(v) = v {
                         match key {
                             b"uid" => m.uid = v as u64,
@@ -331,8 +384,12 @@ impl Unpacker<'_> {
             // Drop xattrs the source no longer has (a removexattr is a change too).
             let have = sys::xattrs_at(fd, b".").map_err(Error::entry("list xattrs", name))?;
             for (k, _) in have {
-                if !meta.xattrs.iter().any(|(n, _)| *n == k) && !k.starts_with(b"security.") {
-                    sys::lremovexattr_at(fd, b".", &k).map_err(Error::entry("remove xattr", name))?;
+                if !meta.xattrs.iter().any(|(n, _)| *n == k)
+                    && !k.starts_with(b"security.")
+                    && !host_local_xattr(&k)
+                {
+                    sys::lremovexattr_at(fd, b".", &k)
+                        .map_err(Error::entry("remove xattr", name))?;
                 }
             }
         }
@@ -358,9 +415,7 @@ impl Unpacker<'_> {
         name: &str,
         parent: RawFd,
         last: &[u8],
-        meta: &Meta,
     ) -> Result<()> {
-        let _ = meta;
         let target = entry
             .link_name_bytes()
             .ok_or_else(|| Error::unsafe_entry(name, "hard link without a target"))?
@@ -368,7 +423,10 @@ impl Unpacker<'_> {
         let tcomps = split_path(&target).map_err(|r| {
             Error::unsafe_entry(
                 name,
-                format!("hard link target {:?} is outside the root: {r}", String::from_utf8_lossy(&target)),
+                format!(
+                    "hard link target {:?} is outside the root: {r}",
+                    String::from_utf8_lossy(&target)
+                ),
             )
         })?;
         let Some((tlast, tparents)) = tcomps.split_last() else {
@@ -380,7 +438,10 @@ impl Unpacker<'_> {
             .ok_or_else(|| {
                 Error::unsafe_entry(
                     name,
-                    format!("hard link target {:?} does not exist in the archive", String::from_utf8_lossy(&target)),
+                    format!(
+                        "hard link target {:?} does not exist in the archive",
+                        String::from_utf8_lossy(&target)
+                    ),
                 )
             })?;
         if sys::is_kind(&tst, libc::S_IFDIR) {
@@ -393,7 +454,8 @@ impl Unpacker<'_> {
             }
             self.remove_existing(parent, last, name)?;
         }
-        sys::link_at(tparent.as_raw_fd(), tlast, parent, last).map_err(Error::entry("create hard link", name))?;
+        sys::link_at(tparent.as_raw_fd(), tlast, parent, last)
+            .map_err(Error::entry("create hard link", name))?;
         self.stats.hardlinks += 1;
         Ok(())
     }
@@ -432,11 +494,15 @@ impl Unpacker<'_> {
     fn parent(&mut self, comps: &[Vec<u8>], name: &str) -> Result<OwnedFd> {
         if let Some((c, fd)) = &self.cache {
             if c.as_slice() == comps {
-                return fd.try_clone().map_err(Error::entry("dup directory fd", name));
+                return fd
+                    .try_clone()
+                    .map_err(Error::entry("dup directory fd", name));
             }
         }
         let fd = self.walk(comps, true, name)?;
-        let keep = fd.try_clone().map_err(Error::entry("dup directory fd", name))?;
+        let keep = fd
+            .try_clone()
+            .map_err(Error::entry("dup directory fd", name))?;
         self.cache = Some((comps.to_vec(), keep));
         Ok(fd)
     }
@@ -444,13 +510,18 @@ impl Unpacker<'_> {
     /// Opens `comps` below the root one component at a time, never following
     /// a symlink; missing directories are created (root:root 0755) when `create`.
     fn walk(&mut self, comps: &[Vec<u8>], create: bool, name: &str) -> Result<OwnedFd> {
-        let mut cur = self.rootfd.try_clone().map_err(Error::entry("dup root fd", name))?;
+        let mut cur = self
+            .rootfd
+            .try_clone()
+            .map_err(Error::entry("dup root fd", name))?;
         for c in comps {
             let next = match sys::open_dir_at(cur.as_raw_fd(), c) {
                 Ok(fd) => fd,
                 Err(e) if errno(&e) == libc::ENOENT && create => {
-                    sys::mkdir_at(cur.as_raw_fd(), c, 0o755).map_err(Error::entry("mkdir parent", name))?;
-                    sys::open_dir_at(cur.as_raw_fd(), c).map_err(Error::entry("open parent", name))?
+                    sys::mkdir_at(cur.as_raw_fd(), c, 0o755)
+                        .map_err(Error::entry("mkdir parent", name))?;
+                    sys::open_dir_at(cur.as_raw_fd(), c)
+                        .map_err(Error::entry("open parent", name))?
                 }
                 Err(e) if errno(&e) == libc::ELOOP || errno(&e) == libc::ENOTDIR => {
                     let comp = String::from_utf8_lossy(c);
@@ -467,7 +538,10 @@ impl Unpacker<'_> {
                 Err(e) if errno(&e) == libc::ENOENT => {
                     return Err(Error::unsafe_entry(
                         name,
-                        format!("path component {:?} does not exist", String::from_utf8_lossy(c)),
+                        format!(
+                            "path component {:?} does not exist",
+                            String::from_utf8_lossy(c)
+                        ),
                     ))
                 }
                 Err(e) => return Err(Error::entry("open parent", name)(e)),
@@ -488,9 +562,12 @@ impl Unpacker<'_> {
                 Err(Error::UnsafeEntry { .. }) => continue,
                 Err(e) => return Err(e),
             };
-            for child in sys::read_dir_names(fd.as_raw_fd()).map_err(Error::entry("list directory", &label))? {
+            for child in sys::read_dir_names(fd.as_raw_fd())
+                .map_err(Error::entry("list directory", &label))?
+            {
                 if !keep.contains(&child) {
-                    sys::remove_at(fd.as_raw_fd(), &child).map_err(Error::entry("remove stale entry", &label))?;
+                    sys::remove_at(fd.as_raw_fd(), &child)
+                        .map_err(Error::entry("remove stale entry", &label))?;
                     self.stats.removed += 1;
                 }
             }
@@ -504,9 +581,9 @@ impl Unpacker<'_> {
                 Err(e) => return Err(e),
             };
             sys::fchmod(fd.as_raw_fd(), mode).map_err(Error::entry("chmod directory", &label))?;
-            sys::futimes(fd.as_raw_fd(), mtime).map_err(Error::entry("set directory mtime", &label))?;
+            sys::futimes(fd.as_raw_fd(), mtime)
+                .map_err(Error::entry("set directory mtime", &label))?;
         }
-        let _ = self.root;
         Ok(())
     }
 }
@@ -515,9 +592,32 @@ fn display(comps: &[Vec<u8>]) -> String {
     if comps.is_empty() {
         return ".".into();
     }
-    comps.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("/")
+    comps
+        .iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 pub(crate) fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_path;
+
+    #[test]
+    fn split_path_rules() {
+        assert_eq!(
+            split_path(b"./a//b/./c/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+        assert!(split_path(b"./").unwrap().is_empty());
+        assert!(split_path(b"/etc/passwd").is_err());
+        assert!(split_path(b"a/../b").is_err());
+        assert!(split_path(b"..").is_err());
+        assert!(split_path(b"").is_err());
+        assert_eq!(split_path(b"a..b/..c").unwrap().len(), 2);
+    }
 }

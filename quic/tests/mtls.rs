@@ -188,6 +188,10 @@ async fn client_from_another_ca_is_refused() {
     let err = outcome.expect_err("a foreign client certificate must be refused");
     eprintln!("refused as expected: {err}");
     assert!(
+        matches!(err, Error::Lost { .. } | Error::Connection { .. }),
+        "refused by the peer, not a local failure: {err}"
+    );
+    assert!(
         wait_for(|| seen.handshakes_failed.load(Ordering::SeqCst) >= 1).await,
         "server saw the failed handshake"
     );
@@ -225,6 +229,10 @@ async fn client_without_certificate_is_refused() {
     .await;
     let err = outcome.expect_err("a client without certificate must be refused");
     eprintln!("refused as expected: {err}");
+    assert!(
+        matches!(err, Error::Lost { .. } | Error::Connection { .. }),
+        "refused by the peer, not a local failure: {err}"
+    );
     assert!(wait_for(|| seen.handshakes_failed.load(Ordering::SeqCst) >= 1).await);
     assert_eq!(seen.handshakes_ok.load(Ordering::SeqCst), 0);
     assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
@@ -239,6 +247,10 @@ async fn server_name_must_match_the_certificate() {
         .await
         .expect_err("agent1's certificate is not valid for node2");
     eprintln!("refused as expected: {err}");
+    assert!(
+        matches!(err, Error::Lost { .. } | Error::Connection { .. }),
+        "refused by the peer, not a local failure: {err}"
+    );
     assert!(err.to_string().contains(&addr.to_string()), "{err}");
     assert_eq!(seen.requests.load(Ordering::SeqCst), 0);
 }

@@ -62,7 +62,10 @@ pub fn require_root_and_criu(test: &str) -> bool {
             &format!(
                 "`{} check` failed: {} (run scripts/setup)",
                 criu.display(),
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("")
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
             ),
         ),
         Err(e) => unmet(

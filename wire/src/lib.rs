@@ -49,7 +49,9 @@ pub enum Request {
     /// All containers of this agent.
     List,
     /// One container.
-    Inspect { name: String },
+    Inspect {
+        name: String,
+    },
     /// Log lines; with `follow`, the stream stays open and new lines keep coming.
     Logs {
         name: String,
@@ -64,15 +66,29 @@ pub enum Request {
         env: Vec<String>,
     },
     /// SIGTERM, then SIGKILL after `timeout_s`.
-    Stop { name: String, timeout_s: u64 },
+    Stop {
+        name: String,
+        timeout_s: u64,
+    },
     /// Send a signal (number) to the container's init.
-    Kill { name: String, signal: i32 },
+    Kill {
+        name: String,
+        signal: i32,
+    },
     /// Delete a stopped container (`force`: stop it first with SIGKILL).
-    Remove { name: String, force: bool },
+    Remove {
+        name: String,
+        force: bool,
+    },
     /// Import an image from a path readable by the agent.
-    ImageImport { name: String, path: String },
+    ImageImport {
+        name: String,
+        path: String,
+    },
     ImageList,
-    ImageRemove { name: String },
+    ImageRemove {
+        name: String,
+    },
 }
 
 /// What `herd run` asks for.

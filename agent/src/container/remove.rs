@@ -7,6 +7,7 @@ use herd_wire::ContainerStatus;
 use super::run::destroy_runtime;
 use super::{lock, Agent};
 use crate::error::{AgentError, IoContext, Result};
+use crate::state::ContainerRecord;
 
 impl Agent {
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
@@ -22,18 +23,27 @@ impl Agent {
             }
             self.stop(name, Duration::ZERO)?;
         }
-        self.teardown(name, &rec.netns)?;
+        self.teardown(&rec)?;
         lock(&self.containers).remove(name);
         tracing::info!(container = name, "removed");
         Ok(())
     }
 
     /// Remove everything a stopped container holds on this host.
-    pub(crate) fn teardown(&self, name: &str, netns: &str) -> Result<()> {
+    pub(crate) fn teardown(&self, rec: &ContainerRecord) -> Result<()> {
+        let name = &rec.spec.name;
+        let netns = &rec.netns;
         destroy_runtime(&self.state.runtime(), name);
         let cdir = self.state.container(name);
-        let cfs = herd_overlay::ContainerFs::open(&cdir.fs(), Vec::new())?;
-        cfs.unmount()?;
+        let lowers: Vec<_> = rec
+            .layers
+            .iter()
+            .rev()
+            .map(|d| self.images.layer_dir(d))
+            .collect();
+        if !lowers.is_empty() && cdir.fs().exists() {
+            herd_overlay::ContainerFs::open(&cdir.fs(), lowers)?.unmount()?;
+        }
         if !netns.is_empty() {
             herd_netlink::netns::delete(netns).ctx(|| format!("delete netns {netns}"))?;
         }

@@ -97,7 +97,8 @@ impl Agent {
 
         // Network: a namespace of the agent's, loopback up.
         let netns = self.netns_name(&name);
-        let ns_path = herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
+        let ns_path =
+            herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
         {
             let n = netns.clone();
             undo.push(move || {
@@ -113,7 +114,8 @@ impl Agent {
         let args = if spec.cmd.is_empty() {
             cfg.entrypoint
                 .iter()
-                .chain(cfg.cmd.iter())
+                .flatten()
+                .chain(cfg.cmd.iter().flatten())
                 .cloned()
                 .collect()
         } else {
@@ -126,7 +128,11 @@ impl Agent {
             rootfs: cfs.merged(),
             args,
             env,
-            cwd: cfg.working_dir.clone().filter(|w| !w.is_empty()).unwrap_or_else(|| "/".into()),
+            cwd: cfg
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
             hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
             netns: &ns_path,
             cgroup_path: cgroup_path.clone(),

@@ -137,8 +137,14 @@ pub fn leftovers(lab: &str, dir: &Path) -> Vec<String> {
             }
         }
     }
-    for ctrl in ["memory", "cpu", "pids", "freezer", "unified", "systemd", "blkio", "cpuset", "devices", "cpuacct"] {
-        let p = Path::new("/sys/fs/cgroup").join(ctrl).join("herd").join(lab);
+    for ctrl in [
+        "memory", "cpu", "pids", "freezer", "unified", "systemd", "blkio", "cpuset", "devices",
+        "cpuacct",
+    ] {
+        let p = Path::new("/sys/fs/cgroup")
+            .join(ctrl)
+            .join("herd")
+            .join(lab);
         if p.exists() {
             v.push(format!("cgroup {}", p.display()));
         }
