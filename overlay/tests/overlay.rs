@@ -292,6 +292,17 @@ fn state(store: &ImageStore) -> (Vec<herd_overlay::ImageInfo>, Vec<String>, Vec<
     )
 }
 
+/// Detaches the overlay at the path if a test panics while it is mounted.
+struct MountGuard(PathBuf);
+
+impl Drop for MountGuard {
+    fn drop(&mut self) {
+        if is_mount_point(&self.0).unwrap_or(false) {
+            let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
+
 // ---------- image store ----------
 
 #[test]
@@ -470,6 +481,7 @@ fn import_oci_layout_dir_and_tar_and_mount() {
 
     // Stack the layers under a container: the view is right.
     let c = ContainerFs::create(&t.path().join("c1"), store.lower_dirs(&info)).unwrap();
+    let _guard = MountGuard(c.merged().to_path_buf());
     c.mount().unwrap();
     assert!(c.is_mounted().unwrap());
     let m = c.merged();
@@ -673,6 +685,7 @@ fn container_fs_mount_unmount_remove() {
     fs::write(lower.join("f"), b"lower").unwrap();
     let dir = t.path().join("ctr");
     let c = ContainerFs::create(&dir, vec![lower.clone()]).unwrap();
+    let _guard = MountGuard(c.merged().to_path_buf());
     assert!(!c.is_mounted().unwrap());
     c.unmount().unwrap(); // not mounted: fine
     c.mount().unwrap();
@@ -727,6 +740,7 @@ fn mount_with_many_long_lower_paths() {
     let total: usize = lowers.iter().map(|p| p.as_os_str().len() + 1).sum();
     assert!(total > 4096);
     let c = ContainerFs::create(&t.path().join("c,with:odd"), lowers).unwrap();
+    let _guard = MountGuard(c.merged().to_path_buf());
     c.mount().unwrap();
     assert_eq!(fs::read_to_string(c.merged().join("f0")).unwrap(), "0");
     assert_eq!(fs::read_to_string(c.merged().join("f119")).unwrap(), "119");
@@ -771,6 +785,7 @@ fn capture_apply_round_trip_and_delta() {
     }
     let t = tempfile::tempdir().unwrap();
     let (lower, src) = busy_container(t.path());
+    let _g1 = MountGuard(src.merged().to_path_buf());
     let up = src.upper();
     assert!(is_whiteout(&up.join("etc/hosts")));
     assert!(get_xattrs(&up.join("var/cache"))
@@ -785,6 +800,7 @@ fn capture_apply_round_trip_and_delta() {
         "{cs:?}"
     );
     let dst = ContainerFs::create(&t.path().join("dst"), vec![lower.clone()]).unwrap();
+    let _g2 = MountGuard(dst.merged().to_path_buf());
     let st = apply_upper(dst.upper(), &full[..]).unwrap();
     assert_eq!(st.hardlinks, 1);
     assert!(st.whiteouts >= 1);

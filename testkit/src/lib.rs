@@ -19,7 +19,7 @@ use std::process::Command;
 /// True when running under CI, where a missing prerequisite is a failure.
 pub fn in_ci() -> bool {
     match std::env::var("CI") {
-        Ok(v) => !v.is_empty() && v != "0" && v.to_ascii_lowercase() != "false",
+        Ok(v) => !v.is_empty() && v != "0" && !v.eq_ignore_ascii_case("false"),
         Err(_) => false,
     }
 }
