@@ -43,6 +43,14 @@ pub enum AgentError {
         #[source]
         source: herd_netlink::Error,
     },
+    #[error("{context}: {source}")]
+    Criu {
+        context: String,
+        #[source]
+        source: herd_criu::Error,
+    },
+    #[error("bad archive {path}: {reason}")]
+    BadArchive { path: String, reason: String },
     #[error("{0}")]
     Other(String),
 }
@@ -57,6 +65,7 @@ impl AgentError {
             AgentError::Invalid { .. } => ErrorKind::InvalidInput,
             AgentError::Conflict { .. } => ErrorKind::Conflict,
             AgentError::Image(e) => image_kind(e),
+            AgentError::BadArchive { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Internal,
         }
     }

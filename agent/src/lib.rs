@@ -5,8 +5,10 @@
 //! state on disk ([`state`]), and the QUIC endpoint clients and peers talk
 //! to ([`server`]). It makes no placement decisions.
 
+pub mod cgroup;
 pub mod container;
 pub mod error;
+pub mod export;
 pub mod logs;
 pub mod server;
 pub mod spec;

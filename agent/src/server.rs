@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use herd_wire::{Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION};
 
-use crate::container::ExecRequest;
+use crate::container::{CheckpointOptions, ExecRequest};
 use crate::logs::LogReader;
 use crate::Agent;
 
@@ -123,6 +123,21 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             Request::ImageRemove { name } => {
                 a.image_remove(&name)?;
                 Response::Ok
+            }
+            Request::Checkpoint {
+                name,
+                leave_running,
+                export,
+            } => Response::Checkpointed(a.checkpoint(
+                &name,
+                CheckpointOptions {
+                    leave_running,
+                    export: export.map(std::path::PathBuf::from),
+                },
+            )?),
+            Request::Restore { name } => Response::Restored(a.restore(&name)?),
+            Request::RestoreImport { path, name } => {
+                Response::Restored(a.restore_import(std::path::Path::new(&path), name)?)
             }
             Request::Logs { .. } => Response::error(ErrorKind::Internal, "logs are streamed"),
         })

@@ -71,6 +71,10 @@ impl ContainerDir {
     pub fn log(&self) -> PathBuf {
         self.dir.join("log")
     }
+    /// CRIU images of the last checkpoint (and our metadata beside them).
+    pub fn checkpoint(&self) -> PathBuf {
+        self.dir.join("checkpoint")
+    }
 }
 
 /// The agent's record of one container.

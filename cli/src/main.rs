@@ -109,6 +109,35 @@ enum Cmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Checkpoint a running container through CRIU (podman-style).
+    Checkpoint {
+        /// Keep the container running after the checkpoint.
+        #[arg(short = 'R', long)]
+        leave_running: bool,
+        /// Also export the checkpoint to FILE.tar or FILE.tar.zst (a path on the agent's host).
+        #[arg(short, long)]
+        export: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+        name: String,
+    },
+    /// Restore a checkpointed container, or import an exported one.
+    Restore {
+        /// Restore from an archive written by `checkpoint --export`.
+        #[arg(short, long, conflicts_with = "name")]
+        import: Option<PathBuf>,
+        /// With --import: the restored container's name (default: the archived one).
+        #[arg(short = 'n', long = "name", requires = "import")]
+        new_name: Option<String>,
+        /// With --import: the node to restore on (default: the first node).
+        #[arg(long, requires = "import")]
+        node: Option<String>,
+        #[arg(long)]
+        json: bool,
+        #[arg(required_unless_present = "import")]
+        name: Option<String>,
+    },
     /// Images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -419,6 +448,105 @@ async fn run(cli: Cli) -> Result<i32> {
                 println!("{name}");
             }
         }
+        Cmd::Checkpoint {
+            leave_running,
+            export,
+            json,
+            name,
+        } => {
+            let export = match export {
+                Some(p) => Some(absolute(p)?.to_string_lossy().into_owned()),
+                None => None,
+            };
+            let mut c = client(&cli)?;
+            let node = c.locate(name).await?;
+            let r = c
+                .call(
+                    &node,
+                    Request::Checkpoint {
+                        name: name.clone(),
+                        leave_running: *leave_running,
+                        export,
+                    },
+                )
+                .await?;
+            let Response::Checkpointed(rep) = r else {
+                return Err(unexpected(r));
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                println!(
+                    "{} checkpointed on {}: {:.0} ms (CRIU frozen {:.1} ms, memory dump {:.1} ms), images {}{}",
+                    rep.name,
+                    rep.node,
+                    rep.total_ms,
+                    rep.frozen_ms,
+                    rep.memdump_ms,
+                    human_bytes(rep.image_bytes),
+                    match (&rep.export, rep.export_bytes) {
+                        (Some(p), Some(n)) => format!(", exported to {p} ({})", human_bytes(n)),
+                        _ => String::new(),
+                    }
+                );
+            }
+        }
+        Cmd::Restore {
+            import,
+            new_name,
+            node,
+            json,
+            name,
+        } => {
+            let mut c = client(&cli)?;
+            let (node, req) = match (import, name) {
+                (Some(path), _) => {
+                    let node = match node {
+                        Some(n) => {
+                            c.cluster.node(n)?;
+                            n.clone()
+                        }
+                        None => c
+                            .node_names()
+                            .first()
+                            .cloned()
+                            .context("the cluster has no nodes")?,
+                    };
+                    let path = absolute(path)?;
+                    if !path.exists() {
+                        bail!("{}: no such file", path.display());
+                    }
+                    (
+                        node,
+                        Request::RestoreImport {
+                            path: path.to_string_lossy().into_owned(),
+                            name: new_name.clone(),
+                        },
+                    )
+                }
+                (None, Some(name)) => (
+                    c.locate(name).await?,
+                    Request::Restore { name: name.clone() },
+                ),
+                (None, None) => bail!("give a container name or --import FILE"),
+            };
+            let r = c.call(&node, req).await?;
+            let Response::Restored(rep) = r else {
+                return Err(unexpected(r));
+            };
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                println!(
+                    "{} restored on {}: {:.0} ms (CRIU restore {:.1} ms), pid {}",
+                    rep.container.name,
+                    rep.container.node,
+                    rep.total_ms,
+                    rep.criu_restore_ms,
+                    rep.container.pid.unwrap_or(0)
+                );
+            }
+        }
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
@@ -660,6 +788,14 @@ async fn demo(cli: &Cli) -> Result<i32> {
     down?;
     println!("\ndemo finished: the lab is gone");
     Ok(0)
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    Ok(if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(p)
+    })
 }
 
 struct TempDir(PathBuf);

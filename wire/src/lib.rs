@@ -89,6 +89,25 @@ pub enum Request {
     ImageRemove {
         name: String,
     },
+    /// Checkpoint a running container through CRIU.
+    Checkpoint {
+        name: String,
+        /// Keep the container running after the dump.
+        leave_running: bool,
+        /// Also write a portable archive (checkpoint images, upper layer,
+        /// config) to this path on the agent's host; `.zst` compresses it.
+        export: Option<String>,
+    },
+    /// Restore a checkpointed container from its own images.
+    Restore {
+        name: String,
+    },
+    /// Restore a container from an exported archive on the agent's host.
+    RestoreImport {
+        path: String,
+        /// New name (default: the name in the archive).
+        name: Option<String>,
+    },
 }
 
 /// What `herd run` asks for.
@@ -113,6 +132,8 @@ pub enum ContainerStatus {
     Created,
     Running,
     Stopped,
+    /// Dumped by CRIU and not running: `restore` brings it back.
+    Checkpointed,
 }
 
 impl std::fmt::Display for ContainerStatus {
@@ -121,6 +142,7 @@ impl std::fmt::Display for ContainerStatus {
             ContainerStatus::Created => "created",
             ContainerStatus::Running => "running",
             ContainerStatus::Stopped => "stopped",
+            ContainerStatus::Checkpointed => "checkpointed",
         })
     }
 }
@@ -216,8 +238,43 @@ pub enum Response {
     Exec(ExecOutput),
     Image(ImageSummary),
     Images(Vec<ImageSummary>),
+    Checkpointed(CheckpointReport),
+    Restored(RestoreReport),
     /// End of a streamed answer.
     End,
+}
+
+/// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats
+/// file, the rest wall clock as the agent saw it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CheckpointReport {
+    pub name: String,
+    pub node: String,
+    /// Wall clock of the whole checkpoint request.
+    pub total_ms: f64,
+    /// CRIU: time to freeze the tree.
+    pub freezing_ms: f64,
+    /// CRIU: how long the tree was frozen.
+    pub frozen_ms: f64,
+    pub memdump_ms: f64,
+    pub memwrite_ms: f64,
+    pub pages_written: u64,
+    /// Size of the checkpoint images.
+    pub image_bytes: u64,
+    pub leave_running: bool,
+    /// Exported archive, and its size.
+    pub export: Option<String>,
+    pub export_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RestoreReport {
+    pub container: ContainerInfo,
+    /// Wall clock of the whole restore request.
+    pub total_ms: f64,
+    /// CRIU: its own restore time.
+    pub criu_restore_ms: f64,
+    pub pages_restored: u64,
 }
 
 impl Response {

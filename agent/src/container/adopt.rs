@@ -38,7 +38,7 @@ impl Agent {
                 }
                 _ => false,
             };
-            if !alive && rec.status != ContainerStatus::Stopped {
+            if !alive && rec.status == ContainerStatus::Running {
                 tracing::warn!(container = %name, "was running, is gone: marking stopped");
                 rec.status = ContainerStatus::Stopped;
                 rec.exit_code = None;

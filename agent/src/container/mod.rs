@@ -15,8 +15,10 @@
 //! unknown.
 
 mod adopt;
+mod checkpoint;
 mod exec;
 mod remove;
+mod restore;
 mod run;
 mod stop;
 
@@ -31,6 +33,8 @@ use herd_wire::{ContainerInfo, ContainerStatus, ImageSummary};
 use crate::error::{validate_name, AgentError, Result};
 use crate::state::{ContainerRecord, StateDir};
 
+pub use checkpoint::CheckpointOptions;
+pub(crate) use checkpoint::{read_json, CheckpointMeta, META_FILE};
 pub use exec::ExecRequest;
 
 /// Static settings of an agent.
@@ -93,6 +97,8 @@ pub struct Agent {
     pub(crate) state: StateDir,
     pub(crate) images: ImageStore,
     pub(crate) containers: Mutex<HashMap<String, Arc<Entry>>>,
+    /// Serialises CRIU calls on this host.
+    pub(crate) criu_lock: Mutex<()>,
 }
 
 impl Agent {
@@ -106,6 +112,7 @@ impl Agent {
             state,
             images,
             containers: Mutex::new(HashMap::new()),
+            criu_lock: Mutex::new(()),
         });
         agent.adopt_all()?;
         Ok(agent)
@@ -168,7 +175,7 @@ impl Agent {
     /// True while a container may still produce log lines.
     pub fn is_running(&self, name: &str) -> bool {
         self.entry(name)
-            .map(|e| e.snapshot().status != ContainerStatus::Stopped)
+            .map(|e| e.snapshot().status == ContainerStatus::Running)
             .unwrap_or(false)
     }
 

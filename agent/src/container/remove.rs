@@ -13,7 +13,10 @@ impl Agent {
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
         let entry = self.entry(name)?;
         let rec = entry.snapshot();
-        if rec.status != ContainerStatus::Stopped {
+        if matches!(
+            rec.status,
+            ContainerStatus::Running | ContainerStatus::Created
+        ) {
             if !force {
                 return Err(AgentError::Conflict {
                     name: name.to_string(),

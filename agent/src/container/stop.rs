@@ -13,7 +13,10 @@ impl Agent {
     pub fn stop(&self, name: &str, timeout: Duration) -> Result<ContainerInfo> {
         let entry = self.entry(name)?;
         let rec = entry.snapshot();
-        if rec.status == ContainerStatus::Stopped {
+        if matches!(
+            rec.status,
+            ContainerStatus::Stopped | ContainerStatus::Checkpointed
+        ) {
             return Ok(rec.info());
         }
         if let Some(pid) = rec.pid {

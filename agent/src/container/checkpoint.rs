@@ -1,0 +1,238 @@
+//! `checkpoint`: dump a running container through CRIU's RPC, described to
+//! CRIU as runc describes a container:
+//!
+//! * its network namespace is the agent's, declared external
+//!   (`net[<inode>]:extRootNetNS`) so a restore can hand in a namespace;
+//! * its cgroups are managed by CRIU in soft mode and frozen through the
+//!   freezer cgroup (v1) or the unified hierarchy (v2);
+//! * its stdio pipes are recorded (`pipe:[inode]`) so a restore can give it
+//!   new pipes with `inherit_fd`;
+//! * established TCP, external unix sockets and file locks are dumped.
+//!
+//! CRIU calls on one host are serialised (`Agent::criu_lock`): two dumps or
+//! restores at once collide on cgroups, pids and the network lock.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use herd_criu::{CgroupMode, DumpOpts};
+use herd_wire::{CheckpointReport, ContainerStatus};
+use serde::{Deserialize, Serialize};
+
+use super::{lock, Agent};
+use crate::error::{AgentError, IoContext, Result};
+use crate::state::pid_start_time;
+
+/// Written next to CRIU's images: what a restore needs to know that CRIU
+/// does not keep.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct CheckpointMeta {
+    /// `readlink /proc/<pid>/fd/{0,1,2}` at dump time.
+    pub stdio: Vec<String>,
+    /// cgroupsPath the container had when it was dumped.
+    pub cgroup_path: String,
+}
+
+pub(crate) const META_FILE: &str = "herd-checkpoint.json";
+
+pub struct CheckpointOptions {
+    pub leave_running: bool,
+    pub export: Option<PathBuf>,
+}
+
+impl Agent {
+    pub fn checkpoint(
+        self: &Arc<Self>,
+        name: &str,
+        opts: CheckpointOptions,
+    ) -> Result<CheckpointReport> {
+        let t0 = Instant::now();
+        let entry = self.entry(name)?;
+        let rec = entry.snapshot();
+        let pid = match (rec.status, rec.pid) {
+            (ContainerStatus::Running, Some(pid)) => pid,
+            _ => {
+                return Err(AgentError::Conflict {
+                    name: name.to_string(),
+                    state: rec.status.to_string(),
+                    hint: "only a running container can be checkpointed",
+                })
+            }
+        };
+        if let Some(e) = &opts.export {
+            check_export_path(e)?;
+        }
+        let images = self.state.container(name).checkpoint();
+        if images.exists() {
+            fs::remove_dir_all(&images).ctx(|| format!("remove old {}", images.display()))?;
+        }
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&images)
+            .ctx(|| format!("create {}", images.display()))?;
+
+        let stdio = (0..3)
+            .map(|fd| {
+                fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .map(|p| p.to_string_lossy().into_owned())
+                    .ctx(|| format!("read stdio fd {fd} of pid {pid}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ns_ino = fs::metadata(herd_netlink::netns::path(&rec.netns))
+            .ctx(|| format!("netns {}", rec.netns))?
+            .ino();
+        let meta = CheckpointMeta {
+            stdio,
+            cgroup_path: rec.cgroup_path.clone(),
+        };
+        write_json(&images.join(META_FILE), &meta)?;
+
+        let dump = DumpOpts {
+            leave_running: opts.leave_running,
+            tcp_established: true,
+            ext_unix_sk: true,
+            file_locks: true,
+            shell_job: false,
+            manage_cgroups: true,
+            manage_cgroups_mode: Some(CgroupMode::Soft),
+            freeze_cgroup: freezer_path(pid),
+            external: vec![format!("net[{ns_ino}]:extRootNetNS")],
+            ..DumpOpts::new(pid, images.as_path())
+        };
+        let criu = herd_criu::Criu::from_env();
+        let result = {
+            let _serial = lock(&self.criu_lock);
+            if !opts.leave_running {
+                // The process dies by CRIU's hand: its watcher must not
+                // record that as an exit.
+                lock(&entry.record).pid = None;
+            }
+            criu.dump(&dump)
+        };
+        if let Err(e) = result {
+            // Nothing was lost: the container is still running (or, if CRIU
+            // killed it after all, it is recorded as stopped).
+            let mut r = lock(&entry.record);
+            if pid_start_time(pid).is_some() && pid_start_time(pid) == rec.pid_start {
+                r.pid = Some(pid);
+            } else {
+                r.pid = Some(pid);
+                r.status = ContainerStatus::Stopped;
+            }
+            let snapshot = r.clone();
+            drop(r);
+            self.save(&snapshot)?;
+            let _ = fs::remove_dir_all(&images);
+            return Err(AgentError::Criu {
+                context: format!("checkpoint of {name} failed, the container is still running"),
+                source: e,
+            });
+        }
+        if !opts.leave_running {
+            let snapshot = {
+                let mut r = lock(&entry.record);
+                r.status = ContainerStatus::Checkpointed;
+                r.pid = None;
+                r.pid_start = None;
+                r.exit_code = None;
+                r.clone()
+            };
+            self.save(&snapshot)?;
+            entry.exited.notify_all();
+        }
+        let stats = herd_criu::read_dump_stats(&images).map_err(|e| AgentError::Criu {
+            context: "read CRIU's dump statistics".into(),
+            source: e,
+        })?;
+        let image_bytes = dir_size(&images);
+        let (export, export_bytes) = match &opts.export {
+            Some(path) => {
+                let n = crate::export::write(self, name, &images, path)?;
+                (Some(path.to_string_lossy().into_owned()), Some(n))
+            }
+            None => (None, None),
+        };
+        tracing::info!(
+            container = name,
+            frozen_us = stats.frozen_time_us,
+            "checkpointed"
+        );
+        Ok(CheckpointReport {
+            name: name.to_string(),
+            node: self.cfg.node.clone(),
+            total_ms: t0.elapsed().as_secs_f64() * 1e3,
+            freezing_ms: stats.freezing_time_us as f64 / 1e3,
+            frozen_ms: stats.frozen_time_us as f64 / 1e3,
+            memdump_ms: stats.memdump_time_us as f64 / 1e3,
+            memwrite_ms: stats.memwrite_time_us as f64 / 1e3,
+            pages_written: stats.pages_written,
+            image_bytes,
+            leave_running: opts.leave_running,
+            export,
+            export_bytes,
+        })
+    }
+}
+
+fn check_export_path(p: &Path) -> Result<()> {
+    let parent = p.parent().filter(|x| !x.as_os_str().is_empty());
+    if !p.is_absolute() || parent.map(|d| !d.is_dir()).unwrap_or(true) {
+        return Err(AgentError::Invalid {
+            what: "export path",
+            reason: format!(
+                "{}: must be an absolute path in an existing directory of the agent's host",
+                p.display()
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// The freezer CRIU should use: v1 `freezer` hierarchy, else the unified one.
+fn freezer_path(pid: i32) -> Option<String> {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut unified = None;
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+        if ctrls.split(',').any(|c| c == "freezer") {
+            return Some(format!("/sys/fs/cgroup/freezer{path}"));
+        }
+        if ctrls.is_empty() {
+            unified = Some(path.to_string());
+        }
+    }
+    // Pure v2: /sys/fs/cgroup is the cgroup2 mount.
+    let path = unified?;
+    Path::new("/sys/fs/cgroup/cgroup.controllers")
+        .exists()
+        .then(|| format!("/sys/fs/cgroup{path}"))
+}
+
+pub(crate) fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
+    let data = serde_json::to_vec_pretty(v)
+        .map_err(|e| AgentError::Other(format!("encode {}: {e}", path.display())))?;
+    fs::write(path, data).ctx(|| format!("write {}", path.display()))
+}
+
+pub(crate) fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let data = fs::read(path).ctx(|| format!("read {}", path.display()))?;
+    serde_json::from_slice(&data)
+        .map_err(|e| AgentError::Other(format!("corrupt {}: {e}", path.display())))
+}
+
+pub(crate) fn dir_size(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}

@@ -1,0 +1,327 @@
+//! `restore`: bring a checkpointed container back through CRIU's RPC, the
+//! way runc prepares a restore:
+//!
+//! 1. the overlay is mounted (merged dir = CRIU's `root`);
+//! 2. the container's network namespace exists and is handed in as
+//!    `extRootNetNS` (`inherit_fd`);
+//! 3. new stdio pipes with a new log shim replace the dumped ones
+//!    (`inherit_fd` keyed by the dumped `pipe:[inode]`), so the log goes on
+//!    in the same file;
+//! 4. CRIU restores in soft cgroup mode as a sibling (`rst_sibling`): the
+//!    restored init is our child and its watcher reaps it;
+//! 5. libcontainer's state gets the new pid, the cgroup limits are applied
+//!    again and the init is put in the container's cgroups.
+//!
+//! `restore_import` first unpacks and verifies an exported archive, builds
+//! the container's filesystem (image layers + the archived upper layer),
+//! network namespace, bundle and runtime state, then runs the same steps.
+//! Any failure removes what the import made.
+
+use std::fs;
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use herd_criu::{CgroupMode, InheritFd, RestoreOpts};
+use herd_overlay::ContainerFs;
+use herd_wire::{ContainerStatus, RestoreReport, RunSpec};
+use libcgroups::common::{CgroupManager, ControllerOpt};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::{lock, read_json, Agent, CheckpointMeta, Entry, META_FILE};
+use crate::error::{validate_name, AgentError, IoContext, Result};
+use crate::logs;
+use crate::state::{now_ns, pid_start_time, ContainerRecord};
+
+impl Agent {
+    /// Restore a container from its own last checkpoint on this host.
+    pub fn restore(self: &Arc<Self>, name: &str) -> Result<RestoreReport> {
+        let t0 = Instant::now();
+        let entry = self.entry(name)?;
+        let rec = entry.snapshot();
+        if rec.status != ContainerStatus::Checkpointed {
+            return Err(AgentError::Conflict {
+                name: name.to_string(),
+                state: rec.status.to_string(),
+                hint: "only a checkpointed container can be restored",
+            });
+        }
+        let images = self.state.container(name).checkpoint();
+        self.restore_into(&entry, &images, t0)
+    }
+
+    /// Restore a container from an archive written by `checkpoint --export`.
+    pub fn restore_import(
+        self: &Arc<Self>,
+        archive: &Path,
+        new_name: Option<String>,
+    ) -> Result<RestoreReport> {
+        let t0 = Instant::now();
+        let staging = self
+            .state
+            .root()
+            .join(format!("import-{}-{}", std::process::id(), now_ns()));
+        let staged = crate::export::read(archive, &staging)?;
+        let m = &staged.manifest;
+        let name = new_name.unwrap_or_else(|| m.spec.name.clone());
+        validate_name("container name", &name)?;
+        let image = self.images.get(&m.image)?;
+        if image.layers != m.layers {
+            return Err(AgentError::Invalid {
+                what: "image",
+                reason: format!(
+                    "image {} on node {} has other layers than the one the checkpoint was made with",
+                    m.image, self.cfg.node
+                ),
+            });
+        }
+        let spec = RunSpec {
+            name: name.clone(),
+            ..m.spec.clone()
+        };
+        let entry = self.reserve(&spec, image.layers.clone())?;
+        let made = (|| -> Result<()> {
+            let cdir = self.state.container(&name);
+            fs::create_dir_all(&cdir.dir).ctx(|| format!("create {}", cdir.dir.display()))?;
+            let cfs = ContainerFs::create(&cdir.fs(), self.images.lower_dirs(&image))?;
+            let upper =
+                fs::File::open(staged.dir.join("upper.tar")).ctx(|| "open upper.tar".into())?;
+            herd_overlay::apply_upper(cfs.upper(), std::io::BufReader::new(upper))?;
+            cfs.mount()?;
+            let netns = self.netns_name(&name);
+            let ns_path =
+                herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
+            herd_netlink::Handle::in_netns(&ns_path)
+                .and_then(|mut h| h.set_up("lo"))
+                .ctx(|| format!("bring up lo in {netns}"))?;
+            let cgroup_path = self.cgroup_path(&name);
+            // The archived OCI spec, re-pointed at this host's rootfs, netns and cgroup.
+            let mut oci = Spec::load(staged.dir.join("config.json"))
+                .map_err(|e| AgentError::Other(format!("archived OCI spec: {e}")))?;
+            repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
+            fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
+            oci.save(cdir.bundle().join("config.json"))
+                .map_err(|e| AgentError::Other(format!("write OCI spec: {e}")))?;
+            // libcontainer's state, so exec/stop/rm work on the restored container.
+            let rt = self.state.runtime().join(&name);
+            fs::create_dir_all(&rt).ctx(|| format!("create {}", rt.display()))?;
+            libcontainer::container::Container::new(
+                &name,
+                libcontainer::container::ContainerStatus::Stopped,
+                None,
+                &cdir.bundle(),
+                &rt,
+            )
+            .and_then(|c| c.save())
+            .ctx(|| "write runtime state".into())?;
+            libcontainer::config::YoukiConfig::from_spec(&oci, &name)
+                .and_then(|c| c.save(&rt))
+                .map_err(|e| AgentError::Other(format!("write runtime config: {e}")))?;
+            // The images move into the container's own checkpoint dir.
+            fs::rename(staged.checkpoint(), cdir.checkpoint()).ctx(|| "move images".into())?;
+            let mut r = lock(&entry.record);
+            r.status = ContainerStatus::Checkpointed;
+            r.netns = netns;
+            r.cgroup_path = cgroup_path;
+            let snapshot = r.clone();
+            drop(r);
+            self.save(&snapshot)
+        })();
+        let restored = made.and_then(|_| {
+            let images = self.state.container(&name).checkpoint();
+            self.restore_into(&entry, &images, t0)
+        });
+        if restored.is_err() {
+            let rec = entry.snapshot();
+            if let Err(e) = self.teardown(&rec) {
+                tracing::warn!(container = %name, "cleanup after failed import: {e}");
+            }
+            lock(&self.containers).remove(&name);
+        }
+        restored
+    }
+
+    /// Claim a name for a container being made; the entry is `Created`.
+    pub(crate) fn reserve(&self, spec: &RunSpec, layers: Vec<String>) -> Result<Arc<Entry>> {
+        let mut map = lock(&self.containers);
+        if map.contains_key(&spec.name) || self.state.container(&spec.name).dir.exists() {
+            return Err(AgentError::ContainerExists(spec.name.clone()));
+        }
+        let e = Entry::new(ContainerRecord {
+            spec: spec.clone(),
+            node: self.cfg.node.clone(),
+            created_ns: now_ns(),
+            status: ContainerStatus::Created,
+            pid: None,
+            pid_start: None,
+            exit_code: None,
+            netns: String::new(),
+            cgroup_path: String::new(),
+            layers,
+        });
+        map.insert(spec.name.clone(), e.clone());
+        Ok(e)
+    }
+
+    fn restore_into(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        images: &Path,
+        t0: Instant,
+    ) -> Result<RestoreReport> {
+        let rec = entry.snapshot();
+        let name = rec.spec.name.clone();
+        let cdir = self.state.container(&name);
+        let meta: CheckpointMeta = read_json(&images.join(META_FILE))?;
+
+        let lowers: Vec<_> = rec
+            .layers
+            .iter()
+            .rev()
+            .map(|d| self.images.layer_dir(d))
+            .collect();
+        let cfs = ContainerFs::open(&cdir.fs(), lowers)?;
+        cfs.mount()?;
+        let ns_path = herd_netlink::netns::path(&rec.netns);
+        if !ns_path.exists() {
+            herd_netlink::netns::create(&rec.netns)
+                .ctx(|| format!("create netns {}", rec.netns))?;
+            herd_netlink::Handle::in_netns(&ns_path)
+                .and_then(|mut h| h.set_up("lo"))
+                .ctx(|| format!("bring up lo in {}", rec.netns))?;
+        }
+        let ns_fd = herd_netlink::netns::open(&ns_path).ctx(|| format!("open {}", rec.netns))?;
+
+        let stdio = logs::spawn_logged_stdio(&cdir.log())?;
+        let ours = [
+            stdio.stdin.as_raw_fd(),
+            stdio.stdout.as_raw_fd(),
+            stdio.stderr.as_raw_fd(),
+        ];
+        let mut inherit: Vec<InheritFd> = meta
+            .stdio
+            .iter()
+            .zip(ours)
+            .filter(|(key, _)| key.starts_with("pipe:"))
+            .map(|(key, fd)| InheritFd {
+                key: key.clone(),
+                fd,
+            })
+            .collect();
+        inherit.push(InheritFd {
+            key: "extRootNetNS".into(),
+            fd: ns_fd.as_raw_fd(),
+        });
+        let mut cgroup_root = Vec::new();
+        crate::cgroup::prepare(&rec.cgroup_path)?;
+        if meta.cgroup_path != rec.cgroup_path {
+            cgroup_root.push(herd_criu::CgroupRoot {
+                controller: None,
+                path: rec.cgroup_path.clone(),
+            });
+        }
+        let opts = RestoreOpts {
+            root: Some(cfs.merged().to_path_buf()),
+            tcp_established: true,
+            ext_unix_sk: true,
+            file_locks: true,
+            shell_job: false,
+            manage_cgroups: true,
+            manage_cgroups_mode: Some(CgroupMode::Soft),
+            rst_sibling: true,
+            inherit_fd: inherit,
+            cgroup_root,
+            ..RestoreOpts::new(images)
+        };
+        let criu = herd_criu::Criu::from_env();
+        let restored = {
+            let _serial = lock(&self.criu_lock);
+            criu.restore(&opts)
+        };
+        drop(stdio); // the restored tree holds the container's ends now
+        let pid = restored
+            .map_err(|e| AgentError::Criu {
+                context: format!("restore of {name} failed"),
+                source: e,
+            })?
+            .pid;
+
+        // Runtime state and cgroup limits for the new process.
+        let rt = self.state.runtime().join(&name);
+        let mut c = libcontainer::container::Container::load(rt.clone())
+            .ctx(|| format!("load runtime state of {name}"))?;
+        c.set_pid(pid)
+            .set_status(libcontainer::container::ContainerStatus::Running);
+        c.save().ctx(|| "save runtime state".into())?;
+        if let Err(e) = apply_cgroup(&rec.cgroup_path, &name, pid, &cdir.bundle()) {
+            tracing::warn!(container = %name, "re-applying cgroup limits: {e}");
+        }
+
+        let stats = herd_criu::read_restore_stats(images).ok();
+        let snapshot = {
+            let mut r = lock(&entry.record);
+            r.status = ContainerStatus::Running;
+            r.pid = Some(pid);
+            r.pid_start = pid_start_time(pid);
+            r.exit_code = None;
+            r.clone()
+        };
+        self.save(&snapshot)?;
+        self.watch(entry.clone(), pid, true);
+        tracing::info!(container = %name, pid, "restored");
+        Ok(RestoreReport {
+            container: snapshot.info(),
+            total_ms: t0.elapsed().as_secs_f64() * 1e3,
+            criu_restore_ms: stats
+                .as_ref()
+                .map(|s| s.restore_time_us as f64 / 1e3)
+                .unwrap_or(0.0),
+            pages_restored: stats.and_then(|s| s.pages_restored).unwrap_or(0),
+        })
+    }
+}
+
+/// Put `pid` into the container's cgroups and apply the spec's limits.
+fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Result<()> {
+    let spec = Spec::load(bundle.join("config.json"))
+        .map_err(|e| AgentError::Other(format!("OCI spec: {e}")))?;
+    let cm = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
+        cgroup_path: cgroup_path.into(),
+        systemd_cgroup: false,
+        container_name: name.to_string(),
+    })
+    .map_err(|e| AgentError::Other(format!("cgroup manager: {e}")))?;
+    cm.add_task(nix::unistd::Pid::from_raw(pid))
+        .map_err(|e| AgentError::Other(format!("add {pid} to {cgroup_path}: {e}")))?;
+    if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
+        cm.apply(&ControllerOpt {
+            resources: &res,
+            disable_oom_killer: false,
+            oom_score_adj: None,
+            freezer_state: None,
+        })
+        .map_err(|e| AgentError::Other(format!("apply limits to {cgroup_path}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn repoint_spec(spec: &mut Spec, rootfs: &Path, netns: &Path, cgroup_path: &str) -> Result<()> {
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(rootfs.to_path_buf());
+    spec.set_root(Some(root));
+    let mut linux = spec
+        .linux()
+        .clone()
+        .ok_or_else(|| AgentError::Other("archived OCI spec has no linux section".into()))?;
+    if let Some(nss) = linux.namespaces_mut() {
+        for ns in nss.iter_mut() {
+            if ns.typ() == LinuxNamespaceType::Network {
+                ns.set_path(Some(netns.to_path_buf()));
+            }
+        }
+    }
+    linux.set_cgroups_path(Some(cgroup_path.into()));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
