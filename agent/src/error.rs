@@ -18,12 +18,12 @@ pub enum AgentError {
         hint: &'static str,
     },
     #[error(transparent)]
-    Image(#[from] herd_overlay::Error),
+    Image(Box<herd_overlay::Error>),
     #[error("{context}: {source}")]
     Runtime {
         context: String,
         #[source]
-        source: libcontainer::error::LibcontainerError,
+        source: Box<libcontainer::error::LibcontainerError>,
     },
     #[error("{context}: {source}")]
     Io {
@@ -41,13 +41,13 @@ pub enum AgentError {
     Net {
         context: String,
         #[source]
-        source: herd_netlink::Error,
+        source: Box<herd_netlink::Error>,
     },
     #[error("{context}: {source}")]
     Criu {
         context: String,
         #[source]
-        source: herd_criu::Error,
+        source: Box<herd_criu::Error>,
     },
     #[error("bad archive {path}: {reason}")]
     BadArchive { path: String, reason: String },
@@ -64,7 +64,7 @@ impl AgentError {
             AgentError::ContainerExists(_) => ErrorKind::AlreadyExists,
             AgentError::Invalid { .. } => ErrorKind::InvalidInput,
             AgentError::Conflict { .. } => ErrorKind::Conflict,
-            AgentError::Image(e) => image_kind(e),
+            AgentError::Image(e) => image_kind(e.as_ref()),
             AgentError::BadArchive { .. } => ErrorKind::InvalidInput,
             _ => ErrorKind::Internal,
         }
@@ -125,7 +125,7 @@ impl<T> IoContext<T> for std::result::Result<T, libcontainer::error::Libcontaine
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| AgentError::Runtime {
             context: context(),
-            source,
+            source: Box::new(source),
         })
     }
 }
@@ -134,7 +134,7 @@ impl<T> IoContext<T> for std::result::Result<T, herd_netlink::Error> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| AgentError::Net {
             context: context(),
-            source,
+            source: Box::new(source),
         })
     }
 }
@@ -156,5 +156,11 @@ pub fn validate_name(what: &'static str, name: &str) -> Result<()> {
                 "{name:?}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
             ),
         })
+    }
+}
+
+impl From<herd_overlay::Error> for AgentError {
+    fn from(e: herd_overlay::Error) -> Self {
+        AgentError::Image(Box::new(e))
     }
 }

@@ -122,8 +122,8 @@ fn container_lifecycle_logs_exec_stop_rm() {
     assert!(lab.container("ticker").is_none());
 
     // Nothing of the container is left: netns, mounts, cgroups, dir.
-    let ns = format!("/run/netns/hfb-n1-ticker");
-    assert!(!std::path::Path::new(&ns).exists(), "{ns} left");
+    let ns = "/run/netns/hfb-n1-ticker";
+    assert!(!std::path::Path::new(ns).exists(), "{ns} left");
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mi.contains("containers/ticker"), "overlay mount left");
     for ctrl in ["memory", "cpu", "pids"] {

@@ -129,7 +129,7 @@ impl Agent {
             let _ = fs::remove_dir_all(&images);
             return Err(AgentError::Criu {
                 context: format!("checkpoint of {name} failed, the container is still running"),
-                source: e,
+                source: Box::new(e),
             });
         }
         if !opts.leave_running {
@@ -146,7 +146,7 @@ impl Agent {
         }
         let stats = herd_criu::read_dump_stats(&images).map_err(|e| AgentError::Criu {
             context: "read CRIU's dump statistics".into(),
-            source: e,
+            source: Box::new(e),
         })?;
         let image_bytes = dir_size(&images);
         let (export, export_bytes) = match &opts.export {

@@ -106,7 +106,7 @@ impl Agent {
     pub fn open(cfg: AgentConfig) -> Result<Arc<Self>> {
         validate_name("node name", &cfg.node)?;
         let state = StateDir::open(&cfg.state_dir)?;
-        let images = ImageStore::open(&state.images())?;
+        let images = ImageStore::open(state.images())?;
         let agent = Arc::new(Agent {
             cfg,
             state,

@@ -243,7 +243,7 @@ impl Agent {
         let pid = restored
             .map_err(|e| AgentError::Criu {
                 context: format!("restore of {name} failed"),
-                source: e,
+                source: Box::new(e),
             })?
             .pid;
 

@@ -192,7 +192,7 @@ pub(crate) fn create_and_start(
         let _ = container.delete(true);
         return Err(AgentError::Runtime {
             context: format!("start container {name}"),
-            source: e,
+            source: Box::new(e),
         });
     }
     container
