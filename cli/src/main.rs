@@ -755,7 +755,17 @@ async fn demo(cli: &Cli) -> Result<i32> {
     let exe = std::env::current_exe()?;
     let lab = cli.lab.clone();
     let step = |args: &[&str]| -> Result<()> {
-        println!("\n$ herd {}", args.join(" "));
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains(|c: char| c.is_whitespace() || "$;\"'()".contains(c)) {
+                    format!("'{}'", a.replace('\'', "'\\''"))
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        println!("\n$ herd {}", shown.join(" "));
         let st = std::process::Command::new(&exe)
             .args(args)
             .env("HERD_LAB", &lab)
@@ -776,8 +786,13 @@ async fn demo(cli: &Cli) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(1200));
         step(&["ps"])?;
         step(&["logs", "--tail", "5", "hello"])?;
-        step(&["exec", "hello", "--", "cat", "/proc/1/cmdline"])?;
-        println!();
+        step(&["exec", "hello", "--", "hostname"])?;
+        step(&["checkpoint", "hello"])?;
+        step(&["ps"])?;
+        step(&["restore", "hello"])?;
+        std::thread::sleep(Duration::from_millis(600));
+        println!("\n# the tick count goes on from where the checkpoint stopped it:");
+        step(&["logs", "--tail", "4", "hello"])?;
         step(&["stop", "-t", "1", "hello"])?;
         step(&["ps"])?;
         step(&["rm", "hello"])?;

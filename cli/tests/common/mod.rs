@@ -172,3 +172,49 @@ pub fn wait_for<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// herd-work, built static by scripts/setup (target/static/release/herd-work).
+pub fn herd_work_bin() -> PathBuf {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/static/release/herd-work");
+    assert!(
+        p.exists(),
+        "{} missing: run scripts/setup (or `cargo rustc --release -p herd-work --bin herd-work \
+         --target-dir target/static -- -C target-feature=+crt-static`)",
+        p.display()
+    );
+    p.canonicalize().expect("canonicalize herd-work path")
+}
+
+/// Import `busybox` with herd-work in /bin on every node of the lab.
+pub fn import_busybox_with_work(lab: &Lab) {
+    let w = herd_work_bin();
+    lab.ok(&[
+        "image",
+        "import",
+        "busybox",
+        "--busybox",
+        "--add",
+        w.to_str().expect("utf-8 path"),
+    ]);
+}
+
+/// The `count=<n>` values of a herd-work counter log, in order; panics on a
+/// line that is not `count=<n> pattern=ok`. A last line still being written
+/// (no newline yet) is left out.
+pub fn counter_counts(log: &str) -> Vec<u64> {
+    log.split_inclusive('\n')
+        .filter(|l| l.ends_with('\n'))
+        .map(|l| l.trim_end_matches('\n'))
+        .map(|l| {
+            let rest = l
+                .strip_prefix("count=")
+                .unwrap_or_else(|| panic!("not a counter line: {l:?}\nlog:\n{log}"));
+            let (n, tail) = rest
+                .split_once(' ')
+                .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
+            assert_eq!(tail, "pattern=ok", "line {l:?}\nlog:\n{log}");
+            n.parse()
+                .unwrap_or_else(|_| panic!("bad count in {l:?}"))
+        })
+        .collect()
+}
