@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod export;
 pub mod logs;
+pub mod migrate;
 pub mod server;
 pub mod spec;
 pub mod state;

@@ -17,6 +17,7 @@ pub const MAX_REQUEST: usize = 1 << 20;
 pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
     while let Some(incoming) = endpoint.accept().await {
         let agent = agent.clone();
+        let ep = endpoint.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
@@ -37,8 +38,9 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
                     Err(_) => return,
                 };
                 let agent = agent.clone();
+                let ep = ep.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = handle_stream(agent, send, recv).await {
+                    if let Err(e) = handle_stream(agent, ep, send, recv).await {
                         tracing::debug!(%remote, "stream ended: {e}");
                     }
                 });
@@ -49,6 +51,7 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
 
 async fn handle_stream(
     agent: Arc<Agent>,
+    ep: quinn::Endpoint,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
@@ -77,6 +80,27 @@ async fn handle_stream(
     match env.request {
         Request::Logs { name, follow, tail } => {
             stream_logs(agent, &name, follow, tail, &mut send).await?;
+        }
+        Request::MigrateIn(prepare) => {
+            crate::migrate::migrate_in(agent, prepare, &mut send, &mut recv).await?;
+        }
+        Request::Migrate {
+            name,
+            to,
+            to_addr,
+            fs,
+            compress,
+        } => {
+            let target = crate::migrate::source::Target {
+                node: to,
+                addr: to_addr,
+            };
+            let resp =
+                match crate::migrate::migrate_out(agent, ep, name, target, fs, compress).await {
+                    Ok(r) => Response::Migrated(r),
+                    Err(e) => e.to_response(),
+                };
+            herd_quic::rpc::send_msg(&mut send, &resp).await?;
         }
         req => {
             let resp = dispatch(agent, req).await;
@@ -139,7 +163,9 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             Request::RestoreImport { path, name } => {
                 Response::Restored(a.restore_import(std::path::Path::new(&path), name)?)
             }
-            Request::Logs { .. } => Response::error(ErrorKind::Internal, "logs are streamed"),
+            Request::Logs { .. } | Request::Migrate { .. } | Request::MigrateIn(_) => {
+                Response::error(ErrorKind::Internal, "streamed request on the wrong path")
+            }
         })
     })
     .await;

@@ -138,6 +138,43 @@ enum Cmd {
         #[arg(required_unless_present = "import")]
         name: Option<String>,
     },
+    /// Live-migrate a running container to another node.
+    Migrate {
+        name: String,
+        /// Target node.
+        #[arg(long)]
+        to: String,
+        /// What of the filesystem moves: diff (upper layer, pre-sent), none, whole.
+        #[arg(long, default_value = "diff")]
+        fs: herd_wire::migrate::FsMode,
+        /// Compress the transfer (zstd).
+        #[arg(long, value_parser = ["zstd", "none"], default_value = "none")]
+        compress: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Herd Pong: hop a container across hosts and summarise the hops.
+    Pong {
+        name: String,
+        /// Hosts to hop across, e.g. n1,n2,n3.
+        #[arg(long, value_delimiter = ',', required = true)]
+        hosts: Vec<String>,
+        /// Number of hops.
+        #[arg(long, default_value_t = 10)]
+        count: usize,
+        /// Seconds to stay on each host.
+        #[arg(long, default_value_t = 1.0)]
+        dwell: f64,
+        /// Pick the next host at random (never the current one).
+        #[arg(long)]
+        random: bool,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long, default_value = "diff")]
+        fs: herd_wire::migrate::FsMode,
+        #[arg(long)]
+        json: bool,
+    },
     /// Images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -547,6 +584,36 @@ async fn run(cli: Cli) -> Result<i32> {
                 );
             }
         }
+        Cmd::Migrate {
+            name,
+            to,
+            fs,
+            compress,
+            json,
+        } => {
+            let mut c = client(&cli)?;
+            let rep = migrate(&mut c, name, to, *fs, compress == "zstd").await?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                print_migration(&rep);
+            }
+        }
+        Cmd::Pong {
+            name,
+            hosts,
+            count,
+            dwell,
+            random,
+            seed,
+            fs,
+            json,
+        } => {
+            return pong(
+                &cli, name, hosts, *count, *dwell, *random, *seed, *fs, *json,
+            )
+            .await
+        }
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
@@ -803,6 +870,168 @@ async fn demo(cli: &Cli) -> Result<i32> {
     down?;
     println!("\ndemo finished: the lab is gone");
     Ok(0)
+}
+
+async fn migrate(
+    c: &mut Client,
+    name: &str,
+    to: &str,
+    fs: herd_wire::migrate::FsMode,
+    compress: bool,
+) -> Result<herd_wire::migrate::MigrateReport> {
+    let target = c.cluster.node(to)?.clone();
+    let from = c.locate(name).await?;
+    if from == to {
+        bail!("{name} already runs on {to}");
+    }
+    let r = c
+        .call(
+            &from,
+            Request::Migrate {
+                name: name.to_string(),
+                to: target.name.clone(),
+                to_addr: target.addr,
+                fs,
+                compress,
+            },
+        )
+        .await?;
+    match r {
+        Response::Migrated(rep) => Ok(rep),
+        r => Err(unexpected(r)),
+    }
+}
+
+fn print_migration(r: &herd_wire::migrate::MigrateReport) {
+    println!(
+        "{} moved {} -> {} in {:.0} ms: frozen {:.0} ms (CRIU {:.1} ms), {} sent ({} of data, {:.1} MiB/s)",
+        r.container,
+        r.from,
+        r.to,
+        r.total_ms,
+        r.frozen_ms,
+        r.criu_frozen_ms,
+        human_bytes(r.bytes),
+        human_bytes(r.raw_bytes),
+        r.throughput_mib_s
+    );
+    println!(
+        "  phases: prepare {:.0} ms, pre-send {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
+        r.prepare_ms, r.presend_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn pong(
+    cli: &Cli,
+    name: &str,
+    hosts: &[String],
+    count: usize,
+    dwell: f64,
+    random: bool,
+    seed: u64,
+    fs: herd_wire::migrate::FsMode,
+    json: bool,
+) -> Result<i32> {
+    if hosts.len() < 2 {
+        bail!("--hosts needs at least two nodes");
+    }
+    if !(0.0..=3600.0).contains(&dwell) {
+        bail!("--dwell must be between 0 and 3600 seconds");
+    }
+    let mut c = client(cli)?;
+    for h in hosts {
+        c.cluster.node(h)?;
+    }
+    let mut at = c.locate(name).await?;
+    let mut rng = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut reports = Vec::new();
+    let mut failures = Vec::new();
+    for hop in 0..count {
+        let candidates: Vec<&String> = hosts.iter().filter(|h| **h != at).collect();
+        let next = if random {
+            rng = rng
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            candidates[((rng >> 33) as usize) % candidates.len()].clone()
+        } else {
+            let i = hosts
+                .iter()
+                .position(|h| *h == at)
+                .map(|i| i + 1)
+                .unwrap_or(0);
+            let mut n = hosts[i % hosts.len()].clone();
+            if n == at {
+                n = hosts[(i + 1) % hosts.len()].clone();
+            }
+            n
+        };
+        match migrate(&mut c, name, &next, fs, false).await {
+            Ok(r) => {
+                if !json {
+                    println!(
+                        "hop {:>3}: {} -> {}  total {:>6.0} ms  frozen {:>6.0} ms",
+                        hop + 1,
+                        r.from,
+                        r.to,
+                        r.total_ms,
+                        r.frozen_ms
+                    );
+                }
+                at = next;
+                reports.push(r);
+            }
+            Err(e) => {
+                if !json {
+                    println!("hop {:>3}: {at} -> {next}  FAILED: {e:#}", hop + 1);
+                }
+                failures.push(format!("{e:#}"));
+                at = c.locate(name).await?;
+            }
+        }
+        if hop + 1 < count {
+            tokio::time::sleep(Duration::from_secs_f64(dwell)).await;
+        }
+    }
+    let mut frozen: Vec<f64> = reports.iter().map(|r| r.frozen_ms).collect();
+    let mut total: Vec<f64> = reports.iter().map(|r| r.total_ms).collect();
+    let summary = serde_json::json!({
+        "container": name,
+        "hops": reports.len(),
+        "failures": failures.len(),
+        "frozen_ms_median": percentile(&mut frozen, 50.0),
+        "frozen_ms_p95": percentile(&mut frozen, 95.0),
+        "total_ms_median": percentile(&mut total, 50.0),
+        "total_ms_p95": percentile(&mut total, 95.0),
+        "ends_on": at,
+        "errors": failures,
+    });
+    if json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        println!(
+            "pong {name}: {} hops, {} failures; frozen median {:.0} ms p95 {:.0} ms; total median {:.0} ms p95 {:.0} ms; now on {at}",
+            reports.len(),
+            failures.len(),
+            summary["frozen_ms_median"].as_f64().unwrap_or(0.0),
+            summary["frozen_ms_p95"].as_f64().unwrap_or(0.0),
+            summary["total_ms_median"].as_f64().unwrap_or(0.0),
+            summary["total_ms_p95"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(if failures.is_empty() { 0 } else { 1 })
+}
+
+/// Nearest-rank percentile (0 for no samples).
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * v.len() as f64).ceil().max(1.0) as usize;
+    v[rank.min(v.len()) - 1]
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf> {

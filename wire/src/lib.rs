@@ -20,6 +20,7 @@
 use serde::{Deserialize, Serialize};
 
 pub mod frame;
+pub mod migrate;
 
 /// Version of the control protocol. Bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -108,6 +109,18 @@ pub enum Request {
         /// New name (default: the name in the archive).
         name: Option<String>,
     },
+    /// Live-migrate a container of this agent to another agent.
+    Migrate {
+        name: String,
+        /// Target node name (its certificate's name) and address.
+        to: String,
+        to_addr: std::net::SocketAddr,
+        fs: migrate::FsMode,
+        compress: bool,
+    },
+    /// Agent to agent: the target side of a migration. The rest of the
+    /// stream follows the migration protocol (see [`migrate`]).
+    MigrateIn(migrate::Prepare),
 }
 
 /// What `herd run` asks for.
@@ -239,6 +252,7 @@ pub enum Response {
     Image(ImageSummary),
     Images(Vec<ImageSummary>),
     Checkpointed(CheckpointReport),
+    Migrated(migrate::MigrateReport),
     Restored(RestoreReport),
     /// End of a streamed answer.
     End,

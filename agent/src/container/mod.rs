@@ -60,7 +60,7 @@ impl AgentConfig {
 }
 
 /// One container's live entry: its record and a condvar signalled on exit.
-pub(crate) struct Entry {
+pub struct Entry {
     pub(crate) record: Mutex<ContainerRecord>,
     pub(crate) exited: Condvar,
 }
@@ -72,7 +72,7 @@ impl Entry {
             exited: Condvar::new(),
         })
     }
-    pub(crate) fn snapshot(&self) -> ContainerRecord {
+    pub fn snapshot(&self) -> ContainerRecord {
         lock(&self.record).clone()
     }
     /// Wait until the container is stopped, at most `timeout`. True if it stopped.
@@ -142,7 +142,7 @@ impl Agent {
         &self.state
     }
 
-    pub(crate) fn entry(&self, name: &str) -> Result<Arc<Entry>> {
+    pub fn entry(&self, name: &str) -> Result<Arc<Entry>> {
         lock(&self.containers)
             .get(name)
             .cloned()
@@ -182,6 +182,11 @@ impl Agent {
     pub fn image_import(&self, name: &str, path: &std::path::Path) -> Result<ImageSummary> {
         let info = self.images.import(name, path)?;
         Ok(summary(&info))
+    }
+
+    /// Layers of a local image (NotFound if it is not here).
+    pub fn image_layers(&self, name: &str) -> Result<Vec<String>> {
+        Ok(self.images.get(name)?.layers)
     }
 
     pub fn image_list(&self) -> Result<Vec<ImageSummary>> {

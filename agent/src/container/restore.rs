@@ -58,37 +58,64 @@ impl Agent {
         new_name: Option<String>,
     ) -> Result<RestoreReport> {
         let t0 = Instant::now();
-        let staging = self
-            .state
-            .root()
-            .join(format!("import-{}-{}", std::process::id(), now_ns()));
+        let staging = self.staging_dir("import");
         let staged = crate::export::read(archive, &staging)?;
         let m = &staged.manifest;
-        let name = new_name.unwrap_or_else(|| m.spec.name.clone());
+        let spec = RunSpec {
+            name: new_name.unwrap_or_else(|| m.spec.name.clone()),
+            ..m.spec.clone()
+        };
+        self.import_staged(&staged.dir, &spec, &m.layers, t0)
+    }
+
+    /// A fresh staging dir path under the state dir (not created).
+    pub(crate) fn staging_dir(&self, what: &str) -> std::path::PathBuf {
+        self.state
+            .root()
+            .join(format!("{what}-{}-{}", std::process::id(), now_ns()))
+    }
+
+    /// Build a container from a staged checkpoint and restore it.
+    ///
+    /// `dir` holds `config.json` (OCI spec), `checkpoint/` (CRIU images) and
+    /// optionally `upper.tar`, `upper-delta.tar` (applied in this order) and
+    /// `log` (the container's log so far). `layers` must match the local
+    /// image `spec.image`. Any failure removes what was built.
+    pub(crate) fn import_staged(
+        self: &Arc<Self>,
+        dir: &Path,
+        spec: &RunSpec,
+        layers: &[String],
+        t0: Instant,
+    ) -> Result<RestoreReport> {
+        let name = spec.name.clone();
         validate_name("container name", &name)?;
-        let image = self.images.get(&m.image)?;
-        if image.layers != m.layers {
+        let image = self.images.get(&spec.image)?;
+        if image.layers != layers {
             return Err(AgentError::Invalid {
                 what: "image",
                 reason: format!(
                     "image {} on node {} has other layers than the one the checkpoint was made with",
-                    m.image, self.cfg.node
+                    spec.image, self.cfg.node
                 ),
             });
         }
-        let spec = RunSpec {
-            name: name.clone(),
-            ..m.spec.clone()
-        };
-        let entry = self.reserve(&spec, image.layers.clone())?;
+        let entry = self.reserve(spec, image.layers.clone())?;
         let made = (|| -> Result<()> {
             let cdir = self.state.container(&name);
             fs::create_dir_all(&cdir.dir).ctx(|| format!("create {}", cdir.dir.display()))?;
             let cfs = ContainerFs::create(&cdir.fs(), self.images.lower_dirs(&image))?;
-            let upper =
-                fs::File::open(staged.dir.join("upper.tar")).ctx(|| "open upper.tar".into())?;
-            herd_overlay::apply_upper(cfs.upper(), std::io::BufReader::new(upper))?;
+            for layer in ["upper.tar", "upper-delta.tar"] {
+                let p = dir.join(layer);
+                if p.exists() {
+                    let f = fs::File::open(&p).ctx(|| format!("open {layer}"))?;
+                    herd_overlay::apply_upper(cfs.upper(), std::io::BufReader::new(f))?;
+                }
+            }
             cfs.mount()?;
+            if dir.join("log").exists() {
+                fs::copy(dir.join("log"), cdir.log()).ctx(|| "carry the log over".into())?;
+            }
             let netns = self.netns_name(&name);
             let ns_path =
                 herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
@@ -96,9 +123,9 @@ impl Agent {
                 .and_then(|mut h| h.set_up("lo"))
                 .ctx(|| format!("bring up lo in {netns}"))?;
             let cgroup_path = self.cgroup_path(&name);
-            // The archived OCI spec, re-pointed at this host's rootfs, netns and cgroup.
-            let mut oci = Spec::load(staged.dir.join("config.json"))
-                .map_err(|e| AgentError::Other(format!("archived OCI spec: {e}")))?;
+            // The source's OCI spec, re-pointed at this host's rootfs, netns and cgroup.
+            let mut oci = Spec::load(dir.join("config.json"))
+                .map_err(|e| AgentError::Other(format!("checkpoint's OCI spec: {e}")))?;
             repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
             fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
             oci.save(cdir.bundle().join("config.json"))
@@ -119,7 +146,7 @@ impl Agent {
                 .and_then(|c| c.save(&rt))
                 .map_err(|e| AgentError::Other(format!("write runtime config: {e}")))?;
             // The images move into the container's own checkpoint dir.
-            fs::rename(staged.checkpoint(), cdir.checkpoint()).ctx(|| "move images".into())?;
+            fs::rename(dir.join("checkpoint"), cdir.checkpoint()).ctx(|| "move images".into())?;
             let mut r = lock(&entry.record);
             r.status = ContainerStatus::Checkpointed;
             r.netns = netns;
@@ -133,13 +160,26 @@ impl Agent {
             self.restore_into(&entry, &images, t0)
         });
         if restored.is_err() {
-            let rec = entry.snapshot();
-            if let Err(e) = self.teardown(&rec) {
-                tracing::warn!(container = %name, "cleanup after failed import: {e}");
-            }
-            lock(&self.containers).remove(&name);
+            self.discard(&entry);
         }
         restored
+    }
+
+    /// Remove a container this agent was building or restoring, whatever
+    /// state it reached (kills a restored process).
+    pub(crate) fn discard(&self, entry: &Arc<Entry>) {
+        let rec = entry.snapshot();
+        if let Some(pid) = rec.pid {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            entry.wait_stopped(std::time::Duration::from_secs(5));
+        }
+        if let Err(e) = self.teardown(&rec) {
+            tracing::warn!(container = %rec.spec.name, "cleanup after failed import: {e}");
+        }
+        lock(&self.containers).remove(&rec.spec.name);
     }
 
     /// Claim a name for a container being made; the entry is `Created`.

@@ -213,8 +213,7 @@ pub fn counter_counts(log: &str) -> Vec<u64> {
                 .split_once(' ')
                 .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
             assert_eq!(tail, "pattern=ok", "line {l:?}\nlog:\n{log}");
-            n.parse()
-                .unwrap_or_else(|_| panic!("bad count in {l:?}"))
+            n.parse().unwrap_or_else(|_| panic!("bad count in {l:?}"))
         })
         .collect()
 }

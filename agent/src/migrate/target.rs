@@ -1,0 +1,204 @@
+//! Target side: AwaitPrepare → Staging → Restoring → Done | RolledBack.
+//! Whatever fails, the staging dir and anything built from it are removed.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use herd_wire::migrate::{FsMode, MigrateMsg, Prepare, CHUNK, MIGRATE_VERSION};
+use herd_wire::{ErrorKind, Response};
+use sha2::{Digest, Sha256};
+
+use super::MAX_MIGRATE_FRAME;
+use crate::error::AgentError;
+use crate::Agent;
+
+/// Serve one incoming migration on its stream (after the `MigrateIn` envelope).
+pub async fn migrate_in(
+    agent: Arc<Agent>,
+    prepare: Prepare,
+    send: &mut quinn::SendStream,
+    recv: &mut quinn::RecvStream,
+) -> Result<(), herd_quic::Error> {
+    let name = prepare.spec.name.clone();
+    if let Err(e) = check(&agent, &prepare) {
+        return herd_quic::rpc::send_msg(send, &e).await;
+    }
+    let staging = agent.staging_dir("migrate-in");
+    let guard = Staging(staging.clone());
+    if let Err(e) = std::fs::create_dir_all(staging.join("checkpoint")) {
+        let r = Response::error(ErrorKind::Internal, format!("create staging dir: {e}"));
+        return herd_quic::rpc::send_msg(send, &r).await;
+    }
+    herd_quic::rpc::send_msg(send, &Response::Ok).await?;
+    tracing::info!(container = %name, from = %prepare.source_node, "migration in: prepared");
+
+    // Staging: files until Commit. A broken stream or a bad file ends it.
+    if let Err(e) = receive(recv, &staging).await {
+        tracing::warn!(container = %name, "migration in aborted: {e}");
+        let r = Response::error(ErrorKind::InvalidInput, format!("transfer failed: {e}"));
+        let _ = herd_quic::rpc::send_msg(send, &r).await;
+        drop(guard);
+        return Ok(());
+    }
+
+    // Restoring.
+    let t0 = Instant::now();
+    let a = agent.clone();
+    let p = prepare.clone();
+    let dir = staging.clone();
+    let result =
+        tokio::task::spawn_blocking(move || -> Result<herd_wire::RestoreReport, AgentError> {
+            if super::fault("fail-restore") {
+                return Err(AgentError::Other("injected fault: fail-restore".into()));
+            }
+            let r = a.import_staged(&dir, &p.spec, &p.layers, t0)?;
+            // The process must still run after a short grace period.
+            std::thread::sleep(Duration::from_millis(150));
+            let e = a.entry(&p.spec.name)?;
+            let running = e.snapshot().status == herd_wire::ContainerStatus::Running;
+            if !running {
+                a.discard(&e);
+                return Err(AgentError::Other(format!(
+                    "{} exited right after its restore",
+                    p.spec.name
+                )));
+            }
+            Ok(r)
+        })
+        .await;
+    drop(guard);
+    let reply = match result {
+        Ok(Ok(r)) => {
+            tracing::info!(container = %name, "migration in: restored");
+            Response::Restored(r)
+        }
+        Ok(Err(e)) => e.to_response(),
+        Err(e) => Response::error(ErrorKind::Internal, format!("restore task failed: {e}")),
+    };
+    herd_quic::rpc::send_msg(send, &reply).await
+}
+
+fn check(agent: &Agent, p: &Prepare) -> Result<(), Response> {
+    let refuse = |kind, msg: String| Response::error(kind, msg);
+    if p.version != MIGRATE_VERSION {
+        return Err(refuse(
+            ErrorKind::VersionMismatch,
+            format!(
+                "migration protocol {} (this agent speaks {MIGRATE_VERSION})",
+                p.version
+            ),
+        ));
+    }
+    if p.arch != std::env::consts::ARCH {
+        return Err(refuse(
+            ErrorKind::Unsupported,
+            format!(
+                "cannot migrate across architectures: source is {}, {} is {}",
+                p.arch,
+                agent.node(),
+                std::env::consts::ARCH
+            ),
+        ));
+    }
+    if p.fs == FsMode::Whole {
+        return Err(refuse(
+            ErrorKind::Unsupported,
+            "--fs whole is not implemented yet".into(),
+        ));
+    }
+    if agent.entry(&p.spec.name).is_ok() {
+        return Err(refuse(
+            ErrorKind::AlreadyExists,
+            format!(
+                "{} already has a container named {}",
+                agent.node(),
+                p.spec.name
+            ),
+        ));
+    }
+    match agent.image_layers(&p.image) {
+        Ok(l) if l == p.layers => Ok(()),
+        Ok(_) => Err(refuse(
+            ErrorKind::InvalidInput,
+            format!(
+                "image {} on {} has other layers than on the source",
+                p.image,
+                agent.node()
+            ),
+        )),
+        Err(e) => Err(e.to_response()),
+    }
+}
+
+struct Staging(PathBuf);
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn allowed(path: &str) -> bool {
+    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']);
+    match path.split_once('/') {
+        None => matches!(
+            path,
+            "upper.tar" | "upper-delta.tar" | "config.json" | "log"
+        ),
+        Some(("checkpoint", rest)) => plain(rest),
+        _ => false,
+    }
+}
+
+async fn receive(recv: &mut quinn::RecvStream, staging: &Path) -> Result<(), String> {
+    let mut cur: Option<(String, std::fs::File, Sha256, u64)> = None;
+    loop {
+        let msg: MigrateMsg = herd_quic::rpc::recv_msg(recv, MAX_MIGRATE_FRAME)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("the source closed the stream before Commit")?;
+        match msg {
+            MigrateMsg::File { path } => {
+                if cur.is_some() {
+                    return Err(format!("File {path} before the previous FileEnd"));
+                }
+                if !allowed(&path) {
+                    return Err(format!("refusing file {path:?}"));
+                }
+                let f = std::fs::File::create(staging.join(&path))
+                    .map_err(|e| format!("create {path}: {e}"))?;
+                cur = Some((path, f, Sha256::new(), 0));
+            }
+            MigrateMsg::Data { zstd, bytes } => {
+                let (path, f, h, size) = cur.as_mut().ok_or("Data outside a file")?;
+                let data = if zstd {
+                    zstd::bulk::decompress(&bytes, CHUNK)
+                        .map_err(|e| format!("{path}: bad zstd chunk: {e}"))?
+                } else {
+                    bytes
+                };
+                h.update(&data);
+                *size += data.len() as u64;
+                f.write_all(&data)
+                    .map_err(|e| format!("write {path}: {e}"))?;
+            }
+            MigrateMsg::FileEnd { size, sha256 } => {
+                let (path, f, h, got) = cur.take().ok_or("FileEnd outside a file")?;
+                drop(f);
+                let digest = hex::encode(h.finalize());
+                if got != size || digest != sha256 {
+                    return Err(format!(
+                        "{path} arrived corrupt: {got} bytes with sha256 {digest}, the source sent {size} bytes with sha256 {sha256}"
+                    ));
+                }
+            }
+            MigrateMsg::Commit => {
+                if cur.is_some() {
+                    return Err("Commit inside a file".into());
+                }
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The live-migration protocol between two agents, version [`MIGRATE_VERSION`].
+//!
+//! The CLI (or the coordinator) asks the source agent S to move container
+//! X to the target agent T (`Request::Migrate`). S opens a bidirectional
+//! stream to T whose first frame is `Envelope{Request::MigrateIn(Prepare)}`
+//! (so the control protocol's version check applies); after it every S → T
+//! frame is a [`MigrateMsg`] and T answers with plain `Response`s.
+//!
+//! ```text
+//!   S (source)                                         T (target)
+//!   |  MigrateIn(Prepare{version, spec, oci spec, image,  |
+//!   |          layers, arch, fs mode}) ------------------->|  checks version, arch, image layers,
+//!   |                                                      |  name free; makes a staging dir
+//!   |<------------------------------ Ok | Error            |  (Error: S stops; nothing was frozen)
+//!   |  File{upper.tar} Data* FileEnd{sha256} ------------->|  pre-send: the upper layer as it is now,
+//!   |                                                      |  the container still runs on S
+//!   |  == S dumps through CRIU: frozen from here ==        |
+//!   |  File{checkpoint/*} Data* FileEnd ... -------------->|  CRIU images, checksummed
+//!   |  File{upper-delta.tar} Data* FileEnd --------------->|  writes since the pre-send (fs=diff)
+//!   |  File{config.json}, File{log} ---------------------->|
+//!   |  Commit --------------------------------------------->|  applies upper + delta, netns, cgroups,
+//!   |                                                      |  restores through CRIU, checks it runs
+//!   |<------------------------------ Restored{stats} | Error
+//!   |  S deletes its copy (Restored)                       |
+//!   |  or restores its own copy from the images it kept    |  (Failed: T removed what it made)
+//! ```
+//!
+//! Target states: `AwaitPrepare → Staging (files arrive) → Restoring →
+//! Done | RolledBack`. Source states: `Preparing → PreSending → Dumping →
+//! Transferring → AwaitRestored → CleaningUp | RollingBack`.
+//! Any error, a closed stream or a corrupt file (size or sha256 mismatch) on
+//! T before `Restored` makes T remove its staging and anything it built;
+//! any error on S after the dump makes S restore from its kept images, so
+//! the container runs in exactly one place.
+
+use serde::{Deserialize, Serialize};
+
+use crate::RunSpec;
+
+pub const MIGRATE_VERSION: u32 = 1;
+
+/// Largest chunk of file data in one frame.
+pub const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum FsMode {
+    /// Upper layer pre-sent while running, then the delta since (default).
+    Diff,
+    /// No filesystem changes move: the target starts from the image.
+    None,
+    /// Upper and lower layers flattened into one tar: the thesis's slow
+    /// baseline, and the target needs no image.
+    Whole,
+}
+
+impl std::str::FromStr for FsMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "diff" => Ok(FsMode::Diff),
+            "none" => Ok(FsMode::None),
+            "whole" => Ok(FsMode::Whole),
+            o => Err(format!("unknown fs mode {o:?} (diff, none, whole)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Prepare {
+    pub version: u32,
+    pub spec: RunSpec,
+    /// The container's OCI runtime spec (JSON).
+    pub oci_spec: Vec<u8>,
+    pub image: String,
+    pub layers: Vec<String>,
+    /// `std::env::consts::ARCH` of the source.
+    pub arch: String,
+    pub fs: FsMode,
+    pub source_node: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum MigrateMsg {
+    /// Start of a file; `path` is one of `upper.tar`, `upper-delta.tar`,
+    /// `whole.tar`, `config.json`, `log`, `checkpoint/<name>`.
+    File { path: String },
+    /// A piece of the current file; zstd-compressed when `zstd`.
+    Data { zstd: bool, bytes: Vec<u8> },
+    /// End of the current file: its size and sha256 (hex) before compression.
+    FileEnd { size: u64, sha256: String },
+    /// Everything is there: restore.
+    Commit,
+}
+
+/// What a migration cost, phase by phase (milliseconds, wall clock unless
+/// noted), as `herd migrate --json` prints it.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MigrateReport {
+    pub container: String,
+    pub from: String,
+    pub to: String,
+    pub fs: String,
+    pub compress: bool,
+    pub prepare_ms: f64,
+    pub presend_ms: f64,
+    pub dump_ms: f64,
+    pub transfer_ms: f64,
+    pub restore_ms: f64,
+    pub cleanup_ms: f64,
+    pub total_ms: f64,
+    /// CRIU's own frozen time (stats-dump).
+    pub criu_frozen_ms: f64,
+    /// From the start of the dump until the target reported the container running.
+    pub frozen_ms: f64,
+    /// Bytes sent over the wire (after compression).
+    pub bytes: u64,
+    /// Bytes of file data before compression.
+    pub raw_bytes: u64,
+    /// raw_bytes per second of transfer phase, MiB/s.
+    pub throughput_mib_s: f64,
+}
