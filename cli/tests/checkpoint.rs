@@ -606,6 +606,15 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
         !dir_names(&state).iter().any(|n| n.starts_with("import-")),
         "staging left after a good import"
     );
+    // A good archive under a name that is taken: refused, nothing made.
+    let (dirs1, netns1) = (dir_names(&state.join("containers")), netns_of(&lab.name));
+    let o = lab.herd(&["restore", "--import", good_tar.to_str().unwrap(), "--name", "c"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(stderr_of(&o).contains("container c already exists"), "{}", text(&o));
+    assert_eq!(dir_names(&state.join("containers")), dirs1);
+    assert_eq!(netns_of(&lab.name), netns1);
+    assert!(!dir_names(&state).iter().any(|n| n.starts_with("import-")));
+    assert_eq!(status(&lab, "c")["status"], "Running");
 }
 
 fn flip_middle(data: &[u8]) -> Vec<u8> {
@@ -654,8 +663,9 @@ fn not_a_tar_error_is_one_clean_line() {
             "{what}: not one line:\n{err}"
         );
         assert!(
-            !err.contains("this is not a tar") && !err.contains('\u{fffd}'),
-            "{what}: the file's raw content is in the message:\n{err}"
+            !err.contains("this is not a tar")
+                && !err.trim().chars().any(|c| c.is_control() || c == '\u{fffd}'),
+            "{what}: the file's raw content is in the message:\n{err:?}"
         );
     }
 }
@@ -780,6 +790,27 @@ fn two_checkpoint_restore_cycles_keep_counting() {
     let c = status(&lab, "c");
     assert_eq!(c["status"], "Running", "{c}");
     assert_eq!(c["pid"], pid, "{c}");
+}
+
+#[test]
+fn checkpointed_container_survives_an_agent_restart() {
+    let Some(lab) = Lab::up("checkpoint_agent_restart", "hck10", 1) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    run_counter(&lab, "c", 8, None);
+    let pid = pid_of(&lab, "c");
+    wait_lines(&lab, "c", 3, 15);
+    lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
+    checkpoint_stopping(&lab, "c", pid);
+    let at = settled_counts(&lab, "c");
+    lab.ok(&["lab", "restart", "n1"]);
+    let c = status(&lab, "c");
+    assert_eq!(c["status"], "Checkpointed", "after the agent restart: {c}");
+    restore_checked(&lab, "c", pid);
+    let after = wait_more(&lab, "c", at.len(), 5);
+    assert_consecutive_from(&after, 1, "log across agent restart + restore");
+    assert_eq!(lab.ok(&["exec", "c", "--", "cat", "/root/f"]), "data\n");
 }
 
 #[test]

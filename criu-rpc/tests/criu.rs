@@ -41,7 +41,7 @@ impl Counter {
         nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .expect("mkfifo");
         let script = format!(
-            "exec 3<> {}; i=0; while :; do i=$((i+1)); echo $i > {}; read -t 0.05 -u 3 x; done",
+            "exec 3<> {}; i=0; while :; do i=$((i+1)); echo $i >> {}; read -t 0.05 -u 3 x; done",
             fifo.display(),
             file.display()
         );
@@ -72,12 +72,14 @@ impl Counter {
         c
     }
 
-    /// The current counter value, retrying over a half-written file.
+    /// The current counter value: the last complete line of the file
+    /// (appended, never truncated, so a dump cannot leave it empty).
     fn value(&self) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             if let Ok(s) = std::fs::read_to_string(&self.file) {
-                if let Ok(v) = s.trim().parse() {
+                let complete = &s[..s.rfind('\n').map(|i| i + 1).unwrap_or(0)];
+                if let Some(Ok(v)) = complete.lines().last().map(|l| l.trim().parse()) {
                     return v;
                 }
             }

@@ -20,8 +20,10 @@ impl Agent {
         for ent in rd.flatten() {
             let path = ent.path().join("record.json");
             if !path.exists() {
-                // A run that died half-way: nothing to adopt.
-                tracing::warn!(dir = %ent.path().display(), "container dir without a record");
+                // A run or an incoming migration that died half-way.
+                let name = ent.file_name().to_string_lossy().into_owned();
+                tracing::warn!(container = %name, "half-made container: removing it");
+                self.remove_orphan(&name);
                 continue;
             }
             let mut rec = match ContainerRecord::load(&path) {
@@ -55,6 +57,33 @@ impl Agent {
             }
         }
         Ok(())
+    }
+
+    /// Remove what a container that never got a record may have left.
+    fn remove_orphan(&self, name: &str) {
+        super::run::destroy_runtime(&self.state.runtime(), name);
+        let merged = self.state.container(name).fs().join("merged");
+        if herd_overlay::is_mount_point(&merged).unwrap_or(false) {
+            let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
+        }
+        let ns = self.netns_name(name);
+        if herd_netlink::netns::exists(&ns) {
+            let _ = herd_netlink::netns::delete(&ns);
+        }
+        let _ = std::fs::remove_dir_all(&self.state.container(name).dir);
+    }
+
+    /// Staging dirs of imports and incoming migrations a dead agent left.
+    pub(crate) fn remove_stale_staging(&self) {
+        if let Ok(rd) = std::fs::read_dir(self.state.root()) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("import-") || n.starts_with("migrate-in-") {
+                    tracing::info!(dir = %n, "removing stale staging dir");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
     }
 
     /// Watch a container's init and record its exit. `child`: it is our

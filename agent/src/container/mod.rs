@@ -114,6 +114,7 @@ impl Agent {
             containers: Mutex::new(HashMap::new()),
             criu_lock: Mutex::new(()),
         });
+        agent.remove_stale_staging();
         agent.adopt_all()?;
         Ok(agent)
     }
