@@ -50,3 +50,21 @@ pub fn prepare(cgroup_path: &str) -> Result<()> {
     }
     Ok(())
 }
+
+/// Remove `cgroup_path` from every hierarchy where it is left (libcontainer
+/// removes the controllers it manages, not the named `systemd` or the
+/// unified hierarchy that a restore also populates). Empty dirs only.
+pub fn remove(cgroup_path: &str) {
+    let rel = cgroup_path.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    for root in hierarchies() {
+        let dir = root.join(rel);
+        if dir.exists() {
+            if let Err(e) = fs::remove_dir(&dir) {
+                tracing::warn!(cgroup = %dir.display(), "cannot remove: {e}");
+            }
+        }
+    }
+}

@@ -273,7 +273,7 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            while crate::proc_start(pid) == Some(start) {
+            while !crate::process_gone(pid, start) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -398,7 +398,7 @@ fn stop_process(pid: i32, start: u64) {
     }
     let _ = kill(p, Signal::SIGTERM);
     let t0 = Instant::now();
-    while crate::proc_start(pid) == Some(start) {
+    while !crate::process_gone(pid, start) {
         if t0.elapsed() > Duration::from_secs(5) {
             let _ = kill(p, Signal::SIGKILL);
         }

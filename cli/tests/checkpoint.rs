@@ -608,9 +608,19 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
     );
     // A good archive under a name that is taken: refused, nothing made.
     let (dirs1, netns1) = (dir_names(&state.join("containers")), netns_of(&lab.name));
-    let o = lab.herd(&["restore", "--import", good_tar.to_str().unwrap(), "--name", "c"]);
+    let o = lab.herd(&[
+        "restore",
+        "--import",
+        good_tar.to_str().unwrap(),
+        "--name",
+        "c",
+    ]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(stderr_of(&o).contains("container c already exists"), "{}", text(&o));
+    assert!(
+        stderr_of(&o).contains("container c already exists"),
+        "{}",
+        text(&o)
+    );
     assert_eq!(dir_names(&state.join("containers")), dirs1);
     assert_eq!(netns_of(&lab.name), netns1);
     assert!(!dir_names(&state).iter().any(|n| n.starts_with("import-")));
@@ -664,7 +674,10 @@ fn not_a_tar_error_is_one_clean_line() {
         );
         assert!(
             !err.contains("this is not a tar")
-                && !err.trim().chars().any(|c| c.is_control() || c == '\u{fffd}'),
+                && !err
+                    .trim()
+                    .chars()
+                    .any(|c| c.is_control() || c == '\u{fffd}'),
             "{what}: the file's raw content is in the message:\n{err:?}"
         );
     }

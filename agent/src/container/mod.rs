@@ -185,6 +185,11 @@ impl Agent {
         Ok(summary(&info))
     }
 
+    /// Import an image from a tar and return its layers.
+    pub fn image_import_layers(&self, name: &str, src: &std::path::Path) -> Result<Vec<String>> {
+        Ok(self.images.import(name, src)?.layers)
+    }
+
     /// Layers of a local image (NotFound if it is not here).
     pub fn image_layers(&self, name: &str) -> Result<Vec<String>> {
         Ok(self.images.get(name)?.layers)

@@ -28,6 +28,12 @@ impl Agent {
         }
         self.teardown(&rec)?;
         lock(&self.containers).remove(name);
+        if rec.spec.image == format!("{name}-whole") {
+            // The image a `--fs whole` migration made for this container alone.
+            if let Err(e) = self.images.remove(&rec.spec.image) {
+                tracing::warn!(image = %rec.spec.image, "remove: {e}");
+            }
+        }
         tracing::info!(container = name, "removed");
         Ok(())
     }
@@ -37,6 +43,7 @@ impl Agent {
         let name = &rec.spec.name;
         let netns = &rec.netns;
         destroy_runtime(&self.state.runtime(), name);
+        crate::cgroup::remove(&rec.cgroup_path);
         let cdir = self.state.container(name);
         let lowers: Vec<_> = rec
             .layers

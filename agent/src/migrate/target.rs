@@ -53,7 +53,18 @@ pub async fn migrate_in(
             if super::fault("fail-restore") {
                 return Err(AgentError::Other("injected fault: fail-restore".into()));
             }
-            let r = a.import_staged(&dir, &p.spec, &p.layers, t0)?;
+            let r = if p.fs == FsMode::Whole {
+            // The flattened filesystem becomes this container's own image.
+            let image = format!("{}-whole", p.spec.name);
+            let layers = a.image_import_layers(&image, &dir.join("whole.tar"))?;
+            let spec = herd_wire::RunSpec {
+                image,
+                ..p.spec.clone()
+            };
+            a.import_staged(&dir, &spec, &layers, t0)?
+        } else {
+            a.import_staged(&dir, &p.spec, &p.layers, t0)?
+        };
             // The process must still run after a short grace period.
             std::thread::sleep(Duration::from_millis(150));
             let e = a.entry(&p.spec.name)?;
@@ -117,6 +128,9 @@ fn check(agent: &Agent, p: &Prepare) -> Result<(), Response> {
                 p.spec.name
             ),
         ));
+    }
+    if p.fs == FsMode::Whole {
+        return Ok(()); // the flattened filesystem comes with the transfer
     }
     match agent.image_layers(&p.image) {
         Ok(l) if l == p.layers => Ok(()),
