@@ -68,3 +68,36 @@ pub fn remove(cgroup_path: &str) {
         }
     }
 }
+
+/// Put `pid` into `cgroup_path` in every hierarchy where it sits at the
+/// root: libcontainer's v1 manager leaves the named `systemd` and the
+/// unified hierarchy of a hybrid host alone, and a task at a hierarchy's
+/// root makes CRIU dump (and restore) that hierarchy's whole tree.
+pub fn join_all(cgroup_path: &str, pid: i32) -> Result<()> {
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .ctx(|| format!("read /proc/{pid}/cgroup"))?;
+    let rel = cgroup_path.trim_start_matches('/');
+    for line in cg.lines() {
+        let mut parts = line.splitn(3, ':');
+        let (Some(_), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        if path != "/" {
+            continue;
+        }
+        let root = if ctrls.is_empty() {
+            hierarchies()
+                .into_iter()
+                .find(|h| h.join("cgroup.controllers").exists())
+        } else {
+            let name = ctrls.trim_start_matches("name=");
+            hierarchies().into_iter().find(|h| h.ends_with(name))
+        };
+        let Some(root) = root else { continue };
+        let dir = root.join(rel);
+        fs::create_dir_all(&dir).ctx(|| format!("create cgroup {}", dir.display()))?;
+        fs::write(dir.join("cgroup.procs"), pid.to_string())
+            .ctx(|| format!("move {pid} into {}", dir.display()))?;
+    }
+    Ok(())
+}

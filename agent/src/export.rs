@@ -207,12 +207,14 @@ pub fn read(path: &Path, staging: &Path) -> Result<Staged> {
         keep: false,
     };
     let mut ar = tar::Archive::new(r);
-    let mut entries = ar.entries().map_err(|e| bad(format!("not a tar: {e}")))?;
+    let mut entries = ar
+        .entries()
+        .map_err(|_| bad("not a Herd checkpoint archive (not a tar)".into()))?;
     // The manifest first.
     let mut first = entries
         .next()
         .ok_or_else(|| bad("empty archive".into()))?
-        .map_err(|e| bad(format!("cannot read the first entry: {e}")))?;
+        .map_err(|_| bad("not a Herd checkpoint archive (no readable tar header)".into()))?;
     let p = first
         .path()
         .map_err(|e| bad(e.to_string()))?
@@ -239,7 +241,12 @@ pub fn read(path: &Path, staging: &Path) -> Result<Staged> {
     }
     let mut seen = std::collections::HashSet::new();
     for e in entries {
-        let mut e = e.map_err(|e| bad(format!("truncated or corrupt: {e}")))?;
+        let mut e = e.map_err(|e| {
+            bad(format!(
+                "truncated or corrupt: {}",
+                one_line(&e.to_string())
+            ))
+        })?;
         let p = e
             .path()
             .map_err(|e| bad(e.to_string()))?
@@ -291,6 +298,18 @@ pub fn read(path: &Path, staging: &Path) -> Result<Staged> {
     }
     staged.manifest = manifest;
     Ok(staged)
+}
+
+/// First line of an error text, printable characters only (the tar crate
+/// quotes raw header bytes in its messages).
+fn one_line(s: &str) -> String {
+    s.lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(120)
+        .collect()
 }
 
 fn safe_entry_name(p: &str) -> bool {

@@ -36,10 +36,13 @@ pub struct Stdio3 {
 /// Returns the container's ends; the write end of stdin is closed at once
 /// (a detached container reads EOF, as with podman without `-i`).
 pub fn spawn_logged_stdio(log: &Path) -> Result<Stdio3> {
-    let (in_r, in_w) = nix::unistd::pipe().ctx(|| "stdin pipe".into())?;
+    let (in_r, in_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdin pipe".into())?;
     drop(in_w);
-    let (out_r, out_w) = nix::unistd::pipe().ctx(|| "stdout pipe".into())?;
-    let (err_r, err_w) = nix::unistd::pipe().ctx(|| "stderr pipe".into())?;
+    let (out_r, out_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe".into())?;
+    let (err_r, err_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe".into())?;
     spawn_shim(log, out_r, err_r)?;
     Ok(Stdio3 {
         stdin: in_r,

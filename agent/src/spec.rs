@@ -54,6 +54,18 @@ pub fn build(input: SpecInput<'_>) -> Result<Spec> {
     root.set_readonly(Some(false));
     spec.set_root(Some(root));
     spec.set_hostname(Some(input.hostname));
+    // No cgroupfs inside: without a cgroup namespace it would be host
+    // hierarchies bind-mounted in, which CRIU would have to treat as
+    // external mounts on every host.
+    if let Some(mounts) = spec.mounts().clone() {
+        let kept: Vec<_> = mounts
+            .into_iter()
+            .filter(|m| {
+                m.typ().as_deref() != Some("cgroup") && m.typ().as_deref() != Some("cgroup2")
+            })
+            .collect();
+        spec.set_mounts(Some(kept));
+    }
 
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(input.args));
@@ -80,6 +92,9 @@ pub fn build(input: SpecInput<'_>) -> Result<Spec> {
 
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    // No cgroup namespace: the container's cgroup paths differ from host to
+    // host (they carry the node), and CRIU re-roots them on restore.
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Cgroup);
     for ns in namespaces.iter_mut() {
         if ns.typ() == LinuxNamespaceType::Network {
             *ns = net_ns(input.netns);

@@ -1,5 +1,6 @@
 //! `herd`: the command line for people.
 
+mod bench;
 mod client;
 mod cluster;
 mod lab;
@@ -184,6 +185,25 @@ enum Cmd {
     /// A lab of hosts on this machine.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// Benchmarks (each starts and removes its own lab).
+    #[command(subcommand)]
+    Bench(BenchCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum BenchCmd {
+    /// Checkpoint and restore through Herd vs plain `criu dump` / `criu restore`.
+    Checkpoint {
+        /// Runs per workload size.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hbench) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -617,6 +637,11 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
+        Cmd::Bench(BenchCmd::Checkpoint {
+            runs,
+            json,
+            keep_lab,
+        }) => bench::checkpoint(*runs, *json, *keep_lab).await?,
     }
     Ok(0)
 }

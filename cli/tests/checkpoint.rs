@@ -134,8 +134,10 @@ fn u64_of(v: &Value, k: &str) -> u64 {
         .unwrap_or_else(|| panic!("{k} is not an integer: {v}"))
 }
 
-/// Checkpoint report sanity: numbers present and coherent.
-fn check_checkpoint_report(r: &Value, name: &str, node: &str, leave_running: bool) {
+/// Checkpoint report sanity: numbers present and coherent, and images of
+/// about the container's memory (`mib` of pattern plus a little), not of
+/// anything else CRIU might have swept in.
+fn check_checkpoint_report(r: &Value, name: &str, node: &str, leave_running: bool, mib: u64) {
     assert_eq!(r["name"], name, "{r}");
     assert_eq!(r["node"], node, "{r}");
     assert_eq!(r["leave_running"], leave_running, "{r}");
@@ -148,6 +150,10 @@ fn check_checkpoint_report(r: &Value, name: &str, node: &str, leave_running: boo
     assert!(total >= frozen, "total_ms < frozen_ms: {r}");
     assert!(u64_of(r, "pages_written") > 0, "{r}");
     assert!(u64_of(r, "image_bytes") > 0, "{r}");
+    assert!(
+        u64_of(r, "image_bytes") <= (mib + 24) << 20,
+        "images far larger than a {mib} MiB counter: {r}"
+    );
 }
 
 fn report_restore(what: &str, r: &Value) {
@@ -194,9 +200,9 @@ fn restore_checked(lab: &Lab, name: &str, old_pid: i32) -> (Value, i32) {
 
 /// Checkpoint without -R and check the container is Checkpointed and its
 /// process is gone.
-fn checkpoint_stopping(lab: &Lab, name: &str, pid: i32) -> Value {
+fn checkpoint_stopping(lab: &Lab, name: &str, pid: i32, mib: u64) -> Value {
     let r = checkpoint_json(lab, &[name]);
-    check_checkpoint_report(&r, name, "n1", false);
+    check_checkpoint_report(&r, name, "n1", false, mib);
     let c = status(lab, name);
     assert_eq!(c["status"], "Checkpointed", "{c}");
     assert!(c["pid"].is_null(), "{c}");
@@ -205,6 +211,52 @@ fn checkpoint_stopping(lab: &Lab, name: &str, pid: i32) -> Value {
         "pid {pid} still alive after checkpoint"
     );
     r
+}
+
+/// A container's process sits in its own cgroup, `/herd/<lab>/<node>/<name>`,
+/// in every hierarchy (v1 controllers, the named `systemd` one and the
+/// unified one of a hybrid host), and nothing sits below that cgroup.
+///
+/// Why: CRIU dumps, and on restore re-creates under the new path, every
+/// cgroup below the one the task is in. A task left at a hierarchy's root
+/// makes each dump sweep in the host's whole tree and each restore under
+/// another path (an import with a new name or on another node) copy it.
+fn assert_own_cgroups(lab: &Lab, node: &str, name: &str, pid: i32) {
+    let want = format!("/herd/{}/{node}/{name}", lab.name);
+    let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let wrong: Vec<&str> = cg.lines().filter(|l| !l.ends_with(&want)).collect();
+    assert!(
+        wrong.is_empty(),
+        "{name} (pid {pid}) is not in {want} in every hierarchy: {wrong:?}"
+    );
+    assert_no_nested_cgroups(lab);
+}
+
+/// No directory below `/herd/<lab>/<node>/<container>` in any hierarchy.
+fn assert_no_nested_cgroups(lab: &Lab) {
+    let subdirs = |p: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(p)
+            .map(|rd| {
+                rd.flatten()
+                    .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                    .map(|e| e.path())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut nested = Vec::new();
+    for h in subdirs(Path::new("/sys/fs/cgroup")) {
+        for node in subdirs(&h.join("herd").join(&lab.name)) {
+            for c in subdirs(&node) {
+                nested.extend(subdirs(&c));
+            }
+        }
+    }
+    assert!(
+        nested.is_empty(),
+        "cgroups below a container's own cgroup (copied trees?): {:?}",
+        &nested[..nested.len().min(10)]
+    );
 }
 
 fn netns_of(lab: &str) -> BTreeSet<String> {
@@ -257,7 +309,7 @@ fn counter_goes_on_after_restore() {
     .expect("count reaches 5");
     assert_consecutive_from(&before, 1, "before checkpoint");
 
-    let cp = checkpoint_stopping(&lab, "c", pid);
+    let cp = checkpoint_stopping(&lab, "c", pid, 8);
     report_checkpoint("8 MiB", &cp);
     let at_checkpoint = settled_counts(&lab, "c");
     let last = *at_checkpoint.last().unwrap();
@@ -272,6 +324,7 @@ fn counter_goes_on_after_restore() {
 
     let (r, new_pid) = restore_checked(&lab, "c", pid);
     report_restore("8 MiB", &r);
+    assert_own_cgroups(&lab, "n1", "c", new_pid);
     let after = wait_more(&lab, "c", at_checkpoint.len(), 10);
     // One log across checkpoint/restore: 1, 2, ..., last, last+1, ...
     assert_consecutive_from(&after, 1, "whole log across restore");
@@ -305,7 +358,7 @@ fn file_written_before_checkpoint_is_there_after_restore() {
     let pid = pid_of(&lab, "c");
     wait_lines(&lab, "c", 2, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
-    checkpoint_stopping(&lab, "c", pid);
+    checkpoint_stopping(&lab, "c", pid, 0);
     restore_checked(&lab, "c", pid);
     assert_eq!(lab.ok(&["exec", "c", "--", "cat", "/root/f"]), "data\n");
     // The restored container's filesystem is writable and still its own.
@@ -329,7 +382,7 @@ fn memory_of_64_mib_is_intact_after_restore() {
     let pid = pid_of(&lab, "c");
     wait_lines(&lab, "c", 3, 20);
 
-    let cp = checkpoint_stopping(&lab, "c", pid);
+    let cp = checkpoint_stopping(&lab, "c", pid, 64);
     report_checkpoint("64 MiB", &cp);
     assert!(
         u64_of(&cp, "image_bytes") >= 64 << 20,
@@ -362,7 +415,7 @@ fn leave_running_keeps_the_original_then_a_real_checkpoint_works() {
     let before = wait_lines(&lab, "c", 3, 15);
 
     let cp = checkpoint_json(&lab, &["--leave-running", "c"]);
-    check_checkpoint_report(&cp, "c", "n1", true);
+    check_checkpoint_report(&cp, "c", "n1", true, 8);
     report_checkpoint("8 MiB -R", &cp);
     let c = status(&lab, "c");
     assert_eq!(c["status"], "Running", "{c}");
@@ -373,11 +426,11 @@ fn leave_running_keeps_the_original_then_a_real_checkpoint_works() {
 
     // -R twice in a row is fine too.
     let cp2 = checkpoint_json(&lab, &["-R", "c"]);
-    check_checkpoint_report(&cp2, "c", "n1", true);
+    check_checkpoint_report(&cp2, "c", "n1", true, 8);
     assert_eq!(pid_of(&lab, "c"), pid);
 
     // Then a normal checkpoint + restore of the same container.
-    checkpoint_stopping(&lab, "c", pid);
+    checkpoint_stopping(&lab, "c", pid, 8);
     let at = settled_counts(&lab, "c");
     restore_checked(&lab, "c", pid);
     let after = wait_more(&lab, "c", at.len(), 5);
@@ -415,7 +468,7 @@ fn export_then_import_on_another_node() {
 
     // A zstd tar, taken by a checkpoint that stops it.
     let cp = checkpoint_json(&lab, &["--export", zst_s, "c"]);
-    check_checkpoint_report(&cp, "c", "n1", false);
+    check_checkpoint_report(&cp, "c", "n1", false, 8);
     assert_eq!(cp["export"], zst_s, "{cp}");
     let zst_len = std::fs::metadata(&zst).unwrap().len();
     assert_eq!(u64_of(&cp, "export_bytes"), zst_len, "{cp}");
@@ -447,6 +500,7 @@ fn export_then_import_on_another_node() {
     let c2 = status(&lab, "c2");
     assert_eq!(c2["node"], "n2", "{c2}");
     assert_eq!(c2["pid"], c["pid"], "{c2}");
+    assert_own_cgroups(&lab, "n2", "c2", c2["pid"].as_i64().unwrap() as i32);
     let got = wait_lines(&lab, "c2", 5, 15);
     assert_ne!(got[0], 1, "the counter restarted: {got:?}");
     assert_eq!(
@@ -474,6 +528,8 @@ fn export_then_import_on_another_node() {
     wait_more(&lab, "c2", n2, 3);
     wait_more(&lab, "c3", n3, 3);
     assert_ne!(pid_of(&lab, "c2"), pid_of(&lab, "c3"));
+    assert_own_cgroups(&lab, "n2", "c3", pid_of(&lab, "c3"));
+    assert_own_cgroups(&lab, "n2", "c2", pid_of(&lab, "c2"));
 }
 
 #[test]
@@ -788,7 +844,7 @@ fn two_checkpoint_restore_cycles_keep_counting() {
     let mut have = wait_lines(&lab, "c", 3, 15).len();
     let mut pids = vec![pid];
     for cycle in 1..=2 {
-        checkpoint_stopping(&lab, "c", pid);
+        checkpoint_stopping(&lab, "c", pid, 8);
         let at = settled_counts(&lab, "c");
         let (_, new_pid) = restore_checked(&lab, "c", pid);
         assert!(!pids.contains(&new_pid), "cycle {cycle}: pid reused");
@@ -815,7 +871,7 @@ fn checkpointed_container_survives_an_agent_restart() {
     let pid = pid_of(&lab, "c");
     wait_lines(&lab, "c", 3, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
-    checkpoint_stopping(&lab, "c", pid);
+    checkpoint_stopping(&lab, "c", pid, 8);
     let at = settled_counts(&lab, "c");
     lab.ok(&["lab", "restart", "n1"]);
     let c = status(&lab, "c");

@@ -466,6 +466,19 @@ fn finish(op: &'static str, mut out: Outcome) -> Result<Outcome> {
     // every run logs an RLIMIT_NOFILE error); the log's last error is
     // usually the cause, so name it as well.
     let tail = out.tail();
+    // The cause is usually the first error after the harmless RLIMIT one,
+    // often far above the tail: look for it in the whole log.
+    if let Ok(log) = std::fs::read_to_string(&tail.source) {
+        if let Some(first) = log
+            .lines()
+            .find(|l| l.contains("Error (") && !l.contains("RLIMIT_NOFILE"))
+        {
+            let first = first.trim();
+            if !reason.contains(first) {
+                reason.push_str(&format!("; first error in the log: {first}"));
+            }
+        }
+    }
     // Skip the generic "Dumping FAILED." / "Restoring FAILED." summary.
     let is_error = |l: &&String| l.contains("Error (") && !l.trim_end().ends_with("FAILED.");
     if let Some(last) = tail.lines.iter().rev().find(is_error) {

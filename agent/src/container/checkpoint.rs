@@ -126,7 +126,7 @@ impl Agent {
             let snapshot = r.clone();
             drop(r);
             self.save(&snapshot)?;
-            let _ = fs::remove_dir_all(&images);
+            // The images dir stays: its dump.log explains the failure.
             return Err(AgentError::Criu {
                 context: format!("checkpoint of {name} failed, the container is still running"),
                 source: Box::new(e),

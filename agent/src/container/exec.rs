@@ -46,10 +46,13 @@ impl Agent {
             })?;
             env.insert(k.to_string(), v.to_string());
         }
-        let (in_r, in_w) = nix::unistd::pipe().ctx(|| "stdin pipe".into())?;
+        let (in_r, in_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdin pipe".into())?;
         drop(in_w);
-        let (out_r, out_w) = nix::unistd::pipe().ctx(|| "stdout pipe".into())?;
-        let (err_r, err_w) = nix::unistd::pipe().ctx(|| "stderr pipe".into())?;
+        let (out_r, out_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe".into())?;
+        let (err_r, err_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe".into())?;
         let pid = ContainerBuilder::new(name.to_string(), SyscallType::Linux)
             .with_root_path(self.state.runtime())
             .ctx(|| "runtime root".into())?

@@ -334,6 +334,7 @@ fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Resul
     .map_err(|e| AgentError::Other(format!("cgroup manager: {e}")))?;
     cm.add_task(nix::unistd::Pid::from_raw(pid))
         .map_err(|e| AgentError::Other(format!("add {pid} to {cgroup_path}: {e}")))?;
+    crate::cgroup::join_all(cgroup_path, pid)?;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
         cm.apply(&ControllerOpt {
             resources: &res,

@@ -54,17 +54,17 @@ pub async fn migrate_in(
                 return Err(AgentError::Other("injected fault: fail-restore".into()));
             }
             let r = if p.fs == FsMode::Whole {
-            // The flattened filesystem becomes this container's own image.
-            let image = format!("{}-whole", p.spec.name);
-            let layers = a.image_import_layers(&image, &dir.join("whole.tar"))?;
-            let spec = herd_wire::RunSpec {
-                image,
-                ..p.spec.clone()
+                // The flattened filesystem becomes this container's own image.
+                let image = format!("{}-whole", p.spec.name);
+                let layers = a.image_import_layers(&image, &dir.join("whole.tar"))?;
+                let spec = herd_wire::RunSpec {
+                    image,
+                    ..p.spec.clone()
+                };
+                a.import_staged(&dir, &spec, &layers, t0)?
+            } else {
+                a.import_staged(&dir, &p.spec, &p.layers, t0)?
             };
-            a.import_staged(&dir, &spec, &layers, t0)?
-        } else {
-            a.import_staged(&dir, &p.spec, &p.layers, t0)?
-        };
             // The process must still run after a short grace period.
             std::thread::sleep(Duration::from_millis(150));
             let e = a.entry(&p.spec.name)?;
