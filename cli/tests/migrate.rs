@@ -318,7 +318,10 @@ fn check_report(r: &Value, name: &str, to: &str) {
     let raw = r["raw_bytes"].as_u64().expect("raw_bytes");
     assert!(bytes > 0 && raw > 0, "{r}");
     if r["compress"] == false {
-        assert_eq!(bytes, raw, "uncompressed: wire bytes are the data bytes: {r}");
+        assert_eq!(
+            bytes, raw,
+            "uncompressed: wire bytes are the data bytes: {r}"
+        );
     }
 }
 
@@ -327,7 +330,11 @@ fn migrate_fails(lab: &Lab, args: &[&str]) -> String {
     let o = lab.herd(args);
     let err = stderr_of(&o);
     eprintln!("[{} herd {}] {err}", lab.name, args.join(" "));
-    assert!(!o.status.success(), "herd {args:?} succeeded:\n{}", text(&o));
+    assert!(
+        !o.status.success(),
+        "herd {args:?} succeeded:\n{}",
+        text(&o)
+    );
     assert!(!err.is_empty(), "no error message:\n{}", text(&o));
     err
 }
@@ -393,7 +400,13 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
         return;
     };
     lab.import_busybox();
-    run_sh(&lab, "c", "n1", &["--memory", "64m", "--hostname", "prim"], SH_COUNTER);
+    run_sh(
+        &lab,
+        "c",
+        "n1",
+        &["--memory", "64m", "--hostname", "prim"],
+        SH_COUNTER,
+    );
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo hi > /root/f"]);
     wait_lines(&lab, "c", 5, 15);
     let (node, old_pid) = assert_invariant(&lab, "c");
@@ -406,7 +419,10 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
 
     let (node, pid) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
-    assert!(!process_alive(old_pid) || old_pid == pid, "the old process still runs");
+    assert!(
+        !process_alive(old_pid) || old_pid == pid,
+        "the old process still runs"
+    );
     let c = &entries(&lab, "c")[0];
     assert_eq!(c["memory_bytes"], 64 << 20, "{c}");
     assert_eq!(c["hostname"], "prim", "{c}");
@@ -502,14 +518,23 @@ fn fs_none_leaves_files_behind_and_fs_diff_zstd_carries_them() {
     let r = migrate_json(&lab, "c", "n1", &["--fs", "diff", "--compress", "zstd"]);
     assert_eq!(r["fs"], "diff", "{r}");
     assert_eq!(r["compress"], true, "{r}");
-    let (bytes, raw) = (r["bytes"].as_u64().unwrap(), r["raw_bytes"].as_u64().unwrap());
+    let (bytes, raw) = (
+        r["bytes"].as_u64().unwrap(),
+        r["raw_bytes"].as_u64().unwrap(),
+    );
     assert!(raw >= 24 << 20, "the upper layer was not sent: {r}");
     assert!(bytes <= raw + raw / 50, "zstd made it bigger: {r}");
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
-    assert_eq!(lab.ok(&["exec", "c", "--", "cat", "/root/g"]).trim(), "after");
+    assert_eq!(
+        lab.ok(&["exec", "c", "--", "cat", "/root/g"]).trim(),
+        "after"
+    );
     assert_eq!(lab.ok(&["exec", "c", "--", "md5sum", "/root/big"]), sum);
-    assert!(!lab.herd(&["exec", "c", "--", "test", "-e", "/root/f"]).status.success());
+    assert!(!lab
+        .herd(&["exec", "c", "--", "test", "-e", "/root/f"])
+        .status
+        .success());
     // Every tick file written on n2 is on n1 now: no gap where the pre-send
     // ended and the delta began. The t-files of the n1 era stayed behind
     // (fs none), so the n2 era starts at first_after or earlier.
@@ -540,8 +565,14 @@ fn target_without_the_image_refuses_and_nothing_freezes() {
     let (_, pid) = assert_invariant(&lab, "c");
     let err = migrate_fails(&lab, &["migrate", "c", "--to", "n2"]);
     one_line(&err, "refusal");
-    assert!(err.contains("busybox"), "the error does not name the image: {err}");
-    assert!(err.contains("n2"), "the error does not name the target: {err}");
+    assert!(
+        err.contains("busybox"),
+        "the error does not name the image: {err}"
+    );
+    assert!(
+        err.contains("n2"),
+        "the error does not name the target: {err}"
+    );
     let (node, pid2) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
     assert_eq!(pid2, pid, "the container was frozen (new pid)");
@@ -647,7 +678,10 @@ fn target_agent_killed_mid_transfer_rolls_back() {
         .unwrap();
     });
     let err = stderr_of(&o);
-    eprintln!("[hmg6] migrate ended after {:.1} s: {err}", took.as_secs_f64());
+    eprintln!(
+        "[hmg6] migrate ended after {:.1} s: {err}",
+        took.as_secs_f64()
+    );
     assert!(!o.status.success(), "migrate succeeded:\n{}", text(&o));
     assert!(err.contains("rolled back"), "{err}");
     one_line(&err, "dead target");
@@ -705,7 +739,10 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
         guard = Some(LinkDown(link.clone()));
     });
     let err = stderr_of(&o);
-    eprintln!("[hmg7] migrate ended after {:.1} s: {err}", took.as_secs_f64());
+    eprintln!(
+        "[hmg7] migrate ended after {:.1} s: {err}",
+        took.as_secs_f64()
+    );
     assert!(!o.status.success(), "migrate succeeded:\n{}", text(&o));
     assert!(err.contains("rolled back"), "{err}");
     one_line(&err, "dead link");
@@ -715,7 +752,10 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
     assert_eq!(on[0]["status"], "Running", "{on:?}");
     drop(guard); // link up again
     let up = wait_for(10, || {
-        lab.herd(&["ps", "--node", "n2"]).status.success().then_some(())
+        lab.herd(&["ps", "--node", "n2"])
+            .status
+            .success()
+            .then_some(())
     });
     assert!(up.is_some(), "n2 unreachable after the link came back");
     let (node, _) = assert_invariant(&lab, "c");
@@ -828,20 +868,31 @@ fn concurrent_migrations_in_both_directions() {
             );
         } else {
             eprintln!("[hmg9] {n} -> {to} FAILED: {}", stderr_of(o));
-            assert!(stderr_of(o).contains("rolled back") || stderr_of(o).contains("nothing was changed"),
-                "{n}: a failure that did not roll back cleanly:\n{}", text(o));
+            assert!(
+                stderr_of(o).contains("rolled back")
+                    || stderr_of(o).contains("nothing was changed"),
+                "{n}: a failure that did not roll back cleanly:\n{}",
+                text(o)
+            );
             failed.push(n.clone());
         }
     }
     for (n, to, o) in &results {
         let (node, _) = assert_invariant(&lab, n);
         let from = if to == "n1" { "n2" } else { "n1" };
-        let want = if o.status.success() { to.as_str() } else { from };
+        let want = if o.status.success() {
+            to.as_str()
+        } else {
+            from
+        };
         assert_eq!(node, want, "{n}");
         let other = if want == "n1" { "n2" } else { "n1" };
         assert_no_traces_soon(&lab, other, n);
     }
-    assert!(failed.is_empty(), "concurrent migrations failed: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "concurrent migrations failed: {failed:?}"
+    );
 }
 
 /// The `a -> b` pairs of `herd pong`'s text output.
@@ -877,9 +928,18 @@ fn pong_hops_across_three_hosts_and_random_is_seeded() {
     assert_eq!(p["failures"], 0, "{p}");
     assert_eq!(p["container"], "c", "{p}");
     assert!(p["frozen_ms_median"].as_f64().unwrap() > 0.0, "{p}");
-    assert!(p["frozen_ms_median"].as_f64() <= p["frozen_ms_p95"].as_f64(), "{p}");
-    assert!(p["total_ms_median"].as_f64() <= p["total_ms_p95"].as_f64(), "{p}");
-    assert!(p["frozen_ms_median"].as_f64() <= p["total_ms_median"].as_f64(), "{p}");
+    assert!(
+        p["frozen_ms_median"].as_f64() <= p["frozen_ms_p95"].as_f64(),
+        "{p}"
+    );
+    assert!(
+        p["total_ms_median"].as_f64() <= p["total_ms_p95"].as_f64(),
+        "{p}"
+    );
+    assert!(
+        p["frozen_ms_median"].as_f64() <= p["total_ms_median"].as_f64(),
+        "{p}"
+    );
     // Round robin from n1: n2 n3 n1 n2 n3 n1.
     assert_eq!(p["ends_on"], "n1", "{p}");
     let (node, _) = assert_invariant(&lab, "c");
@@ -922,7 +982,10 @@ fn bad_input_changes_nothing() {
     let cases: &[(&[&str], &str)] = &[
         (&["migrate", "c", "--to", "n9"], "no node named n9"),
         (&["migrate", "c", "--to", "n1"], "already runs on n1"),
-        (&["migrate", "nosuch", "--to", "n2"], "no such container: nosuch"),
+        (
+            &["migrate", "nosuch", "--to", "n2"],
+            "no such container: nosuch",
+        ),
     ];
     for (args, want) in cases {
         let err = migrate_fails(&lab, args);
@@ -931,8 +994,14 @@ fn bad_input_changes_nothing() {
     }
     // Usage errors: clap's one error line (plus its "--help" hint), exit 2.
     for (args, want) in [
-        (&["migrate", "c", "--to", "n2", "--fs", "bogus"][..], "bogus"),
-        (&["migrate", "c", "--to", "n2", "--compress", "lz4"][..], "lz4"),
+        (
+            &["migrate", "c", "--to", "n2", "--fs", "bogus"][..],
+            "bogus",
+        ),
+        (
+            &["migrate", "c", "--to", "n2", "--compress", "lz4"][..],
+            "lz4",
+        ),
         (&["migrate", "c"][..], "--to"),
     ] {
         let o = lab.herd(args);
