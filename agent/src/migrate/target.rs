@@ -23,7 +23,7 @@ pub async fn migrate_in(
 ) -> Result<(), herd_quic::Error> {
     let name = prepare.spec.name.clone();
     if let Err(e) = check(&agent, &prepare) {
-        return herd_quic::rpc::send_msg(send, &e).await;
+        return herd_quic::rpc::send_msg(send, e.as_ref()).await;
     }
     let staging = agent.staging_dir("migrate-in");
     let guard = Staging(staging.clone());
@@ -91,8 +91,8 @@ pub async fn migrate_in(
     herd_quic::rpc::send_msg(send, &reply).await
 }
 
-fn check(agent: &Agent, p: &Prepare) -> Result<(), Response> {
-    let refuse = |kind, msg: String| Response::error(kind, msg);
+fn check(agent: &Agent, p: &Prepare) -> Result<(), Box<Response>> {
+    let refuse = |kind, msg: String| Box::new(Response::error(kind, msg));
     if p.version != MIGRATE_VERSION {
         return Err(refuse(
             ErrorKind::VersionMismatch,
@@ -142,7 +142,7 @@ fn check(agent: &Agent, p: &Prepare) -> Result<(), Response> {
                 agent.node()
             ),
         )),
-        Err(e) => Err(e.to_response()),
+        Err(e) => Err(Box::new(e.to_response())),
     }
 }
 
