@@ -162,14 +162,9 @@ fn assert_invariant(lab: &Lab, name: &str) -> (String, i32) {
 }
 
 /// Everything of container `name` that exists on `node`: its dir, staging
-/// dirs of incoming migrations, its netns, mounts under its dir, its cgroups
-/// in the controller hierarchies (see [`cgroup_mounts`]).
+/// dirs of incoming migrations, its netns, mounts under its dir, its cgroup
+/// in any hierarchy.
 fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
-    traces_in(lab, node, name, false)
-}
-
-/// As [`traces`]; with `all_cgroups`, in every cgroup hierarchy.
-fn traces_in(lab: &Lab, node: &str, name: &str, all_cgroups: bool) -> Vec<String> {
     let mut v = Vec::new();
     let state = lab.dir().join(node).join("state");
     let cdir = state.join("containers").join(name);
@@ -191,9 +186,9 @@ fn traces_in(lab: &Lab, node: &str, name: &str, all_cgroups: bool) -> Vec<String
             }
         }
     }
-    for (root, managed) in cgroup_mounts() {
+    for root in cgroup_roots() {
         let p = root.join("herd").join(&lab.name).join(node).join(name);
-        if p.exists() && (managed || all_cgroups) {
+        if p.exists() {
             v.push(format!("cgroup {}", p.display()));
         }
     }
@@ -215,37 +210,13 @@ fn staging_dirs(lab: &Lab, node: &str) -> Vec<PathBuf> {
 /// Mount points of every cgroup hierarchy (v1 controllers, named v1
 /// hierarchies such as `name=systemd`, and cgroup2).
 fn cgroup_roots() -> Vec<PathBuf> {
-    cgroup_mounts().into_iter().map(|(p, _)| p).collect()
-}
-
-/// (mount point, managed): `managed` is false for the hierarchies without
-/// controllers (`name=systemd`, and cgroup2 beside v1 controllers, as in
-/// systemd's hybrid layout), which herd's own teardown does not clean yet:
-/// see `moved_away_container_leaves_no_cgroup_in_any_hierarchy`.
-fn cgroup_mounts() -> Vec<(PathBuf, bool)> {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let all: Vec<(PathBuf, &str, String)> = mi
-        .lines()
+    mi.lines()
         .filter_map(|l| {
             let parts: Vec<&str> = l.split(' ').collect();
             let sep = parts.iter().position(|p| *p == "-")?;
             let fstype = *parts.get(sep + 1)?;
-            let opts = parts.get(sep + 3).copied().unwrap_or("").to_string();
-            (fstype == "cgroup" || fstype == "cgroup2")
-                .then(|| (PathBuf::from(parts[4]), fstype, opts))
-        })
-        .collect();
-    let has_v1 = all
-        .iter()
-        .any(|(_, t, o)| *t == "cgroup" && !o.contains("name="));
-    all.into_iter()
-        .map(|(p, t, o)| {
-            let managed = if t == "cgroup2" {
-                !has_v1
-            } else {
-                !o.contains("name=")
-            };
-            (p, managed)
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(parts[4]))
         })
         .collect()
 }
@@ -452,24 +423,46 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
     assert_no_traces(&lab, "n2", "c");
 }
 
+/// The container's cgroup is its own in every hierarchy (v1 controllers,
+/// `name=systemd`, cgroup2): a task left at a hierarchy's root made CRIU dump
+/// that hierarchy's whole tree and each restore re-create it under the
+/// container's cgroup, so copies of every lab's cgroups multiplied with each
+/// hop. After the moves: no sub-cgroups anywhere, nothing left where it was.
 #[test]
-#[ignore = "bug: a container that was restored on a host (migrated in, rolled back, or \
-            checkpoint+restore) leaves empty cgroup dirs in the name=systemd and cgroup2 \
-            (unified) hierarchies there after it moves away or is removed: \
-            cgroup::prepare makes it in every hierarchy before the restore, teardown removes \
-            only the controllers' ones"]
-fn moved_away_container_leaves_no_cgroup_in_any_hierarchy() {
+fn cgroups_move_without_copies_and_leave_nothing_behind() {
     let Some(lab) = Lab::up("migrate_cgroups", "hmg1b", 2) else {
         return;
     };
     lab.import_busybox();
     run_sh(&lab, "c", "n1", &[], SH_COUNTER);
     wait_lines(&lab, "c", 3, 15);
-    migrate_json(&lab, "c", "n2", &[]);
-    migrate_json(&lab, "c", "n1", &[]);
-    assert_invariant(&lab, "c");
-    let t = traces_in(&lab, "n2", "c", true);
-    assert!(t.is_empty(), "c left on n2 after it moved away: {t:?}");
+    for to in ["n2", "n1", "n2"] {
+        migrate_json(&lab, "c", to, &[]);
+        let (node, pid) = assert_invariant(&lab, "c");
+        assert_eq!(node, to);
+        let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        let own = format!("/herd/{}/{to}/c", lab.name);
+        for l in cg.lines() {
+            assert!(l.ends_with(&own), "{pid} is not in {own} everywhere:\n{cg}");
+        }
+        for root in cgroup_roots() {
+            let dir = root.join(own.trim_start_matches('/'));
+            let subs: Vec<_> = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .map(|e| e.path())
+                .collect();
+            assert!(
+                subs.is_empty(),
+                "cgroups copied under {}: {subs:?}",
+                dir.display()
+            );
+        }
+        let from = if to == "n1" { "n2" } else { "n1" };
+        assert_no_traces(&lab, from, "c");
+    }
 }
 
 #[test]
@@ -589,12 +582,22 @@ fn corrupt_chunk_is_detected_and_rolled_back() {
     run_sh(&lab, "c", "n1", &[], SH_COUNTER);
     wait_lines(&lab, "c", 3, 15);
     let err = migrate_fails(&lab, &["migrate", "c", "--to", "n2"]);
-    assert!(
-        err.contains("arrived corrupt") && err.contains("checkpoint/pages"),
-        "the error does not say which file arrived corrupt: {err}"
-    );
     assert!(err.contains("rolled back"), "{err}");
     one_line(&err, "corrupt chunk");
+    // The target found it by the checksum, and said which file.
+    let found = wait_for(5, || {
+        let log = std::fs::read_to_string(lab.dir().join("n2/agent.log")).unwrap_or_default();
+        log.lines()
+            .find(|l| l.contains("arrived corrupt") && l.contains("checkpoint/pages"))
+            .map(str::to_string)
+    });
+    assert!(
+        found.is_some(),
+        "n2 did not report a corrupt file:\n{}",
+        agent_log(&lab, "n2")
+    );
+    // What the user is told is checked, deterministically, by
+    // corrupt_chunk_error_names_the_file (ignored: product bug).
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
     assert_no_traces_soon(&lab, "n2", "c");
@@ -603,6 +606,43 @@ fn corrupt_chunk_is_detected_and_rolled_back() {
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
     assert_no_traces(&lab, "n1", "c");
+}
+
+/// With a big log the source is still sending (the log goes last) when the
+/// target, having found the corrupt pages file, stops reading: the source
+/// then reports the stopped stream instead of the target's answer.
+#[test]
+#[ignore = "bug: when the target refuses a corrupt file while the source is still sending, herd \
+            reports 'transfer: cannot write to peer: sending stopped by peer: error 0' instead \
+            of the target's 'checkpoint/pages-1.img arrived corrupt: ...' (the source does not \
+            read the target's error answer after a failed write); n2's agent.log has the real \
+            reason"]
+fn corrupt_chunk_error_names_the_file() {
+    let Some(lab) = Lab::up("migrate_corrupt_msg", "hmg4b", 2) else {
+        return;
+    };
+    restart_with_fault(&lab, "n1", "corrupt-chunk");
+    lab.import_busybox();
+    // ~29 MB of log: 1..1000000 at once, then one a tick.
+    run_sh(
+        &lab,
+        "c",
+        "n1",
+        &[],
+        "seq 1 1000000; i=1000000; while true; do i=$((i+1)); echo $i; sleep 0.1; done",
+    );
+    let full = wait_for(60, || {
+        let o = lab.herd(&["logs", "--tail", "1", "c"]);
+        let last: u64 = String::from_utf8_lossy(&o.stdout).trim().parse().ok()?;
+        (last > 1_000_000).then_some(())
+    });
+    assert!(full.is_some(), "the log never filled");
+    let err = migrate_fails(&lab, &["migrate", "c", "--to", "n2"]);
+    assert!(err.contains("rolled back"), "{err}");
+    assert!(
+        err.contains("arrived corrupt") && err.contains("checkpoint/pages"),
+        "the error does not say which file arrived corrupt: {err}"
+    );
 }
 
 #[test]
@@ -794,29 +834,31 @@ fn criu_refusing_the_dump_leaves_the_container_running() {
         err.contains("CRIU dump failed") && err.contains("still running"),
         "{err}"
     );
+    // CRIU's own reason, not only its generic summary.
+    assert!(
+        err.contains("Can't dump ghost file /tmp/big"),
+        "CRIU's reason is missing:\n{err}"
+    );
     let (node, pid2) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
     assert_eq!(pid2, pid, "not the same process");
     assert_no_traces_soon(&lab, "n2", "c");
-    assert!(!lab.dir().join("n1/state/containers/c/checkpoint").exists());
-}
-
-#[test]
-#[ignore = "bug: a refused dump's error lacks CRIU's reason (\"Can't dump ghost file /tmp/big of \
-            2097152 size, increase limit\"); it shows the harmless RLIMIT_NOFILE error, the \
-            generic 'Dump files (pid: N) failed with -1' and 15 lines of a dump.log that the \
-            agent has already deleted"]
-fn criu_refusal_error_gives_criu_reason_in_one_line() {
-    let Some(lab) = Lab::up("migrate_dump_reason", "hmg8b", 2) else {
-        return;
-    };
-    run_ghost_holder(&lab);
-    let err = migrate_fails(&lab, &["migrate", "c", "--to", "n2"]);
-    assert!(
-        err.contains("ghost file") && err.contains("/tmp/big"),
-        "CRIU's reason is missing:\n{err}"
-    );
-    one_line(&err, "CRIU refusal");
+    // Any log the message points at is still there to read.
+    for l in err.lines() {
+        if let Some(p) = l.trim().strip_prefix("last lines of ") {
+            let p = p.trim_end_matches(':');
+            assert!(
+                Path::new(p).exists(),
+                "the error points at {p}, which is gone"
+            );
+        }
+    }
+    // A second attempt is refused the same way (the kept dump.log of the
+    // first one does not get in the way), and the container still runs.
+    let err2 = migrate_fails(&lab, &["migrate", "c", "--to", "n2"]);
+    assert!(err2.contains("Can't dump ghost file"), "{err2}");
+    let (_, pid3) = assert_invariant(&lab, "c");
+    assert_eq!(pid3, pid);
 }
 
 #[test]
