@@ -52,7 +52,9 @@ pub fn spawn_logged_stdio(log: &Path) -> Result<Stdio3> {
 }
 
 fn spawn_shim(log: &Path, out_r: OwnedFd, err_r: OwnedFd) -> Result<()> {
-    let exe = std::env::current_exe().ctx(|| "cannot find own executable".into())?;
+    // /proc/self/exe, not the path: the binary may have been replaced
+    // (an upgrade, a rebuild) while this agent runs.
+    let exe = std::path::Path::new("/proc/self/exe");
     let (o, e) = (out_r.as_raw_fd(), err_r.as_raw_fd());
     let mut cmd = Command::new(exe);
     cmd.arg(SHIM_ARG)
