@@ -29,6 +29,7 @@ use herd_wire::{ContainerStatus, RestoreReport, RunSpec};
 use libcgroups::common::{CgroupManager, ControllerOpt};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
+use super::run::loopback_up;
 use super::{lock, read_json, Agent, CheckpointMeta, Entry, META_FILE};
 use crate::error::{validate_name, AgentError, IoContext, Result};
 use crate::logs;
@@ -119,9 +120,7 @@ impl Agent {
             let netns = self.netns_name(&name);
             let ns_path =
                 herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
-            herd_netlink::Handle::in_netns(&ns_path)
-                .and_then(|mut h| h.set_up("lo"))
-                .ctx(|| format!("bring up lo in {netns}"))?;
+            loopback_up(&ns_path, &netns)?;
             let cgroup_path = self.cgroup_path(&name);
             // The source's OCI spec, re-pointed at this host's rootfs, netns and cgroup.
             let mut oci = Spec::load(dir.join("config.json"))
@@ -227,9 +226,7 @@ impl Agent {
         if !ns_path.exists() {
             herd_netlink::netns::create(&rec.netns)
                 .ctx(|| format!("create netns {}", rec.netns))?;
-            herd_netlink::Handle::in_netns(&ns_path)
-                .and_then(|mut h| h.set_up("lo"))
-                .ctx(|| format!("bring up lo in {}", rec.netns))?;
+            loopback_up(&ns_path, &rec.netns)?;
         }
         let ns_fd = herd_netlink::netns::open(&ns_path).ctx(|| format!("open {}", rec.netns))?;
 

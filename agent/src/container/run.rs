@@ -11,11 +11,11 @@ use herd_wire::{ContainerInfo, ContainerStatus, RunSpec};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
 
-use super::{lock, Agent, Entry};
+use super::{lock, Agent};
 use crate::error::{validate_name, AgentError, IoContext, Result};
 use crate::logs;
 use crate::spec::{self, SpecInput};
-use crate::state::{now_ns, pid_start_time, ContainerRecord};
+use crate::state::pid_start_time;
 
 /// Undo list: run in reverse unless disarmed.
 struct Undo(Vec<Box<dyn FnOnce()>>);
@@ -45,28 +45,8 @@ impl Agent {
         }
         let name = spec.name.clone();
         let image = self.images.get(&spec.image)?;
-        {
-            let mut map = lock(&self.containers);
-            if map.contains_key(&name) || self.state.container(&name).dir.exists() {
-                return Err(AgentError::ContainerExists(name));
-            }
-            // Reserve the name while we build; removed again on failure.
-            map.insert(
-                name.clone(),
-                Entry::new(ContainerRecord {
-                    spec: spec.clone(),
-                    node: self.cfg.node.clone(),
-                    created_ns: now_ns(),
-                    status: ContainerStatus::Created,
-                    pid: None,
-                    pid_start: None,
-                    exit_code: None,
-                    netns: String::new(),
-                    cgroup_path: String::new(),
-                    layers: image.layers.clone(),
-                }),
-            );
-        }
+        // Reserve the name while we build; removed again on failure.
+        self.reserve(&spec, image.layers.clone())?;
         let mut undo = Undo(Vec::new());
         {
             let me = self.clone();
@@ -105,9 +85,7 @@ impl Agent {
                 let _ = herd_netlink::netns::delete(&n);
             });
         }
-        herd_netlink::Handle::in_netns(&ns_path)
-            .and_then(|mut h| h.set_up("lo"))
-            .ctx(|| format!("bring up lo in {netns}"))?;
+        loopback_up(&ns_path, &netns)?;
 
         // OCI bundle.
         let cfg = image.config.clone().unwrap_or_default();
@@ -169,6 +147,13 @@ impl Agent {
         tracing::info!(container = %name, pid, "started");
         Ok(rec.info())
     }
+}
+
+/// Bring up `lo` in a container's fresh network namespace.
+pub(crate) fn loopback_up(ns_path: &Path, netns: &str) -> Result<()> {
+    herd_netlink::Handle::in_netns(ns_path)
+        .and_then(|mut h| h.set_up("lo"))
+        .ctx(|| format!("bring up lo in {netns}"))
 }
 
 /// libcontainer create + start; returns the init pid.
