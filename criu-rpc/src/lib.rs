@@ -450,11 +450,21 @@ fn finish(op: &'static str, mut out: Outcome) -> Result<Outcome> {
         .has_cr_errno()
         .then(|| out.resp.cr_errno())
         .filter(|e| *e != 0);
+    // cr_errmsg is CRIU's *first* error, which can be a harmless one (here
+    // every run logs an RLIMIT_NOFILE error). The cause is then the first
+    // other error in the whole log, often far above the tail: lead with it.
+    let tail = out.tail();
+    let first_real = std::fs::read_to_string(&tail.source).ok().and_then(|log| {
+        log.lines()
+            .find(|l| l.contains("Error (") && !l.contains("RLIMIT_NOFILE"))
+            .map(|l| l.trim().to_string())
+    });
     let msg = out.resp.cr_errmsg().trim().to_string();
-    let mut reason = if msg.is_empty() {
-        "CRIU gave no error message".to_string()
-    } else {
-        msg
+    let harmless = msg.is_empty() || msg.contains("RLIMIT_NOFILE");
+    let mut reason = match (&first_real, harmless) {
+        (Some(first), true) => first.clone(),
+        (None, _) if msg.is_empty() => "CRIU gave no error message".to_string(),
+        _ => msg,
     };
     if let Some(e) = errno {
         reason.push_str(&format!(
@@ -462,21 +472,9 @@ fn finish(op: &'static str, mut out: Outcome) -> Result<Outcome> {
             std::io::Error::from_raw_os_error(e)
         ));
     }
-    // cr_errmsg is CRIU's *first* error, which can be a harmless one (here
-    // every run logs an RLIMIT_NOFILE error); the log's last error is
-    // usually the cause, so name it as well.
-    let tail = out.tail();
-    // The cause is usually the first error after the harmless RLIMIT one,
-    // often far above the tail: look for it in the whole log.
-    if let Ok(log) = std::fs::read_to_string(&tail.source) {
-        if let Some(first) = log
-            .lines()
-            .find(|l| l.contains("Error (") && !l.contains("RLIMIT_NOFILE"))
-        {
-            let first = first.trim();
-            if !reason.contains(first) {
-                reason.push_str(&format!("; first error in the log: {first}"));
-            }
+    if let Some(first) = first_real {
+        if !reason.contains(&first) {
+            reason.push_str(&format!("; first error in the log: {first}"));
         }
     }
     // Skip the generic "Dumping FAILED." / "Restoring FAILED." summary.
