@@ -869,8 +869,8 @@ async fn demo(cli: &Cli) -> Result<i32> {
         Ok(())
     };
     let result = (|| -> Result<()> {
-        step(&["lab", "up", "--nodes", "1"])?;
-        step(&["image", "import", "busybox", "--busybox"])?;
+        step(&["lab", "up", "--nodes", "3"])?;
+        step(&["image", "import", "busybox", "--busybox", "--node", "n1"])?;
         step(&[
             "run", "--node", "n1", "--name", "hello", "--memory", "64m", "busybox", "--", "sh", "-c",
             "i=0; while true; do i=$((i+1)); echo \"hello from $(hostname): tick $i\"; sleep 0.2; done",
@@ -885,6 +885,25 @@ async fn demo(cli: &Cli) -> Result<i32> {
         std::thread::sleep(Duration::from_millis(600));
         println!("\n# the tick count goes on from where the checkpoint stopped it:");
         step(&["logs", "--tail", "4", "hello"])?;
+        println!("\n# live migration: the same process hops n1 -> n2 -> n3 (n2 and n3 fetch the image from the source)");
+        step(&[
+            "exec",
+            "hello",
+            "--",
+            "sh",
+            "-c",
+            "echo 'written on n1' > /root/note",
+        ])?;
+        step(&["migrate", "hello", "--to", "n2"])?;
+        step(&["migrate", "hello", "--to", "n3", "--compress", "zstd"])?;
+        step(&["ps"])?;
+        step(&["exec", "hello", "--", "cat", "/root/note"])?;
+        std::thread::sleep(Duration::from_millis(600));
+        println!("\n# one log across three hosts, the count unbroken:");
+        step(&["logs", "--tail", "4", "hello"])?;
+        step(&[
+            "pong", "hello", "--hosts", "n1,n2,n3", "--count", "6", "--dwell", "0.3",
+        ])?;
         step(&["stop", "-t", "1", "hello"])?;
         step(&["ps"])?;
         step(&["rm", "hello"])?;
@@ -944,6 +963,14 @@ fn print_migration(r: &herd_wire::migrate::MigrateReport) {
         "  phases: prepare {:.0} ms, pre-send {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
         r.prepare_ms, r.presend_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
     );
+    if r.layers_sent > 0 || r.layer_bytes > 0 {
+        println!(
+            "  image: {} had no copy; {} layer(s), {} sent before the freeze",
+            r.to,
+            r.layers_sent,
+            human_bytes(r.layer_bytes)
+        );
+    }
 }
 
 #[allow(clippy::too_many_arguments)]

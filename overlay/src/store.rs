@@ -498,6 +498,59 @@ impl ImageStore {
         Ok(info)
     }
 
+    /// Adds the image `info` (as another store describes it) from tars of
+    /// the layers this store lacks, each as [`capture_upper`](crate::capture_upper)
+    /// wrote it from the other store's layer directory. A re-made tar has
+    /// another digest than the original layer, so each layer is stored under
+    /// the diff id `info` names: the caller vouches for the pairing (here, an
+    /// authenticated migration source whose files were checksummed on the
+    /// way). An existing image of that name must have the same layers.
+    pub fn import_from_peer(
+        &self,
+        info: &ImageInfo,
+        tars: &[(String, PathBuf)],
+    ) -> Result<ImageInfo> {
+        validate_name(&info.name)?;
+        for d in &info.layers {
+            digest_hex(d)?;
+        }
+        let _lock = self.lock()?;
+        match self.get(&info.name) {
+            Ok(have) if have.layers == info.layers => return Ok(have),
+            Ok(have) => {
+                return Err(Error::DigestMismatch {
+                    what: format!("layers of image {}", info.name),
+                    expected: info.layers.join(","),
+                    actual: have.layers.join(","),
+                })
+            }
+            Err(Error::NotFound(_)) => {}
+            Err(e) => return Err(e),
+        }
+        let mut staging = Staging { paths: Vec::new() };
+        let mut plan = Plan {
+            layers: info.layers.clone(),
+            new_layers: Vec::new(),
+            id: Some(info.id.clone()),
+            config: info.config.clone(),
+        };
+        for d in &info.layers {
+            if self.has_layer(d) || plan.has(d) {
+                continue;
+            }
+            let (_, tar) = tars.iter().find(|(t, _)| t == d).ok_or_else(|| {
+                Error::NotFound(format!("{} (layer {d} was not sent)", info.name))
+            })?;
+            let dir = self.stage_dir(&mut staging)?;
+            let f = File::open(tar).map_err(Error::io("open layer tar", tar))?;
+            unpack_layer(BufReader::new(f), &dir, &tar.to_string_lossy())?;
+            plan.new_layers.push((d.clone(), dir));
+        }
+        let info = self.commit(&info.name, plan)?;
+        tracing::info!(image = %info.name, layers = info.layers.len(), "image added from a peer");
+        Ok(info)
+    }
+
     fn stage_rootfs_dir(&self, src: &Path, staging: &mut Staging) -> Result<Plan> {
         let tarp = self.unique("rootfs-tar");
         let f = File::create(&tarp).map_err(Error::io("create", &tarp))?;

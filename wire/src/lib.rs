@@ -256,6 +256,9 @@ pub enum Response {
     Restored(RestoreReport),
     /// End of a streamed answer.
     End,
+    /// A migration target's answer to `Prepare` when it lacks the image:
+    /// send `image.json` and these layers (`layer/<digest>`) first.
+    NeedLayers(Vec<String>),
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats
@@ -289,6 +292,9 @@ pub struct RestoreReport {
     /// CRIU: its own restore time.
     pub criu_restore_ms: f64,
     pub pages_restored: u64,
+    /// How long the container had been running again when this report was
+    /// sent (a migration target checks it stays up before it answers).
+    pub running_ms: f64,
 }
 
 impl Response {

@@ -11,7 +11,9 @@
 //!   |  MigrateIn(Prepare{version, spec, oci spec, image,  |
 //!   |          layers, arch, fs mode}) ------------------->|  checks version, arch, image layers,
 //!   |                                                      |  name free; makes a staging dir
-//!   |<------------------------------ Ok | Error            |  (Error: S stops; nothing was frozen)
+//!   |<--------------------- Ok | NeedLayers | Error        |  (Error: S stops; nothing was frozen)
+//!   |  [File{image.json}, File{layer/<digest>}* ---------->|  only after NeedLayers: the image record
+//!   |                                                      |  and the missing layers, while X runs]
 //!   |  File{upper.tar} Data* FileEnd{sha256} ------------->|  pre-send: the upper layer as it is now,
 //!   |                                                      |  the container still runs on S
 //!   |  == S dumps through CRIU: frozen from here ==        |
@@ -82,7 +84,8 @@ pub struct Prepare {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum MigrateMsg {
     /// Start of a file; `path` is one of `upper.tar`, `upper-delta.tar`,
-    /// `whole.tar`, `config.json`, `log`, `checkpoint/<name>`.
+    /// `whole.tar`, `config.json`, `log`, `checkpoint/<name>`, and after
+    /// `NeedLayers` `image.json` and `layer/<sha256:hex>`.
     File { path: String },
     /// A piece of the current file; zstd-compressed when `zstd`.
     Data { zstd: bool, bytes: Vec<u8> },
@@ -118,4 +121,8 @@ pub struct MigrateReport {
     pub raw_bytes: u64,
     /// raw_bytes per second of transfer phase, MiB/s.
     pub throughput_mib_s: f64,
+    /// Image layers the target lacked and got from the source (while the
+    /// container ran), and their bytes on the wire.
+    pub layers_sent: u32,
+    pub layer_bytes: u64,
 }

@@ -34,6 +34,9 @@ pub(crate) struct CheckpointMeta {
     pub stdio: Vec<String>,
     /// cgroupsPath the container had when it was dumped.
     pub cgroup_path: String,
+    /// When the container was first made: a restore elsewhere keeps it.
+    #[serde(default)]
+    pub created_ns: u64,
 }
 
 pub(crate) const META_FILE: &str = "herd-checkpoint.json";
@@ -88,6 +91,7 @@ impl Agent {
         let meta = CheckpointMeta {
             stdio,
             cgroup_path: rec.cgroup_path.clone(),
+            created_ns: rec.created_ns,
         };
         write_json(&images.join(META_FILE), &meta)?;
 

@@ -195,6 +195,52 @@ impl Agent {
         Ok(self.images.get(name)?.layers)
     }
 
+    /// Of `layers`, those this store lacks.
+    pub fn missing_layers(&self, layers: &[String]) -> Vec<String> {
+        layers
+            .iter()
+            .filter(|d| !self.images.has_layer(d))
+            .cloned()
+            .collect()
+    }
+
+    /// The record of a local image as another agent needs it to add the
+    /// image from our layers (`image.json` of a migration).
+    pub fn image_record(&self, name: &str) -> Result<herd_overlay::ImageInfo> {
+        Ok(self.images.get(name)?)
+    }
+
+    /// Write a tar of one layer of the local store to `out`.
+    pub fn layer_tar(&self, digest: &str, out: &std::path::Path) -> Result<()> {
+        let dir = self.images.layer_dir(digest);
+        if !self.images.has_layer(digest) {
+            return Err(AgentError::Other(format!(
+                "layer {digest} is not in the store"
+            )));
+        }
+        let f = std::fs::File::create(out)
+            .map_err(|e| AgentError::Other(format!("create {}: {e}", out.display())))?;
+        let mut w = std::io::BufWriter::new(f);
+        herd_overlay::capture_upper(&dir, &mut w)?;
+        std::io::Write::flush(&mut w)
+            .map_err(|e| AgentError::Other(format!("write {}: {e}", out.display())))?;
+        Ok(())
+    }
+
+    /// Add the image a migration source sent: `dir/image.json` and the
+    /// layers this store lacked as `dir/layer/<digest>`.
+    pub(crate) fn image_from_peer(&self, dir: &std::path::Path) -> Result<()> {
+        let info: herd_overlay::ImageInfo = read_json(&dir.join("image.json"))?;
+        let tars: Vec<(String, std::path::PathBuf)> = info
+            .layers
+            .iter()
+            .map(|d| (d.clone(), dir.join("layer").join(d)))
+            .filter(|(_, p)| p.exists())
+            .collect();
+        self.images.import_from_peer(&info, &tars)?;
+        Ok(())
+    }
+
     pub fn image_list(&self) -> Result<Vec<ImageSummary>> {
         Ok(self.images.list()?.iter().map(summary).collect())
     }

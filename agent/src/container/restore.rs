@@ -213,6 +213,9 @@ impl Agent {
         let name = rec.spec.name.clone();
         let cdir = self.state.container(&name);
         let meta: CheckpointMeta = read_json(&images.join(META_FILE))?;
+        if meta.created_ns != 0 {
+            lock(&entry.record).created_ns = meta.created_ns;
+        }
 
         let lowers: Vec<_> = rec
             .layers
@@ -315,6 +318,7 @@ impl Agent {
                 .map(|s| s.restore_time_us as f64 / 1e3)
                 .unwrap_or(0.0),
             pages_restored: stats.and_then(|s| s.pages_restored).unwrap_or(0),
+            running_ms: 0.0,
         })
     }
 }

@@ -96,11 +96,32 @@ pub async fn migrate_out(
     herd_quic::rpc::send_msg(&mut send, &Envelope::new(Request::MigrateIn(prepare)))
         .await
         .map_err(net)?;
+    let mut sent = Sent::default();
     match herd_quic::rpc::recv_msg::<Response>(&mut recv, herd_wire::frame::MAX_FRAME)
         .await
         .map_err(net)?
     {
         Some(Response::Ok) => {}
+        Some(Response::NeedLayers(layers)) => {
+            // The target lacks the image: its record and layers go first,
+            // while the container still runs here.
+            let before = sent.wire;
+            if let Err(e) = send_image(
+                &agent,
+                &rec.spec.image,
+                &layers,
+                &cdir.dir,
+                &mut send,
+                compress,
+                &mut sent,
+            )
+            .await
+            {
+                return Err(target_reason(&mut recv).await.unwrap_or(e));
+            }
+            report.layers_sent = layers.len() as u32;
+            report.layer_bytes = sent.wire - before;
+        }
         Some(Response::Error(e)) => {
             return Err(AgentError::Other(format!(
                 "target {} refused the migration, nothing was changed: {e}",
@@ -117,7 +138,6 @@ pub async fn migrate_out(
     report.prepare_ms = ms(t0);
 
     // PreSending: the upper layer as it is, while the container runs.
-    let mut sent = Sent::default();
     let since = SystemTime::now() - Duration::from_millis(2);
     let t1 = Instant::now();
     if fs == FsMode::Diff {
@@ -150,6 +170,7 @@ pub async fn migrate_out(
 
     // Transferring, then AwaitRestored; any failure rolls back.
     let t3 = Instant::now();
+    let raw_before = sent.raw;
     let result = transfer_and_commit(
         &mut send,
         &mut recv,
@@ -179,6 +200,7 @@ pub async fn migrate_out(
             report.frozen_ms = ms(t2);
             if let Some(r) = restored {
                 report.restore_ms = r.total_ms;
+                report.frozen_ms -= r.running_ms.min(report.frozen_ms);
             }
             let t4 = Instant::now();
             let a = agent.clone();
@@ -209,7 +231,8 @@ pub async fn migrate_out(
     report.bytes = sent.wire;
     report.raw_bytes = sent.raw;
     if report.transfer_ms > 0.0 {
-        report.throughput_mib_s = sent.raw as f64 / (1 << 20) as f64 / (report.transfer_ms / 1e3);
+        let raw = (sent.raw - raw_before) as f64;
+        report.throughput_mib_s = raw / (1 << 20) as f64 / (report.transfer_ms / 1e3);
     }
     conn.close(0u32.into(), b"done");
     Ok(report)
@@ -256,9 +279,9 @@ async fn transfer_and_commit(
     files.push(("config.json".into(), cdir.join("bundle/config.json")));
     files.push(("log".into(), cdir.join("log")));
     for (p, local) in &files {
-        send_file(send, p, local, compress, sent)
-            .await
-            .map_err(net)?;
+        if let Err(e) = send_file(send, p, local, compress, sent).await {
+            return Err(target_reason(recv).await.unwrap_or_else(|| net(e)));
+        }
     }
     let _ = std::fs::remove_file(&extra);
     herd_quic::rpc::send_msg(send, &MigrateMsg::Commit)
@@ -275,6 +298,65 @@ async fn transfer_and_commit(
         Some(Response::Restored(r)) => Ok(Some(r)),
         Some(Response::Error(e)) => Err(AgentError::Other(format!("the target failed: {e}"))),
         other => Err(AgentError::Other(format!("unexpected answer {other:?}"))),
+    }
+}
+
+/// `image.json` and the layers the target asked for, nothing frozen yet.
+/// An error here changes nothing: the container runs on.
+#[allow(clippy::too_many_arguments)]
+async fn send_image(
+    agent: &Arc<Agent>,
+    image: &str,
+    layers: &[String],
+    cdir: &Path,
+    send: &mut quinn::SendStream,
+    compress: bool,
+    sent: &mut Sent,
+) -> Result<()> {
+    let nothing = |e: String| {
+        AgentError::Other(format!(
+            "sending image {image} to the target failed, nothing was changed: {e}"
+        ))
+    };
+    let rec = agent.image_record(image)?;
+    let json = cdir.join("migrate-image.json");
+    std::fs::write(
+        &json,
+        serde_json::to_vec(&rec).map_err(|e| nothing(e.to_string()))?,
+    )
+    .map_err(|e| nothing(format!("write {}: {e}", json.display())))?;
+    let r = send_file(send, "image.json", &json, compress, sent).await;
+    let _ = std::fs::remove_file(&json);
+    r.map_err(|e| nothing(e.to_string()))?;
+    for d in layers {
+        if !rec.layers.contains(d) {
+            return Err(nothing(format!(
+                "the target asked for layer {d}, which is not in {image}"
+            )));
+        }
+        let tar = cdir.join("migrate-layer.tar");
+        let (a, dg, t) = (agent.clone(), d.clone(), tar.clone());
+        blocking(move || a.layer_tar(&dg, &t)).await?;
+        let r = send_file(send, &format!("layer/{d}"), &tar, compress, sent).await;
+        let _ = std::fs::remove_file(&tar);
+        r.map_err(|e| nothing(e.to_string()))?;
+    }
+    Ok(())
+}
+
+/// After a failed write the target has usually said why it stopped
+/// reading (a corrupt file, a full disk): that is the error to report.
+async fn target_reason(recv: &mut quinn::RecvStream) -> Option<AgentError> {
+    let r = tokio::time::timeout(
+        Duration::from_secs(2),
+        herd_quic::rpc::recv_msg::<Response>(recv, herd_wire::frame::MAX_FRAME),
+    )
+    .await
+    .ok()?
+    .ok()??;
+    match r {
+        Response::Error(e) => Some(AgentError::Other(format!("the target failed: {e}"))),
+        _ => None,
     }
 }
 

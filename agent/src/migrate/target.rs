@@ -22,16 +22,23 @@ pub async fn migrate_in(
     recv: &mut quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
     let name = prepare.spec.name.clone();
-    if let Err(e) = check(&agent, &prepare) {
-        return herd_quic::rpc::send_msg(send, e.as_ref()).await;
-    }
+    let need = match check(&agent, &prepare) {
+        Ok(need) => need,
+        Err(e) => return herd_quic::rpc::send_msg(send, e.as_ref()).await,
+    };
     let staging = agent.staging_dir("migrate-in");
     let guard = Staging(staging.clone());
-    if let Err(e) = std::fs::create_dir_all(staging.join("checkpoint")) {
+    let made = std::fs::create_dir_all(staging.join("checkpoint"))
+        .and_then(|_| std::fs::create_dir_all(staging.join("layer")));
+    if let Err(e) = made {
         let r = Response::error(ErrorKind::Internal, format!("create staging dir: {e}"));
         return herd_quic::rpc::send_msg(send, &r).await;
     }
-    herd_quic::rpc::send_msg(send, &Response::Ok).await?;
+    let answer = match need {
+        Some(layers) => Response::NeedLayers(layers),
+        None => Response::Ok,
+    };
+    herd_quic::rpc::send_msg(send, &answer).await?;
     tracing::info!(container = %name, from = %prepare.source_node, "migration in: prepared");
 
     // Staging: files until Commit. A broken stream or a bad file ends it.
@@ -53,6 +60,9 @@ pub async fn migrate_in(
             if super::fault("fail-restore") {
                 return Err(AgentError::Other("injected fault: fail-restore".into()));
             }
+            if dir.join("image.json").exists() {
+                a.image_from_peer(&dir)?;
+            }
             let r = if p.fs == FsMode::Whole {
                 // The flattened filesystem becomes this container's own image.
                 let image = format!("{}-whole", p.spec.name);
@@ -65,7 +75,9 @@ pub async fn migrate_in(
             } else {
                 a.import_staged(&dir, &p.spec, &p.layers, t0)?
             };
-            // The process must still run after a short grace period.
+            // The process must still run after a short grace period; it
+            // runs already, so the source does not count this as frozen.
+            let up = Instant::now();
             std::thread::sleep(Duration::from_millis(150));
             let e = a.entry(&p.spec.name)?;
             let running = e.snapshot().status == herd_wire::ContainerStatus::Running;
@@ -76,7 +88,10 @@ pub async fn migrate_in(
                     p.spec.name
                 )));
             }
-            Ok(r)
+            Ok(herd_wire::RestoreReport {
+                running_ms: up.elapsed().as_secs_f64() * 1e3,
+                ..r
+            })
         })
         .await;
     drop(guard);
@@ -91,7 +106,9 @@ pub async fn migrate_in(
     herd_quic::rpc::send_msg(send, &reply).await
 }
 
-fn check(agent: &Agent, p: &Prepare) -> Result<(), Box<Response>> {
+/// `Ok(None)`: go on; `Ok(Some(layers))`: the image is missing here, the
+/// source must send its record and these layers first.
+fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response>> {
     let refuse = |kind, msg: String| Box::new(Response::error(kind, msg));
     if p.version != MIGRATE_VERSION {
         return Err(refuse(
@@ -113,12 +130,6 @@ fn check(agent: &Agent, p: &Prepare) -> Result<(), Box<Response>> {
             ),
         ));
     }
-    if p.fs == FsMode::Whole {
-        return Err(refuse(
-            ErrorKind::Unsupported,
-            "--fs whole is not implemented yet".into(),
-        ));
-    }
     if agent.entry(&p.spec.name).is_ok() {
         return Err(refuse(
             ErrorKind::AlreadyExists,
@@ -130,10 +141,13 @@ fn check(agent: &Agent, p: &Prepare) -> Result<(), Box<Response>> {
         ));
     }
     if p.fs == FsMode::Whole {
-        return Ok(()); // the flattened filesystem comes with the transfer
+        return Ok(None); // the flattened filesystem comes with the transfer
     }
     match agent.image_layers(&p.image) {
-        Ok(l) if l == p.layers => Ok(()),
+        Ok(l) if l == p.layers => Ok(None),
+        Err(AgentError::Image(e)) if matches!(*e, herd_overlay::Error::NotFound(_)) => {
+            Ok(Some(agent.missing_layers(&p.layers)))
+        }
         Ok(_) => Err(refuse(
             ErrorKind::InvalidInput,
             format!(
@@ -158,9 +172,10 @@ fn allowed(path: &str) -> bool {
     match path.split_once('/') {
         None => matches!(
             path,
-            "upper.tar" | "upper-delta.tar" | "config.json" | "log"
+            "upper.tar" | "upper-delta.tar" | "whole.tar" | "config.json" | "log" | "image.json"
         ),
         Some(("checkpoint", rest)) => plain(rest),
+        Some(("layer", digest)) => herd_overlay::digest_hex(digest).is_ok(),
         _ => false,
     }
 }
