@@ -163,6 +163,15 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             Request::RestoreImport { path, name } => {
                 Response::Restored(a.restore_import(std::path::Path::new(&path), name)?)
             }
+            Request::NetworkCreate(def) => {
+                a.network_create(&def)?;
+                Response::Ok
+            }
+            Request::NetworkList => Response::Networks(a.network_list()?),
+            Request::NetworkRemove { name } => {
+                a.network_remove(&name)?;
+                Response::Ok
+            }
             Request::Logs { .. } | Request::Migrate { .. } | Request::MigrateIn(_) => {
                 Response::error(ErrorKind::Internal, "streamed request on the wrong path")
             }

@@ -115,6 +115,9 @@ impl ContainerRecord {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| self.spec.name.clone()),
+            network: self.spec.net.as_ref().map(|n| n.network.clone()),
+            ip: self.spec.net.as_ref().map(|n| n.ip.clone()),
+            mac: self.spec.net.as_ref().map(|n| n.mac.clone()),
         }
     }
 

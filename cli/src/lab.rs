@@ -7,6 +7,10 @@
 //!                  ...
 //! ```
 //!
+//! Network `lab` (subnet 10.77.X.0/24, gateway 10.77.X.1, uplink eth0,
+//! addresses 10.77.X.128-254): a container run with `--net lab` gets a
+//! macvlan of its node's eth0, reachable from the root netns over the bridge.
+//!
 //! Each agent has its own state dir under the lab dir and its own node
 //! certificate; the CLI gets a user certificate. Containers' netns are named
 //! `<lab>-<node>-<container>` and their cgroups live under `/herd/<lab>/<node>`,
@@ -202,8 +206,22 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> R
         });
     }
     cl.save(&cl.dir.join("cluster.json"))?;
-    wait_ready(cl).await
+    wait_ready(cl).await?;
+    // The lab's network: containers on it are reachable from the root netns.
+    let def = herd_wire::NetworkDef {
+        name: LAB_NETWORK.to_string(),
+        subnet: format!("10.77.{index}.0/24"),
+        gateway: Some(format!("10.77.{index}.1")),
+        parent: "eth0".to_string(),
+        range: format!("10.77.{index}.128-10.77.{index}.254"),
+    };
+    let mut c = Client::new(cl.clone())?;
+    let names = c.node_names();
+    crate::network::create(&mut c, &def, &names).await
 }
+
+/// The network `lab up` defines on every node.
+pub const LAB_NETWORK: &str = "lab";
 
 /// Start one node's agent inside its netns, in its own session, logging to
 /// `<node dir>/agent.log`. Returns its pid and start time.

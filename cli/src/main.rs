@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod cluster;
 mod lab;
+mod network;
 mod rootfs;
 
 use std::path::PathBuf;
@@ -55,6 +56,13 @@ enum Cmd {
         /// Hostname inside the container (default: its name).
         #[arg(long)]
         hostname: Option<String>,
+        /// Attach to this network (`herd network ls`): the container gets its
+        /// own MAC and IP, kept across migrations.
+        #[arg(long)]
+        net: Option<String>,
+        /// The address on --net (default: the first free one of its range).
+        #[arg(long, requires = "net")]
+        ip: Option<String>,
         image: String,
         /// Command and arguments (after `--`).
         #[arg(last = true)]
@@ -179,6 +187,9 @@ enum Cmd {
     /// Images.
     #[command(subcommand)]
     Image(ImageCmd),
+    /// Networks whose containers keep their IP and MAC across hosts.
+    #[command(subcommand)]
+    Network(NetworkCmd),
     /// The cluster's certificate authority.
     #[command(subcommand)]
     Ca(CaCmd),
@@ -204,6 +215,35 @@ enum BenchCmd {
         #[arg(long)]
         keep_lab: bool,
     },
+}
+
+#[derive(Subcommand, Debug)]
+enum NetworkCmd {
+    /// Define a network on every node (or --node).
+    Create {
+        name: String,
+        /// IPv4 subnet, e.g. 10.77.1.0/24.
+        #[arg(long)]
+        subnet: String,
+        /// Default gateway of the containers.
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Each host's uplink interface the containers' macvlans hang off.
+        #[arg(long = "parent-if")]
+        parent_if: String,
+        /// Addresses handed out, A.B.C.D-A.B.C.E (default: the upper half of the subnet).
+        #[arg(long)]
+        range: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
+    },
+    /// List networks and the nodes that know them.
+    Ls {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a network no container uses.
+    Rm { name: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -327,6 +367,8 @@ async fn run(cli: Cli) -> Result<i32> {
             memory,
             cpus,
             hostname,
+            net,
+            ip,
             image,
             cmd,
         } => {
@@ -360,6 +402,10 @@ async fn run(cli: Cli) -> Result<i32> {
                 memory_bytes,
                 cpus: *cpus,
                 hostname: hostname.clone(),
+                net: match net {
+                    Some(n) => Some(network::attach_for(&mut c, &node, n, ip.as_deref()).await?),
+                    None => None,
+                },
             };
             match c.call(&node, Request::Run(spec)).await? {
                 Response::Container(info) => println!("{}", info.name),
@@ -635,6 +681,55 @@ async fn run(cli: Cli) -> Result<i32> {
             .await
         }
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
+        Cmd::Network(nc) => {
+            let mut c = client(&cli)?;
+            match nc {
+                NetworkCmd::Create {
+                    name,
+                    subnet,
+                    gateway,
+                    parent_if,
+                    range,
+                    node,
+                } => {
+                    let range = match range {
+                        Some(r) => r.clone(),
+                        None => {
+                            herd_wire::net::default_range(subnet).map_err(anyhow::Error::msg)?
+                        }
+                    };
+                    let def = herd_wire::NetworkDef {
+                        name: name.clone(),
+                        subnet: subnet.clone(),
+                        gateway: gateway.clone(),
+                        parent: parent_if.clone(),
+                        range,
+                    };
+                    let nodes = match node {
+                        Some(n) => vec![n.clone()],
+                        None => c.node_names(),
+                    };
+                    network::create(&mut c, &def, &nodes).await?;
+                    println!("{name}");
+                }
+                NetworkCmd::Ls { json } => {
+                    let l = network::list(&mut c).await?;
+                    if *json {
+                        let v: Vec<_> = l
+                            .iter()
+                            .map(|(n, d)| serde_json::json!({"node": n, "name": d.name, "subnet": d.subnet, "gateway": d.gateway, "parent_if": d.parent, "range": d.range}))
+                            .collect();
+                        println!("{}", serde_json::to_string_pretty(&v)?);
+                    } else {
+                        network::print(&l);
+                    }
+                }
+                NetworkCmd::Rm { name } => {
+                    network::remove(&mut c, name).await?;
+                    println!("{name}");
+                }
+            }
+        }
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
         Cmd::Bench(BenchCmd::Checkpoint {
@@ -1205,8 +1300,8 @@ fn fmt_time(ns: u64) -> String {
 
 fn print_ps(all: &[ContainerInfo]) {
     println!(
-        "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} COMMAND",
-        "NAME", "NODE", "IMAGE", "STATUS", "PID", "CREATED"
+        "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} {:<15} COMMAND",
+        "NAME", "NODE", "IMAGE", "STATUS", "PID", "CREATED", "IP"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1226,18 +1321,19 @@ fn print_ps(all: &[ContainerInfo]) {
             format!("{}h ago", age / 3600)
         };
         let mut cmd = c.cmd.join(" ");
-        if cmd.len() > 40 {
-            cmd.truncate(37);
+        if cmd.chars().count() > 40 {
+            cmd = cmd.chars().take(37).collect();
             cmd.push_str("...");
         }
         println!(
-            "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} {}",
+            "{:<16} {:<6} {:<14} {:<9} {:>8} {:<10} {:<15} {}",
             c.name,
             c.node,
             c.image,
             status,
             c.pid.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
             created,
+            c.ip.as_deref().unwrap_or("-"),
             cmd
         );
     }

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod frame;
 pub mod migrate;
+pub mod net;
 
 /// Version of the control protocol. Bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -121,6 +122,13 @@ pub enum Request {
     /// Agent to agent: the target side of a migration. The rest of the
     /// stream follows the migration protocol (see [`migrate`]).
     MigrateIn(migrate::Prepare),
+    /// Define a network on this agent (every agent of a cluster gets it).
+    NetworkCreate(NetworkDef),
+    NetworkList,
+    /// Forget a network no container of this agent uses.
+    NetworkRemove {
+        name: String,
+    },
 }
 
 /// What `herd run` asks for.
@@ -138,6 +146,35 @@ pub struct RunSpec {
     pub cpus: Option<f64>,
     /// The container's hostname (default: its name). Kept across migrations.
     pub hostname: Option<String>,
+    /// Its own address on a network, kept for life and across migrations.
+    #[serde(default)]
+    pub net: Option<NetAttach>,
+}
+
+/// A network every agent of a cluster knows: containers on it get a macvlan
+/// child (bridge mode) of the host's uplink `parent`, with their own MAC and
+/// IP, so the address moves with the container.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetworkDef {
+    pub name: String,
+    /// IPv4 subnet, `A.B.C.D/N`.
+    pub subnet: String,
+    /// Default gateway of the containers, in the subnet (none: no default route).
+    pub gateway: Option<String>,
+    /// The host's uplink interface the macvlans hang off.
+    pub parent: String,
+    /// Addresses handed out when `run` gives none: `A.B.C.D-A.B.C.E`.
+    pub range: String,
+}
+
+/// A container's attachment to a network.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct NetAttach {
+    pub network: String,
+    /// IPv4 address (without prefix).
+    pub ip: String,
+    /// `aa:bb:cc:dd:ee:ff`, locally administered unicast.
+    pub mac: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -174,6 +211,10 @@ pub struct ContainerInfo {
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
     pub hostname: String,
+    /// Network name, IP and MAC when attached to a network.
+    pub network: Option<String>,
+    pub ip: Option<String>,
+    pub mac: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -259,6 +300,7 @@ pub enum Response {
     /// A migration target's answer to `Prepare` when it lacks the image:
     /// send `image.json` and these layers (`layer/<digest>`) first.
     NeedLayers(Vec<String>),
+    Networks(Vec<NetworkDef>),
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats

@@ -44,6 +44,7 @@
 //! atomic flag that the reporter polls every <= 50 ms.
 
 mod args;
+mod net;
 mod pattern;
 
 use std::fs::{self, OpenOptions};
@@ -412,6 +413,9 @@ fn run_workers(args: &Args, out: &mut Out) -> u64 {
 
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(k @ ("echo" | "client")) = argv.first().map(String::as_str) {
+        return ExitCode::from(net::main(k, &argv[1..]));
+    }
     let args = match args::parse(&argv) {
         Ok(Parsed::Run(a)) => a,
         Ok(Parsed::Help) => {

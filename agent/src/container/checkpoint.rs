@@ -107,6 +107,13 @@ impl Agent {
             external: vec![format!("net[{ns_ino}]:extRootNetNS")],
             ..DumpOpts::new(pid, images.as_path())
         };
+        // A container with its own address: nothing may answer its peers
+        // from here while its sockets are gone (module docs of crate::net).
+        let ns_path = herd_netlink::netns::path(&rec.netns);
+        let fenced = rec.spec.net.is_some() && !opts.leave_running;
+        if fenced {
+            crate::net::fence(&ns_path)?;
+        }
         let criu = herd_criu::Criu::from_env();
         let result = {
             let _serial = lock(&self.criu_lock);
@@ -118,6 +125,11 @@ impl Agent {
             criu.dump(&dump)
         };
         if let Err(e) = result {
+            if fenced {
+                if let Err(u) = crate::net::unfence(&ns_path) {
+                    tracing::error!(container = name, "after a failed dump: {u}");
+                }
+            }
             // Nothing was lost: the container is still running (or, if CRIU
             // killed it after all, it is recorded as stopped).
             let mut r = lock(&entry.record);

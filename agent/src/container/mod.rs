@@ -96,6 +96,7 @@ pub struct Agent {
     pub(crate) cfg: AgentConfig,
     pub(crate) state: StateDir,
     pub(crate) images: ImageStore,
+    pub(crate) nets: crate::net::NetStore,
     pub(crate) containers: Mutex<HashMap<String, Arc<Entry>>>,
     /// Serialises CRIU calls on this host.
     pub(crate) criu_lock: Mutex<()>,
@@ -107,10 +108,12 @@ impl Agent {
         validate_name("node name", &cfg.node)?;
         let state = StateDir::open(&cfg.state_dir)?;
         let images = ImageStore::open(state.images())?;
+        let nets = crate::net::NetStore::open(state.root().join("networks"))?;
         let agent = Arc::new(Agent {
             cfg,
             state,
             images,
+            nets,
             containers: Mutex::new(HashMap::new()),
             criu_lock: Mutex::new(()),
         });
@@ -193,6 +196,31 @@ impl Agent {
     /// Layers of a local image (NotFound if it is not here).
     pub fn image_layers(&self, name: &str) -> Result<Vec<String>> {
         Ok(self.images.get(name)?.layers)
+    }
+
+    pub fn network_create(&self, def: &herd_wire::NetworkDef) -> Result<()> {
+        self.nets.create(def)
+    }
+
+    pub fn network_list(&self) -> Result<Vec<herd_wire::NetworkDef>> {
+        self.nets.list()
+    }
+
+    pub fn network_remove(&self, name: &str) -> Result<()> {
+        let users: Vec<String> = lock(&self.containers)
+            .values()
+            .map(|e| e.snapshot().spec)
+            .filter(|s| s.net.as_ref().map(|n| n.network == name).unwrap_or(false))
+            .map(|s| s.name)
+            .collect();
+        if !users.is_empty() {
+            return Err(AgentError::Conflict {
+                name: name.to_string(),
+                state: format!("used by {}", users.join(", ")),
+                hint: "remove those containers first",
+            });
+        }
+        self.nets.remove(name)
     }
 
     /// Of `layers`, those this store lacks.

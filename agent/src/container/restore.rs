@@ -181,11 +181,45 @@ impl Agent {
         lock(&self.containers).remove(&rec.spec.name);
     }
 
+    /// An address is a container's for life: stopped ones keep theirs.
+    fn address_free(
+        &self,
+        map: &std::collections::HashMap<String, Arc<Entry>>,
+        att: &herd_wire::NetAttach,
+    ) -> Result<()> {
+        let other = map.values().map(|e| e.snapshot().spec).find(|s| {
+            s.net
+                .as_ref()
+                .map(|n| n.network == att.network && n.ip == att.ip)
+                .unwrap_or(false)
+        });
+        match other {
+            Some(o) => Err(AgentError::Invalid {
+                what: "address",
+                reason: format!(
+                    "{} on network {} is already in use by container {} on {}",
+                    att.ip, att.network, o.name, self.cfg.node
+                ),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether a container with this attachment could come here: the
+    /// network is known, its uplink exists, the address is free.
+    pub(crate) fn check_attach(&self, att: &herd_wire::NetAttach) -> Result<()> {
+        self.nets.check(att)?;
+        self.address_free(&lock(&self.containers), att)
+    }
+
     /// Claim a name for a container being made; the entry is `Created`.
     pub(crate) fn reserve(&self, spec: &RunSpec, layers: Vec<String>) -> Result<Arc<Entry>> {
         let mut map = lock(&self.containers);
         if map.contains_key(&spec.name) || self.state.container(&spec.name).dir.exists() {
             return Err(AgentError::ContainerExists(spec.name.clone()));
+        }
+        if let Some(att) = &spec.net {
+            self.address_free(&map, att)?;
         }
         let e = Entry::new(ContainerRecord {
             spec: spec.clone(),
@@ -230,6 +264,21 @@ impl Agent {
             herd_netlink::netns::create(&rec.netns)
                 .ctx(|| format!("create netns {}", rec.netns))?;
             loopback_up(&ns_path, &rec.netns)?;
+        }
+        let net = rec
+            .spec
+            .net
+            .as_ref()
+            .map(|a| self.nets.check(a))
+            .transpose()?;
+        if let Some((def, subnet, ip, mac)) = &net {
+            // Fenced before the address exists here, until the sockets do
+            // (module docs of crate::net). A netns kept on this host since
+            // the checkpoint is fenced and addressed already.
+            crate::net::fence(&ns_path)?;
+            if !crate::net::attached(&ns_path) {
+                crate::net::attach(&ns_path, def, *subnet, *ip, *mac)?;
+            }
         }
         let ns_fd = herd_netlink::netns::open(&ns_path).ctx(|| format!("open {}", rec.netns))?;
 
@@ -296,6 +345,13 @@ impl Agent {
         c.save().ctx(|| "save runtime state".into())?;
         if let Err(e) = apply_cgroup(&rec.cgroup_path, &name, pid, &cdir.bundle()) {
             tracing::warn!(container = %name, "re-applying cgroup limits: {e}");
+        }
+
+        if let Some((_, _, ip, mac)) = &net {
+            crate::net::unfence(&ns_path)?;
+            if let Err(e) = crate::net::announce(&ns_path, *ip, *mac) {
+                tracing::warn!(container = %name, "{e}");
+            }
         }
 
         let stats = herd_criu::read_restore_stats(images).ok();

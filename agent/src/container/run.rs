@@ -45,6 +45,7 @@ impl Agent {
         }
         let name = spec.name.clone();
         let image = self.images.get(&spec.image)?;
+        let net = spec.net.as_ref().map(|a| self.nets.check(a)).transpose()?;
         // Reserve the name while we build; removed again on failure.
         self.reserve(&spec, image.layers.clone())?;
         let mut undo = Undo(Vec::new());
@@ -86,6 +87,9 @@ impl Agent {
             });
         }
         loopback_up(&ns_path, &netns)?;
+        if let Some((def, subnet, ip, mac)) = &net {
+            crate::net::attach(&ns_path, def, *subnet, *ip, *mac)?;
+        }
 
         // OCI bundle.
         let cfg = image.config.clone().unwrap_or_default();
@@ -143,6 +147,12 @@ impl Agent {
         };
         self.save(&rec)?;
         undo.disarm();
+        if let Some((_, _, ip, mac)) = &net {
+            // Peers may remember this address at an earlier owner's MAC.
+            if let Err(e) = crate::net::announce(&ns_path, *ip, *mac) {
+                tracing::warn!(container = %name, "{e}");
+            }
+        }
         self.watch(entry, pid, true);
         tracing::info!(container = %name, pid, "started");
         Ok(rec.info())

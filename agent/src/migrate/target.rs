@@ -140,6 +140,11 @@ fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response
             ),
         ));
     }
+    if let Some(att) = &p.spec.net {
+        agent
+            .check_attach(att)
+            .map_err(|e| Box::new(e.to_response()))?;
+    }
     if p.fs == FsMode::Whole {
         return Ok(None); // the flattened filesystem comes with the transfer
     }
