@@ -53,6 +53,8 @@ pub enum SimError {
     },
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Policy(#[from] crate::policy::PolicyError),
 }
 
 /// Simulator settings.
@@ -567,4 +569,20 @@ pub fn write_run_info(
     let path = dir.join("run.json");
     let text = serde_json::to_string_pretty(&info).unwrap_or_default() + "\n";
     std::fs::write(&path, text).map_err(|source| SimError::Io { path, source })
+}
+
+/// Simulates `scenario` under the policy called `policy` into `dir`: the
+/// CSV files, `run.json`. Returns the totals.
+pub fn simulate(
+    scenario: &Scenario,
+    scenario_path: Option<&Path>,
+    cfg: &SimConfig,
+    policy: &str,
+    dir: &Path,
+) -> Result<Totals, SimError> {
+    let p = crate::policy::build(policy, &cfg.placement)?;
+    let sim = Sim::new(scenario, cfg.clone(), p, Some(dir))?;
+    let totals = sim.run()?;
+    write_run_info(dir, policy, scenario, scenario_path, cfg)?;
+    Ok(totals)
 }
