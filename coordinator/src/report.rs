@@ -136,7 +136,7 @@ pub fn load_run(dir: &Path) -> Result<Run, ReportError> {
             .iter()
             .filter(|m| m.event == MigrationEvent::Moved)
             .filter_map(|m| m.frozen_seconds)
-            .sum(),
+            .fold(0.0, |a, b| a + b),
         host_cpu,
         ops: by_time
             .into_iter()
@@ -245,7 +245,7 @@ pub fn line_chart(
     y_max: Option<f64>,
 ) -> String {
     let (w, h) = (900.0, 360.0);
-    let (l, r, t, b) = (60.0, 150.0, 40.0, 40.0);
+    let (l, r, t, b) = (60.0, 150.0, 54.0, 40.0);
     let pw = w - l - r;
     let ph = h - t - b;
     let xmax = series
@@ -326,17 +326,20 @@ pub fn line_chart(
     if !marks.is_empty() {
         let _ = writeln!(
             s,
-            "<text x=\"{:.1}\" y=\"{:.1}\">| migration (to)</text>",
+            "<text x=\"{:.1}\" y=\"{:.1}\">| migration, above</text><text x=\"{:.1}\" y=\"{:.1}\">(colour: target)</text>",
             l + pw + 10.0,
-            t + 15.0 + 18.0 * series.len() as f64
+            t + 15.0 + 18.0 * series.len() as f64,
+            l + pw + 10.0,
+            t + 31.0 + 18.0 * series.len() as f64
         );
     }
     for &(mx, si) in marks {
         let c = COLORS[si % COLORS.len()];
         let _ = writeln!(
             s,
-            "<line x1=\"{xx:.1}\" y1=\"{t}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
-            t + 12.0,
+            "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
+            t - 14.0,
+            t - 2.0,
             xx = x(mx)
         );
     }

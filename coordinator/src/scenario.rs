@@ -23,7 +23,8 @@
 //!   and each lives four steps, so the load climbs for four steps, stays on
 //!   a plateau of eight containers, and falls at the end.
 //!
-//! Both draw each container's kind (cpu 40%, mem 20%, io 20%, oltp 20%),
+//! Both draw each container's kind (by default cpu 40%, mem 20%, io 20%,
+//! oltp 20%; `--mix` changes the weights),
 //! threads (cpu 1/2/4, mem 1/2, io 1..=4, oltp 2..=8), memory (mem
 //! 256..=1536 MiB, others 16..=128 MiB, in MiB steps) and first host
 //! (uniform) from the seed. The default length (36,000 s) keeps about
@@ -74,8 +75,8 @@ impl WorkloadKind {
     pub fn disk_ops_per_thread(self) -> f64 {
         match self {
             WorkloadKind::Cpu | WorkloadKind::Mem => 0.0,
-            WorkloadKind::Io => 400.0,
-            WorkloadKind::Oltp => 300.0,
+            WorkloadKind::Io => 1000.0,
+            WorkloadKind::Oltp => 600.0,
         }
     }
 }
@@ -174,7 +175,12 @@ pub struct GenParams {
     pub containers: usize,
     pub hosts: usize,
     pub length_s: u64,
+    /// Weights of cpu, mem, io, oltp.
+    pub mix: [u64; 4],
 }
+
+/// The default workload mix: cpu 40, mem 20, io 20, oltp 20.
+pub const DEFAULT_MIX: [u64; 4] = [40, 20, 20, 20];
 
 impl Default for GenParams {
     fn default() -> Self {
@@ -184,8 +190,29 @@ impl Default for GenParams {
             containers: 400,
             hosts: 4,
             length_s: 36_000,
+            mix: DEFAULT_MIX,
         }
     }
+}
+
+/// Parses a mix like `cpu=40,mem=20,io=20,oltp=20` (kinds left out weigh 0).
+pub fn parse_mix(s: &str) -> Result<[u64; 4], String> {
+    let mut mix = [0u64; 4];
+    for part in s.split(',') {
+        let (k, v) = part
+            .split_once('=')
+            .ok_or_else(|| format!("{part:?}: expected KIND=WEIGHT"))?;
+        let kind: WorkloadKind = k.trim().parse()?;
+        let w: u64 = v
+            .trim()
+            .parse()
+            .map_err(|_| format!("{part:?}: weight must be a whole number"))?;
+        mix[WorkloadKind::ALL.iter().position(|x| *x == kind).unwrap_or(0)] = w;
+    }
+    if mix.iter().sum::<u64>() == 0 || mix.iter().any(|w| *w > 1_000_000) {
+        return Err("the mix weights must sum to more than 0 (each at most 1000000)".into());
+    }
+    Ok(mix)
 }
 
 /// SplitMix64: tiny, fast, and the same sequence everywhere.
@@ -238,6 +265,9 @@ pub fn generate(p: &GenParams) -> Result<Scenario, ScenarioError> {
             "--containers must be 1..=10000000".into(),
         ));
     }
+    if p.mix.iter().sum::<u64>() == 0 {
+        return Err(ScenarioError::Params("--mix weights sum to 0".into()));
+    }
     if p.length_s < 2 * MAX_DURATION {
         return Err(ScenarioError::Params(format!(
             "--length must be at least {} s (containers run up to {MAX_DURATION} s)",
@@ -267,10 +297,10 @@ pub fn generate(p: &GenParams) -> Result<Scenario, ScenarioError> {
             }
         };
         let kind = mix.weighted(&[
-            (WorkloadKind::Cpu, 40),
-            (WorkloadKind::Mem, 20),
-            (WorkloadKind::Io, 20),
-            (WorkloadKind::Oltp, 20),
+            (WorkloadKind::Cpu, p.mix[0]),
+            (WorkloadKind::Mem, p.mix[1]),
+            (WorkloadKind::Io, p.mix[2]),
+            (WorkloadKind::Oltp, p.mix[3]),
         ]);
         let threads = match kind {
             WorkloadKind::Cpu => mix.weighted(&[(1, 40), (2, 35), (4, 25)]),

@@ -15,6 +15,7 @@ fn small(seed: u64, kind: ScenarioKind) -> herd_coordinator::scenario::Scenario 
         containers: 60,
         hosts: 4,
         length_s: 6000,
+        ..Default::default()
     })
     .unwrap()
 }
@@ -89,6 +90,7 @@ fn policies_beat_control_and_the_oracle_beats_cpu_greedy() {
         containers: 120,
         hosts: 4,
         length_s: 10800,
+        ..Default::default()
     })
     .unwrap();
     let cfg = SimConfig::for_hosts(4);
