@@ -260,11 +260,11 @@ mod tests {
         let mut out = Vec::new();
         let h = tick(&spec(8.0), &[load(WorkloadKind::Io, 4.0)], &mut s, &mut out);
         assert!((out[0].ops - 400.0).abs() < 1e-9);
-        assert!((h.disk_ops - 1600.0).abs() < 1e-9);
-        // 40 io threads want 16000 ops/s of a 10000 disk
+        assert!((h.disk_ops - 4000.0).abs() < 1e-9);
+        // 40 io threads want 40000 ops/s of a 10000 disk: a quarter speed
         let h = tick(&spec(8.0), &[load(WorkloadKind::Io, 40.0)], &mut s, &mut out);
         assert!((h.disk_busy_ratio - 1.0).abs() < 1e-9);
-        assert!((out[0].ops - 2500.0).abs() < 1e-6);
+        assert!((out[0].ops - 1000.0).abs() < 1e-6);
         // memory: 2 GiB of mem work on a 1 GiB host
         let mut sp = spec(4.0);
         sp.memory_bytes = 1073741824.0;
