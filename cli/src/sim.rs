@@ -220,6 +220,9 @@ pub struct BenchSimArgs {
     containers: usize,
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Moves per decision, at most (default: hosts / 2, every host in a move).
+    #[arg(long)]
+    max_moves: Option<usize>,
 }
 
 fn big_scenario(hosts: usize, containers: usize, seed: u64) -> Scenario {
@@ -264,6 +267,7 @@ pub fn bench(a: &BenchSimArgs) -> Result<i32> {
     );
     cfg.placement.delay_s = 30.0;
     cfg.placement.window_s = 30.0;
+    cfg.placement.max_moves = a.max_moves.unwrap_or(a.hosts / 2);
     let placement = cfg.placement.clone();
     let t0 = Instant::now();
     let mut sim = Sim::new(&scenario, cfg, policy::build("none", &placement)?, None)?;
@@ -280,10 +284,11 @@ pub fn bench(a: &BenchSimArgs) -> Result<i32> {
     let view = sim.view();
     let view_ms = ms(t.elapsed());
     println!(
-        "bench sim: {} hosts, {} containers, {} in the view; setup {:.0} ms",
+        "bench sim: {} hosts, {} containers, {} in the view, up to {} moves per decision; setup {:.0} ms",
         a.hosts,
         a.containers,
         view.containers.len(),
+        placement.max_moves,
         ms(setup)
     );
     println!(
