@@ -25,9 +25,7 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use herd_coordinator::policy::{self, PlacementConfig};
 use herd_coordinator::report;
-use herd_coordinator::scenario::{
-    Rng, Scenario, ScenarioContainer, ScenarioKind, WorkloadKind,
-};
+use herd_coordinator::scenario::{Rng, Scenario, ScenarioContainer, ScenarioKind, WorkloadKind};
 use herd_coordinator::sim::{simulate, Sim, SimConfig};
 
 #[derive(Args, Debug)]
@@ -72,7 +70,7 @@ impl PlacementArgs {
                 .with_context(|| format!("--policy-opt {o:?}: expected KEY=VALUE"))?;
             c.options.insert(k.to_string(), v.to_string());
         }
-        if !(self.cooldown >= 0.0) {
+        if self.cooldown.is_nan() || self.cooldown < 0.0 {
             bail!("--cooldown must be >= 0");
         }
         Ok(c)
@@ -137,11 +135,14 @@ pub fn run(a: &SimArgs) -> Result<i32> {
     }
     if let Some(m) = &a.hosts_memory_gib {
         if m.len() != n {
-            bail!("--hosts-memory-gib gives {} hosts, the scenario has {n}", m.len());
+            bail!(
+                "--hosts-memory-gib gives {} hosts, the scenario has {n}",
+                m.len()
+            );
         }
         cfg.hosts_memory_bytes = m.iter().map(|g| g * 1073741824.0).collect();
     }
-    if !(a.disk_ops > 0.0) {
+    if a.disk_ops.is_nan() || a.disk_ops <= 0.0 {
         bail!("--disk-ops must be > 0");
     }
     cfg.disk_ops_capacity = a.disk_ops;
@@ -239,7 +240,8 @@ fn big_scenario(hosts: usize, containers: usize, seed: u64) -> Scenario {
                 memory_bytes: rng.range(16, 512) << 20,
                 duration_s: 3600,
                 // skewed placement so there is work for the policies
-                first_host: names[(rng.range(0, hosts as u64 - 1) * rng.range(0, 1000) / 1000) as usize]
+                first_host: names
+                    [(rng.range(0, hosts as u64 - 1) * rng.range(0, 1000) / 1000) as usize]
                     .clone(),
             }
         })
@@ -263,7 +265,9 @@ pub fn bench(a: &BenchSimArgs) -> Result<i32> {
     }
     let scenario = big_scenario(a.hosts, a.containers, a.seed);
     let mut cfg = SimConfig::with_cores(
-        (0..a.hosts).map(|i| if i % 2 == 0 { 4.0 } else { 2.0 }).collect(),
+        (0..a.hosts)
+            .map(|i| if i % 2 == 0 { 4.0 } else { 2.0 })
+            .collect(),
     );
     cfg.placement.delay_s = 30.0;
     cfg.placement.window_s = 30.0;
@@ -320,7 +324,11 @@ pub fn bench(a: &BenchSimArgs) -> Result<i32> {
     }
     println!(
         "slowest step with a decision: {worst:.1} ms ({})",
-        if worst < 1000.0 { "under a second" } else { "OVER a second" }
+        if worst < 1000.0 {
+            "under a second"
+        } else {
+            "OVER a second"
+        }
     );
     Ok(0)
 }

@@ -36,8 +36,18 @@ fn scenario_gen_is_byte_for_byte_reproducible() {
     );
     for (f, seed) in [(&a, "9"), (&b, "9"), (&c, "10")] {
         ok(&[
-            "scenario", "gen", "--seed", seed, "--kind", "staircase", "--containers", "50",
-            "--length", "5000", "--out", p(f),
+            "scenario",
+            "gen",
+            "--seed",
+            seed,
+            "--kind",
+            "staircase",
+            "--containers",
+            "50",
+            "--length",
+            "5000",
+            "--out",
+            p(f),
         ]);
     }
     let (ta, tb, tc) = (
@@ -55,17 +65,37 @@ fn sim_runs_policies_into_subdirs_with_a_combined_report() {
     let tmp = tempfile::tempdir().unwrap();
     let scen = tmp.path().join("s.csv");
     ok(&[
-        "scenario", "gen", "--seed", "4", "--containers", "40", "--length", "4000", "--out",
+        "scenario",
+        "gen",
+        "--seed",
+        "4",
+        "--containers",
+        "40",
+        "--length",
+        "4000",
+        "--out",
         p(&scen),
     ]);
     let out = tmp.path().join("runs");
     let table = ok(&[
-        "sim", p(&scen), "--policy", "none,cpu-greedy,oracle", "--hosts-cores", "4,4,2,2",
-        "--out", p(&out),
+        "sim",
+        p(&scen),
+        "--policy",
+        "none,cpu-greedy,oracle",
+        "--hosts-cores",
+        "4,4,2,2",
+        "--out",
+        p(&out),
     ]);
     assert!(table.contains("| cpu-greedy |"), "{table}");
     for pol in ["none", "cpu-greedy", "oracle"] {
-        for f in ["hosts.csv", "containers.csv", "migrations.csv", "decisions.csv", "run.json"] {
+        for f in [
+            "hosts.csv",
+            "containers.csv",
+            "migrations.csv",
+            "decisions.csv",
+            "run.json",
+        ] {
             assert!(out.join(pol).join(f).is_file(), "{pol}/{f}");
         }
         assert!(out.join(format!("{pol}-host-cpu.svg")).is_file());
@@ -82,7 +112,10 @@ fn sim_runs_policies_into_subdirs_with_a_combined_report() {
         p(&tmp.path().join("rep")),
     ]);
     let rows = |s: &str| -> Vec<String> {
-        s.lines().filter(|l| l.starts_with("| ")).map(str::to_string).collect()
+        s.lines()
+            .filter(|l| l.starts_with("| "))
+            .map(str::to_string)
+            .collect()
     };
     assert_eq!(rows(&again), rows(&table));
 }
@@ -92,12 +125,22 @@ fn bad_input_is_refused_with_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     let scen = tmp.path().join("s.csv");
     ok(&[
-        "scenario", "gen", "--containers", "10", "--length", "3000", "--out", p(&scen),
+        "scenario",
+        "gen",
+        "--containers",
+        "10",
+        "--length",
+        "3000",
+        "--out",
+        p(&scen),
     ]);
     let out = tmp.path().join("o");
     let cases: &[(&[&str], &str)] = &[
         (&["--policy", "teleport"], "unknown policy \"teleport\""),
-        (&["--hosts-cores", "4,4"], "--hosts-cores gives 2 hosts, the scenario has 4"),
+        (
+            &["--hosts-cores", "4,4"],
+            "--hosts-cores gives 2 hosts, the scenario has 4",
+        ),
         (&["--window", "500"], "window 500 s"),
     ];
     for (extra, want) in cases {
@@ -105,7 +148,10 @@ fn bad_input_is_refused_with_a_clear_error() {
         args.extend_from_slice(extra);
         let o = herd(&args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains(want), "{extra:?}: {err}");
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
     }
     let o = herd(&["scenario", "gen", "--kind", "spiral", "--out", p(&scen)]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("unknown scenario kind \"spiral\""));

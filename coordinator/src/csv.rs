@@ -680,8 +680,12 @@ mod tests {
     fn bad_input_names_file_line_and_column() {
         let text = "time,host\n1,n1\n";
         let e = read_from::<HostRow>(text.as_bytes(), Path::new("hosts.csv")).unwrap_err();
-        assert!(e.to_string().contains("missing column \"cpu_user_ratio\""), "{e}");
-        let text = "time,container,from,to,event,count\n1,a,n1,n2,moved,1\n2,a,n2,n1,teleported,2\n";
+        assert!(
+            e.to_string().contains("missing column \"cpu_user_ratio\""),
+            "{e}"
+        );
+        let text =
+            "time,container,from,to,event,count\n1,a,n1,n2,moved,1\n2,a,n2,n1,teleported,2\n";
         let e = read_from::<MigrationRow>(text.as_bytes(), Path::new("m.csv")).unwrap_err();
         assert!(e.to_string().starts_with("m.csv:3: unknown event"), "{e}");
         let text = "time,container,from,to,event,count\nx,a,n1,n2,moved,1\n";

@@ -191,8 +191,16 @@ pub fn table(runs: &[Run]) -> String {
             r.avg_host_cpu,
             r.avg_container_cpu,
             r.avg_ops,
-            if r.policy == "none" { "-".into() } else { g.map(pct).unwrap_or_else(|| "-".into()) },
-            if r.policy == "none" { "-".into() } else { cpu.map(pct).unwrap_or_else(|| "-".into()) },
+            if r.policy == "none" {
+                "-".into()
+            } else {
+                g.map(pct).unwrap_or_else(|| "-".into())
+            },
+            if r.policy == "none" {
+                "-".into()
+            } else {
+                cpu.map(pct).unwrap_or_else(|| "-".into())
+            },
             share,
             r.migrations,
             r.frozen_s,
@@ -348,9 +356,7 @@ pub fn line_chart(
 }
 
 fn fmt_tick(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.0}", v)
-    } else if v >= 10.0 {
+    if v >= 10.0 {
         format!("{v:.0}")
     } else {
         format!("{v:.2}")
@@ -396,7 +402,13 @@ pub fn ops_svg(runs: &[Run]) -> String {
 fn file_name_of(policy: &str) -> String {
     policy
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 

@@ -207,7 +207,10 @@ pub fn parse_mix(s: &str) -> Result<[u64; 4], String> {
             .trim()
             .parse()
             .map_err(|_| format!("{part:?}: weight must be a whole number"))?;
-        mix[WorkloadKind::ALL.iter().position(|x| *x == kind).unwrap_or(0)] = w;
+        mix[WorkloadKind::ALL
+            .iter()
+            .position(|x| *x == kind)
+            .unwrap_or(0)] = w;
     }
     if mix.iter().sum::<u64>() == 0 || mix.iter().any(|w| *w > 1_000_000) {
         return Err("the mix weights must sum to more than 0 (each at most 1000000)".into());
@@ -277,7 +280,7 @@ pub fn generate(p: &GenParams) -> Result<Scenario, ScenarioError> {
     let hosts: Vec<String> = (1..=p.hosts).map(|i| format!("n{i}")).collect();
     // Separate streams so the mix does not shift when timing rules change.
     let mut timing = Rng::new(p.seed ^ 0x7469_6d69_6e67);
-    let mut mix = Rng::new(p.seed ^ 0x6d69_78);
+    let mut mix = Rng::new(p.seed ^ 0x006d_6978);
     let width = p.containers.to_string().len().max(4);
     let (batches, step) = {
         let b = p.containers.div_ceil(2) as u64;
@@ -387,7 +390,12 @@ impl Scenario {
         let mut lines = text.lines().enumerate();
         let meta = match lines.next() {
             Some((_, l)) if l.starts_with(MAGIC) => &l[MAGIC.len()..],
-            _ => return Err(bad(1, format!("not a scenario file (expected {MAGIC:?} first)"))),
+            _ => {
+                return Err(bad(
+                    1,
+                    format!("not a scenario file (expected {MAGIC:?} first)"),
+                ))
+            }
         };
         let (mut seed, mut kind, mut hosts, mut length) = (None, None, None, None);
         for kv in meta.split_whitespace() {
@@ -397,9 +405,7 @@ impl Scenario {
             match k {
                 "seed" => seed = Some(v.parse().map_err(|_| bad(1, format!("seed {v:?}")))?),
                 "kind" => kind = Some(v.parse().map_err(|e: String| bad(1, e))?),
-                "hosts" => {
-                    hosts = Some(v.split(',').map(str::to_string).collect::<Vec<_>>())
-                }
+                "hosts" => hosts = Some(v.split(',').map(str::to_string).collect::<Vec<_>>()),
                 "length_s" => {
                     length = Some(v.parse().map_err(|_| bad(1, format!("length_s {v:?}")))?)
                 }
@@ -432,7 +438,10 @@ impl Scenario {
             };
             let name = f[0].to_string();
             if name.is_empty() || !seen.insert(name.clone()) {
-                return Err(bad(ln, format!("container name {name:?} is empty or repeated")));
+                return Err(bad(
+                    ln,
+                    format!("container name {name:?} is empty or repeated"),
+                ));
             }
             let threads = num(3, "threads")?;
             if threads == 0 || threads > 4096 {
@@ -444,7 +453,10 @@ impl Scenario {
             }
             let first_host = f[6].to_string();
             if !hosts.contains(&first_host) {
-                return Err(bad(ln, format!("first_host {first_host:?} is not in hosts=")));
+                return Err(bad(
+                    ln,
+                    format!("first_host {first_host:?} is not in hosts="),
+                ));
             }
             containers.push(ScenarioContainer {
                 name,
@@ -510,7 +522,10 @@ mod tests {
             .containers
             .iter()
             .all(|c| c.start_s + c.duration_s <= s.length_s));
-        assert!(s.containers.windows(2).all(|w| w[0].start_s <= w[1].start_s));
+        assert!(s
+            .containers
+            .windows(2)
+            .all(|w| w[0].start_s <= w[1].start_s));
         let back = Scenario::parse(&s.to_text(), "x").unwrap();
         assert_eq!(back, s);
     }
@@ -541,9 +556,12 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("first_host \"n9\""), "{e}");
-        let e = Scenario::parse(&format!("{head}a,0,cpu,1,1,10,n1\na,5,cpu,1,1,10,n1\n"), "f")
-            .unwrap_err()
-            .to_string();
+        let e = Scenario::parse(
+            &format!("{head}a,0,cpu,1,1,10,n1\na,5,cpu,1,1,10,n1\n"),
+            "f",
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("f:4: container name \"a\""), "{e}");
         let e = Scenario::parse(&format!("{head}a,-3,cpu,1,1,10,n1\n"), "f")
             .unwrap_err()

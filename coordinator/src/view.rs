@@ -463,7 +463,11 @@ mod tests {
         let a = &v.containers[0];
         assert_eq!(a.samples, 5);
         assert!((a.missing_ratio - 0.5).abs() < 1e-9);
-        assert!((a.cpu_usage_cores - 2.2).abs() < 1e-9, "{}", a.cpu_usage_cores);
+        assert!(
+            (a.cpu_usage_cores - 2.2).abs() < 1e-9,
+            "{}",
+            a.cpu_usage_cores
+        );
         assert_eq!(a.kind, Some(WorkloadKind::Cpu));
         assert_eq!(a.threads, Some(2));
         assert!(a.migrating);

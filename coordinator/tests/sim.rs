@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use herd_coordinator::csv::{self, ContainerRow, DecisionRow, HostRow, MigrationEvent, MigrationRow};
+use herd_coordinator::csv::{
+    self, ContainerRow, DecisionRow, HostRow, MigrationEvent, MigrationRow,
+};
 use herd_coordinator::report;
 use herd_coordinator::scenario::{generate, GenParams, ScenarioKind};
 use herd_coordinator::sim::{simulate, SimConfig};
@@ -34,7 +36,12 @@ fn same_scenario_and_policy_give_the_same_files() {
         let b = tmp.path().join(format!("{policy}-b"));
         simulate(&s, None, &cfg, policy, &a).unwrap();
         simulate(&s, None, &cfg, policy, &b).unwrap();
-        for f in ["hosts.csv", "containers.csv", "migrations.csv", "decisions.csv"] {
+        for f in [
+            "hosts.csv",
+            "containers.csv",
+            "migrations.csv",
+            "decisions.csv",
+        ] {
             assert!(bytes(&a, f) == bytes(&b, f), "{policy}: {f} differs");
         }
     }
@@ -53,25 +60,42 @@ fn a_run_leaves_monitor_csvs_that_read_back() {
     let header = String::from_utf8(bytes(&dir, "containers.csv")).unwrap();
     assert!(header.starts_with("time,host,container,cpu_usage_cores,memory_bytes,major_faults_per_second,io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second,kind\n"));
     assert_eq!(hosts.iter().filter(|h| h.time == 5.0).count(), 4);
-    assert!(ctrs.iter().all(|c| c.kind.is_some() && c.ops_per_second.is_some()));
+    assert!(ctrs
+        .iter()
+        .all(|c| c.kind.is_some() && c.ops_per_second.is_some()));
     // every container is added once and removed once; moves match the totals
-    let added = migs.iter().filter(|m| m.event == MigrationEvent::Added).count();
-    let removed = migs.iter().filter(|m| m.event == MigrationEvent::Removed).count();
-    let moved = migs.iter().filter(|m| m.event == MigrationEvent::Moved).count();
+    let added = migs
+        .iter()
+        .filter(|m| m.event == MigrationEvent::Added)
+        .count();
+    let removed = migs
+        .iter()
+        .filter(|m| m.event == MigrationEvent::Removed)
+        .count();
+    let moved = migs
+        .iter()
+        .filter(|m| m.event == MigrationEvent::Moved)
+        .count();
     assert_eq!((added, removed), (60, 60));
     assert_eq!(moved as u32, totals.migrations);
     assert!(moved > 0, "the oracle moved nothing");
     assert_eq!(decs.iter().filter(|d| d.outcome == "ok").count(), moved);
     assert!(decs.iter().all(|d| d.policy == "oracle"));
     // a moved container's later samples are on its new host
-    let m = migs.iter().find(|m| m.event == MigrationEvent::Moved).unwrap();
+    let m = migs
+        .iter()
+        .find(|m| m.event == MigrationEvent::Moved)
+        .unwrap();
     let after = ctrs
         .iter()
         .find(|c| c.container == m.container && c.time > m.time + 1.0);
     if let Some(c) = after {
-        let moved_again = migs
-            .iter()
-            .any(|x| x.container == m.container && x.event == MigrationEvent::Moved && x.time > m.time && x.time < c.time);
+        let moved_again = migs.iter().any(|x| {
+            x.container == m.container
+                && x.event == MigrationEvent::Moved
+                && x.time > m.time
+                && x.time < c.time
+        });
         if !moved_again {
             assert_eq!(c.host, m.to);
         }
@@ -102,7 +126,17 @@ fn policies_beat_control_and_the_oracle_beats_cpu_greedy() {
     }
     let (none, greedy, oracle) = (&runs[0], &runs[1], &runs[2]);
     assert_eq!(none.migrations, 0);
-    assert!(oracle.avg_ops > none.avg_ops * 1.03, "{} vs {}", oracle.avg_ops, none.avg_ops);
-    assert!(oracle.avg_ops > greedy.avg_ops, "{} vs {}", oracle.avg_ops, greedy.avg_ops);
+    assert!(
+        oracle.avg_ops > none.avg_ops * 1.03,
+        "{} vs {}",
+        oracle.avg_ops,
+        none.avg_ops
+    );
+    assert!(
+        oracle.avg_ops > greedy.avg_ops,
+        "{} vs {}",
+        oracle.avg_ops,
+        greedy.avg_ops
+    );
     assert!(oracle.avg_host_cpu > none.avg_host_cpu);
 }

@@ -121,7 +121,11 @@ mod tests {
         let p = CpuGreedy::new(cfg()).decide(&v);
         assert_eq!(p.len(), 1);
         assert_eq!(
-            (p[0].container.as_str(), p[0].from.as_str(), p[0].to.as_str()),
+            (
+                p[0].container.as_str(),
+                p[0].from.as_str(),
+                p[0].to.as_str()
+            ),
             ("small", "n2", "n3")
         );
     }
@@ -172,7 +176,10 @@ mod tests {
             ],
         );
         let p = CpuGreedy::new(PlacementConfig::default()).decide(&v);
-        let got: Vec<_> = p.iter().map(|p| (p.container.as_str(), p.to.as_str())).collect();
+        let got: Vec<_> = p
+            .iter()
+            .map(|p| (p.container.as_str(), p.to.as_str()))
+            .collect();
         assert_eq!(got, vec![("a", "n3"), ("c", "n4")]);
     }
 }

@@ -40,12 +40,7 @@ impl Policy for CpuGreedyThreads {
     }
     fn decide(&self, view: &ClusterView) -> Vec<Plan> {
         let idle = self.cfg.idle_pids;
-        balance(
-            view,
-            &self.cfg,
-            &|c, h| thread_demand(c, h, idle),
-            "pids",
-        )
+        balance(view, &self.cfg, &|c, h| thread_demand(c, h, idle), "pids")
     }
 }
 

@@ -174,7 +174,11 @@ pub static REGISTRY: &[PolicyEntry] = &[
     PolicyEntry {
         name: "cpu-greedy-threads",
         about: "demand from pids, over-committed hosts to free cores",
-        build: |c| Ok(Box::new(cpu_greedy_threads::CpuGreedyThreads::new(c.clone()))),
+        build: |c| {
+            Ok(Box::new(cpu_greedy_threads::CpuGreedyThreads::new(
+                c.clone(),
+            )))
+        },
     },
     PolicyEntry {
         name: "oltp-disk",

@@ -308,7 +308,10 @@ mod tests {
         n1.load1 = 6.0;
         let v = view(
             vec![n1, host("n2", 4.0, 0.0)],
-            vec![ctr("wide", 0, 4.0 * 2.0 / 6.0, 5.0), ctr("a", 0, 2.0 / 6.0, 2.0)],
+            vec![
+                ctr("wide", 0, 4.0 * 2.0 / 6.0, 5.0),
+                ctr("a", 0, 2.0 / 6.0, 2.0),
+            ],
         );
         let p = pol().decide(&v);
         assert_eq!(p.len(), 1);

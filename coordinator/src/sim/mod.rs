@@ -348,7 +348,7 @@ impl Sim {
         }
         let sample = now + 1.0;
         let in_window = sample >= self.window.start();
-        let to_csv = (t + 1) % self.cfg.sample_every_s == 0 && self.out.is_some();
+        let to_csv = (t + 1).is_multiple_of(self.cfg.sample_every_s) && self.out.is_some();
         let decay = (-1.0f64 / 60.0).exp();
         for h in 0..self.hosts.len() {
             self.loads.clear();
@@ -362,7 +362,12 @@ impl Sim {
                     run: 1.0 - frozen,
                 });
             }
-            let ht = model::tick(&self.specs[h], &self.loads, &mut self.scratch, &mut self.usage);
+            let ht = model::tick(
+                &self.specs[h],
+                &self.loads,
+                &mut self.scratch,
+                &mut self.usage,
+            );
             self.load1[h] = self.load1[h] * decay + ht.active_threads * (1.0 - decay);
             if !(in_window || to_csv) {
                 self.totals.ops += self.usage.iter().map(|u| u.ops).sum::<f64>();

@@ -35,7 +35,12 @@ pub const HOST_BASE_MEMORY: f64 = 256.0 * 1048576.0;
 
 /// Max-min fair share of `capacity` among groups of `(threads, want per
 /// thread)`: writes each group's allocation per thread into `out`.
-pub fn fair_share(groups: &[(f64, f64)], capacity: f64, out: &mut Vec<f64>, order: &mut Vec<usize>) {
+pub fn fair_share(
+    groups: &[(f64, f64)],
+    capacity: f64,
+    out: &mut Vec<f64>,
+    order: &mut Vec<usize>,
+) {
     out.clear();
     out.extend(groups.iter().map(|g| g.1.max(0.0)));
     let total: f64 = groups.iter().map(|g| g.0 * g.1.max(0.0)).sum();
@@ -226,7 +231,12 @@ mod tests {
     #[test]
     fn fair_share_is_max_min() {
         let (mut out, mut order) = (Vec::new(), Vec::new());
-        fair_share(&[(1.0, 0.1), (4.0, 1.0), (1.0, 1.0)], 2.0, &mut out, &mut order);
+        fair_share(
+            &[(1.0, 0.1), (4.0, 1.0), (1.0, 1.0)],
+            2.0,
+            &mut out,
+            &mut order,
+        );
         // 0.1 fits; the other 5 threads split 1.9
         assert!((out[0] - 0.1).abs() < 1e-12);
         assert!((out[1] - 0.38).abs() < 1e-12 && (out[2] - 0.38).abs() < 1e-12);
@@ -249,7 +259,12 @@ mod tests {
         assert!((out[0].ops - 150.0).abs() < 1e-9);
         assert!((h.cpu_user_ratio + h.cpu_system_ratio - 1.0).abs() < 1e-9);
         // alone on 4 cores: full speed
-        let h = tick(&spec(4.0), &[load(WorkloadKind::Cpu, 3.0)], &mut s, &mut out);
+        let h = tick(
+            &spec(4.0),
+            &[load(WorkloadKind::Cpu, 3.0)],
+            &mut s,
+            &mut out,
+        );
         assert!((out[0].ops - 300.0).abs() < 1e-9);
         assert!((h.cpu_user_ratio + h.cpu_system_ratio - 0.75).abs() < 1e-9);
     }
@@ -262,7 +277,12 @@ mod tests {
         assert!((out[0].ops - 400.0).abs() < 1e-9);
         assert!((h.disk_ops - 4000.0).abs() < 1e-9);
         // 40 io threads want 40000 ops/s of a 10000 disk: a quarter speed
-        let h = tick(&spec(8.0), &[load(WorkloadKind::Io, 40.0)], &mut s, &mut out);
+        let h = tick(
+            &spec(8.0),
+            &[load(WorkloadKind::Io, 40.0)],
+            &mut s,
+            &mut out,
+        );
         assert!((h.disk_busy_ratio - 1.0).abs() < 1e-9);
         assert!((out[0].ops - 1000.0).abs() < 1e-6);
         // memory: 2 GiB of mem work on a 1 GiB host
