@@ -7,12 +7,15 @@
 //!   window of samples; the migration tracker.
 //! * [`policy`]: `decide(&ClusterView) -> Vec<Plan>` policies and their
 //!   registry.
+//! * [`decider`]: the decision loop (window, move tracker, schedule) that
+//!   the simulator and the live coordinator both drive.
 //! * [`scenario`]: seeded staircase and random scenarios.
 //! * [`sim`]: the simulator running a scenario under a policy with the same
 //!   policy code, writing the same CSVs as a live run.
 //! * [`report`]: the thesis's table and SVG plots over one or more runs.
 
 pub mod csv;
+pub mod decider;
 pub mod policy;
 pub mod report;
 pub mod scenario;

@@ -1,6 +1,7 @@
 //! The simulator: a scenario on simulated hosts, one tick per second, with
-//! a placement policy deciding on the same [`ClusterView`] (built by the
-//! same [`Window`]) as in a live run, and the same CSV files written.
+//! a placement policy deciding on the same [`ClusterView`] through the same
+//! [`Decider`] (window, move tracker, schedule) as a live run, and the same
+//! CSV files written.
 //!
 //! Each tick `[t, t+1)`:
 //! 1. containers whose `start_s <= t` start on their first host
@@ -36,9 +37,10 @@ use std::path::{Path, PathBuf};
 use crate::csv::{
     ContainerRow, CsvError, CsvWriter, DecisionRow, HostRow, MigrationEvent, MigrationRow,
 };
+use crate::decider::{Decider, ScheduleError};
 use crate::policy::{PlacementConfig, Plan, Policy};
 use crate::scenario::{Scenario, WorkloadKind};
-use crate::view::{ClusterView, HostInfo, MigrationTracker, Window};
+use crate::view::{ClusterView, HostInfo};
 use model::{HostSpec, Load, Scratch, Usage};
 
 /// What went wrong in a simulation.
@@ -55,6 +57,8 @@ pub enum SimError {
     Config(String),
     #[error(transparent)]
     Policy(#[from] crate::policy::PolicyError),
+    #[error(transparent)]
+    Schedule(#[from] ScheduleError),
 }
 
 /// Simulator settings.
@@ -135,16 +139,13 @@ pub struct Totals {
 /// A simulation in progress.
 pub struct Sim {
     cfg: SimConfig,
-    policy: Box<dyn Policy>,
+    decider: Decider,
     hosts: Vec<String>,
     specs: Vec<HostSpec>,
     load1: Vec<f64>,
     ctrs: Vec<Ctr>,
     next_arrival: usize,
     on_host: Vec<Vec<usize>>,
-    window: Window,
-    tracker: MigrationTracker,
-    next_decision: u64,
     end: u64,
     t: u64,
     out: Option<Writers>,
@@ -182,15 +183,6 @@ impl Sim {
                 "host cores and memory must be positive".into(),
             ));
         }
-        let p = &cfg.placement;
-        if !(p.window_s >= 1.0 && p.period_s >= 1.0 && p.delay_s >= 0.0)
-            || p.window_s > p.period_s + p.delay_s
-        {
-            return Err(SimError::Config(format!(
-                "window {} s, period {} s, delay {} s: need window >= 1, period >= 1, window <= delay + period",
-                p.window_s, p.period_s, p.delay_s
-            )));
-        }
         if cfg.sample_every_s == 0 {
             return Err(SimError::Config("--sample-every must be >= 1".into()));
         }
@@ -200,16 +192,16 @@ impl Sim {
             .enumerate()
             .map(|(i, h)| (h.as_str(), i))
             .collect();
-        let mut window = Window::new(1.0);
+        let mut decider = Decider::new(policy, cfg.placement.clone(), 1.0, 0.0)?;
         for (h, c) in scenario.hosts.iter().zip(&cfg.hosts_cores) {
-            window.set_host(h, HostInfo { cores: *c });
+            decider.set_host(h, HostInfo { cores: *c });
         }
         let mut ctrs = Vec::with_capacity(scenario.containers.len());
         for c in &scenario.containers {
             let host = *index.get(c.first_host.as_str()).ok_or_else(|| {
                 SimError::Config(format!("{}: unknown host {}", c.name, c.first_host))
             })?;
-            window.set_threads(&c.name, c.threads);
+            decider.set_threads(&c.name, c.threads);
             ctrs.push(Ctr {
                 name: c.name.clone(),
                 kind: c.kind,
@@ -252,19 +244,14 @@ impl Sim {
                 disk_ops_capacity: cfg.disk_ops_capacity,
             })
             .collect();
-        let first = p.delay_s.ceil() as u64;
-        window.begin(first as f64 - p.window_s);
         Ok(Sim {
-            policy,
+            decider,
             hosts: scenario.hosts.clone(),
             specs,
             load1: vec![0.0; n],
             ctrs,
             next_arrival: 0,
             on_host: vec![Vec::new(); n],
-            window,
-            tracker: MigrationTracker::default(),
-            next_decision: first.max(1),
             end,
             t: 0,
             out,
@@ -308,20 +295,17 @@ impl Sim {
     /// One tick, and the decision due at its end if any.
     pub fn step(&mut self) -> Result<(), SimError> {
         self.advance()?;
-        if self.t == self.next_decision {
-            let view = self.view();
-            let plans = self.policy.decide(&view);
+        let now = self.t as f64;
+        if self.decider.due(now) {
+            let (view, plans) = self.decider.decide(now);
             self.execute(&view, plans)?;
-            let p = &self.cfg.placement;
-            self.next_decision += p.period_s.ceil().max(1.0) as u64;
-            self.window.begin(self.next_decision as f64 - p.window_s);
         }
         Ok(())
     }
 
     /// The view the next decision would see now.
     pub fn view(&self) -> ClusterView {
-        self.window.view(self.t as f64, &self.tracker)
+        self.decider.view(self.t as f64)
     }
 
     /// The tick without the decision (the bench times both).
@@ -347,7 +331,7 @@ impl Sim {
             }
         }
         let sample = now + 1.0;
-        let in_window = sample >= self.window.start();
+        let in_window = self.decider.wants_samples_at(sample);
         let to_csv = (t + 1).is_multiple_of(self.cfg.sample_every_s) && self.out.is_some();
         let decay = (-1.0f64 / 60.0).exp();
         for h in 0..self.hosts.len() {
@@ -386,7 +370,7 @@ impl Sim {
             r.disk_busy_ratio = ht.disk_busy_ratio;
             r.cores = Some(self.specs[h].cores);
             if in_window {
-                self.window.push_host(&self.host_row);
+                self.decider.push_host(&self.host_row);
             }
             if to_csv {
                 if let Some(w) = self.out.as_mut() {
@@ -415,7 +399,7 @@ impl Sim {
                     r.kind = Some(c.kind.as_str().to_string());
                 }
                 if in_window {
-                    self.window.push_container(&self.ctr_row);
+                    self.decider.push_container(&self.ctr_row);
                 }
                 if to_csv {
                     if let Some(w) = self.out.as_mut() {
@@ -444,7 +428,7 @@ impl Sim {
                             count: c.moves,
                             frozen_seconds: Some(frozen),
                         };
-                        self.tracker.record(&ev);
+                        self.decider.record(&ev);
                         if let Some(w) = self.out.as_mut() {
                             w.migrations.write(&ev)?;
                         }
@@ -463,7 +447,7 @@ impl Sim {
                             frozen_seconds: None,
                         })?;
                     }
-                    self.tracker.record(&MigrationRow {
+                    self.decider.record(&MigrationRow {
                         time: self.t as f64,
                         container: c.name.clone(),
                         from: String::new(),
@@ -497,7 +481,7 @@ impl Sim {
             if let Some(w) = self.out.as_mut() {
                 w.decisions.write(&DecisionRow {
                     time: view.time,
-                    policy: self.policy.name().to_string(),
+                    policy: self.decider.policy_name().to_string(),
                     container: p.container,
                     from: p.from,
                     to: p.to,
@@ -542,7 +526,7 @@ impl Sim {
         c.frozen_until = now + frozen;
         c.pending = Some((from, frozen));
         c.moves += 1;
-        self.tracker.started(&c.name, now);
+        self.decider.started(p, now);
         self.totals.migrations += 1;
         self.totals.frozen_s += frozen;
         "ok".into()
