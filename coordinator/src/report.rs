@@ -16,10 +16,11 @@
 //! gain. The thesis's figures are printed beside ours.
 //!
 //! Plots (SVG, written by hand: a few polylines, no plotting stack): per
-//! run, each host's CPU over time with a mark at the top for every
-//! migration (coloured by target host); over all runs, the mean container
-//! ops per second over time, one line per policy. Long runs are averaged
-//! into at most 600 points per line.
+//! run, one strip per host with its CPU over time, a tick above it for
+//! every container moved in and below it for every one moved out; over all
+//! runs, the mean container ops per second over time, one line per policy.
+//! Long runs are averaged into at most 900 (CPU) or 600 (ops) points per
+//! line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,8 +55,8 @@ pub struct Run {
     pub host_cpu: Vec<(String, Vec<(f64, f64)>)>,
     /// (time, mean ops/s of the containers sampled then).
     pub ops: Vec<(f64, f64)>,
-    /// (time, target host) of every move.
-    pub moves: Vec<(f64, String)>,
+    /// (time, source host, target host) of every move.
+    pub moves: Vec<(f64, String, String)>,
 }
 
 fn mean(sum: f64, n: usize) -> f64 {
@@ -120,10 +121,10 @@ pub fn load_run(dir: &Path) -> Result<Run, ReportError> {
             e.1 += 1;
         }
     }
-    let moves: Vec<(f64, String)> = migs
+    let moves: Vec<(f64, String, String)> = migs
         .iter()
         .filter(|m| m.event == MigrationEvent::Moved)
-        .map(|m| (m.time - t0, m.to.clone()))
+        .map(|m| (m.time - t0, m.from.clone(), m.to.clone()))
         .collect();
     Ok(Run {
         dir: dir.to_path_buf(),
@@ -363,25 +364,97 @@ fn fmt_tick(v: f64) -> String {
     }
 }
 
-/// The host CPU plot of one run.
+/// The host CPU plot of one run: one strip per host, its CPU ratio over
+/// time, a green tick above the strip for every container moved in and a
+/// red one below for every container moved out.
 pub fn host_cpu_svg(run: &Run) -> String {
-    let marks: Vec<(f64, usize)> = run
-        .moves
+    let (w, l, r) = (900.0, 60.0, 20.0);
+    let (top, ph, gap) = (40.0, 70.0, 34.0);
+    let pw = w - l - r;
+    let h = top + run.host_cpu.len() as f64 * (ph + gap) + 30.0;
+    let xmax = run
+        .host_cpu
         .iter()
-        .map(|(t, to)| {
-            (
-                *t,
-                run.host_cpu.iter().position(|h| h.0 == *to).unwrap_or(0),
-            )
-        })
-        .collect();
-    line_chart(
-        &format!("{}: host CPU (user + system) and migrations", run.policy),
-        "CPU ratio",
-        &run.host_cpu,
-        &marks,
-        Some(1.0),
-    )
+        .flat_map(|s| s.1.iter().map(|p| p.0))
+        .chain(run.moves.iter().map(|m| m.0))
+        .fold(0.0f64, f64::max)
+        .max(1.0);
+    let x = |v: f64| l + pw * v / xmax;
+    let mut s = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{l}\" y=\"20\" font-size=\"15\">{}: host CPU (user + system); moves in (green, above), out (red, below)</text>\n",
+        esc(&run.policy)
+    );
+    for (i, (name, pts)) in run.host_cpu.iter().enumerate() {
+        let y0 = top + i as f64 * (ph + gap);
+        let y = |v: f64| y0 + ph * (1.0 - v.clamp(0.0, 1.0));
+        let _ = writeln!(
+            s,
+            "<rect x=\"{l}\" y=\"{y0:.1}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/><line x1=\"{l}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">1.0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">0</text>",
+            y(0.5),
+            l + pw,
+            y(0.5),
+            l - 8.0,
+            y0 + ph / 2.0 + 4.0,
+            esc(name),
+            l - 2.0,
+            y0 + 9.0,
+            l - 2.0,
+            y0 + ph
+        );
+        let mut path = String::new();
+        for (k, p) in downsample(pts, 900).iter().enumerate() {
+            let _ = write!(
+                path,
+                "{}{:.1},{:.1}",
+                if k == 0 { "" } else { " " },
+                x(p.0),
+                y(p.1)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1\" points=\"{path}\"/>",
+            COLORS[i % COLORS.len()]
+        );
+        for (t, from, to) in &run.moves {
+            if to == name {
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#2ca02c\" stroke-width=\"1.5\"/>",
+                    y0 - 10.0,
+                    y0 - 1.0,
+                    xx = x(*t)
+                );
+            }
+            if from == name {
+                let _ = writeln!(
+                    s,
+                    "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#d62728\" stroke-width=\"1.5\"/>",
+                    y0 + ph + 1.0,
+                    y0 + ph + 10.0,
+                    xx = x(*t)
+                );
+            }
+        }
+    }
+    let ybase = top + run.host_cpu.len() as f64 * (ph + gap) - gap + 26.0;
+    for i in 0..=5 {
+        let v = xmax * i as f64 / 5.0;
+        let _ = writeln!(
+            s,
+            "<text x=\"{:.1}\" y=\"{ybase:.1}\" text-anchor=\"middle\">{}</text>",
+            x(v),
+            fmt_tick(v)
+        );
+    }
+    let _ = writeln!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time (s)</text>",
+        l + pw / 2.0,
+        ybase + 16.0
+    );
+    s.push_str("</svg>\n");
+    s
 }
 
 /// The ops plot over all runs.
@@ -467,7 +540,7 @@ mod tests {
             frozen_s: 0.0,
             host_cpu: vec![("n1".into(), vec![(0.0, cpu), (10.0, cpu)])],
             ops: vec![(0.0, ops)],
-            moves: vec![(5.0, "n1".into())],
+            moves: vec![(5.0, "n2".into(), "n1".into())],
         }
     }
 

@@ -58,5 +58,16 @@ mod tests {
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].container, "hidden");
         assert_eq!(p[0].to, "n2");
+        // while "hidden" is being moved, the next best move is "noisy"
+        let mut v2 = v.clone();
+        v2.containers[0].migrating = true;
+        let p = Oracle::new(PlacementConfig::default()).decide(&v2);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].container, "noisy");
+        // and with both cooling down, nothing moves
+        v2.containers[1].last_moved = Some(v2.time - 10.0);
+        assert!(Oracle::new(PlacementConfig::default())
+            .decide(&v2)
+            .is_empty());
     }
 }
