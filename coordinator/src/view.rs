@@ -201,6 +201,7 @@ pub struct Window {
     sample_period_s: f64,
     hosts: HashMap<String, HostAcc>,
     host_order: Vec<String>,
+    known_hosts: std::collections::HashSet<String>,
     containers: HashMap<String, ContainerAcc>,
     info: HashMap<String, HostInfo>,
     threads: HashMap<String, u32>,
@@ -214,6 +215,7 @@ impl Window {
             sample_period_s: sample_period_s.max(1e-3),
             hosts: HashMap::new(),
             host_order: Vec::new(),
+            known_hosts: std::collections::HashSet::new(),
             containers: HashMap::new(),
             info: HashMap::new(),
             threads: HashMap::new(),
@@ -223,7 +225,7 @@ impl Window {
     /// Declares a host (its order is the views' host order; hosts without
     /// samples still appear, so an empty host can be a target).
     pub fn set_host(&mut self, name: &str, info: HostInfo) {
-        if !self.info.contains_key(name) {
+        if self.known_hosts.insert(name.to_string()) {
             self.host_order.push(name.to_string());
         }
         self.info.insert(name.to_string(), info);
@@ -250,7 +252,7 @@ impl Window {
             return;
         }
         if !self.hosts.contains_key(&r.host) {
-            if !self.info.contains_key(&r.host) && !self.host_order.contains(&r.host) {
+            if self.known_hosts.insert(r.host.clone()) {
                 self.host_order.push(r.host.clone());
             }
             self.hosts.insert(
@@ -498,5 +500,27 @@ mod tests {
         assert_eq!(v.containers[0].last_moved, Some(1.5));
         assert_eq!(v.containers[0].moves, 1);
         assert!(!v.containers[0].migrating);
+    }
+
+    #[test]
+    fn undeclared_hosts_come_from_samples_with_their_cores_column() {
+        let mut w = Window::new(1.0);
+        w.begin(0.0);
+        let mut r = host(1.0, "b", 0.5);
+        r.cores = Some(2.0);
+        w.push_host(&r);
+        w.push_host(&host(1.0, "a", 0.1)); // no cores column: 1
+        w.push_host(&r);
+        w.push_container(&ctr(1.0, "a", "x", 0.1));
+        let v = w.view(1.0, &MigrationTracker::default());
+        let names: Vec<(&str, f64)> = v.hosts.iter().map(|h| (h.name.as_str(), h.cores)).collect();
+        assert_eq!(names, vec![("b", 2.0), ("a", 1.0)]);
+        assert_eq!(v.containers[0].host, 1);
+        // a container on a host never seen is left out, not misplaced
+        w.push_container(&ctr(1.0, "zz", "y", 0.1));
+        assert!(w
+            .view(1.0, &MigrationTracker::default())
+            .container("y")
+            .is_none());
     }
 }
