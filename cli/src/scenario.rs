@@ -26,6 +26,7 @@ pub enum ScenarioCmd {
         /// Workload mix as weights, e.g. cpu=40,mem=20,io=20,oltp=20.
         #[arg(long, default_value = "cpu=40,mem=20,io=20,oltp=20")]
         mix: String,
+        /// The scenario file to write.
         #[arg(long)]
         out: PathBuf,
     },

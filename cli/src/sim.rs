@@ -99,6 +99,8 @@ pub struct SimArgs {
     sample_every: u64,
     #[command(flatten)]
     placement: PlacementArgs,
+    /// Output directory: the run for one policy; DIR/<policy>/ per policy
+    /// and DIR/report.md for several.
     #[arg(long)]
     out: PathBuf,
 }
