@@ -6,6 +6,8 @@ mod cluster;
 mod lab;
 mod network;
 mod rootfs;
+mod scenario;
+mod sim;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -199,10 +201,19 @@ enum Cmd {
     /// Benchmarks (each starts and removes its own lab).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Placement scenarios.
+    #[command(subcommand)]
+    Scenario(scenario::ScenarioCmd),
+    /// Run a scenario in the simulator under one or more policies.
+    Sim(sim::SimArgs),
+    /// The thesis's table and plots over run directories.
+    Report(sim::ReportArgs),
 }
 
 #[derive(Subcommand, Debug)]
 enum BenchCmd {
+    /// The simulator at scale: a tick and a policy decision over 10,000 hosts.
+    Sim(sim::BenchSimArgs),
     /// Checkpoint and restore through Herd vs plain `criu dump` / `criu restore`.
     Checkpoint {
         /// Runs per workload size.
@@ -732,6 +743,10 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
+        Cmd::Scenario(c) => return scenario::run(c),
+        Cmd::Sim(a) => return sim::run(a),
+        Cmd::Report(a) => return sim::report(a),
+        Cmd::Bench(BenchCmd::Sim(a)) => return sim::bench(a),
         Cmd::Bench(BenchCmd::Checkpoint {
             runs,
             json,

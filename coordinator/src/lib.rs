@@ -1,0 +1,23 @@
+//! herd-coordinator: the cluster view, placement policies, scenario
+//! generator, simulator and reports.
+//!
+//! * [`csv`]: the monitor's CSV files (hosts, containers, migrations,
+//!   decisions), written and read in one place.
+//! * [`view`]: [`view::ClusterView`], what a policy decides on, built from a
+//!   window of samples; the migration tracker.
+//! * [`policy`]: `decide(&ClusterView) -> Vec<Plan>` policies and their
+//!   registry.
+//! * [`decider`]: the decision loop (window, move tracker, schedule) that
+//!   the simulator and the live coordinator both drive.
+//! * [`scenario`]: seeded staircase and random scenarios.
+//! * [`sim`]: the simulator running a scenario under a policy with the same
+//!   policy code, writing the same CSVs as a live run.
+//! * [`report`]: the thesis's table and SVG plots over one or more runs.
+
+pub mod csv;
+pub mod decider;
+pub mod policy;
+pub mod report;
+pub mod scenario;
+pub mod sim;
+pub mod view;
