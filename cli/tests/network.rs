@@ -1,0 +1,421 @@
+//! Network identity across migrations (a lab of 3, real CRIU, real TCP):
+//! a container keeps its IP and MAC, and its connections go on answering,
+//! with no reconnect and no line lost or out of order.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{import_busybox_with_work, text, wait_for, Lab};
+use serde_json::Value;
+
+/// One TCP connection sending `<n>\n` every 50 ms and checking each echo.
+struct Pinger {
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicU64>,
+    handle: JoinHandle<Result<(u64, Duration), String>>,
+}
+
+impl Pinger {
+    fn start(to: SocketAddr) -> Pinger {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let (s, a) = (stop.clone(), answered.clone());
+        let handle = std::thread::spawn(move || {
+            let conn = wait_for(10, || {
+                TcpStream::connect_timeout(&to, Duration::from_secs(1)).ok()
+            })
+            .ok_or(format!("cannot connect to {to}"))?;
+            conn.set_read_timeout(Some(Duration::from_secs(20))).ok();
+            conn.set_nodelay(true).ok();
+            let mut w = conn.try_clone().map_err(|e| e.to_string())?;
+            let mut r = BufReader::new(conn);
+            let (mut last, mut maxgap) = (Instant::now(), Duration::ZERO);
+            let mut line = String::new();
+            let mut n = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                n += 1;
+                w.write_all(format!("{n}\n").as_bytes())
+                    .map_err(|e| format!("send {n}: {e}"))?;
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) => return Err(format!("connection closed at {n}")),
+                    Err(e) => return Err(format!("read {n}: {e}")),
+                    Ok(_) if line.trim() != n.to_string() => {
+                        return Err(format!("sent {n}, got {:?}", line.trim()))
+                    }
+                    Ok(_) => {}
+                }
+                maxgap = maxgap.max(last.elapsed());
+                last = Instant::now();
+                a.store(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((n, maxgap))
+        });
+        Pinger {
+            stop,
+            answered,
+            handle,
+        }
+    }
+
+    /// Wait until `k` more answers came than now.
+    fn wait_more(&self, k: u64) {
+        let from = self.answered.load(Ordering::Relaxed);
+        let ok = wait_for(30, || {
+            (self.answered.load(Ordering::Relaxed) >= from + k).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "the connection stopped answering after {from} lines"
+        );
+    }
+
+    fn finish(self) -> (u64, Duration) {
+        self.stop.store(true, Ordering::Relaxed);
+        match self.handle.join() {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("the TCP connection broke: {e}"),
+            Err(_) => panic!("pinger thread panicked"),
+        }
+    }
+}
+
+fn migrate(lab: &Lab, name: &str, to: &str) -> Value {
+    let out = lab.ok(&["migrate", name, "--to", to, "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"))
+}
+
+fn addr_of(lab: &Lab, name: &str) -> (String, String, String) {
+    let c = lab
+        .container(name)
+        .unwrap_or_else(|| panic!("{name} not listed"));
+    let s = |k: &str| {
+        c[k].as_str()
+            .unwrap_or_else(|| panic!("ps --json has no {k} for {name}: {c}"))
+            .to_string()
+    };
+    (s("node"), s("ip"), s("mac"))
+}
+
+fn gateway(lab: &Lab) -> Ipv4Addr {
+    let v: Value = serde_json::from_str(&lab.ok(&["network", "ls", "--json"])).expect("json");
+    v.as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == "lab"))
+        .and_then(|n| n["gateway"].as_str())
+        .and_then(|g| g.parse().ok())
+        .unwrap_or_else(|| panic!("no lab network with a gateway: {v}"))
+}
+
+fn log(lab: &Lab, name: &str) -> String {
+    lab.ok(&["logs", name])
+}
+
+#[test]
+fn tcp_and_udp_survive_three_hosts_with_the_same_ip_and_mac() {
+    let Some(lab) = Lab::up("net_hop", "hnet1", 3) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "echo",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "echo",
+        "--port",
+        "7000",
+    ]);
+    let (node, ip, mac) = addr_of(&lab, "echo");
+    assert_eq!(node, "n1");
+    let ip4: Ipv4Addr = ip.parse().expect("ip");
+    let pinger = Pinger::start(SocketAddr::from((ip4, 7000)));
+    pinger.wait_more(10);
+
+    // UDP alongside: datagrams every 50 ms, answers counted.
+    let udp = UdpSocket::bind("0.0.0.0:0").expect("udp bind");
+    udp.set_read_timeout(Some(Duration::from_millis(200))).ok();
+    let udp_ok = Arc::new(AtomicU64::new(0));
+    let udp_stop = Arc::new(AtomicBool::new(false));
+    let udp_thread = {
+        let (ok, stop) = (udp_ok.clone(), udp_stop.clone());
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 64];
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                i += 1;
+                let _ = udp.send_to(format!("u{i}").as_bytes(), (ip4, 7000));
+                if let Ok((n, _)) = udp.recv_from(&mut buf) {
+                    if n > 1 && buf[0] == b'u' {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        })
+    };
+
+    let mut gaps = Vec::new();
+    for to in ["n2", "n3"] {
+        let r = migrate(&lab, "echo", to);
+        let (node, ip2, mac2) = addr_of(&lab, "echo");
+        assert_eq!(node, to);
+        assert_eq!((ip2.as_str(), mac2.as_str()), (ip.as_str(), mac.as_str()));
+        let udp_before = udp_ok.load(Ordering::Relaxed);
+        pinger.wait_more(10);
+        assert!(
+            wait_for(10, || (udp_ok.load(Ordering::Relaxed) > udp_before + 5)
+                .then_some(()))
+            .is_some(),
+            "UDP answers stopped after the move to {to}"
+        );
+        gaps.push(r["frozen_ms"].as_f64().unwrap_or(0.0));
+    }
+    let (lines, maxgap) = pinger.finish();
+    udp_stop.store(true, Ordering::Relaxed);
+    let _ = udp_thread.join();
+    eprintln!(
+        "tcp: {lines} lines answered in order over 2 moves; longest gap {} ms; frozen {gaps:?} ms",
+        maxgap.as_millis()
+    );
+    // One connection for the whole run: the server never saw a reconnect.
+    let l = log(&lab, "echo");
+    assert_eq!(l.matches("accepted").count(), 1, "{l}");
+}
+
+#[test]
+fn connections_out_of_and_between_migrating_containers_hold() {
+    let Some(lab) = Lab::up("net_out", "hnet2", 3) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    // A server outside (in the root netns, on the lab bridge).
+    let gw = gateway(&lab);
+    let listener = TcpListener::bind((gw, 0)).expect("bind on the lab bridge");
+    let port = listener.local_addr().expect("addr").port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    {
+        let accepted = accepted.clone();
+        std::thread::spawn(move || {
+            for s in listener.incoming().flatten() {
+                accepted.fetch_add(1, Ordering::Relaxed);
+                std::thread::spawn(move || {
+                    let mut w = match s.try_clone() {
+                        Ok(w) => w,
+                        Err(_) => return,
+                    };
+                    let mut line = String::new();
+                    let mut r = BufReader::new(s);
+                    while matches!(r.read_line(&mut line), Ok(k) if k > 0) {
+                        if w.write_all(line.as_bytes()).is_err() {
+                            break;
+                        }
+                        line.clear();
+                    }
+                });
+            }
+        });
+    }
+    let outside = format!("{gw}:{port}");
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "out",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "client",
+        "--connect",
+        &outside,
+    ]);
+    // Two containers talking across hosts: the OLTP server and its client.
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "srv",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "echo",
+        "--port",
+        "7001",
+    ]);
+    let (_, srv_ip, _) = addr_of(&lab, "srv");
+    let srv = format!("{srv_ip}:7001");
+    wait_for(10, || log(&lab, "srv").contains("listening").then_some(())).expect("srv listens");
+    lab.ok(&[
+        "run",
+        "--node",
+        "n2",
+        "--name",
+        "cli",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "client",
+        "--connect",
+        &srv,
+    ]);
+    let oks = |name: &str| -> u64 {
+        let l = log(&lab, name);
+        assert!(!l.contains("error"), "{name} lost its connection:\n{l}");
+        l.lines()
+            .filter_map(|x| {
+                x.strip_prefix("ok n=")?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .last()
+            .unwrap_or(0)
+    };
+    let grows = |name: &str| {
+        let from = oks(name);
+        wait_for(15, || (oks(name) > from + 20).then_some(()))
+            .unwrap_or_else(|| panic!("{name} stopped making progress:\n{}", log(&lab, name)));
+    };
+    grows("out");
+    grows("cli");
+    for (name, to) in [("out", "n2"), ("srv", "n3"), ("cli", "n1"), ("out", "n3")] {
+        migrate(&lab, name, to);
+        grows("out");
+        grows("cli");
+    }
+    assert_eq!(
+        accepted.load(Ordering::Relaxed),
+        1,
+        "the outside server saw a reconnect"
+    );
+    let l = log(&lab, "srv");
+    assert_eq!(
+        l.matches("accepted").count(),
+        1,
+        "srv saw a reconnect:\n{l}"
+    );
+    for name in ["out", "cli"] {
+        let l = log(&lab, name);
+        assert_eq!(
+            l.matches("connected").count(),
+            1,
+            "{name} reconnected:\n{l}"
+        );
+    }
+}
+
+#[test]
+fn bad_network_input_is_refused_and_creates_nothing() {
+    let Some(lab) = Lab::up("net_bad", "hnet3", 2) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    let fails = |args: &[&str], want: &str| {
+        let o = lab.herd(args);
+        assert!(!o.status.success(), "{args:?} succeeded: {}", text(&o));
+        let t = text(&o);
+        assert!(
+            t.contains(want),
+            "{args:?}: the error does not say {want:?}: {t}"
+        );
+    };
+    // A missing uplink: on no node afterwards.
+    fails(
+        &[
+            "network",
+            "create",
+            "x",
+            "--subnet",
+            "10.99.0.0/24",
+            "--parent-if",
+            "nope0",
+        ],
+        "nope0",
+    );
+    fails(
+        &[
+            "network",
+            "create",
+            "x",
+            "--subnet",
+            "10.99.0.0/33",
+            "--parent-if",
+            "eth0",
+        ],
+        "prefix",
+    );
+    let ls = lab.ok(&["network", "ls"]);
+    assert!(!ls.lines().any(|l| l.starts_with("x ")), "{ls}");
+    // An unknown network, an address in use, one outside the subnet.
+    fails(
+        &[
+            "run", "--name", "a", "--net", "nosuch", "busybox", "--", "sleep", "60",
+        ],
+        "nosuch",
+    );
+    lab.ok(&[
+        "run", "--node", "n1", "--name", "b", "--net", "lab", "busybox", "--", "sleep", "60",
+    ]);
+    let (_, ip, _) = addr_of(&lab, "b");
+    fails(
+        &[
+            "run", "--node", "n2", "--name", "c", "--net", "lab", "--ip", &ip, "busybox", "--",
+            "sleep", "60",
+        ],
+        "in use",
+    );
+    fails(
+        &[
+            "run",
+            "--name",
+            "d",
+            "--net",
+            "lab",
+            "--ip",
+            "192.0.2.7",
+            "busybox",
+            "--",
+            "sleep",
+            "60",
+        ],
+        "192.0.2.7",
+    );
+    let ps = lab.ps_json();
+    let names: Vec<&str> = ps
+        .as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|c| c["name"].as_str())
+        .collect();
+    assert_eq!(names, vec!["b"], "{ps}");
+    // Two without --ip get different addresses; a network in use stays.
+    lab.ok(&[
+        "run", "--node", "n2", "--name", "e", "--net", "lab", "busybox", "--", "sleep", "60",
+    ]);
+    let (_, ip_e, mac_e) = addr_of(&lab, "e");
+    let (_, _, mac_b) = addr_of(&lab, "b");
+    assert_ne!(ip_e, ip);
+    assert_ne!(mac_e, mac_b);
+    fails(&["network", "rm", "lab"], "used by");
+}
