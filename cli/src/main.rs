@@ -1,6 +1,7 @@
 //! `herd`: the command line for people.
 
 mod bench;
+mod bench_migrate;
 mod client;
 mod cluster;
 mod lab;
@@ -198,7 +199,7 @@ enum Cmd {
     /// A lab of hosts on this machine.
     #[command(subcommand)]
     Lab(LabCmd),
-    /// Benchmarks (each starts and removes its own lab).
+    /// Benchmarks (checkpoint and migrate start and remove their own lab).
     #[command(subcommand)]
     Bench(BenchCmd),
     /// Placement scenarios.
@@ -223,6 +224,18 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
         /// Leave the bench lab (hbench) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+    /// Live migration (small and 256 MiB; fs diff, diff+zstd, none, whole)
+    /// vs a checkpoint + restore on one host, with a TCP client's longest gap.
+    Migrate {
+        /// Runs per mode and size.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hbenchm) up afterwards.
         #[arg(long)]
         keep_lab: bool,
     },
@@ -752,6 +765,11 @@ async fn run(cli: Cli) -> Result<i32> {
             json,
             keep_lab,
         }) => bench::checkpoint(*runs, *json, *keep_lab).await?,
+        Cmd::Bench(BenchCmd::Migrate {
+            runs,
+            json,
+            keep_lab,
+        }) => bench_migrate::migrate(*runs, *json, *keep_lab).await?,
     }
     Ok(0)
 }

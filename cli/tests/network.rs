@@ -282,14 +282,14 @@ fn connections_out_of_and_between_migrating_containers_hold() {
         let l = log(&lab, name);
         assert!(!l.contains("error"), "{name} lost its connection:\n{l}");
         l.lines()
-            .filter_map(|x| {
+            .rev()
+            .find_map(|x| {
                 x.strip_prefix("ok n=")?
                     .split_whitespace()
                     .next()?
                     .parse()
                     .ok()
             })
-            .last()
             .unwrap_or(0)
     };
     let grows = |name: &str| {

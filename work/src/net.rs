@@ -14,8 +14,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str =
-    "usage: herd-work echo --port P | herd-work client --connect IP:PORT [--interval-ms MS]";
+pub const USAGE: &str = "usage: herd-work echo --port P [--mib M] | herd-work client --connect IP:PORT [--interval-ms MS]";
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
@@ -27,10 +26,18 @@ fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
 /// Runs `echo` or `client`; the exit code.
 pub fn main(kind: &str, args: &[String]) -> u8 {
     let r = match kind {
-        "echo" => match flag(args, "--port").map(str::parse::<u16>) {
-            Some(Ok(p)) => echo(p),
-            _ => Err(format!("echo needs --port P\n{USAGE}")),
-        },
+        "echo" => {
+            let mib = match flag(args, "--mib").map(str::parse::<usize>) {
+                None => Ok(0),
+                Some(Ok(m)) if m <= 1 << 20 => Ok(m),
+                Some(_) => Err(format!("--mib: an integer up to 1048576\n{USAGE}")),
+            };
+            match (flag(args, "--port").map(str::parse::<u16>), mib) {
+                (Some(Ok(p)), Ok(m)) => echo(p, m),
+                (_, Err(e)) => Err(e),
+                _ => Err(format!("echo needs --port P\n{USAGE}")),
+            }
+        }
         _ => {
             let to = flag(args, "--connect").map(str::parse::<SocketAddr>);
             let every = match flag(args, "--interval-ms").map(str::parse::<u64>) {
@@ -56,7 +63,13 @@ pub fn main(kind: &str, args: &[String]) -> u8 {
 
 static CONNS: AtomicU64 = AtomicU64::new(0);
 
-fn echo(port: u16) -> Result<(), String> {
+fn echo(port: u16, mib: usize) -> Result<(), String> {
+    // Touched memory a migration has to carry (every page written).
+    let mut held = vec![0u8; mib << 20];
+    for (i, page) in held.chunks_mut(4096).enumerate() {
+        page[0] = (i as u8) | 1;
+    }
+    std::hint::black_box(&held);
     let l = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("bind tcp {port}: {e}"))?;
     let u = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind udp {port}: {e}"))?;
     std::thread::spawn(move || {
@@ -65,7 +78,7 @@ fn echo(port: u16) -> Result<(), String> {
             let _ = u.send_to(&buf[..n], from);
         }
     });
-    println!("listening port={port}");
+    println!("listening port={port} mib={mib}");
     for s in l.incoming() {
         let s = s.map_err(|e| format!("accept: {e}"))?;
         let n = CONNS.fetch_add(1, Ordering::Relaxed) + 1;
@@ -87,6 +100,7 @@ fn echo(port: u16) -> Result<(), String> {
             println!("closed {peer}");
         });
     }
+    drop(held);
     Ok(())
 }
 

@@ -1,0 +1,371 @@
+//! `herd bench migrate`: what a live migration costs, next to the floor of a
+//! checkpoint + restore on one host, measured in the same run.
+//!
+//! ```text
+//! herd bench migrate [--runs 5] [--json] [--keep-lab]
+//! ```
+//!
+//! It starts its own lab (`hbenchm`, two nodes, the image on both) and, for
+//! each size (`small`: `herd-work echo`; `256MiB`: `echo --mib 256`, every
+//! page written), runs one container on the lab network with a TCP client
+//! in the bench holding one connection (a line every 20 ms, each answer
+//! checked). Then, per size:
+//!
+//! * **floor**: `--runs` times `Checkpoint` + `Restore` on n1 (wall clock in
+//!   the client: the time the container is gone on one host);
+//! * **migrate**: for each of `--fs diff`, `diff --compress zstd`, `none`,
+//!   `whole`, `--runs` hops between n1 and n2, keeping the agent's report
+//!   (total, frozen, CRIU frozen, bytes) and the longest gap the client saw
+//!   between two answers around the move.
+//!
+//! It prints medians (min..max) per mode, and the ratio of the migration's
+//! frozen time to the floor's. The connection must survive every move and
+//! every floor cycle, else the bench fails. Nothing is asserted on times.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use herd_wire::migrate::{FsMode, MigrateReport};
+use herd_wire::{Request, Response, RunSpec};
+
+use crate::client::{unexpected, Client};
+use crate::cluster::Cluster;
+use crate::{lab, network, rootfs};
+
+const LAB: &str = "hbenchm";
+const IMAGE: &str = "hbench-busybox";
+const PORT: u16 = 7000;
+
+/// Answers of the one connection, as times; an error ends it.
+struct Pinger {
+    times: Arc<Mutex<Vec<Instant>>>,
+    error: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Pinger {
+    fn start(to: SocketAddr) -> Result<Pinger> {
+        let s = TcpStream::connect_timeout(&to, Duration::from_secs(5))
+            .with_context(|| format!("connect to {to}"))?;
+        s.set_read_timeout(Some(Duration::from_secs(30)))?;
+        s.set_nodelay(true)?;
+        let mut w = s.try_clone()?;
+        let mut r = BufReader::new(s);
+        let p = Pinger {
+            times: Arc::default(),
+            error: Arc::default(),
+            stop: Arc::default(),
+        };
+        let (times, error, stop) = (p.times.clone(), p.error.clone(), p.stop.clone());
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            for n in 1u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let fail = |e: String| {
+                    *error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                };
+                if let Err(e) = w.write_all(format!("{n}\n").as_bytes()) {
+                    return fail(format!("send {n}: {e}"));
+                }
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(k) if k > 0 && line.trim() == n.to_string() => {}
+                    Ok(_) => return fail(format!("sent {n}, got {:?}", line.trim())),
+                    Err(e) => return fail(format!("read {n}: {e}")),
+                }
+                times
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(Instant::now());
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        });
+        Ok(p)
+    }
+
+    fn check(&self) -> Result<()> {
+        match self.error.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            Some(e) => bail!("the TCP connection broke: {e}"),
+            None => Ok(()),
+        }
+    }
+
+    /// Longest gap between answers from `from` on, once answers flow again
+    /// (waits up to 30 s for three answers after now).
+    fn gap_since(&self, from: Instant) -> Result<f64> {
+        let now = Instant::now();
+        let t0 = Instant::now();
+        loop {
+            self.check()?;
+            let n = self
+                .times
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .filter(|t| **t > now)
+                .count();
+            if n >= 3 {
+                break;
+            }
+            if t0.elapsed() > Duration::from_secs(30) {
+                bail!("the connection stopped answering after a move");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let t = self.times.lock().unwrap_or_else(|p| p.into_inner());
+        let mut prev = from;
+        let mut gap = Duration::ZERO;
+        for x in t.iter().filter(|x| **x > from) {
+            gap = gap.max(x.duration_since(prev));
+            prev = *x;
+        }
+        Ok(gap.as_secs_f64() * 1e3)
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default, serde::Serialize)]
+struct Row {
+    size: String,
+    mode: String,
+    total_ms: Vec<f64>,
+    frozen_ms: Vec<f64>,
+    criu_frozen_ms: Vec<f64>,
+    gap_ms: Vec<f64>,
+    bytes: Vec<f64>,
+}
+
+fn med(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    if s.is_empty() {
+        return f64::NAN;
+    }
+    s[s.len() / 2]
+}
+
+fn span(v: &[f64]) -> String {
+    let lo = v.iter().cloned().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    format!("{:.0} ({lo:.0}..{hi:.0})", med(v))
+}
+
+pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
+    if runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let work = rootfs::find_herd_work().filter(|p| p.exists()).context(
+        "the static herd-work (target/static/release/herd-work) was not found: run scripts/setup",
+    )?;
+    let cl = lab::up(LAB, 2).await.with_context(|| {
+        format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
+    })?;
+    eprintln!("bench: lab {LAB} is up; {runs} run(s) per mode");
+    let result = run_all(&cl, &work, runs).await;
+    let down = if keep_lab {
+        Ok(())
+    } else {
+        lab::down(LAB).await.map(|_| ())
+    };
+    let rows = result?;
+    down.with_context(|| format!("tear down lab {LAB}"))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    println!(
+        "{:<7} {:<13} {:>22} {:>22} {:>16} {:>22} {:>10} {:>8}",
+        "size",
+        "mode",
+        "total ms",
+        "frozen ms",
+        "CRIU frozen ms",
+        "client gap ms",
+        "bytes",
+        "frozen/floor"
+    );
+    for size in ["small", "256MiB"] {
+        let floor = rows
+            .iter()
+            .find(|r| r.size == size && r.mode == "floor")
+            .map(|r| med(&r.frozen_ms))
+            .unwrap_or(f64::NAN);
+        for r in rows.iter().filter(|r| r.size == size) {
+            println!(
+                "{:<7} {:<13} {:>22} {:>22} {:>16} {:>22} {:>10.0} {:>8.2}x",
+                r.size,
+                r.mode,
+                span(&r.total_ms),
+                span(&r.frozen_ms),
+                span(&r.criu_frozen_ms),
+                span(&r.gap_ms),
+                med(&r.bytes),
+                med(&r.frozen_ms) / floor
+            );
+        }
+    }
+    println!(
+        "floor: checkpoint + restore of the same container on one host (its frozen = both walls); \
+         gap: longest pause between answers of one TCP connection held through every move"
+    );
+    Ok(())
+}
+
+async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Vec<Row>> {
+    let mut c = Client::new(cl.clone())?;
+    let dir = cl.dir.join("bench-rootfs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    rootfs::build_busybox(&dir, &[work.to_path_buf()])?;
+    for n in ["n1", "n2"] {
+        let req = Request::ImageImport {
+            name: IMAGE.into(),
+            path: dir.to_string_lossy().into_owned(),
+        };
+        match c.call(n, req).await? {
+            Response::Image(_) => {}
+            r => return Err(unexpected(r)),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut rows = Vec::new();
+    for (size, mib) in [("small", 0u64), ("256MiB", 256)] {
+        let name = format!("m{mib}");
+        let net = network::attach_for(&mut c, "n1", lab::LAB_NETWORK, None).await?;
+        let ip = net.ip.clone();
+        let spec = RunSpec {
+            name: name.clone(),
+            image: IMAGE.into(),
+            cmd: [
+                "/bin/herd-work",
+                "echo",
+                "--port",
+                "7000",
+                "--mib",
+                &mib.to_string(),
+            ]
+            .map(String::from)
+            .to_vec(),
+            net: Some(net),
+            ..Default::default()
+        };
+        match c.call("n1", Request::Run(spec)).await? {
+            Response::Container(_) => {}
+            r => return Err(unexpected(r)),
+        }
+        let to: SocketAddr = format!("{ip}:{PORT}").parse()?;
+        let t0 = Instant::now();
+        let pinger = loop {
+            match Pinger::start(to) {
+                Ok(p) => break p,
+                Err(e) if t0.elapsed() > Duration::from_secs(60) => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        };
+        pinger.gap_since(Instant::now())?;
+
+        let mut floor = Row {
+            size: size.into(),
+            mode: "floor".into(),
+            ..Default::default()
+        };
+        for _ in 0..runs {
+            let t = Instant::now();
+            let ck = match c
+                .call(
+                    "n1",
+                    Request::Checkpoint {
+                        name: name.clone(),
+                        leave_running: false,
+                        export: None,
+                    },
+                )
+                .await?
+            {
+                Response::Checkpointed(r) => r,
+                r => return Err(unexpected(r)),
+            };
+            c.call("n1", Request::Restore { name: name.clone() })
+                .await?;
+            let wall = t.elapsed().as_secs_f64() * 1e3;
+            floor.gap_ms.push(pinger.gap_since(t)?);
+            floor.total_ms.push(wall);
+            floor.frozen_ms.push(wall);
+            floor.criu_frozen_ms.push(ck.frozen_ms);
+            floor.bytes.push(ck.image_bytes as f64);
+        }
+        eprintln!("bench: {size} floor {}", span(&floor.frozen_ms));
+        rows.push(floor);
+
+        let mut at = "n1";
+        let modes = [
+            ("diff", FsMode::Diff, false),
+            ("diff+zstd", FsMode::Diff, true),
+            ("none", FsMode::None, false),
+            ("whole", FsMode::Whole, false),
+        ];
+        for (label, fs, compress) in modes {
+            let mut row = Row {
+                size: size.into(),
+                mode: label.into(),
+                ..Default::default()
+            };
+            for _ in 0..runs {
+                let to = if at == "n1" { "n2" } else { "n1" };
+                let node = cl.node(to)?.clone();
+                let t = Instant::now();
+                let rep: MigrateReport = match c
+                    .call(
+                        at,
+                        Request::Migrate {
+                            name: name.clone(),
+                            to: node.name.clone(),
+                            to_addr: node.addr,
+                            fs,
+                            compress,
+                        },
+                    )
+                    .await
+                    .with_context(|| format!("{size} {label}: migrate {at} -> {to}"))?
+                {
+                    Response::Migrated(r) => r,
+                    r => return Err(unexpected(r)),
+                };
+                at = to;
+                row.gap_ms.push(pinger.gap_since(t)?);
+                row.total_ms.push(rep.total_ms);
+                row.frozen_ms.push(rep.frozen_ms);
+                row.criu_frozen_ms.push(rep.criu_frozen_ms);
+                row.bytes.push(rep.bytes as f64);
+            }
+            eprintln!(
+                "bench: {size} {label}: total {} frozen {} gap {}",
+                span(&row.total_ms),
+                span(&row.frozen_ms),
+                span(&row.gap_ms)
+            );
+            rows.push(row);
+        }
+        drop(pinger);
+        c.call(
+            at,
+            Request::Remove {
+                name: name.clone(),
+                force: true,
+            },
+        )
+        .await?;
+    }
+    Ok(rows)
+}
