@@ -90,16 +90,42 @@ async fn handle_stream(
             to_addr,
             fs,
             compress,
+            progress,
         } => {
             let target = crate::migrate::source::Target {
                 node: to,
                 addr: to_addr,
             };
-            let resp =
-                match crate::migrate::migrate_out(agent, ep, name, target, fs, compress).await {
-                    Ok(r) => Response::Migrated(r),
-                    Err(e) => e.to_response(),
-                };
+            let p = Arc::new(crate::migrate::source::Progress::default());
+            // Its own task: a client slow to read progress never holds it up.
+            let mut run = tokio::spawn(crate::migrate::migrate_out(
+                agent,
+                ep,
+                name,
+                target,
+                fs,
+                compress,
+                p.clone(),
+            ));
+            let mut tick = tokio::time::interval(Duration::from_millis(250));
+            let result = loop {
+                tokio::select! {
+                    r = &mut run => break r,
+                    _ = tick.tick(), if progress => {
+                        let (phase, done, total) = p.get();
+                        let f = Response::Progress { phase: phase.into(), done_bytes: done, total_bytes: total };
+                        // A client that went away must not stop the migration.
+                        let _ = herd_quic::rpc::send_msg(&mut send, &f).await;
+                    }
+                }
+            };
+            let resp = match result {
+                Ok(Ok(r)) => Response::Migrated(r),
+                Ok(Err(e)) => e.to_response(),
+                Err(e) => {
+                    Response::error(ErrorKind::Internal, format!("migration task failed: {e}"))
+                }
+            };
             herd_quic::rpc::send_msg(&mut send, &resp).await?;
         }
         req => {

@@ -334,6 +334,7 @@ async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Ve
                             to_addr: node.addr,
                             fs,
                             compress,
+                            progress: false,
                         },
                     )
                     .await

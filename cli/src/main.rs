@@ -682,7 +682,7 @@ async fn run(cli: Cli) -> Result<i32> {
             json,
         } => {
             let mut c = client(&cli)?;
-            let rep = migrate(&mut c, name, to, *fs, compress == "zstd").await?;
+            let rep = migrate(&mut c, name, to, *fs, compress == "zstd", !*json).await?;
             if *json {
                 println!("{}", serde_json::to_string_pretty(&rep)?);
             } else {
@@ -1050,28 +1050,81 @@ async fn migrate(
     to: &str,
     fs: herd_wire::migrate::FsMode,
     compress: bool,
+    bar: bool,
 ) -> Result<herd_wire::migrate::MigrateReport> {
+    use std::io::IsTerminal;
     let target = c.cluster.node(to)?.clone();
     let from = c.locate(name).await?;
     if from == to {
         bail!("{name} already runs on {to}");
     }
-    let r = c
-        .call(
-            &from,
-            Request::Migrate {
-                name: name.to_string(),
-                to: target.name.clone(),
-                to_addr: target.addr,
-                fs,
-                compress,
-            },
-        )
-        .await?;
-    match r {
-        Response::Migrated(rep) => Ok(rep),
-        r => Err(unexpected(r)),
+    let req = Request::Migrate {
+        name: name.to_string(),
+        to: target.name.clone(),
+        to_addr: target.addr,
+        fs,
+        compress,
+        progress: true,
+    };
+    // The bar goes to stderr on a terminal (HERD_PROGRESS=always: anywhere),
+    // and only once the migration takes longer than a second.
+    let bar = bar
+        && (std::io::stderr().is_terminal()
+            || std::env::var("HERD_PROGRESS").as_deref() == Ok("always"));
+    let t0 = std::time::Instant::now();
+    let mut recv = c.stream(&from, req).await?;
+    let mut drawn = false;
+    loop {
+        let r: Option<Response> = herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME)
+            .await
+            .with_context(|| format!("migration answer from {from}"))?;
+        match r {
+            Some(Response::Progress {
+                phase,
+                done_bytes,
+                total_bytes,
+            }) => {
+                if bar && t0.elapsed() > Duration::from_secs(1) {
+                    draw_progress(&phase, done_bytes, total_bytes, t0.elapsed());
+                    drawn = true;
+                }
+            }
+            other => {
+                if drawn {
+                    eprintln!();
+                }
+                return match other {
+                    Some(Response::Migrated(rep)) => Ok(rep),
+                    Some(Response::Error(err)) => Err(client::AgentFailure {
+                        node: from.clone(),
+                        err,
+                    }
+                    .into()),
+                    Some(r) => Err(unexpected(r)),
+                    None => bail!("{from} closed the stream without an answer"),
+                };
+            }
+        }
     }
+}
+
+fn draw_progress(phase: &str, done: u64, total: u64, elapsed: Duration) {
+    const W: usize = 30;
+    let line = if total > 0 {
+        let f = (done as f64 / total as f64).clamp(0.0, 1.0);
+        let n = (f * W as f64) as usize;
+        format!(
+            "{phase:<9} [{}{}] {:>3.0}% {} / {}",
+            "#".repeat(n),
+            "-".repeat(W - n),
+            f * 100.0,
+            human_bytes(done),
+            human_bytes(total)
+        )
+    } else {
+        format!("{phase:<9} ...")
+    };
+    eprint!("\r{line}  {:.1} s   ", elapsed.as_secs_f64());
 }
 
 fn print_migration(r: &herd_wire::migrate::MigrateReport) {
@@ -1148,7 +1201,7 @@ async fn pong(
             }
             n
         };
-        match migrate(&mut c, name, &next, fs, false).await {
+        match migrate(&mut c, name, &next, fs, false, false).await {
             Ok(r) => {
                 if !json {
                     println!(

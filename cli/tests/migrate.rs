@@ -815,8 +815,18 @@ fn target_agent_killed_mid_transfer_rolls_back() {
     let on_n2 = lab.ok(&["ps", "--json", "--node", "n2"]);
     assert!(!on_n2.contains("\"c\""), "{on_n2}");
     assert_no_traces_soon(&lab, "n2", "c");
-    // And the move works now: the figures of a 256 MiB container.
-    migrate_json(&lab, "c", "n2", &[]);
+    // And the move works now, with its progress bar (forced: no terminal
+    // here); 256 MiB take well over the one second before the bar shows.
+    let o = lab
+        .cmd()
+        .args(["migrate", "c", "--to", "n2"])
+        .env("HERD_PROGRESS", "always")
+        .output()
+        .expect("run herd");
+    assert!(o.status.success(), "{}", text(&o));
+    let bar = String::from_utf8_lossy(&o.stderr);
+    assert!(bar.contains('%'), "no progress bar on stderr: {bar:?}");
+    assert!(text(&o).contains("c moved n1 -> n2"), "{}", text(&o));
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
     assert_no_traces(&lab, "n1", "c");

@@ -118,6 +118,9 @@ pub enum Request {
         to_addr: std::net::SocketAddr,
         fs: migrate::FsMode,
         compress: bool,
+        /// Send `Response::Progress` frames (about 4 a second) before the
+        /// final answer.
+        progress: bool,
     },
     /// Agent to agent: the target side of a migration. The rest of the
     /// stream follows the migration protocol (see [`migrate`]).
@@ -301,6 +304,13 @@ pub enum Response {
     /// send `image.json` and these layers (`layer/<digest>`) first.
     NeedLayers(Vec<String>),
     Networks(Vec<NetworkDef>),
+    /// How far a migration is: `phase` (prepare, image, pre-send, dump,
+    /// transfer, restore, cleanup) and the bytes of that phase's files.
+    Progress {
+        phase: String,
+        done_bytes: u64,
+        total_bytes: u64,
+    },
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats

@@ -14,6 +14,37 @@ use crate::container::CheckpointOptions;
 use crate::error::{AgentError, Result};
 use crate::Agent;
 
+/// Where a migration is, for progress reports (see `Request::Migrate`).
+#[derive(Default)]
+pub struct Progress {
+    phase: std::sync::Mutex<&'static str>,
+    pub done: std::sync::atomic::AtomicU64,
+    pub total: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn enter(&self, phase: &'static str, total: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
+        self.done.store(0, Relaxed);
+        self.total.store(total, Relaxed);
+    }
+    /// (phase, done, total)
+    pub fn get(&self) -> (&'static str, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let p = *self.phase.lock().unwrap_or_else(|p| p.into_inner());
+        (p, self.done.load(Relaxed), self.total.load(Relaxed))
+    }
+}
+
+fn file_sizes(paths: &[&Path]) -> u64 {
+    paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
+}
+
 pub struct Target {
     pub node: String,
     pub addr: std::net::SocketAddr,
@@ -23,6 +54,7 @@ pub struct Target {
 struct Sent {
     wire: u64,
     raw: u64,
+    progress: Option<Arc<Progress>>,
 }
 
 /// Move container `name` to `to`. On any failure the container runs on
@@ -34,8 +66,10 @@ pub async fn migrate_out(
     to: Target,
     fs: FsMode,
     compress: bool,
+    progress: Arc<Progress>,
 ) -> Result<MigrateReport> {
     let t0 = Instant::now();
+    progress.enter("prepare", 0);
     if to.node == agent.node() {
         return Err(AgentError::Invalid {
             what: "target",
@@ -96,7 +130,10 @@ pub async fn migrate_out(
     herd_quic::rpc::send_msg(&mut send, &Envelope::new(Request::MigrateIn(prepare)))
         .await
         .map_err(net)?;
-    let mut sent = Sent::default();
+    let mut sent = Sent {
+        progress: Some(progress.clone()),
+        ..Default::default()
+    };
     match herd_quic::rpc::recv_msg::<Response>(&mut recv, herd_wire::frame::MAX_FRAME)
         .await
         .map_err(net)?
@@ -106,6 +143,7 @@ pub async fn migrate_out(
             // The target lacks the image: its record and layers go first,
             // while the container still runs here.
             let before = sent.wire;
+            progress.enter("image", 0);
             if let Err(e) = send_image(
                 &agent,
                 &rec.spec.image,
@@ -145,6 +183,7 @@ pub async fn migrate_out(
         let upper = cdir.fs().join("upper");
         let t = tar.clone();
         blocking(move || capture(&upper, &t, None)).await?;
+        progress.enter("pre-send", file_sizes(&[&tar]));
         let r = send_file(&mut send, "upper.tar", &tar, compress, &mut sent).await;
         let _ = std::fs::remove_file(&tar);
         r.map_err(net)?;
@@ -153,6 +192,7 @@ pub async fn migrate_out(
 
     // Dumping: frozen from here.
     let t2 = Instant::now();
+    progress.enter("dump", 0);
     let a = agent.clone();
     let n = name.clone();
     let ck = blocking(move || {
@@ -203,6 +243,7 @@ pub async fn migrate_out(
                 report.frozen_ms -= r.running_ms.min(report.frozen_ms);
             }
             let t4 = Instant::now();
+            progress.enter("cleanup", 0);
             let a = agent.clone();
             let n = name.clone();
             blocking(move || a.remove(&n, false)).await?;
@@ -278,6 +319,10 @@ async fn transfer_and_commit(
     }
     files.push(("config.json".into(), cdir.join("bundle/config.json")));
     files.push(("log".into(), cdir.join("log")));
+    if let Some(p) = &sent.progress {
+        let paths: Vec<&Path> = files.iter().map(|(_, l)| l.as_path()).collect();
+        p.enter("transfer", file_sizes(&paths));
+    }
     for (p, local) in &files {
         if let Err(e) = send_file(send, p, local, compress, sent).await {
             return Err(target_reason(recv).await.unwrap_or_else(|| net(e)));
@@ -287,6 +332,9 @@ async fn transfer_and_commit(
     herd_quic::rpc::send_msg(send, &MigrateMsg::Commit)
         .await
         .map_err(net)?;
+    if let Some(p) = &sent.progress {
+        p.enter("restore", 0);
+    }
     let reply = tokio::time::timeout(
         Duration::from_secs(120),
         herd_quic::rpc::recv_msg::<Response>(recv, herd_wire::frame::MAX_FRAME),
@@ -427,6 +475,10 @@ async fn send_file(
         h.update(&buf[..n]);
         size += n as u64;
         sent.raw += n as u64;
+        if let Some(p) = &sent.progress {
+            p.done
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
         let mut bytes = if compress {
             zstd::bulk::compress(&buf[..n], 1).map_err(|e| herd_quic::Error::Io {
                 action: "compress",
