@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod cluster;
+mod forecast;
 mod lab;
 mod rootfs;
 
@@ -188,6 +189,9 @@ enum Cmd {
     /// Benchmarks (each starts and removes its own lab).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Ops/s forecasting from monitor CSVs: train, eval, importance, export.
+    #[command(subcommand)]
+    Forecast(forecast::ForecastCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -637,6 +641,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
+        Cmd::Forecast(fc) => return forecast::run(fc),
         Cmd::Bench(BenchCmd::Checkpoint {
             runs,
             json,

@@ -98,7 +98,7 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
     let mut hosts: Vec<Host> = (0..p.hosts)
         .map(|_| Host {
             cores: [2.0, 4.0, 8.0][rng.gen_range(0..3)],
-            speed: rng.gen_range(0.8..1.2),
+            speed: rng.gen_range(0.9..1.1),
             mem_total: [2.0, 4.0, 8.0][rng.gen_range(0..3)] * GIB,
             load: 0.0,
         })
@@ -167,9 +167,11 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
                 .map(|&i| &conts[i])
                 .filter(|c| c.host_at(s) == hi)
                 .collect();
-            let demand: f64 = here.iter().map(|c| c.threads * c.weights().0).sum();
-            let io_load: f64 = here.iter().map(|c| c.threads.min(2.0) * c.weights().1).sum();
-            let mem_used: f64 = 256.0 * MIB + here.iter().map(|c| c.mem).sum::<f64>();
+            let demand: f64 = here.iter().fold(0.0, |a, c| a + c.threads * c.weights().0);
+            let io_load: f64 = here
+                .iter()
+                .fold(0.0, |a, c| a + c.threads.min(2.0) * c.weights().1);
+            let mem_used: f64 = here.iter().fold(256.0 * MIB, |a, c| a + c.mem);
             let mem_ratio = mem_used / host.mem_total;
             let share = if demand > host.cores {
                 host.cores / demand
