@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use herd_coordinator::forecast::dataset::{self, Dataset, Row, DEFAULT_WINDOW_S};
 use herd_coordinator::forecast::metrics::Report;
 use herd_coordinator::forecast::model::{split_runs, split_single_run, Model, TrainParams};
+use herd_coordinator::forecast::policy::ACHIEVED_RATE_FEATURES;
 use herd_coordinator::forecast::{plot, synth};
 
 #[derive(Subcommand, Debug)]
@@ -115,6 +116,13 @@ pub struct ParamArgs {
     /// Fit ops directly instead of ln(1 + ops).
     #[arg(long)]
     linear_target: bool,
+    /// Features not to use, e.g. c_cpu_usage_cores (comma-separated or repeated).
+    #[arg(long, value_delimiter = ',')]
+    exclude: Vec<String>,
+    /// A model for the forecast policy: exclude the container's achieved rates
+    /// (CPU usage, faults, IO ops), which only say how it runs where it is.
+    #[arg(long)]
+    for_placement: bool,
 }
 
 impl ParamArgs {
@@ -130,6 +138,15 @@ impl ParamArgs {
             valid_fraction: self.valid_fraction,
             seed: self.seed,
             log_target: !self.linear_target,
+            exclude: {
+                let mut x = self.exclude.clone();
+                if self.for_placement {
+                    x.extend(ACHIEVED_RATE_FEATURES.iter().map(|s| s.to_string()));
+                }
+                x.sort();
+                x.dedup();
+                x
+            },
         }
     }
 }
@@ -253,10 +270,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             if *json {
                 return print_json(&imp).map(|_| 0);
             }
-            println!(
-                "{:<28} {:>16} {:>8}",
-                "feature", "MAE increase", "splits"
-            );
+            println!("{:<28} {:>16} {:>8}", "feature", "MAE increase", "splits");
             for i in &imp {
                 println!(
                     "{:<28} {:>16.3} {:>8}",

@@ -310,10 +310,10 @@ impl<const N: usize> Acc<N> {
         }
     }
     fn add(&mut self, v: &[f64; N]) {
-        for i in 0..N {
-            if v[i].is_finite() {
-                self.sum[i] += v[i];
-                self.n[i] += 1;
+        for ((s, n), x) in self.sum.iter_mut().zip(&mut self.n).zip(v) {
+            if x.is_finite() {
+                *s += x;
+                *n += 1;
             }
         }
     }

@@ -108,7 +108,11 @@ mod tests {
 
     #[test]
     fn per_kind() {
-        let r = Report::of(&["cpu", "io", "cpu"], &[10.0, 20.0, 30.0], &[10.0, 10.0, 30.0]);
+        let r = Report::of(
+            &["cpu", "io", "cpu"],
+            &[10.0, 20.0, 30.0],
+            &[10.0, 10.0, 30.0],
+        );
         assert_eq!(r.per_kind["cpu"].mae, 0.0);
         assert_eq!(r.per_kind["io"].mape, 50.0);
         assert!(r.table().contains("all"));

@@ -52,6 +52,9 @@ pub struct TrainParams {
     pub seed: u64,
     /// Fit ln(1 + ops) instead of ops.
     pub log_target: bool,
+    /// Features the model must not use (always seen as missing).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 impl Default for TrainParams {
@@ -67,6 +70,7 @@ impl Default for TrainParams {
             valid_fraction: 0.25,
             seed: 1,
             log_target: true,
+            exclude: Vec::new(),
         }
     }
 }
@@ -92,7 +96,25 @@ impl TrainParams {
         if self.bins == 1 {
             return bad("bins must be 0 (off) or at least 2");
         }
+        if let Some(x) = self
+            .exclude
+            .iter()
+            .find(|x| !FEATURE_NAMES.contains(&x.as_str()))
+        {
+            return Err(ForecastError::Invalid(format!(
+                "no feature `{x}` to exclude (features: {})",
+                FEATURE_NAMES.join(", ")
+            )));
+        }
         Ok(())
+    }
+
+    /// Per feature: is it excluded?
+    fn mask(&self) -> Vec<bool> {
+        FEATURE_NAMES
+            .iter()
+            .map(|f| self.exclude.iter().any(|x| x == f))
+            .collect()
     }
 }
 
@@ -229,6 +251,19 @@ pub fn split_single_run(ds: &mut Dataset, fraction: f64) {
     }
 }
 
+/// The learner's input: excluded features set to missing, then binned.
+fn prepare(f: &[f32], mask: &[bool], bins: Option<&Bins>) -> Vec<f32> {
+    let f: Vec<f32> = f
+        .iter()
+        .zip(mask)
+        .map(|(&v, &m)| if m { VALUE_TYPE_UNKNOWN } else { v })
+        .collect();
+    match bins {
+        Some(b) => b.apply(&f),
+        None => f,
+    }
+}
+
 fn target(ops: f64, log: bool) -> f64 {
     if log {
         ops.max(0.0).ln_1p()
@@ -276,8 +311,13 @@ impl Model {
         }
 
         let started = Instant::now();
+        let mask = params.mask();
         let bins = (params.bins > 0).then(|| {
-            let f: Vec<&[f32]> = train.iter().map(|r| r.features.as_slice()).collect();
+            let f: Vec<Vec<f32>> = train
+                .iter()
+                .map(|r| prepare(&r.features, &mask, None))
+                .collect();
+            let f: Vec<&[f32]> = f.iter().map(|r| r.as_slice()).collect();
             Bins::fit(&f, nf, params.bins)
         });
         let prep = |rows: &[&Row]| -> (DataVec, Vec<f64>) {
@@ -289,10 +329,7 @@ impl Model {
                 .iter()
                 .zip(&y)
                 .map(|(r, &y)| {
-                    let f = match &bins {
-                        Some(b) => b.apply(&r.features),
-                        None => r.features.clone(),
-                    };
+                    let f = prepare(&r.features, &mask, bins.as_ref());
                     Data::new_training_data(f, 1.0, y as f32, None)
                 })
                 .collect();
@@ -398,15 +435,10 @@ impl Model {
 
     /// Predicted ops/s for feature vectors (in [`FEATURE_NAMES`] order).
     pub fn predict(&self, features: &[Vec<f32>]) -> Vec<f64> {
+        let mask = self.params.mask();
         let dv: DataVec = features
             .iter()
-            .map(|f| {
-                let f = match &self.bins {
-                    Some(b) => b.apply(f),
-                    None => f.clone(),
-                };
-                Data::new_test_data(f, None)
-            })
+            .map(|f| Data::new_test_data(prepare(f, &mask, self.bins.as_ref()), None))
             .collect();
         let mut p = vec![self.bias; dv.len()];
         for t in &self.trees {
@@ -456,12 +488,19 @@ impl Model {
         seed: u64,
     ) -> Result<Vec<Importance>> {
         if rows.is_empty() {
-            return Err(ForecastError::Empty("no rows to measure importance on".into()));
+            return Err(ForecastError::Empty(
+                "no rows to measure importance on".into(),
+            ));
         }
         let actual: Vec<f64> = rows.iter().map(|r| r.ops).collect();
         let base: Vec<Vec<f32>> = rows.iter().map(|r| r.features.clone()).collect();
         let mae = |p: &[f64]| {
-            actual.iter().zip(p).map(|(a, b)| (a - b).abs()).sum::<f64>() / p.len() as f64
+            actual
+                .iter()
+                .zip(p)
+                .map(|(a, b)| (a - b).abs())
+                .sum::<f64>()
+                / p.len() as f64
         };
         let base_mae = mae(&self.predict(&base));
         let splits = self.split_counts();

@@ -16,6 +16,13 @@
 //! (each prediction assumes the hosts as they are now), best gains first, and
 //! at most `max_moves` per round.
 //!
+//! The model for this policy must not see the container's achieved rates
+//! ([`ACHIEVED_RATE_FEATURES`]): on a contended host they are what contention
+//! left, so a model that uses them predicts the same ops everywhere. Train it
+//! with those features excluded (`herd forecast train --for-placement`); it
+//! then answers from the container's kind, threads (pids) and memory and the
+//! host's and neighbours' load. [`placement_ready`] checks that.
+//!
 //! "As it would be with c on it": when a host's core count is known, the
 //! target's CPU ratio, load, memory and disk figures get c's own usage added,
 //! since the training rows always include the container in its host's figures.
@@ -26,6 +33,21 @@ use serde::{Deserialize, Serialize};
 
 use super::dataset::{features, ContainerMetrics, HostMetrics, Neighbours};
 use super::model::Model;
+
+/// The container features that measure what it achieved where it runs now.
+pub const ACHIEVED_RATE_FEATURES: [&str; 4] = [
+    "c_cpu_usage_cores",
+    "c_major_faults_per_second",
+    "c_io_read_ops_per_second",
+    "c_io_write_ops_per_second",
+];
+
+/// Whether `model` was trained without the achieved-rate features.
+pub fn placement_ready(model: &Model) -> bool {
+    ACHIEVED_RATE_FEATURES
+        .iter()
+        .all(|f| model.params.exclude.iter().any(|x| x == f))
+}
 
 /// Anything that predicts ops/s from feature vectors (the trained [`Model`]).
 pub trait Predictor {
@@ -105,7 +127,13 @@ pub struct Move {
 /// `host`'s metrics with `c` added (CPU only when the core count is known).
 fn with_newcomer(host: &HostState, c: &ContainerMetrics) -> HostMetrics {
     let mut m = host.metrics.clone();
-    let add = |x: f64, d: f64| if x.is_finite() && d.is_finite() { x + d } else { x };
+    let add = |x: f64, d: f64| {
+        if x.is_finite() && d.is_finite() {
+            x + d
+        } else {
+            x
+        }
+    };
     let cv = &c.values;
     if let Some(cores) = host.cores.filter(|c| *c > 0.0) {
         m.values[0] = add(m.values[0], cv[0] / cores).min(1.0);
@@ -264,7 +292,10 @@ mod tests {
         let mut c = cont("x", "a", 200.0);
         c.last_moved = Some(100.0);
         assert!(decide(&IdleIsFast, &[c.clone()], &hosts, 200.0, &cfg).is_empty());
-        assert_eq!(decide(&IdleIsFast, &[c.clone()], &hosts, 250.0, &cfg).len(), 1);
+        assert_eq!(
+            decide(&IdleIsFast, &[c.clone()], &hosts, 250.0, &cfg).len(),
+            1
+        );
         c.last_moved = None;
         c.samples = 2;
         assert!(decide(&IdleIsFast, &[c], &hosts, 0.0, &cfg).is_empty());
