@@ -35,6 +35,10 @@ try:
 except ImportError as e:  # clear error, not a traceback
     sys.exit(f"forecast_xgb: {e}: pip install xgboost numpy (a venv is fine)")
 
+# herd_coordinator::forecast::policy::ACHIEVED_RATE_FEATURES
+ACHIEVED = {"c_cpu_usage_cores", "c_major_faults_per_second", "c_io_read_ops_per_second",
+            "c_io_write_ops_per_second"}
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -90,6 +94,7 @@ def xgb_run(method, names, Xtr, ytr, Xva, yva, Xte, args):
         "nthread": 1,
         "seed": args.seed,
         "min_child_weight": args.min_leaf,
+        "subsample": args.subsample,
         "lambda": 0.0,  # gbdt has no L2 on leaves
         "base_score": float(np.mean(np.log1p(np.maximum(ytr, 0)))),
     }
@@ -126,6 +131,9 @@ def main():
     ap.add_argument("--min-leaf", type=int, default=5)
     ap.add_argument("--patience", type=int, default=30)
     ap.add_argument("--bins", type=int, default=0, help="gbdt feature binning (0: off)")
+    ap.add_argument("--subsample", type=float, default=1.0, help="gbdt rows per tree (xgboost too)")
+    ap.add_argument("--for-placement", action="store_true",
+                    help="both learners without the container's achieved-rate features")
     ap.add_argument("--valid-fraction", type=float, default=0.25)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--window", type=float, default=5.0)
@@ -158,7 +166,8 @@ def main():
                           "--trees", str(args.trees), "--depth", str(args.depth), "--eta", str(args.eta),
                           "--min-leaf", str(args.min_leaf), "--patience", str(args.patience),
                           "--bins", str(args.bins), "--valid-fraction", str(args.valid_fraction),
-                          "--seed", str(args.seed), "--json"], args.herd))
+                          "--subsample", str(args.subsample), "--seed", str(args.seed),
+                          *(["--for-placement"] if args.for_placement else []), "--json"], args.herd))
     ev = json.loads(herd(["forecast", "eval", "--model", f"{work}/model.json", *data(args.test),
                           "--plot", f"{work}/eval.svg", "--json"], args.herd))
     g = {k: (e["mae"], e["mape"]) for k, e in ev["report"]["per_kind"].items()}
@@ -167,6 +176,9 @@ def main():
     names, X, y, kinds, split = read_export(f"{work}/train.csv")
     _, Xte, yte, kte, _ = read_export(f"{work}/test.csv")
     tr_mask = np.array([s == "train" for s in split])
+    if args.for_placement:
+        keep = [i for i, n in enumerate(names) if n not in ACHIEVED]
+        names, X, Xte = [names[i] for i in keep], X[:, keep], Xte[:, keep]
     results = {"gbdt": {"train_seconds": tr["train_seconds"], "trees": tr["trees_kept"], "errors": g}}
     for method in ("hist", "exact"):
         secs, best, pred = xgb_run(method, names, X[tr_mask], y[tr_mask], X[~tr_mask], y[~tr_mask], Xte, args)
@@ -181,7 +193,8 @@ def main():
     print(f"rows: train {info['train_rows']}, valid (early stopping) {info['valid_rows']}, "
           f"test {info['test_rows']}; {info['features']} features; xgboost {info['xgboost']}, 1 thread")
     print(f"params: max {args.trees} trees, depth {args.depth}, eta {args.eta}, patience {args.patience}, "
-          f"gbdt bins {args.bins or 'off'}")
+          f"subsample {args.subsample}, gbdt bins {args.bins or 'off'}"
+          + (", placement features" if args.for_placement else ""))
     kinds_all = sorted(set(results["gbdt"]["errors"]) - {"all"}) + ["all"]
     cols = list(results)
     print(f"\n{'MAPE % (test runs)':<20}" + "".join(f"{c:>16}" for c in cols))

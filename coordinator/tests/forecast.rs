@@ -55,6 +55,11 @@ fn fixture_is_resampled_and_joined() {
         "an empty cell is a missing value"
     );
     assert_eq!(feature(mem, "n_containers"), 0.0);
+    assert_eq!(
+        feature(mem, "h_cores"),
+        VALUE_TYPE_UNKNOWN,
+        "no `cores` column: unknown"
+    );
     let notes = ds.notes.join("\n");
     assert!(notes.contains("no `kind` column"), "{notes}");
     assert!(notes.contains("1 container windows dropped"), "{notes}");
@@ -354,9 +359,9 @@ fn forecast_policy_moves_a_starved_container_to_an_idle_host() {
                 0.0,
                 4000.0,
                 3200.0,
+                4.0,
             ],
         },
-        cores: Some(4.0),
     };
     let hosts = [host("busy", 0.85, 16.0, 0.4), host("idle", 0.0, 0.0, 0.25)];
     let cands = policy::score(

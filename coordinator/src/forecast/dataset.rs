@@ -38,6 +38,10 @@ pub const HOST_METRICS: [&str; 10] = [
     "net_tx_bytes_per_second",
 ];
 
+/// Optional host columns (written by the monitor and the simulator after the
+/// required ones); missing values when a file has no such column.
+pub const HOST_OPTIONAL: [&str; 1] = ["cores"];
+
 /// Metric columns of containers.csv after `time,host,container`, before the target.
 pub const CONTAINER_METRICS: [&str; 6] = [
     "cpu_usage_cores",
@@ -55,7 +59,7 @@ pub const KINDS: [&str; 6] = ["cpu", "mem", "io", "mixed", "oltp", "counter"];
 
 /// The model's inputs, in order. `c_` the container, `h_` its host, `n_` the
 /// other containers on that host.
-pub const FEATURE_NAMES: [&str; 21] = [
+pub const FEATURE_NAMES: [&str; 22] = [
     "c_kind",
     "c_cpu_usage_cores",
     "c_memory_mib",
@@ -73,6 +77,7 @@ pub const FEATURE_NAMES: [&str; 21] = [
     "h_disk_busy_ratio",
     "h_net_rx_bytes_per_second",
     "h_net_tx_bytes_per_second",
+    "h_cores",
     "n_containers",
     "n_cpu_usage_cores",
     "n_pids",
@@ -82,8 +87,8 @@ pub const FEATURE_NAMES: [&str; 21] = [
 /// One host's metrics over a window (NaN: not measured).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HostMetrics {
-    /// In the order of [`HOST_METRICS`].
-    pub values: [f64; 10],
+    /// In the order of [`HOST_METRICS`], then [`HOST_OPTIONAL`].
+    pub values: [f64; 11],
 }
 
 /// One container's metrics over a window (NaN: not measured).
@@ -468,13 +473,19 @@ pub fn load_run(dir: &Path, window_s: f64) -> Result<Dataset> {
         .iter()
         .map(|c| t.column(c))
         .collect::<Result<_>>()?;
-    let mut hosts: HashMap<(String, i64), Acc<10>> = HashMap::new();
+    let ho: Vec<Option<usize>> = HOST_OPTIONAL.iter().map(|c| t.optional_column(c)).collect();
+    let mut hosts: HashMap<(String, i64), Acc<11>> = HashMap::new();
     for_each_record(&mut t, |c| {
         let time = c.time(ti)?;
         let host = c.text(hi)?;
-        let mut v = [0.0; 10];
+        let mut v = [f64::NAN; 11];
         for (k, &i) in hm.iter().enumerate() {
             v[k] = c.number(i)?;
+        }
+        for (k, i) in ho.iter().enumerate() {
+            if let Some(i) = *i {
+                v[HOST_METRICS.len() + k] = c.number(i)?;
+            }
         }
         hosts
             .entry((host.to_string(), bucket(time)))
@@ -619,7 +630,7 @@ mod tests {
             kind: "io".into(),
             values: [0.5, 2.0 * 1024.0 * 1024.0, 0.0, 10.0, 20.0, f64::NAN],
         };
-        let h = HostMetrics { values: [0.1; 10] };
+        let h = HostMetrics { values: [0.1; 11] };
         let f = features(&c, &h, &Neighbours::default());
         assert_eq!(f.len(), FEATURE_NAMES.len());
         assert_eq!(f[0], 2.0);

@@ -89,9 +89,8 @@ impl Default for PolicyConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub struct HostState {
     pub name: String,
+    /// `values[10]`, cores, may be NaN (unknown).
     pub metrics: HostMetrics,
-    /// Cores, when known (to add a newcomer's CPU to the host's ratio).
-    pub cores: Option<f64>,
 }
 
 /// A container as the policy sees it.
@@ -135,7 +134,8 @@ fn with_newcomer(host: &HostState, c: &ContainerMetrics) -> HostMetrics {
         }
     };
     let cv = &c.values;
-    if let Some(cores) = host.cores.filter(|c| *c > 0.0) {
+    let cores = m.values[10];
+    if cores.is_finite() && cores > 0.0 {
         m.values[0] = add(m.values[0], cv[0] / cores).min(1.0);
         m.values[3] = add(m.values[3], cv[0]);
     }
@@ -238,12 +238,12 @@ mod tests {
     }
 
     fn host(name: &str, cpu: f64) -> HostState {
-        let mut values = [0.0; 10];
+        let mut values = [0.0; 11];
         values[0] = cpu;
+        values[10] = 4.0;
         HostState {
             name: name.into(),
             metrics: HostMetrics { values },
-            cores: Some(4.0),
         }
     }
 

@@ -14,7 +14,9 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::dataset::{CONTAINERS_FILE, CONTAINER_METRICS, HOSTS_FILE, HOST_METRICS, TARGET};
+use super::dataset::{
+    CONTAINERS_FILE, CONTAINER_METRICS, HOSTS_FILE, HOST_METRICS, HOST_OPTIONAL, TARGET,
+};
 use super::{ForecastError, Result};
 
 #[derive(Clone, Debug)]
@@ -149,6 +151,7 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
     let mut cw = csv::Writer::from_path(&cp).map_err(csv_err(&cp))?;
     let mut h = vec!["time", "host"];
     h.extend(HOST_METRICS);
+    h.extend(HOST_OPTIONAL);
     hw.write_record(&h).map_err(csv_err(&hp))?;
     let mut h = vec!["time", "host", "container"];
     h.extend(CONTAINER_METRICS);
@@ -229,6 +232,7 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
                 format!("{disk_busy:.4}"),
                 format!("{:.0}", 1000.0 * here.len() as f64 * noise(&mut rng)),
                 format!("{:.0}", 800.0 * here.len() as f64 * noise(&mut rng)),
+                format!("{}", host.cores),
             ])
             .map_err(csv_err(&hp))?;
         }
