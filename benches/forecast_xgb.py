@@ -35,9 +35,9 @@ try:
 except ImportError as e:  # clear error, not a traceback
     sys.exit(f"forecast_xgb: {e}: pip install xgboost numpy (a venv is fine)")
 
-# herd_coordinator::forecast::policy::ACHIEVED_RATE_FEATURES
+# herd_coordinator::forecast::policy::placement_excluded()
 ACHIEVED = {"c_cpu_usage_cores", "c_major_faults_per_second", "c_io_read_ops_per_second",
-            "c_io_write_ops_per_second"}
+            "c_io_write_ops_per_second", "h_net_rx_bytes_per_second", "h_net_tx_bytes_per_second"}
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

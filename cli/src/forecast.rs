@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use herd_coordinator::forecast::dataset::{self, Dataset, Row, DEFAULT_WINDOW_S};
 use herd_coordinator::forecast::metrics::Report;
 use herd_coordinator::forecast::model::{split_runs, split_single_run, Model, TrainParams};
-use herd_coordinator::forecast::policy::ACHIEVED_RATE_FEATURES;
+use herd_coordinator::forecast::policy::placement_excluded;
 use herd_coordinator::forecast::{plot, synth};
 
 #[derive(Subcommand, Debug)]
@@ -120,7 +120,8 @@ pub struct ParamArgs {
     #[arg(long, value_delimiter = ',')]
     exclude: Vec<String>,
     /// A model for the forecast policy: exclude the container's achieved rates
-    /// (CPU usage, faults, IO ops), which only say how it runs where it is.
+    /// (CPU usage, faults, IO ops), which only say how it runs where it is,
+    /// and the network rates the placement view lacks.
     #[arg(long)]
     for_placement: bool,
 }
@@ -141,7 +142,7 @@ impl ParamArgs {
             exclude: {
                 let mut x = self.exclude.clone();
                 if self.for_placement {
-                    x.extend(ACHIEVED_RATE_FEATURES.iter().map(|s| s.to_string()));
+                    x.extend(placement_excluded());
                 }
                 x.sort();
                 x.dedup();

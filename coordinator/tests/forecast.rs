@@ -9,9 +9,7 @@ use gbdt::decision_tree::VALUE_TYPE_UNKNOWN;
 use herd_coordinator::forecast::dataset::{self, Dataset, Row, FEATURE_NAMES};
 use herd_coordinator::forecast::metrics::Errors;
 use herd_coordinator::forecast::model::{Model, TrainParams};
-use herd_coordinator::forecast::policy::{
-    self, ContainerState, HostState, PolicyConfig, ACHIEVED_RATE_FEATURES,
-};
+use herd_coordinator::forecast::policy::{self, ContainerState, HostState, PolicyConfig};
 use herd_coordinator::forecast::synth::{write_run, SynthParams};
 use herd_coordinator::forecast::ForecastError;
 
@@ -320,10 +318,7 @@ fn forecast_policy_moves_a_starved_container_to_an_idle_host() {
     let t = tempfile::tempdir().unwrap();
     let train = synth(t.path(), &[51, 52, 53, 54]);
     let p = TrainParams {
-        exclude: ACHIEVED_RATE_FEATURES
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+        exclude: policy::placement_excluded(),
         ..small()
     };
     let m = Model::train(&train, &p).unwrap();

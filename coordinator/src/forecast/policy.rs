@@ -19,9 +19,10 @@
 //! The model for this policy must not see the container's achieved rates
 //! ([`ACHIEVED_RATE_FEATURES`]): on a contended host they are what contention
 //! left, so a model that uses them predicts the same ops everywhere. Train it
-//! with those features excluded (`herd forecast train --for-placement`); it
-//! then answers from the container's kind, threads (pids) and memory and the
-//! host's and neighbours' load. [`placement_ready`] checks that.
+//! with those features excluded (`herd forecast train --for-placement`, which
+//! also drops the network rates the cluster view lacks); it then answers from
+//! the container's kind, threads (pids) and memory and the host's and
+//! neighbours' load. [`placement_ready`] checks that.
 //!
 //! "As it would be with c on it": when a host's core count is known, the
 //! target's CPU ratio, load, memory and disk figures get c's own usage added,
@@ -42,11 +43,24 @@ pub const ACHIEVED_RATE_FEATURES: [&str; 4] = [
     "c_io_write_ops_per_second",
 ];
 
-/// Whether `model` was trained without the achieved-rate features.
-pub fn placement_ready(model: &Model) -> bool {
+/// Host features the placement engine's cluster view does not carry.
+pub const VIEW_MISSING_FEATURES: [&str; 2] =
+    ["h_net_rx_bytes_per_second", "h_net_tx_bytes_per_second"];
+
+/// The features a model for this policy is trained without.
+pub fn placement_excluded() -> Vec<String> {
     ACHIEVED_RATE_FEATURES
         .iter()
-        .all(|f| model.params.exclude.iter().any(|x| x == f))
+        .chain(&VIEW_MISSING_FEATURES)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// Whether `model` was trained without [`placement_excluded`] features.
+pub fn placement_ready(model: &Model) -> bool {
+    placement_excluded()
+        .iter()
+        .all(|f| model.params.exclude.contains(f))
 }
 
 /// Anything that predicts ops/s from feature vectors (the trained [`Model`]).
