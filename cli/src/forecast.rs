@@ -31,6 +31,8 @@ pub enum ForecastCmd {
         model: PathBuf,
         #[arg(long = "data", required = true)]
         data: Vec<PathBuf>,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
         /// Plot of predicted vs actual ops over time (default: MODEL with .eval.svg).
         #[arg(long)]
         plot: Option<PathBuf>,
@@ -44,6 +46,8 @@ pub enum ForecastCmd {
         /// Measure on these runs instead of the ones held out at training.
         #[arg(long = "data")]
         data: Vec<PathBuf>,
+        #[command(flatten)]
+        scenario: ScenarioArgs,
         #[arg(long, default_value_t = 1)]
         seed: u64,
         #[arg(long)]
@@ -86,6 +90,22 @@ pub struct DataArgs {
     /// Resampling window, seconds.
     #[arg(long, default_value_t = DEFAULT_WINDOW_S)]
     window: f64,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ScenarioArgs {
+    /// Scenario file(s) (`herd scenario gen`) giving the workload kind of
+    /// containers whose rows have no `kind` (repeatable).
+    #[arg(long = "scenario")]
+    scenario: Vec<PathBuf>,
+}
+
+impl ScenarioArgs {
+    fn kinds(&self) -> Result<dataset::ScenarioKinds> {
+        Ok(dataset::scenario_kinds(&self.scenario)?)
+    }
 }
 
 #[derive(Args, Debug)]
@@ -152,8 +172,8 @@ impl ParamArgs {
     }
 }
 
-fn load(dirs: &[PathBuf], window: f64) -> Result<Dataset> {
-    Ok(dataset::load_dirs(dirs, window)?)
+fn load(dirs: &[PathBuf], window: f64, scenario: &ScenarioArgs) -> Result<Dataset> {
+    Ok(dataset::load_dirs_with(dirs, window, &scenario.kinds()?)?)
 }
 
 fn load_model(path: &Path) -> Result<Model> {
@@ -173,7 +193,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             params,
             json,
         } => {
-            let ds = load(&data.data, data.window)?;
+            let ds = load(&data.data, data.window, &data.scenario)?;
             let model = Model::train(&ds, &params.params())?;
             model
                 .save(out)
@@ -224,11 +244,12 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
         ForecastCmd::Eval {
             model,
             data,
+            scenario,
             plot: plot_path,
             json,
         } => {
             let m = load_model(model)?;
-            let ds = load(data, m.window_s)?;
+            let ds = load(data, m.window_s, scenario)?;
             let rows: Vec<&Row> = ds.rows.iter().collect();
             let pred = m.predict_rows(&rows);
             let kinds: Vec<&str> = rows.iter().map(|r| r.kind.as_str()).collect();
@@ -257,6 +278,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
         ForecastCmd::Importance {
             model,
             data,
+            scenario,
             seed,
             json,
         } => {
@@ -264,7 +286,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             let imp = if data.is_empty() {
                 m.summary.importance.clone()
             } else {
-                let ds = load(data, m.window_s)?;
+                let ds = load(data, m.window_s, scenario)?;
                 let rows: Vec<&Row> = ds.rows.iter().collect();
                 m.permutation_importance(&rows, 3, *seed)?
             };
@@ -285,7 +307,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             valid_fraction,
             seed,
         } => {
-            let mut ds = load(&data.data, data.window)?;
+            let mut ds = load(&data.data, data.window, &data.scenario)?;
             split_single_run(&mut ds, *valid_fraction);
             let (_, valid) = split_runs(&ds.runs(), *valid_fraction, *seed);
             ds.export_csv(out, &|run| {

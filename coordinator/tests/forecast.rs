@@ -142,6 +142,39 @@ fn kind_column_wins_over_the_name() {
     assert!(ds.notes[0].contains("from the `kind` column"));
 }
 
+#[test]
+fn scenario_file_gives_kinds_the_rows_lack() {
+    let t = tempfile::tempdir().unwrap();
+    let scen = t.path().join("scenario.csv");
+    std::fs::write(
+        &scen,
+        "# herd-scenario v1 seed=1 kind=random hosts=n1,n2 length_s=100\n\
+         name,start_s,kind,threads,memory_bytes,duration_s,first_host\n\
+         cpu-1,0,oltp,2,1000,50,n1\n\
+         io-a,0,mem,1,1000,50,n1\n",
+    )
+    .unwrap();
+    let kinds = dataset::scenario_kinds(std::slice::from_ref(&scen)).unwrap();
+    assert_eq!(kinds["cpu-1"], "oltp");
+    let ds = dataset::load_dirs_with(&[fixture()], 5.0, &kinds).unwrap();
+    let k: Vec<(&str, &str)> = ds
+        .rows
+        .iter()
+        .map(|r| (r.container.as_str(), r.kind.as_str()))
+        .collect();
+    // mem-x is not in the scenario: its name decides.
+    assert_eq!(k, [("cpu-1", "oltp"), ("io-a", "mem"), ("mem-x", "mem")]);
+    let notes = ds.notes.join("\n");
+    assert!(
+        notes.contains("the scenario file (2)") && notes.contains("the container name ("),
+        "{notes}"
+    );
+
+    std::fs::write(&scen, "name,start_s,workload\nx,0,cpu\n").unwrap();
+    let msg = dataset::scenario_kinds(&[scen]).unwrap_err().to_string();
+    assert!(msg.contains("missing column `kind`"), "{msg}");
+}
+
 /// Synthetic runs `seeds` under `dir`, loaded as one dataset.
 fn synth(dir: &Path, seeds: &[u64]) -> Dataset {
     let dirs: Vec<PathBuf> = seeds

@@ -277,15 +277,72 @@ pub fn run_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(runs)
 }
 
+/// Container name -> workload kind, from scenario files.
+pub type ScenarioKinds = BTreeMap<String, String>;
+
+/// Reads the `name` and `kind` columns of scenario files (`herd scenario
+/// gen`: a `#` metadata line, then `name,start_s,kind,...`).
+pub fn scenario_kinds(files: &[PathBuf]) -> Result<ScenarioKinds> {
+    let mut kinds = ScenarioKinds::new();
+    for f in files {
+        let mut reader = csv::ReaderBuilder::new()
+            .trim(csv::Trim::All)
+            .comment(Some(b'#'))
+            .from_path(f)
+            .map_err(|source| ForecastError::Csv {
+                path: f.clone(),
+                source,
+            })?;
+        let header: Vec<String> = reader
+            .headers()
+            .map_err(|source| ForecastError::Csv {
+                path: f.clone(),
+                source,
+            })?
+            .iter()
+            .map(String::from)
+            .collect();
+        let col = |name: &str| {
+            header
+                .iter()
+                .position(|h| h == name)
+                .ok_or_else(|| ForecastError::MissingColumn {
+                    path: f.clone(),
+                    column: name.into(),
+                    header: header.join(","),
+                })
+        };
+        let (ni, ki) = (col("name")?, col("kind")?);
+        for rec in reader.records() {
+            let rec = rec.map_err(|source| ForecastError::Csv {
+                path: f.clone(),
+                source,
+            })?;
+            if let (Some(n), Some(k)) = (rec.get(ni), rec.get(ki)) {
+                if !n.is_empty() && !k.is_empty() {
+                    kinds.insert(n.to_string(), normalise_kind(k));
+                }
+            }
+        }
+    }
+    Ok(kinds)
+}
+
 /// Loads every run under each of `dirs` (see [`run_dirs`]).
 pub fn load_dirs(dirs: &[PathBuf], window_s: f64) -> Result<Dataset> {
+    load_dirs_with(dirs, window_s, &ScenarioKinds::new())
+}
+
+/// [`load_dirs`], with workload kinds from scenario files for containers
+/// whose rows carry none.
+pub fn load_dirs_with(dirs: &[PathBuf], window_s: f64, kinds: &ScenarioKinds) -> Result<Dataset> {
     let mut ds = Dataset {
         window_s,
         ..Default::default()
     };
     for d in dirs {
         for run in run_dirs(d)? {
-            ds.extend(load_run(&run, window_s)?);
+            ds.extend(load_run_with(&run, window_s, kinds)?);
         }
     }
     if ds.rows.is_empty() {
@@ -458,6 +515,12 @@ fn for_each_record(t: &mut Table, mut f: impl FnMut(&Cells<'_>) -> Result<()>) -
 
 /// Loads one run directory; the run is named by the directory's path.
 pub fn load_run(dir: &Path, window_s: f64) -> Result<Dataset> {
+    load_run_with(dir, window_s, &ScenarioKinds::new())
+}
+
+/// [`load_run`] with scenario kinds: a row's kind is its `kind` cell, else
+/// the scenario's kind for that container name, else the name's words.
+pub fn load_run_with(dir: &Path, window_s: f64, kinds: &ScenarioKinds) -> Result<Dataset> {
     if !(window_s.is_finite() && window_s > 0.0) {
         return Err(ForecastError::Invalid(format!(
             "window must be a positive number of seconds, not {window_s}"
@@ -505,7 +568,7 @@ pub fn load_run(dir: &Path, window_s: f64) -> Result<Dataset> {
     let ki = t.optional_column("kind");
     // (host, bucket, container) -> (kind, metrics, ops)
     let mut conts: BTreeMap<(String, i64, String), (String, Acc<6>, Acc<1>)> = BTreeMap::new();
-    let mut inferred = 0usize;
+    let (mut inferred, mut from_scenario) = (0usize, 0usize);
     for_each_record(&mut t, |c| {
         let time = c.time(ti)?;
         let host = c.text(hi)?;
@@ -522,6 +585,11 @@ pub fn load_run(dir: &Path, window_s: f64) -> Result<Dataset> {
                     .and_then(|i| c.rec.get(i))
                     .filter(|k| !k.is_empty())
                     .map(normalise_kind)
+                    .or_else(|| {
+                        let k = kinds.get(name).cloned();
+                        from_scenario += k.is_some() as usize;
+                        k
+                    })
                     .unwrap_or_else(|| {
                         inferred += 1;
                         kind_from_name(name)
@@ -533,16 +601,27 @@ pub fn load_run(dir: &Path, window_s: f64) -> Result<Dataset> {
         Ok(())
     })?;
 
-    let mut notes = Vec::new();
-    match (ki.is_some(), inferred) {
-        (true, 0) => notes.push(format!("{run}: workload kind from the `kind` column")),
-        (true, n) => notes.push(format!(
-            "{run}: workload kind from the `kind` column, inferred from the container name where empty ({n} container windows)"
-        )),
-        (false, _) => notes.push(format!(
-            "{run}: containers.csv has no `kind` column: workload kind inferred from container names"
-        )),
+    let mut sources = Vec::new();
+    let total = conts.len();
+    let from_column = total - from_scenario - inferred;
+    if from_column > 0 {
+        sources.push(format!("the `kind` column ({from_column})"));
     }
+    if from_scenario > 0 {
+        sources.push(format!("the scenario file ({from_scenario})"));
+    }
+    if inferred > 0 {
+        sources.push(format!("the container name ({inferred})"));
+    }
+    let mut notes = vec![format!(
+        "{run}: workload kind from {} (container windows){}",
+        sources.join(", "),
+        if ki.is_none() {
+            "; containers.csv has no `kind` column"
+        } else {
+            ""
+        }
+    )];
 
     // Window means, then neighbours per (host, bucket).
     let means: Vec<((String, i64, String), ContainerMetrics, f64)> = conts
