@@ -4,6 +4,7 @@ mod bench;
 mod bench_migrate;
 mod client;
 mod cluster;
+mod forecast;
 mod lab;
 mod network;
 mod rootfs;
@@ -209,6 +210,9 @@ enum Cmd {
     Sim(sim::SimArgs),
     /// The thesis's table and plots over run directories.
     Report(sim::ReportArgs),
+    /// Ops/s forecasting from monitor CSVs: train, eval, importance, export.
+    #[command(subcommand)]
+    Forecast(forecast::ForecastCmd),
 }
 
 #[derive(Subcommand, Debug)]
@@ -760,6 +764,7 @@ async fn run(cli: Cli) -> Result<i32> {
         Cmd::Sim(a) => return sim::run(a),
         Cmd::Report(a) => return sim::report(a),
         Cmd::Bench(BenchCmd::Sim(a)) => return sim::bench(a),
+        Cmd::Forecast(fc) => return forecast::run(fc),
         Cmd::Bench(BenchCmd::Checkpoint {
             runs,
             json,

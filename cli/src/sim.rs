@@ -105,9 +105,16 @@ pub struct SimArgs {
     out: PathBuf,
 }
 
-fn policies(spec: &str) -> Result<Vec<String>> {
+/// `all` is every policy that can be built as configured: `forecast` only
+/// with `--policy-opt model=PATH`.
+fn policies(spec: &str, placement: &PlacementArgs) -> Result<Vec<String>> {
     let list: Vec<String> = if spec == "all" {
-        policy::names().into_iter().map(str::to_string).collect()
+        let cfg = placement.config()?;
+        policy::names()
+            .into_iter()
+            .filter(|n| *n != "forecast" || cfg.options.contains_key("model"))
+            .map(str::to_string)
+            .collect()
     } else {
         spec.split(',').map(|s| s.trim().to_string()).collect()
     };
@@ -122,7 +129,7 @@ fn policies(spec: &str) -> Result<Vec<String>> {
 
 pub fn run(a: &SimArgs) -> Result<i32> {
     let scenario = Scenario::read(&a.file)?;
-    let list = policies(&a.policy)?;
+    let list = policies(&a.policy, &a.placement)?;
     let n = scenario.hosts.len();
     let mut cfg = match &a.hosts_cores {
         Some(c) => SimConfig::with_cores(c.clone()),
@@ -309,7 +316,14 @@ pub fn bench(a: &BenchSimArgs) -> Result<i32> {
     );
     let mut worst: f64 = 0.0;
     for name in policy::names() {
-        let p = policy::build(name, &placement)?;
+        let p = match policy::build(name, &placement) {
+            Ok(p) => p,
+            Err(policy::PolicyError::Config { .. }) if name == "forecast" => {
+                println!("{name:<20} (skipped: needs --policy-opt model=PATH)");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
         let t = Instant::now();
         let plans = p.decide(&view);
         let d = ms(t.elapsed());

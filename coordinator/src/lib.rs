@@ -1,5 +1,5 @@
-//! herd-coordinator: the cluster view, placement policies, scenario
-//! generator, simulator and reports.
+//! herd-coordinator: the cluster view, placement policies, gbdt
+//! forecasting, scenario generator, simulator and reports.
 //!
 //! * [`csv`]: the monitor's CSV files (hosts, containers, migrations,
 //!   decisions), written and read in one place.
@@ -12,10 +12,12 @@
 //! * [`scenario`]: seeded staircase and random scenarios.
 //! * [`sim`]: the simulator running a scenario under a policy with the same
 //!   policy code, writing the same CSVs as a live run.
+//! * [`forecast`]: gbdt ops/s forecasting: dataset, training, model.
 //! * [`report`]: the thesis's table and SVG plots over one or more runs.
 
 pub mod csv;
 pub mod decider;
+pub mod forecast;
 pub mod policy;
 pub mod report;
 pub mod scenario;

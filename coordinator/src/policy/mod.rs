@@ -30,6 +30,7 @@
 pub mod balance;
 pub mod cpu_greedy;
 pub mod cpu_greedy_threads;
+pub mod forecast;
 pub mod oltp_disk;
 pub mod oracle;
 
@@ -186,6 +187,11 @@ pub static REGISTRY: &[PolicyEntry] = &[
         build: |c| Ok(Box::new(oltp_disk::OltpDisk::new(c.clone()))),
     },
     PolicyEntry {
+        name: "forecast",
+        about: "gbdt-predicted ops gain net of the migration cost (--policy-opt model=PATH)",
+        build: |c| Ok(Box::new(forecast::Forecast::new(c)?)),
+    },
+    PolicyEntry {
         name: "oracle",
         about: "demand balance with each workload's real threads and kind",
         build: |c| Ok(Box::new(oracle::Oracle::new(c.clone()))),
@@ -262,9 +268,12 @@ mod tests {
     #[test]
     fn registry_builds_every_policy_and_refuses_unknown_names() {
         let cfg = PlacementConfig::default();
-        for n in names() {
+        for n in names().into_iter().filter(|n| *n != "forecast") {
             assert_eq!(build(n, &cfg).unwrap().name(), n);
         }
+        // The forecast policy needs a model, and says how to give one.
+        let e = build("forecast", &cfg).err().unwrap().to_string();
+        assert!(e.contains("model=PATH"), "{e}");
         let e = build("cpu-greedier", &cfg).err().unwrap().to_string();
         assert!(e.contains("unknown policy \"cpu-greedier\""), "{e}");
         assert!(e.contains("oltp-disk"), "{e}");
