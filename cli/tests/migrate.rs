@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, text, wait_for, Lab};
+use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
 use serde_json::Value;
 
 // ---------------------------------------------------------------- helpers
@@ -330,16 +330,6 @@ fn agent_pid(lab: &Lab, node: &str) -> i32 {
 }
 
 /// Restart `node`'s agent with `HERD_FAULT=fault` in its environment.
-fn restart_with_fault(lab: &Lab, node: &str, fault: &str) {
-    let o = lab
-        .cmd()
-        .env("HERD_FAULT", fault)
-        .args(["lab", "restart", node])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "lab restart {node}:\n{}", text(&o));
-}
-
 /// The largest file under `<node>/state/migrate-in-*/checkpoint/`: how far
 /// an incoming transfer has come.
 fn staged_bytes(lab: &Lab, node: &str) -> u64 {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, text, wait_for, Lab};
+use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
 use serde_json::Value;
 
 /// One TCP connection sending `<n>\n` every 50 ms and checking each echo.
@@ -418,4 +418,63 @@ fn bad_network_input_is_refused_and_creates_nothing() {
     assert_ne!(ip_e, ip);
     assert_ne!(mac_e, mac_b);
     fails(&["network", "rm", "lab"], "used by");
+}
+
+#[test]
+fn a_failed_move_puts_the_address_back_and_the_connection_holds() {
+    let Some(lab) = Lab::up("net_rollback", "hnet4", 2) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    restart_with_fault(&lab, "n2", "fail-restore");
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "echo",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "echo",
+        "--port",
+        "7000",
+    ]);
+    let (_, ip, mac) = addr_of(&lab, "echo");
+    let pinger = Pinger::start(SocketAddr::from((
+        ip.parse::<Ipv4Addr>().expect("ip"),
+        7000,
+    )));
+    pinger.wait_more(10);
+    let o = lab.herd(&["migrate", "echo", "--to", "n2"]);
+    assert!(!o.status.success(), "the move succeeded despite the fault");
+    assert!(text(&o).contains("rolled back"), "{}", text(&o));
+    // Back on n1 with its address, answering on the same connection.
+    assert_eq!(addr_of(&lab, "echo"), ("n1".to_string(), ip, mac));
+    pinger.wait_more(10);
+    let (lines, gap) = pinger.finish();
+    eprintln!(
+        "rollback: {lines} lines in order, longest gap {} ms",
+        gap.as_millis()
+    );
+    let l = log(&lab, "echo");
+    assert_eq!(l.matches("accepted").count(), 1, "{l}");
+    // n2 kept nothing: the container's netns (and its macvlan) is gone.
+    let ps = lab.ok(&["ps", "--node", "n2"]);
+    assert!(!ps.contains("echo"), "{ps}");
+    let netns = std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    assert!(
+        !netns
+            .iter()
+            .any(|n| n.contains("n2") && n.ends_with("echo")),
+        "{netns:?}"
+    );
 }

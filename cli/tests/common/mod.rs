@@ -217,3 +217,15 @@ pub fn counter_counts(log: &str) -> Vec<u64> {
         })
         .collect()
 }
+
+/// Restart a node's agent with `HERD_FAULT=<fault>` (fault injection for
+/// failures that cannot be caused for real on one machine).
+pub fn restart_with_fault(lab: &Lab, node: &str, fault: &str) {
+    let o = lab
+        .cmd()
+        .env("HERD_FAULT", fault)
+        .args(["lab", "restart", node])
+        .output()
+        .expect("run herd lab restart");
+    assert!(o.status.success(), "lab restart {node}:\n{}", text(&o));
+}
