@@ -12,17 +12,41 @@ use crate::error::{IoContext, Result};
 
 /// Mount points of every cgroup hierarchy (v1 controllers and cgroup2).
 pub fn hierarchies() -> Vec<PathBuf> {
-    let Ok(mi) = fs::read_to_string("/proc/self/mountinfo") else {
-        return Vec::new();
-    };
-    mi.lines()
+    match fs::read_to_string("/proc/self/mountinfo") {
+        Ok(mi) => hierarchies_in(&mi),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// One mount point per cgroup hierarchy, from mountinfo text. A hierarchy
+/// can be mounted more than once: CRIU mounts every controller again in a
+/// temporary "cgroup yard" during each dump and restore, and such a mount
+/// vanishes mid-way. Only whole-hierarchy mounts (root `/`) count, those
+/// under /sys/fs/cgroup first; one per set of controllers.
+pub fn hierarchies_in(mountinfo: &str) -> Vec<PathBuf> {
+    let mut found: Vec<(String, PathBuf)> = Vec::new();
+    let mut mounts: Vec<(bool, String, PathBuf)> = mountinfo
+        .lines()
         .filter_map(|l| {
             let parts: Vec<&str> = l.split(' ').collect();
             let sep = parts.iter().position(|p| *p == "-")?;
             let fstype = *parts.get(sep + 1)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(parts[4]))
+            if (fstype != "cgroup" && fstype != "cgroup2") || parts.get(3) != Some(&"/") {
+                return None;
+            }
+            let point = PathBuf::from(parts.get(4)?);
+            // The hierarchy's identity: its type and super options (controllers).
+            let key = format!("{fstype} {}", parts.get(sep + 3).unwrap_or(&""));
+            Some((!point.starts_with("/sys/fs/cgroup"), key, point))
         })
-        .collect()
+        .collect();
+    mounts.sort_by_key(|(elsewhere, _, _)| *elsewhere); // stable: mount order kept
+    for (_, key, point) in mounts {
+        if !found.iter().any(|(k, _)| *k == key) {
+            found.push((key, point));
+        }
+    }
+    found.into_iter().map(|(_, p)| p).collect()
 }
 
 /// Create `cgroup_path` (absolute, e.g. `/herd/n1/c1`) in every hierarchy.
@@ -100,4 +124,40 @@ pub fn join_all(cgroup_path: &str, pid: i32) -> Result<()> {
             .ctx(|| format!("move {pid} into {}", dir.display()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_criu_yard_mount_is_not_a_hierarchy() {
+        let mi = "\
+30 25 0:26 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid - cgroup cgroup rw,cpu,cpuacct
+31 25 0:27 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+32 25 0:28 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw,nsdelegate
+90 80 0:26 / /var/lib/x/checkpoint/.criu.cgyard.ab12/cpu,cpuacct rw - cgroup none rw,cpu,cpuacct
+91 80 0:27 /herd /mnt/memsub rw - cgroup cgroup rw,memory
+92 80 0:40 / /var/lib/x/.criu.cgyard.zz/freezer rw - cgroup none rw,freezer
+";
+        let h = hierarchies_in(mi);
+        let want: Vec<PathBuf> = [
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/unified",
+            // Only mounted in a yard: still a hierarchy, once.
+            "/var/lib/x/.criu.cgyard.zz/freezer",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        assert_eq!(h, want);
+    }
+
+    #[test]
+    fn this_machine_has_its_hierarchies_under_sys_fs_cgroup() {
+        let h = hierarchies();
+        assert!(!h.is_empty());
+        assert!(h.iter().all(|p| p.starts_with("/sys/fs/cgroup")), "{h:?}");
+    }
 }
