@@ -266,7 +266,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let agent = Agent::open(AgentConfig::new("edge1", dir.path())).expect("open agent");
         let here = std::env::consts::ARCH;
-        let other = if here == "aarch64" { "x86_64" } else { "aarch64" };
+        let other = if here == "aarch64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
 
         let refused = check(&agent, &prepare(other)).expect_err("cross-arch prepare accepted");
         match *refused {
