@@ -236,3 +236,59 @@ async fn receive(recv: &mut quinn::RecvStream, staging: &Path) -> Result<(), Str
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::AgentConfig;
+
+    fn prepare(arch: &str) -> Prepare {
+        Prepare {
+            version: MIGRATE_VERSION,
+            spec: herd_wire::RunSpec {
+                name: "c1".into(),
+                image: "busybox".into(),
+                ..Default::default()
+            },
+            oci_spec: b"{}".to_vec(),
+            image: "busybox".into(),
+            layers: vec![format!("sha256:{}", "ab".repeat(32))],
+            arch: arch.into(),
+            fs: FsMode::Diff,
+            source_node: "src".into(),
+        }
+    }
+
+    // Needs no root: an agent on an empty temp state dir answers the prepare
+    // step without touching cgroups, namespaces or CRIU.
+    #[test]
+    fn a_prepare_from_another_architecture_is_refused_naming_both() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let agent = Agent::open(AgentConfig::new("edge1", dir.path())).expect("open agent");
+        let here = std::env::consts::ARCH;
+        let other = if here == "aarch64" {
+            "x86_64"
+        } else {
+            "aarch64"
+        };
+
+        let refused = check(&agent, &prepare(other)).expect_err("cross-arch prepare accepted");
+        match *refused {
+            Response::Error(e) => {
+                assert_eq!(e.kind, ErrorKind::Unsupported, "{e}");
+                assert!(e.message.contains("across architectures"), "{e}");
+                assert!(e.message.contains(other), "source arch missing: {e}");
+                assert!(e.message.contains(here), "target arch missing: {e}");
+                assert!(e.message.contains("edge1"), "target node missing: {e}");
+            }
+            r => panic!("expected an error, got {r:?}"),
+        }
+        // Same architecture: the prepare goes on (the image is missing here,
+        // so the target asks for its layers).
+        match check(&agent, &prepare(here)) {
+            Ok(Some(layers)) => assert_eq!(layers, prepare(here).layers),
+            Ok(None) => panic!("a missing image needs its layers"),
+            Err(r) => panic!("same-arch prepare refused: {r:?}"),
+        }
+    }
+}
