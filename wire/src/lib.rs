@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod frame;
 pub mod migrate;
+pub mod monitor;
 
 /// Version of the control protocol. Bump on any incompatible change.
 pub const PROTOCOL_VERSION: u32 = 1;
@@ -121,6 +122,9 @@ pub enum Request {
     /// Agent to agent: the target side of a migration. The rest of the
     /// stream follows the migration protocol (see [`migrate`]).
     MigrateIn(migrate::Prepare),
+    /// Samples, container events and log lines as they come; the stream
+    /// stays open until the subscriber closes it (see [`monitor`]).
+    Subscribe(monitor::Subscribe),
 }
 
 /// What `herd run` asks for.
@@ -256,6 +260,8 @@ pub enum Response {
     Restored(RestoreReport),
     /// End of a streamed answer.
     End,
+    /// One message of a `Subscribe` stream.
+    Monitor(monitor::MonitorMsg),
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats
