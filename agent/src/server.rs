@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herd_wire::monitor::EventKind;
 use herd_wire::{Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION};
 
 use crate::container::{CheckpointOptions, ExecRequest};
@@ -82,7 +83,16 @@ async fn handle_stream(
             stream_logs(agent, &name, follow, tail, &mut send).await?;
         }
         Request::MigrateIn(prepare) => {
-            crate::migrate::migrate_in(agent, prepare, &mut send, &mut recv).await?;
+            let (name, from) = (prepare.spec.name.clone(), prepare.source_node.clone());
+            let r = crate::migrate::migrate_in(agent.clone(), prepare, &mut send, &mut recv).await;
+            // The name was free before (checked), so a running one arrived.
+            if agent.is_running(&name) {
+                agent.monitor.event(&name, EventKind::MovedIn { from });
+            }
+            r?;
+        }
+        Request::Subscribe(sub) => {
+            crate::monitor::serve_subscribe(agent, sub, &mut send).await;
         }
         Request::Migrate {
             name,
@@ -95,11 +105,16 @@ async fn handle_stream(
                 node: to,
                 addr: to_addr,
             };
-            let resp =
-                match crate::migrate::migrate_out(agent, ep, name, target, fs, compress).await {
-                    Ok(r) => Response::Migrated(r),
-                    Err(e) => e.to_response(),
-                };
+            let to = target.node.clone();
+            let resp = match crate::migrate::migrate_out(agent.clone(), ep, name.clone(), target, fs, compress)
+                .await
+            {
+                Ok(r) => {
+                    agent.monitor.event(&name, EventKind::MovedOut { to });
+                    Response::Migrated(r)
+                }
+                Err(e) => e.to_response(),
+            };
             herd_quic::rpc::send_msg(&mut send, &resp).await?;
         }
         req => {
@@ -123,7 +138,11 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
                 arch: std::env::consts::ARCH.to_string(),
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
             },
-            Request::Run(spec) => Response::Container(a.run(spec)?),
+            Request::Run(spec) => {
+                let c = a.run(spec)?;
+                a.monitor.event(&c.name, EventKind::Added);
+                Response::Container(c)
+            }
             Request::List => Response::Containers(a.list()),
             Request::Inspect { name } => Response::Container(a.inspect(&name)?),
             Request::Exec { name, cmd, env } => {
@@ -138,6 +157,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             }
             Request::Remove { name, force } => {
                 a.remove(&name, force)?;
+                a.monitor.event(&name, EventKind::Removed);
                 Response::Ok
             }
             Request::ImageImport { name, path } => {
@@ -161,9 +181,14 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             )?),
             Request::Restore { name } => Response::Restored(a.restore(&name)?),
             Request::RestoreImport { path, name } => {
-                Response::Restored(a.restore_import(std::path::Path::new(&path), name)?)
+                let r = a.restore_import(std::path::Path::new(&path), name)?;
+                a.monitor.event(&r.container.name, EventKind::Added);
+                Response::Restored(r)
             }
-            Request::Logs { .. } | Request::Migrate { .. } | Request::MigrateIn(_) => {
+            Request::Logs { .. }
+            | Request::Migrate { .. }
+            | Request::MigrateIn(_)
+            | Request::Subscribe(_) => {
                 Response::error(ErrorKind::Internal, "streamed request on the wrong path")
             }
         })

@@ -99,6 +99,8 @@ pub struct Agent {
     pub(crate) containers: Mutex<HashMap<String, Arc<Entry>>>,
     /// Serialises CRIU calls on this host.
     pub(crate) criu_lock: Mutex<()>,
+    /// Samples and container events for subscribers (see [`crate::monitor`]).
+    pub monitor: crate::monitor::Hub,
 }
 
 impl Agent {
@@ -107,7 +109,9 @@ impl Agent {
         validate_name("node name", &cfg.node)?;
         let state = StateDir::open(&cfg.state_dir)?;
         let images = ImageStore::open(state.images())?;
+        let monitor = crate::monitor::Hub::new(&cfg.node);
         let agent = Arc::new(Agent {
+            monitor,
             cfg,
             state,
             images,
