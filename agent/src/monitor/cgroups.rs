@@ -32,6 +32,11 @@ use super::procfs::{kv, psi_some_avg10, PFile};
 /// kernel may reclaim their memory without them running).
 pub const FULL_READ_EVERY: u32 = 10;
 
+const V1_CONTROLLERS: &[&str] = &[
+    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
+    "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
+];
+
 /// Where each hierarchy is mounted.
 #[derive(Debug, Clone, Default)]
 pub struct Layout {
@@ -63,7 +68,7 @@ impl Layout {
                 "cgroup2" => l.v2 = Some(PathBuf::from(mnt)),
                 "cgroup" => {
                     for o in opts.split(',') {
-                        if !matches!(o, "rw" | "ro") && !o.contains('=') || o.starts_with("name=") {
+                        if V1_CONTROLLERS.contains(&o) || o.starts_with("name=") {
                             l.v1.entry(o.to_string())
                                 .or_insert_with(|| PathBuf::from(mnt));
                         }
