@@ -4,7 +4,12 @@ mod bench;
 mod client;
 mod cluster;
 mod lab;
+mod monitor;
 mod rootfs;
+mod top;
+// The agent's tiny /metrics responder, shared without pulling in the agent.
+#[path = "../../agent/src/monitor/metrics.rs"]
+mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -188,6 +193,24 @@ enum Cmd {
     /// Benchmarks (each starts and removes its own lab).
     #[command(subcommand)]
     Bench(BenchCmd),
+    /// Subscribe to every agent and write hosts.csv, containers.csv,
+    /// migrations.csv and logs/<container>.log into DIR.
+    Monitor {
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C.
+        #[arg(long, value_parser = monitor::parse_duration)]
+        duration: Option<Duration>,
+        /// Also serve Prometheus text metrics on http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// A live table of hosts and containers.
+    Top {
+        /// Print one table and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -633,6 +656,18 @@ async fn run(cli: Cli) -> Result<i32> {
                 &cli, name, hosts, *count, *dwell, *random, *seed, *fs, *json,
             )
             .await
+        }
+        Cmd::Monitor {
+            out,
+            duration,
+            metrics_listen,
+        } => {
+            let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+            monitor::run(Cluster::load(&path)?, out, *duration, *metrics_listen).await?
+        }
+        Cmd::Top { once } => {
+            let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+            top::run(Cluster::load(&path)?, *once).await?
         }
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Ca(cc) => ca_cmd(cc)?,
@@ -1138,6 +1173,13 @@ pub(crate) fn process_gone(pid: i32, start: u64) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count() <= 1)
         .unwrap_or(true)
+}
+
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn proc_start(pid: i32) -> Option<u64> {

@@ -4,7 +4,6 @@
 //! to 8 KiB and 5 s, so a slow or hostile client cannot hold much.
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -12,17 +11,8 @@ use tokio::net::{TcpListener, TcpStream};
 
 const MAX_HEAD: usize = 8 << 10;
 
-/// Serve `GET /metrics` on `addr`; `body` renders the page for each request.
-pub async fn serve<F, Fut>(addr: SocketAddr, body: F) -> std::io::Result<()>
-where
-    F: Fn() -> Fut + Clone + Send + 'static,
-    Fut: Future<Output = String> + Send,
-{
-    let listener = TcpListener::bind(addr).await?;
-    serve_on(listener, body).await
-}
-
-/// As [`serve`], on a bound listener.
+/// Serve `GET /metrics` on a bound listener; `body` renders the page for
+/// each request.
 pub async fn serve_on<F, Fut>(listener: TcpListener, body: F) -> std::io::Result<()>
 where
     F: Fn() -> Fut + Clone + Send + 'static,
@@ -81,6 +71,7 @@ async fn respond(s: &mut TcpStream, status: &str, ctype: &str, body: &str) -> st
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
 
     async fn get(addr: SocketAddr, path: &str) -> String {
         let mut s = TcpStream::connect(addr).await.unwrap();
