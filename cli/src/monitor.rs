@@ -100,9 +100,25 @@ async fn follow(
     herd_quic::rpc::send_msg(&mut send, &Envelope::new(req)).await?;
     let _ = send.finish();
     let _ = tx.send(Feed::Connected(node.to_string())).await;
+    // A killed agent sends no close and a restarted one cannot reset our
+    // connection: silence longer than a few sampling intervals means it is gone.
+    let mut stall = Duration::from_secs(3);
     loop {
-        let msg: Option<Response> =
-            herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME).await?;
+        let msg: Option<Response> = match tokio::time::timeout(
+            stall,
+            herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME),
+        )
+        .await
+        {
+            Ok(m) => m?,
+            Err(_) => {
+                conn.close(0u32.into(), b"silent");
+                anyhow::bail!("no sample for {:.1} s", stall.as_secs_f64());
+            }
+        };
+        if let Some(Response::Monitor(MonitorMsg::Hello { interval_ms, .. })) = &msg {
+            stall = Duration::from_millis(interval_ms.saturating_mul(3)).max(Duration::from_secs(3));
+        }
         match msg {
             Some(Response::Monitor(MonitorMsg::Lagged { missed })) => {
                 // Subscribe again: the backfill brings the missed log lines.
