@@ -106,8 +106,15 @@ async fn handle_stream(
                 addr: to_addr,
             };
             let to = target.node.clone();
-            let resp = match crate::migrate::migrate_out(agent.clone(), ep, name.clone(), target, fs, compress)
-                .await
+            let resp = match crate::migrate::migrate_out(
+                agent.clone(),
+                ep,
+                name.clone(),
+                target,
+                fs,
+                compress,
+            )
+            .await
             {
                 Ok(r) => {
                     agent.monitor.event(&name, EventKind::MovedOut { to });

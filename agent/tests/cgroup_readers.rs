@@ -22,9 +22,17 @@ fn v2_reader_on_recorded_files() {
     assert_eq!(c.cpu_ns, 8_123_456_789_000);
     assert_eq!((c.periods, c.throttled_periods), (48213, 1207));
     assert_eq!(c.throttled_ns, 95_123_456_000);
-    assert_eq!(c.memory_bytes, 283_115_520 - 10_485_760, "current minus inactive_file");
+    assert_eq!(
+        c.memory_bytes,
+        283_115_520 - 10_485_760,
+        "current minus inactive_file"
+    );
     assert_eq!(c.pgmajfault, 37);
-    assert_eq!(c.io, [257, 100_000, 1_052_672, 409_600_000], "summed over devices");
+    assert_eq!(
+        c.io,
+        [257, 100_000, 1_052_672, 409_600_000],
+        "summed over devices"
+    );
     assert_eq!(c.pids, 5);
     assert_eq!(c.psi, [Some(1.25), Some(0.0), Some(3.0)]);
 }
@@ -84,7 +92,8 @@ fn layout_of_mountinfo() {
     assert_eq!(l.v1["cpuacct"], Path::new("/sys/fs/cgroup/cpu,cpuacct"));
     assert_eq!(l.v1["name=systemd"], Path::new("/sys/fs/cgroup/systemd"));
     assert!(!l.v1.contains_key("rw") && !l.v1.contains_key("xattr"));
-    let l = Layout::from_mountinfo("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
+    let l =
+        Layout::from_mountinfo("30 1 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw,nsdelegate\n");
     assert_eq!(l.kind(), "v2");
 }
 
@@ -170,8 +179,14 @@ fn v1_and_hybrid_readers_on_real_cgroups() {
     assert!(cores > 0.3 && cores < 2.2, "cpu {cores} cores");
     assert!(b.memory_bytes > 0);
     assert_eq!(b.pids, 2, "{b:?}");
-    assert!(b.io[1] > a.io[1], "write calls of the echo loop: {a:?} -> {b:?}");
+    assert!(
+        b.io[1] > a.io[1],
+        "write calls of the echo loop: {a:?} -> {b:?}"
+    );
     if layout.v2.is_some() {
-        assert!(b.psi[0].is_some(), "hybrid host: PSI from the cgroup2 hierarchy");
+        assert!(
+            b.psi[0].is_some(),
+            "hybrid host: PSI from the cgroup2 hierarchy"
+        );
     }
 }

@@ -52,7 +52,11 @@ pub enum Feed {
 pub type LogMarks = Arc<Mutex<HashMap<String, u64>>>;
 
 /// Start one subscription task per node; messages arrive on the receiver.
-pub fn subscribe_all(cluster: &Cluster, logs: bool, marks: LogMarks) -> Result<mpsc::Receiver<Feed>> {
+pub fn subscribe_all(
+    cluster: &Cluster,
+    logs: bool,
+    marks: LogMarks,
+) -> Result<mpsc::Receiver<Feed>> {
     let (tx, rx) = mpsc::channel(1024);
     let first = cluster
         .nodes
@@ -117,7 +121,8 @@ async fn follow(
             }
         };
         if let Some(Response::Monitor(MonitorMsg::Hello { interval_ms, .. })) = &msg {
-            stall = Duration::from_millis(interval_ms.saturating_mul(3)).max(Duration::from_secs(3));
+            stall =
+                Duration::from_millis(interval_ms.saturating_mul(3)).max(Duration::from_secs(3));
         }
         match msg {
             Some(Response::Monitor(MonitorMsg::Lagged { missed })) => {
@@ -253,12 +258,18 @@ impl Writer {
         if !self.logs.contains_key(container) {
             let p = self.dir.join("logs").join(format!("{container}.log"));
             let f = File::create(&p).with_context(|| format!("cannot create {}", p.display()))?;
-            self.logs
-                .insert(container.to_string(), (BufWriter::new(f), LogDedup::default()));
+            self.logs.insert(
+                container.to_string(),
+                (BufWriter::new(f), LogDedup::default()),
+            );
         }
         let (f, dedup) = self.logs.get_mut(container).expect("inserted above");
         for l in dedup.fresh(lines) {
-            let tag = if l.stream == LogStream::Stderr { 'e' } else { 'o' };
+            let tag = if l.stream == LogStream::Stderr {
+                'e'
+            } else {
+                'o'
+            };
             writeln!(f, "{} {tag} {}", l.time_ns, l.line)?;
         }
         if let Ok(mut m) = self.marks.lock() {

@@ -57,7 +57,16 @@ pub fn table(latest: &BTreeMap<String, Sample>, down: &BTreeMap<String, String>)
     let mut o = String::new();
     o.push_str(&format!(
         "{:<8} {:>6} {:>6} {:>6} {:>6} {:>10} {:>9} {:>6} {:>11} {:>11}\n",
-        "HOST", "USER%", "SYS%", "IOWT%", "LOAD1", "MEM_MIB", "DISK_OPS", "BUSY%", "NET_RX_B/S", "NET_TX_B/S"
+        "HOST",
+        "USER%",
+        "SYS%",
+        "IOWT%",
+        "LOAD1",
+        "MEM_MIB",
+        "DISK_OPS",
+        "BUSY%",
+        "NET_RX_B/S",
+        "NET_TX_B/S"
     ));
     for (node, s) in latest {
         let Some(h) = &s.host else { continue };

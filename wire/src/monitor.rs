@@ -66,7 +66,9 @@ pub enum MonitorMsg {
         cores: u32,
     },
     /// Containers running on the host when the subscription began.
-    Present { containers: Vec<String> },
+    Present {
+        containers: Vec<String>,
+    },
     Sample(Box<Sample>),
     Event(ContainerEvent),
     Logs {
@@ -74,7 +76,9 @@ pub enum MonitorMsg {
         lines: Vec<LogLine>,
     },
     /// The subscriber fell behind and this many messages were skipped.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
 }
 
 /// One sampling tick of one host.
@@ -211,7 +215,11 @@ pub struct CsvError {
 
 /// `time` column: Unix seconds with millisecond decimals.
 pub fn fmt_time(ns: u64) -> String {
-    format!("{}.{:03}", ns / 1_000_000_000, (ns % 1_000_000_000) / 1_000_000)
+    format!(
+        "{}.{:03}",
+        ns / 1_000_000_000,
+        (ns % 1_000_000_000) / 1_000_000
+    )
 }
 
 fn parse_time(s: &str) -> Option<u64> {
@@ -525,7 +533,12 @@ impl MigrationTracker {
     /// Containers recorded at that host but missing from the list were
     /// removed (or moved while we were not listening: a later `MovedIn`
     /// elsewhere still counts the move).
-    pub fn present(&mut self, time_ns: u64, host: &str, containers: &[String]) -> Vec<MigrationRow> {
+    pub fn present(
+        &mut self,
+        time_ns: u64,
+        host: &str,
+        containers: &[String],
+    ) -> Vec<MigrationRow> {
         let mut out = Vec::new();
         for c in containers {
             if let Some(r) = self.arrive(time_ns, c, None, host) {
@@ -625,7 +638,11 @@ impl MigrationTracker {
 pub fn prometheus_text(samples: &[&Sample]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
-    let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
     type HostGet = fn(&HostSample) -> f64;
     let host_metrics: [(&str, &str, HostGet); 21] = [
         ("cpu_user_ratio", "gauge", |h| h.cpu_user_ratio),
@@ -636,24 +653,47 @@ pub fn prometheus_text(samples: &[&Sample]) -> String {
         ("load5", "gauge", |h| h.load5),
         ("load15", "gauge", |h| h.load15),
         ("runnable_tasks", "gauge", |h| h.runnable_tasks as f64),
-        ("context_switches_per_second", "gauge", |h| h.context_switches_per_second),
-        ("interrupts_per_second", "gauge", |h| h.interrupts_per_second),
+        ("context_switches_per_second", "gauge", |h| {
+            h.context_switches_per_second
+        }),
+        ("interrupts_per_second", "gauge", |h| {
+            h.interrupts_per_second
+        }),
         ("softirqs_per_second", "gauge", |h| h.softirqs_per_second),
-        ("memory_total_bytes", "gauge", |h| h.memory_total_bytes as f64),
+        ("memory_total_bytes", "gauge", |h| {
+            h.memory_total_bytes as f64
+        }),
         ("memory_used_bytes", "gauge", |h| h.memory_used_bytes as f64),
-        ("memory_available_bytes", "gauge", |h| h.memory_available_bytes as f64),
-        ("major_faults_per_second", "gauge", |h| h.major_faults_per_second),
+        ("memory_available_bytes", "gauge", |h| {
+            h.memory_available_bytes as f64
+        }),
+        ("major_faults_per_second", "gauge", |h| {
+            h.major_faults_per_second
+        }),
         ("disk_ops_per_second", "gauge", |h| h.disk_ops_per_second),
-        ("disk_read_bytes_per_second", "gauge", |h| h.disk_read_bytes_per_second),
-        ("disk_write_bytes_per_second", "gauge", |h| h.disk_write_bytes_per_second),
+        ("disk_read_bytes_per_second", "gauge", |h| {
+            h.disk_read_bytes_per_second
+        }),
+        ("disk_write_bytes_per_second", "gauge", |h| {
+            h.disk_write_bytes_per_second
+        }),
         ("disk_busy_ratio", "gauge", |h| h.disk_busy_ratio),
-        ("net_rx_bytes_per_second", "gauge", |h| h.net_rx_bytes_per_second),
-        ("net_tx_bytes_per_second", "gauge", |h| h.net_tx_bytes_per_second),
+        ("net_rx_bytes_per_second", "gauge", |h| {
+            h.net_rx_bytes_per_second
+        }),
+        ("net_tx_bytes_per_second", "gauge", |h| {
+            h.net_tx_bytes_per_second
+        }),
     ];
     for (name, kind, get) in host_metrics {
         let _ = writeln!(out, "# TYPE herd_host_{name} {kind}");
         for h in samples.iter().filter_map(|s| s.host.as_ref()) {
-            let _ = writeln!(out, "herd_host_{name}{{host=\"{}\"}} {}", esc(&h.host), get(h));
+            let _ = writeln!(
+                out,
+                "herd_host_{name}{{host=\"{}\"}} {}",
+                esc(&h.host),
+                get(h)
+            );
         }
     }
     type HostOpt = fn(&HostSample) -> Option<f64>;
@@ -715,13 +755,23 @@ pub fn prometheus_text(samples: &[&Sample]) -> String {
     let cm: [(&str, CGet); 15] = [
         ("cpu_usage_cores", |c| Some(c.cpu_usage_cores)),
         ("cpu_throttled_ratio", |c| Some(c.cpu_throttled_ratio)),
-        ("cpu_throttled_seconds_per_second", |c| Some(c.cpu_throttled_seconds_per_second)),
+        ("cpu_throttled_seconds_per_second", |c| {
+            Some(c.cpu_throttled_seconds_per_second)
+        }),
         ("memory_bytes", |c| Some(c.memory_bytes as f64)),
-        ("major_faults_per_second", |c| Some(c.major_faults_per_second)),
+        ("major_faults_per_second", |c| {
+            Some(c.major_faults_per_second)
+        }),
         ("io_read_ops_per_second", |c| Some(c.io_read_ops_per_second)),
-        ("io_write_ops_per_second", |c| Some(c.io_write_ops_per_second)),
-        ("io_read_bytes_per_second", |c| Some(c.io_read_bytes_per_second)),
-        ("io_write_bytes_per_second", |c| Some(c.io_write_bytes_per_second)),
+        ("io_write_ops_per_second", |c| {
+            Some(c.io_write_ops_per_second)
+        }),
+        ("io_read_bytes_per_second", |c| {
+            Some(c.io_read_bytes_per_second)
+        }),
+        ("io_write_bytes_per_second", |c| {
+            Some(c.io_write_bytes_per_second)
+        }),
         ("pids", |c| Some(c.pids as f64)),
         ("ops_per_second", |c| c.ops_per_second),
         ("psi_cpu_some_avg10", |c| c.psi_cpu_some_avg10),
@@ -850,11 +900,17 @@ io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second"
             dropped_total: 3,
         };
         let t = prometheus_text(&[&s]);
-        assert!(t.contains("# TYPE herd_host_load1 gauge\nherd_host_load1{host=\"n1\"} 0.5\n"), "{t}");
+        assert!(
+            t.contains("# TYPE herd_host_load1 gauge\nherd_host_load1{host=\"n1\"} 0.5\n"),
+            "{t}"
+        );
         assert!(t.contains("herd_disk_busy_ratio{host=\"n1\",device=\"vda\"} 0.25"));
         assert!(t.contains("herd_container_cpu_usage_cores{host=\"n1\",container=\"c\\\"1\"} 2"));
         assert!(t.contains("herd_dropped_samples_total{host=\"n1\"} 3"));
-        assert!(!t.contains("herd_container_ops_per_second{"), "None values are left out");
+        assert!(
+            !t.contains("herd_container_ops_per_second{"),
+            "None values are left out"
+        );
     }
 
     #[test]
@@ -875,17 +931,29 @@ io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second"
         // Target first, then source.
         let r = t.event(&ev("n2", "c", EventKind::MovedIn { from: "n1".into() }));
         let r = r.unwrap();
-        assert_eq!((r.event, r.count, r.from.as_str(), r.to.as_str()), (Migration::Moved, 1, "n1", "n2"));
-        assert!(t.event(&ev("n1", "c", EventKind::MovedOut { to: "n2".into() })).is_none());
+        assert_eq!(
+            (r.event, r.count, r.from.as_str(), r.to.as_str()),
+            (Migration::Moved, 1, "n1", "n2")
+        );
+        assert!(t
+            .event(&ev("n1", "c", EventKind::MovedOut { to: "n2".into() }))
+            .is_none());
         // Source first, then target.
-        let r = t.event(&ev("n2", "c", EventKind::MovedOut { to: "n3".into() })).unwrap();
+        let r = t
+            .event(&ev("n2", "c", EventKind::MovedOut { to: "n3".into() }))
+            .unwrap();
         assert_eq!((r.count, r.to.as_str()), (2, "n3"));
-        assert!(t.event(&ev("n3", "c", EventKind::MovedIn { from: "n2".into() })).is_none());
+        assert!(t
+            .event(&ev("n3", "c", EventKind::MovedIn { from: "n2".into() }))
+            .is_none());
         // The source's list no longer has it: no "removed".
         assert!(t.present(5, "n2", &[]).is_empty());
         assert_eq!(t.location("c"), Some("n3"));
         let r = t.event(&ev("n3", "c", EventKind::Removed)).unwrap();
-        assert_eq!((r.event, r.count, r.from.as_str()), (Migration::Removed, 2, "n3"));
+        assert_eq!(
+            (r.event, r.count, r.from.as_str()),
+            (Migration::Removed, 2, "n3")
+        );
         // A stale remove from another host changes nothing.
         assert!(t.event(&ev("n1", "c", EventKind::Removed)).is_none());
     }

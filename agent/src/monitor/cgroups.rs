@@ -33,8 +33,20 @@ use super::procfs::{kv, psi_some_avg10, PFile};
 pub const FULL_READ_EVERY: u32 = 10;
 
 const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "blkio",
-    "perf_event", "net_prio", "hugetlb", "pids", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "blkio",
+    "perf_event",
+    "net_prio",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// Where each hierarchy is mounted.
@@ -82,7 +94,10 @@ impl Layout {
 
     /// "v1", "v2", "hybrid" or "none".
     pub fn kind(&self) -> &'static str {
-        match (self.v1.contains_key("cpu") || self.v1.contains_key("memory"), &self.v2) {
+        match (
+            self.v1.contains_key("cpu") || self.v1.contains_key("memory"),
+            &self.v2,
+        ) {
             (true, Some(_)) => "hybrid",
             (true, None) => "v1",
             (false, Some(_)) => "v2",
@@ -230,13 +245,15 @@ impl CgroupReader {
                 (kv(t, "inactive_file"), kv(t, "pgmajfault"))
             };
             r.pgmajfault = faults.unwrap_or(0);
-            r.memory_bytes = current
-                .unwrap_or(0)
-                .saturating_sub(inactive.unwrap_or(0));
+            r.memory_bytes = current.unwrap_or(0).saturating_sub(inactive.unwrap_or(0));
         } else {
             r.memory_bytes = current.unwrap_or(0);
         }
-        r.pids = self.pids.as_ref().and_then(|f| f.read_u64(buf)).unwrap_or(0);
+        r.pids = self
+            .pids
+            .as_ref()
+            .and_then(|f| f.read_u64(buf))
+            .unwrap_or(0);
         if self.v1 {
             r.io = self.proc_io(buf);
         } else if let Some(t) = self.io_stat.as_ref().and_then(|f| f.read(buf).ok()) {

@@ -104,7 +104,11 @@ mod tests {
     fn ops_lines_become_a_rate_and_partial_lines_wait() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("log");
-        std::fs::write(&p, "10 o ops=100 total=100 t=1.0\n20 o hello\n30 o ops=300 tot").unwrap();
+        std::fs::write(
+            &p,
+            "10 o ops=100 total=100 t=1.0\n20 o hello\n30 o ops=300 tot",
+        )
+        .unwrap();
         let mut t = LogTail::open(&p).unwrap();
         let mut buf = Vec::new();
         let l = t.poll(true, &mut buf);

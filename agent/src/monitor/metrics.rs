@@ -41,7 +41,13 @@ where
         }
         head.extend_from_slice(&buf[..n]);
         if head.len() > MAX_HEAD {
-            return respond(&mut s, "431 Request Header Fields Too Large", "text/plain", "").await;
+            return respond(
+                &mut s,
+                "431 Request Header Fields Too Large",
+                "text/plain",
+                "",
+            )
+            .await;
         }
     }
     let line = String::from_utf8_lossy(&head);
@@ -51,7 +57,13 @@ where
     match (method, path) {
         ("GET", "/metrics") => {
             let text = body().await;
-            respond(&mut s, "200 OK", "text/plain; version=0.0.4; charset=utf-8", &text).await
+            respond(
+                &mut s,
+                "200 OK",
+                "text/plain; version=0.0.4; charset=utf-8",
+                &text,
+            )
+            .await
         }
         ("GET", _) => respond(&mut s, "404 Not Found", "text/plain", "try /metrics\n").await,
         _ => respond(&mut s, "405 Method Not Allowed", "text/plain", "").await,

@@ -199,13 +199,14 @@ impl Sampler {
                     self.tracked.get_mut(name).expect("just inserted")
                 }
             };
-            let now = Instant::now();
+            // Stamped at the read: under load the tick may start late.
+            let (now, read_ns) = (Instant::now(), now_ns());
             let Some(raw) = t.reader.read(&mut self.buf) else {
                 continue; // cgroup gone (the container is ending)
             };
             let prev = t.prev.replace((now, raw.clone()));
             let Some((t0, p)) = prev else { continue };
-            match rates(&self.agent, name, time_ns, now.duration_since(t0), &p, &raw) {
+            match rates(&self.agent, name, read_ns, now.duration_since(t0), &p, &raw) {
                 Some(mut s) => {
                     s.ops_per_second = ops;
                     containers.push(s);
@@ -216,8 +217,12 @@ impl Sampler {
         // Forget what left the table (checked when the counts say so, and
         // now and then for a removal and an addition in one tick).
         self.ticks += 1;
-        if self.tails.len() > entries.len() || self.tracked.len() > entries.len() || self.ticks % 60 == 0 {
-            let names: std::collections::HashSet<&String> = entries.iter().map(|(n, _)| n).collect();
+        if self.tails.len() > entries.len()
+            || self.tracked.len() > entries.len()
+            || self.ticks % 60 == 0
+        {
+            let names: std::collections::HashSet<&String> =
+                entries.iter().map(|(n, _)| n).collect();
             self.tracked.retain(|n, _| names.contains(n));
             self.tails.retain(|n, _| names.contains(n));
         }
@@ -339,7 +344,12 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
             .map(|n| n.get() as u32)
             .unwrap_or(1),
     };
-    let mut first = vec![hello, MonitorMsg::Present { containers: running }];
+    let mut first = vec![
+        hello,
+        MonitorMsg::Present {
+            containers: running,
+        },
+    ];
     if sub.logs {
         let since: HashMap<String, u64> = sub.log_since.into_iter().collect();
         let a = agent.clone();
@@ -347,7 +357,9 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
             let mut out = Vec::new();
             for c in a.list() {
                 let after = since.get(&c.name).copied().unwrap_or(0);
-                let Ok(path) = a.log_path(&c.name) else { continue };
+                let Ok(path) = a.log_path(&c.name) else {
+                    continue;
+                };
                 let Ok(mut r) = crate::logs::LogReader::open(&path) else {
                     continue;
                 };
@@ -371,7 +383,10 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
         first.extend(backfill);
     }
     for m in first {
-        if herd_quic::rpc::send_msg(send, &Response::Monitor(m)).await.is_err() {
+        if herd_quic::rpc::send_msg(send, &Response::Monitor(m))
+            .await
+            .is_err()
+        {
             return;
         }
     }

@@ -228,7 +228,9 @@ impl HostSampler {
             };
             s.memory_total_bytes = kib("MemTotal").unwrap_or(0);
             s.memory_available_bytes = kib("MemAvailable").unwrap_or(0);
-            s.memory_used_bytes = s.memory_total_bytes.saturating_sub(s.memory_available_bytes);
+            s.memory_used_bytes = s
+                .memory_total_bytes
+                .saturating_sub(s.memory_available_bytes);
         }
         let mut psi = [None; 3];
         for (i, f) in self.psi.iter().enumerate() {
@@ -237,7 +239,11 @@ impl HostSampler {
                 .and_then(|f| f.read(buf).ok())
                 .and_then(psi_some_avg10);
         }
-        [s.psi_cpu_some_avg10, s.psi_memory_some_avg10, s.psi_io_some_avg10] = psi;
+        [
+            s.psi_cpu_some_avg10,
+            s.psi_memory_some_avg10,
+            s.psi_io_some_avg10,
+        ] = psi;
     }
 
     fn read_raw(&mut self) -> HostRaw {
@@ -348,7 +354,10 @@ mod tests {
         assert!(s.load1 >= 0.0);
         assert!(!s.disks.is_empty(), "no disk found in /proc/diskstats");
         assert!(s.disks.iter().all(|d| !d.device.starts_with("loop")));
-        assert_eq!(s.cores as usize, std::thread::available_parallelism().unwrap().get());
+        assert_eq!(
+            s.cores as usize,
+            std::thread::available_parallelism().unwrap().get()
+        );
         // This kernel has PSI.
         assert!(s.psi_cpu_some_avg10.is_some());
     }
