@@ -280,30 +280,26 @@ impl CgroupReader {
             .split_whitespace()
             .filter_map(|p| p.parse().ok())
             .collect();
-        let mut last_counts: HashMap<u32, [u64; 4]> = HashMap::new();
-        std::mem::swap(&mut last_counts, &mut self.io_last);
+        let mut last_counts = std::mem::take(&mut self.io_last);
         self.proc_io.retain(|p, _| pids.contains(p));
-        for (p, c) in &last_counts {
-            if !pids.contains(p) {
-                for i in 0..4 {
-                    self.gone_io[i] += c[i];
-                }
-            }
-        }
-        let mut sum = self.gone_io;
         for p in pids {
             let f = self
                 .proc_io
                 .entry(p)
                 .or_insert_with(|| PFile::open(Path::new(&format!("/proc/{p}/io"))));
-            let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) else {
-                continue;
-            };
-            let c = parse_proc_io(t);
-            for i in 0..4 {
-                sum[i] += c[i];
+            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
+                self.io_last.insert(p, parse_proc_io(t));
+                last_counts.remove(&p);
             }
-            self.io_last.insert(p, c);
+        }
+        // Processes that left (or vanished between the two reads): their
+        // last counts stay in the total.
+        for c in last_counts.values() {
+            self.gone_io.iter_mut().zip(c).for_each(|(g, v)| *g += v);
+        }
+        let mut sum = self.gone_io;
+        for c in self.io_last.values() {
+            sum.iter_mut().zip(c).for_each(|(s, v)| *s += v);
         }
         sum
     }

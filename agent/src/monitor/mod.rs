@@ -219,7 +219,7 @@ impl Sampler {
         self.ticks += 1;
         if self.tails.len() > entries.len()
             || self.tracked.len() > entries.len()
-            || self.ticks % 60 == 0
+            || self.ticks.is_multiple_of(60)
         {
             let names: std::collections::HashSet<&String> =
                 entries.iter().map(|(n, _)| n).collect();
