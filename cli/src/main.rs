@@ -1,6 +1,7 @@
 //! `herd`: the command line for people.
 
 mod bench;
+mod bench_monitor;
 mod client;
 mod cluster;
 mod lab;
@@ -224,6 +225,19 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
         /// Leave the bench lab (hbench) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+    /// Sampler cost with many real containers vs a naive Python loop.
+    Monitor {
+        #[arg(long, default_value_t = 1000)]
+        containers: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hmonbench) up afterwards.
         #[arg(long)]
         keep_lab: bool,
     },
@@ -677,6 +691,12 @@ async fn run(cli: Cli) -> Result<i32> {
             json,
             keep_lab,
         }) => bench::checkpoint(*runs, *json, *keep_lab).await?,
+        Cmd::Bench(BenchCmd::Monitor {
+            containers,
+            seconds,
+            json,
+            keep_lab,
+        }) => bench_monitor::run(*containers, *seconds, *json, *keep_lab).await?,
     }
     Ok(0)
 }
