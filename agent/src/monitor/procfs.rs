@@ -1,23 +1,109 @@
 //! Host metrics from /proc, and [`PFile`]: a pseudo-file opened once and
 //! re-read with `pread(fd, buf, 0)` every tick (no open/close per sample,
 //! one reusable buffer).
+//!
+//! Kept-open descriptors are moved to numbers >= [`FD_FLOOR`]: a container's
+//! init is forked from the agent and sets the container's RLIMIT_NOFILE
+//! (often 1024) before its exec closes our CLOEXEC descriptors, so a
+//! thousand low-numbered monitor files would make its next open fail with
+//! EMFILE. Past a budget (the soft limit minus a reserve for the agent's
+//! own work) files are opened at each read instead of kept.
 
 use std::collections::HashMap;
 use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use herd_wire::monitor::{DiskSample, HostSample, NetSample};
 
+/// Lowest descriptor number of a kept-open monitor file.
+pub const FD_FLOOR: i32 = 1024;
+/// Descriptors left to the agent's own work.
+const FD_RESERVE: u64 = 4096;
+
+static KEPT: AtomicU64 = AtomicU64::new(0);
+static BUDGET: OnceLock<u64> = OnceLock::new();
+
+/// How many files may be kept open: raises the soft RLIMIT_NOFILE to the
+/// hard limit once (as Go programs do), then leaves a reserve.
+fn budget() -> u64 {
+    *BUDGET.get_or_init(|| {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls on a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return 0;
+            }
+            if r.rlim_cur < r.rlim_max {
+                let want = libc::rlimit {
+                    rlim_cur: r.rlim_max.min(1 << 20),
+                    rlim_max: r.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                    r.rlim_cur = want.rlim_cur;
+                }
+            }
+        }
+        (r.rlim_cur as u64).saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
+    })
+}
+
+/// Open `path` read-only with its descriptor at or above [`FD_FLOOR`].
+pub fn open_high(path: &Path) -> std::io::Result<File> {
+    let f = File::open(path)?;
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; the new one is ours.
+    let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FD_FLOOR) };
+    if fd < 0 {
+        return Ok(f); // limit at or below the floor: keep the low one
+    }
+    // SAFETY: fd was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+enum Src {
+    Kept(File),
+    /// Over the budget: opened at each read.
+    Reopen(PathBuf),
+}
+
 /// A /proc, /sys or cgroup file kept open and read from offset 0.
 pub struct PFile {
-    file: File,
+    src: Src,
+}
+
+impl Drop for PFile {
+    fn drop(&mut self) {
+        if matches!(self.src, Src::Kept(_)) {
+            KEPT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
 }
 
 impl PFile {
+    /// None if the file cannot be opened (absent on this host).
     pub fn open(path: &Path) -> Option<PFile> {
-        File::open(path).ok().map(|file| PFile { file })
+        let file = open_high(path).ok()?;
+        if KEPT.fetch_add(1, Ordering::Relaxed) < budget() {
+            return Some(PFile {
+                src: Src::Kept(file),
+            });
+        }
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+        Some(PFile {
+            src: Src::Reopen(path.to_path_buf()),
+        })
+    }
+
+    /// Number of monitor files kept open in this process.
+    pub fn kept() -> u64 {
+        KEPT.load(Ordering::Relaxed)
     }
 
     /// The whole content into `buf` (cleared first). Seq files regenerate
@@ -31,7 +117,13 @@ impl PFile {
             let len = buf.len();
             let cap = buf.capacity();
             buf.resize(cap, 0);
-            let n = match self.file.read_at(&mut buf[len..], len as u64) {
+            let r = match &self.src {
+                Src::Kept(f) => f.read_at(&mut buf[len..], len as u64),
+                Src::Reopen(p) => {
+                    File::open(p).and_then(|f| f.read_at(&mut buf[len..], len as u64))
+                }
+            };
+            let n = match r {
                 Ok(n) => n,
                 Err(e) => {
                     buf.truncate(len);
@@ -371,6 +463,24 @@ mod tests {
         assert_eq!(a, b);
         assert!(a.contains("cgroup"));
         assert_eq!(a, std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+    }
+
+    #[test]
+    fn kept_files_sit_above_the_floor() {
+        let f = open_high(Path::new("/proc/self/stat")).unwrap();
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit on a local struct.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+        if r.rlim_cur > FD_FLOOR as u64 {
+            assert!(f.as_raw_fd() >= FD_FLOOR);
+        }
+        let before = PFile::kept();
+        let p = PFile::open(Path::new("/proc/self/stat")).unwrap();
+        assert!(PFile::kept() > before || budget() == 0);
+        drop(p);
     }
 
     #[test]
