@@ -190,7 +190,7 @@ pub struct Writer {
     logs: HashMap<String, (BufWriter<File>, LogDedup)>,
     tracker: MigrationTracker,
     marks: LogMarks,
-    /// Latest sample per host (for /metrics).
+    /// Latest sample per host (for /metrics and the dropped-sample report).
     pub latest: Arc<Mutex<HashMap<String, Sample>>>,
     pub rows: u64,
 }
@@ -376,10 +376,23 @@ pub async fn run(
         }
     }
     w.flush()?;
+    let dropped: Vec<String> = w
+        .latest
+        .lock()
+        .map(|m| {
+            let mut v: Vec<String> = m
+                .iter()
+                .map(|(h, s)| format!("{h} {}", s.dropped_total))
+                .collect();
+            v.sort();
+            v
+        })
+        .unwrap_or_default();
     eprintln!(
-        "herd: {} container rows in {:.0} s",
+        "herd: {} container rows in {:.0} s; samples dropped for a counter going back, per agent since its start: {}",
         w.rows,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        if dropped.is_empty() { "-".to_string() } else { dropped.join(", ") }
     );
     Ok(())
 }

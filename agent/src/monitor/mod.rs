@@ -206,7 +206,14 @@ impl Sampler {
             };
             let prev = t.prev.replace((now, raw.clone()));
             let Some((t0, p)) = prev else { continue };
-            match rates(&self.agent, name, read_ns, now.duration_since(t0), &p, &raw) {
+            match rates(
+                self.agent.node(),
+                name,
+                read_ns,
+                now.duration_since(t0),
+                &p,
+                &raw,
+            ) {
                 Some(mut s) => {
                     s.ops_per_second = ops;
                     containers.push(s);
@@ -257,7 +264,7 @@ impl Sampler {
 
 /// Counters to rates; None if one went backwards.
 fn rates(
-    agent: &Agent,
+    host: &str,
     name: &str,
     time_ns: u64,
     dt: Duration,
@@ -273,7 +280,7 @@ fn rates(
     let throttled = d(c.throttled_periods, p.throttled_periods)?;
     Some(ContainerSample {
         time_ns,
-        host: agent.node().to_string(),
+        host: host.to_string(),
         container: name.to_string(),
         cpu_usage_cores: d(c.cpu_ns, p.cpu_ns)? as f64 / 1e9 / secs,
         cpu_throttled_ratio: if periods > 0 {
@@ -406,5 +413,52 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
         if send.write_all(&bytes.bytes).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_become_rates_and_a_counter_going_back_drops_the_sample() {
+        let p = CgRaw {
+            cpu_ns: 1_000_000_000,
+            periods: 10,
+            throttled_periods: 1,
+            memory_bytes: 5,
+            io: [10, 20, 4096, 8192],
+            pids: 2,
+            ..Default::default()
+        };
+        let c = CgRaw {
+            cpu_ns: 5_000_000_000,
+            periods: 20,
+            throttled_periods: 6,
+            memory_bytes: 7,
+            io: [30, 60, 8192, 16384],
+            pids: 3,
+            ..Default::default()
+        };
+        let s = rates("n1", "c", 9, Duration::from_secs(2), &p, &c).unwrap();
+        assert_eq!(s.cpu_usage_cores, 2.0, "not normalised by cores");
+        assert_eq!(s.cpu_throttled_ratio, 0.5);
+        assert_eq!(
+            (s.io_read_ops_per_second, s.io_write_ops_per_second),
+            (10.0, 20.0)
+        );
+        assert_eq!(s.io_write_bytes_per_second, 4096.0);
+        assert_eq!((s.memory_bytes, s.pids, s.time_ns), (7, 3, 9));
+        // A counter reset (a restored container's new cgroup, a wrap): dropped.
+        let reset = CgRaw {
+            cpu_ns: 10,
+            ..c.clone()
+        };
+        assert!(rates("n1", "c", 9, Duration::from_secs(1), &c, &reset).is_none());
+        let io_back = CgRaw {
+            io: [0, 60, 8192, 16384],
+            ..c.clone()
+        };
+        assert!(rates("n1", "c", 9, Duration::from_secs(1), &c, &io_back).is_none());
     }
 }
