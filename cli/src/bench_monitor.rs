@@ -87,7 +87,7 @@ pub async fn run(containers: usize, seconds: u64, json: bool, keep_lab: bool) ->
         eprintln!("bench: lab {LAB} kept; remove it with `herd --lab {LAB} lab down`");
         Ok(())
     } else {
-        eprintln!("bench: removing {containers} containers and the lab");
+        eprintln!("bench: removing the containers and the lab");
         let r = lab::down(LAB).await.map(|_| ());
         crate::bench::kill_log_shims(&cl.dir);
         r
@@ -126,6 +126,35 @@ fn proc_cpu(pid: i32, name: &str) -> (u64, u64) {
         }
     }
     (all, one)
+}
+
+/// SIGKILL the agent's children that are forks of the agent itself (same
+/// executable, not a log shim): libcontainer's intermediate processes.
+fn kill_stuck_forks(agent: i32) -> usize {
+    let exe = fs::read_link(format!("/proc/{agent}/exe")).ok();
+    let mut n = 0;
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return 0;
+    };
+    for e in rd.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<i32>().ok());
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let shim = cmdline.split(|b| *b == 0).nth(1) == Some(&b"__log-shim"[..]);
+        if ppid == Some(agent) && !shim && fs::read_link(e.path().join("exe")).ok() == exe {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+            n += 1;
+        }
+    }
+    n
 }
 
 /// VmRSS and VmHWM in bytes.
@@ -168,28 +197,34 @@ async fn measure(
     }
     let t0 = Instant::now();
     let mut names = Vec::with_capacity(n);
-    for i in 0..n {
-        let name = format!("m{i:04}");
+    let mut hung = 0;
+    let mut i = 0;
+    while names.len() < n && hung < 20 {
+        i += 1;
+        let name = format!("m{i:05}");
         let spec = RunSpec {
             name: name.clone(),
             image: "busybox".into(),
             cmd: vec!["sleep".into(), "1000000".into()],
             ..Default::default()
         };
-        match tokio::time::timeout(Duration::from_secs(60), c.call(NODE, Request::Run(spec))).await
-        {
+        let call = c.call(NODE, Request::Run(spec));
+        match tokio::time::timeout(Duration::from_secs(20), call).await {
             Ok(r) => match r? {
                 Response::Container(_) => {}
                 r => return Err(unexpected(r)),
             },
             Err(_) => {
-                // Seen once at ~360 containers: libcontainer's forked init
-                // stuck on a lock inherited from the agent. Measure what runs.
+                // A known agent bug (on main too, at 100-600 containers):
+                // libcontainer's forked child of the multi-threaded agent
+                // sometimes hangs on a lock it inherited. Kill that child so
+                // the agent's create fails and goes on; skip the name.
+                let k = kill_stuck_forks(agent_pid);
                 eprintln!(
-                    "bench: warning: creating {name} hangs (60 s); measuring the {} running containers",
-                    names.len()
+                    "bench: warning: creating {name} hung; killed {k} stuck fork(s) of the agent"
                 );
-                break;
+                hung += 1;
+                continue;
             }
         }
         names.push(name);
@@ -260,7 +295,10 @@ async fn measure(
         .map(|p| schedstat(&PathBuf::from(format!("/proc/{p}/schedstat"))))
         .unwrap_or(0);
     let n0 = samples.load(Ordering::Relaxed);
-    eprintln!("bench: measuring {n} containers for {seconds} s");
+    eprintln!(
+        "bench: measuring {} containers for {seconds} s",
+        names.len()
+    );
     let w0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let wall = w0.elapsed().as_secs_f64();
@@ -284,6 +322,7 @@ async fn measure(
     let cores = |ns: u64| ns as f64 / 1e9 / wall;
     Ok(serde_json::json!({
         "containers": n,
+        "creates_hung": hung,
         "seconds": wall,
         "interval_ms": interval_ms,
         "samples_received": got,
