@@ -51,7 +51,7 @@ fn budget() -> u64 {
                 }
             }
         }
-        (r.rlim_cur as u64).saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
+        r.rlim_cur.saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
     })
 }
 
