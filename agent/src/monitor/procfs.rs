@@ -456,13 +456,21 @@ mod tests {
 
     #[test]
     fn pfile_rereads_and_handles_large_files() {
-        let f = PFile::open(Path::new("/proc/self/mountinfo")).unwrap();
+        // A proc file that does not change while the test runs.
+        let f = PFile::open(Path::new("/proc/self/limits")).unwrap();
         let mut buf = Vec::new();
         let a = f.read(&mut buf).unwrap().to_string();
-        let b = f.read(&mut buf).unwrap().to_string();
-        assert_eq!(a, b);
-        assert!(a.contains("cgroup"));
-        assert_eq!(a, std::fs::read_to_string("/proc/self/mountinfo").unwrap());
+        assert_eq!(a, f.read(&mut buf).unwrap());
+        assert_eq!(a, std::fs::read_to_string("/proc/self/limits").unwrap());
+        // Larger than the first buffer, rewritten in place between reads.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let big: String = (0..5000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&p, &big).unwrap();
+        let f = PFile::open(&p).unwrap();
+        assert_eq!(f.read(&mut buf).unwrap(), big);
+        std::fs::write(&p, "7\n").unwrap();
+        assert_eq!(f.read_u64(&mut buf), Some(7));
     }
 
     #[test]
