@@ -110,22 +110,30 @@ fn schedstat(path: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// CPU ns of every thread of `pid`, and of the thread named `name` alone.
+/// CPU ns of the whole process `pid` (utime+stime: threads that ended
+/// included, clock-tick precision) and of its thread named `name` alone
+/// (schedstat, ns).
 fn proc_cpu(pid: i32, name: &str) -> (u64, u64) {
-    let (mut all, mut one) = (0, 0);
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let all = stat
+        .rfind(')')
+        .map(|i| stat[i + 2..].split_whitespace().collect::<Vec<_>>())
+        .and_then(|f| Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?))
+        .unwrap_or(0);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let mut one = 0;
     if let Ok(rd) = fs::read_dir(format!("/proc/{pid}/task")) {
         for t in rd.flatten() {
-            let ns = schedstat(&t.path().join("schedstat"));
-            all += ns;
-            if fs::read_to_string(t.path().join("comm"))
+            let named = fs::read_to_string(t.path().join("comm"))
                 .map(|c| c.trim() == name)
-                .unwrap_or(false)
-            {
-                one += ns;
+                .unwrap_or(false);
+            if named {
+                one += schedstat(&t.path().join("schedstat"));
             }
         }
     }
-    (all, one)
+    (all * 1_000_000_000 / hz, one)
 }
 
 /// SIGKILL the agent's children that are forks of the agent itself (same
