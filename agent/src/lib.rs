@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod logs;
 pub mod migrate;
+pub mod monitor;
 pub mod net;
 pub mod server;
 pub mod spec;

@@ -41,6 +41,12 @@ struct Args {
     /// CRIU binary (default: $HERD_CRIU or `criu` in PATH).
     #[arg(long)]
     criu: Option<PathBuf>,
+    /// Sampling interval of host and container metrics, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..=3_600_000))]
+    sample_interval_ms: u64,
+    /// Serve Prometheus text metrics on http://ADDR/metrics (off by default).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -83,6 +89,21 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async move {
         let ep = herd_quic::endpoint::server(args.listen, &tls)
             .with_context(|| format!("cannot listen on {}", args.listen))?;
+        herd_agent::monitor::spawn_sampler(
+            agent.clone(),
+            std::time::Duration::from_millis(args.sample_interval_ms),
+        )
+        .context("start the sampler")?;
+        if let Some(addr) = args.metrics_listen {
+            let a = agent.clone();
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on {addr} for metrics"))?;
+            tokio::spawn(herd_agent::monitor::metrics::serve_on(l, move || {
+                let a = a.clone();
+                async move { herd_agent::monitor::prometheus(&a) }
+            }));
+        }
         tracing::info!(node = %args.node, listen = %args.listen, "agent ready");
         let serve = server::serve(agent, ep.clone());
         tokio::select! {

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use herd_wire::monitor::EventKind;
 use herd_wire::{Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION};
 
 use crate::container::{CheckpointOptions, ExecRequest};
@@ -82,7 +83,16 @@ async fn handle_stream(
             stream_logs(agent, &name, follow, tail, &mut send).await?;
         }
         Request::MigrateIn(prepare) => {
-            crate::migrate::migrate_in(agent, prepare, &mut send, &mut recv).await?;
+            let (name, from) = (prepare.spec.name.clone(), prepare.source_node.clone());
+            let r = crate::migrate::migrate_in(agent.clone(), prepare, &mut send, &mut recv).await;
+            // The name was free before (checked), so a running one arrived.
+            if agent.is_running(&name) {
+                agent.monitor.event(&name, EventKind::MovedIn { from });
+            }
+            r?;
+        }
+        Request::Subscribe(sub) => {
+            crate::monitor::serve_subscribe(agent, sub, &mut send).await;
         }
         Request::Migrate {
             name,
@@ -96,12 +106,13 @@ async fn handle_stream(
                 node: to,
                 addr: to_addr,
             };
+            let to = target.node.clone();
             let p = Arc::new(crate::migrate::source::Progress::default());
             // Its own task: a client slow to read progress never holds it up.
             let mut run = tokio::spawn(crate::migrate::migrate_out(
-                agent,
+                agent.clone(),
                 ep,
-                name,
+                name.clone(),
                 target,
                 fs,
                 compress,
@@ -120,7 +131,10 @@ async fn handle_stream(
                 }
             };
             let resp = match result {
-                Ok(Ok(r)) => Response::Migrated(r),
+                Ok(Ok(r)) => {
+                    agent.monitor.event(&name, EventKind::MovedOut { to });
+                    Response::Migrated(r)
+                }
                 Ok(Err(e)) => e.to_response(),
                 Err(e) => {
                     Response::error(ErrorKind::Internal, format!("migration task failed: {e}"))
@@ -149,7 +163,11 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
                 arch: std::env::consts::ARCH.to_string(),
                 agent_version: env!("CARGO_PKG_VERSION").to_string(),
             },
-            Request::Run(spec) => Response::Container(a.run(spec)?),
+            Request::Run(spec) => {
+                let c = a.run(spec)?;
+                a.monitor.event(&c.name, EventKind::Added);
+                Response::Container(c)
+            }
             Request::List => Response::Containers(a.list()),
             Request::Inspect { name } => Response::Container(a.inspect(&name)?),
             Request::Exec { name, cmd, env } => {
@@ -164,6 +182,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             }
             Request::Remove { name, force } => {
                 a.remove(&name, force)?;
+                a.monitor.event(&name, EventKind::Removed);
                 Response::Ok
             }
             Request::ImageImport { name, path } => {
@@ -187,7 +206,9 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             )?),
             Request::Restore { name } => Response::Restored(a.restore(&name)?),
             Request::RestoreImport { path, name } => {
-                Response::Restored(a.restore_import(std::path::Path::new(&path), name)?)
+                let r = a.restore_import(std::path::Path::new(&path), name)?;
+                a.monitor.event(&r.container.name, EventKind::Added);
+                Response::Restored(r)
             }
             Request::NetworkCreate(def) => {
                 a.network_create(&def)?;
@@ -198,7 +219,10 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
                 a.network_remove(&name)?;
                 Response::Ok
             }
-            Request::Logs { .. } | Request::Migrate { .. } | Request::MigrateIn(_) => {
+            Request::Logs { .. }
+            | Request::Migrate { .. }
+            | Request::MigrateIn(_)
+            | Request::Subscribe(_) => {
                 Response::error(ErrorKind::Internal, "streamed request on the wrong path")
             }
         })

@@ -155,7 +155,7 @@ pub async fn checkpoint(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
 
 /// Kills `herd-agent __log-shim LOG` processes whose LOG is under `lab_dir`
 /// (left behind by the agent once their containers are gone); returns how many.
-fn kill_log_shims(lab_dir: &Path) -> usize {
+pub(crate) fn kill_log_shims(lab_dir: &Path) -> usize {
     let Ok(rd) = fs::read_dir("/proc") else {
         return 0;
     };

@@ -34,6 +34,8 @@ use crate::client::Client;
 use crate::cluster::{self, Cluster, LabNet, Node, Tls};
 
 pub const AGENT_PORT: u16 = 7700;
+/// Every lab agent serves Prometheus text on http://<node ip>:9100/metrics.
+pub const METRICS_PORT: u16 = 9100;
 const USER: &str = "admin";
 
 pub fn agent_binary() -> Result<PathBuf> {
@@ -256,6 +258,8 @@ fn spawn_agent(
         .arg(format!("{lab}-{node}-"))
         .arg("--cgroup-parent")
         .arg(format!("/herd/{lab}/{node}"))
+        .arg("--metrics-listen")
+        .arg(SocketAddr::from((ip, METRICS_PORT)).to_string())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_migrate;
+mod bench_monitor;
 mod client;
 mod cluster;
 mod forecast;
@@ -9,7 +10,12 @@ mod lab;
 mod network;
 mod rootfs;
 mod scenario;
+mod monitor;
 mod sim;
+mod top;
+// The agent's tiny /metrics responder, shared without pulling in the agent.
+#[path = "../../agent/src/monitor/metrics.rs"]
+mod http;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -213,6 +219,24 @@ enum Cmd {
     /// Ops/s forecasting from monitor CSVs: train, eval, importance, export.
     #[command(subcommand)]
     Forecast(forecast::ForecastCmd),
+    /// Subscribe to every agent and write hosts.csv, containers.csv,
+    /// migrations.csv and logs/<container>.log into DIR.
+    Monitor {
+        #[arg(long)]
+        out: PathBuf,
+        /// Stop after this long (e.g. 30s, 5m); default: until Ctrl-C.
+        #[arg(long, value_parser = monitor::parse_duration)]
+        duration: Option<Duration>,
+        /// Also serve Prometheus text metrics on http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<std::net::SocketAddr>,
+    },
+    /// A live table of hosts and containers.
+    Top {
+        /// Print one table and exit.
+        #[arg(long)]
+        once: bool,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -240,6 +264,19 @@ enum BenchCmd {
         #[arg(long)]
         json: bool,
         /// Leave the bench lab (hbenchm) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+    /// Sampler cost with many real containers vs a naive Python loop.
+    Monitor {
+        #[arg(long, default_value_t = 1000)]
+        containers: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hmonbench) up afterwards.
         #[arg(long)]
         keep_lab: bool,
     },
@@ -708,6 +745,18 @@ async fn run(cli: Cli) -> Result<i32> {
             )
             .await
         }
+        Cmd::Monitor {
+            out,
+            duration,
+            metrics_listen,
+        } => {
+            let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+            monitor::run(Cluster::load(&path)?, out, *duration, *metrics_listen).await?
+        }
+        Cmd::Top { once } => {
+            let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+            top::run(Cluster::load(&path)?, *once).await?
+        }
         Cmd::Image(ic) => return image_cmd(&cli, ic).await,
         Cmd::Network(nc) => {
             let mut c = client(&cli)?;
@@ -775,6 +824,12 @@ async fn run(cli: Cli) -> Result<i32> {
             json,
             keep_lab,
         }) => bench_migrate::migrate(*runs, *json, *keep_lab).await?,
+        Cmd::Bench(BenchCmd::Monitor {
+            containers,
+            seconds,
+            json,
+            keep_lab,
+        }) => bench_monitor::run(*containers, *seconds, *json, *keep_lab).await?,
     }
     Ok(0)
 }
@@ -1351,6 +1406,13 @@ pub(crate) fn process_gone(pid: i32, start: u64) -> bool {
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count() <= 1)
         .unwrap_or(true)
+}
+
+pub(crate) fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn proc_start(pid: i32) -> Option<u64> {

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod frame;
 pub mod migrate;
+pub mod monitor;
 pub mod net;
 
 /// Version of the control protocol. Bump on any incompatible change.
@@ -132,6 +133,9 @@ pub enum Request {
     NetworkRemove {
         name: String,
     },
+    /// Samples, container events and log lines as they come; the stream
+    /// stays open until the subscriber closes it (see [`monitor`]).
+    Subscribe(monitor::Subscribe),
 }
 
 /// What `herd run` asks for.
@@ -311,6 +315,8 @@ pub enum Response {
         done_bytes: u64,
         total_bytes: u64,
     },
+    /// One message of a `Subscribe` stream.
+    Monitor(monitor::MonitorMsg),
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats

@@ -100,6 +100,8 @@ pub struct Agent {
     pub(crate) containers: Mutex<HashMap<String, Arc<Entry>>>,
     /// Serialises CRIU calls on this host.
     pub(crate) criu_lock: Mutex<()>,
+    /// Samples and container events for subscribers (see [`crate::monitor`]).
+    pub monitor: crate::monitor::Hub,
 }
 
 impl Agent {
@@ -109,7 +111,9 @@ impl Agent {
         let state = StateDir::open(&cfg.state_dir)?;
         let images = ImageStore::open(state.images())?;
         let nets = crate::net::NetStore::open(state.root().join("networks"))?;
+        let monitor = crate::monitor::Hub::new(&cfg.node);
         let agent = Arc::new(Agent {
+            monitor,
             cfg,
             state,
             images,

@@ -1,0 +1,464 @@
+//! Native monitoring: the agent samples its host (/proc) and its running
+//! containers (cgroup v1/v2 files, log files) itself and streams the samples
+//! to subscribers (protocol in [`herd_wire::monitor`]).
+//!
+//! ```text
+//!  sampler thread, every interval (default 1 s, fixed rate)
+//!    host: /proc/{stat,loadavg,meminfo,vmstat,diskstats,pressure/*}, /proc/self/net/dev
+//!    containers: the agent's table (no directory listing), Running ones only
+//!      new or new pid -> open its cgroup files once (cgroups.rs)
+//!      every tick     -> pread them; counters -> rates against the previous tick;
+//!                        a counter that went backwards drops that sample (counted)
+//!      every container's log: pread from the last offset (logtail.rs) -> ops/s, lines
+//!    -> encode once, broadcast (bounded; a slow subscriber gets Lagged)
+//!  Hub::event (run, rm, migration in/out) -> broadcast
+//!  subscription: Hello, Present, log backfill, then the broadcast
+//! ```
+//!
+//! A container frozen by a migration is `Checkpointed` on its source and
+//! not yet in the target's table, so neither host samples it: it is never
+//! counted twice. Its log travels with it; the target reads the whole file
+//! and subscribers drop the lines they already have.
+
+pub mod cgroups;
+pub mod logtail;
+pub mod metrics;
+pub mod procfs;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herd_wire::monitor::{
+    ContainerEvent, ContainerSample, EventKind, MonitorMsg, Sample, Subscribe,
+};
+use herd_wire::{ContainerStatus, Response};
+use tokio::sync::broadcast;
+
+use crate::container::lock;
+use crate::state::now_ns;
+use crate::Agent;
+use cgroups::{CgRaw, CgroupReader, Layout};
+use logtail::LogTail;
+use procfs::HostSampler;
+
+/// Messages kept for slow subscribers before they lag.
+const BACKLOG: usize = 256;
+/// Log lines per `Logs` message.
+const LINES_PER_MSG: usize = 2000;
+
+/// One encoded frame of the subscribe stream, shared by every subscriber.
+pub struct Encoded {
+    pub logs: bool,
+    pub bytes: Vec<u8>,
+}
+
+/// The agent's monitoring hub: latest sample, event and sample broadcast.
+pub struct Hub {
+    node: String,
+    tx: broadcast::Sender<Arc<Encoded>>,
+    latest: Mutex<Option<Arc<Sample>>>,
+    interval: Mutex<Duration>,
+    layout: Layout,
+}
+
+impl Hub {
+    pub fn new(node: &str) -> Hub {
+        let (tx, _) = broadcast::channel(BACKLOG);
+        Hub {
+            node: node.to_string(),
+            tx,
+            latest: Mutex::new(None),
+            interval: Mutex::new(Duration::from_secs(1)),
+            layout: Layout::detect(),
+        }
+    }
+
+    /// Report a container event to every subscriber.
+    pub fn event(&self, container: &str, kind: EventKind) {
+        let ev = ContainerEvent {
+            time_ns: now_ns(),
+            host: self.node.clone(),
+            container: container.to_string(),
+            kind,
+        };
+        tracing::debug!(?ev, "container event");
+        self.publish(false, MonitorMsg::Event(ev));
+    }
+
+    fn publish(&self, logs: bool, msg: MonitorMsg) {
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        match herd_wire::frame::encode(&Response::Monitor(msg)) {
+            Ok(bytes) => {
+                let _ = self.tx.send(Arc::new(Encoded { logs, bytes }));
+            }
+            Err(e) => tracing::warn!("monitor message not sent: {e}"),
+        }
+    }
+
+    /// The last sample taken, if any.
+    pub fn latest(&self) -> Option<Arc<Sample>> {
+        lock(&self.latest).clone()
+    }
+
+    pub fn interval(&self) -> Duration {
+        *lock(&self.interval)
+    }
+}
+
+/// Per running container: its open cgroup files and last counters.
+struct Tracked {
+    pid: i32,
+    reader: CgroupReader,
+    prev: Option<(Instant, CgRaw)>,
+}
+
+/// The sampling loop's state (see the module docs).
+pub struct Sampler {
+    agent: Arc<Agent>,
+    host: HostSampler,
+    tracked: HashMap<String, Tracked>,
+    tails: HashMap<String, LogTail>,
+    dropped: u64,
+    ticks: u64,
+    buf: Vec<u8>,
+}
+
+impl Sampler {
+    pub fn new(agent: Arc<Agent>) -> Sampler {
+        Sampler {
+            host: HostSampler::new(agent.node()),
+            agent,
+            tracked: HashMap::new(),
+            tails: HashMap::new(),
+            dropped: 0,
+            ticks: 0,
+            buf: Vec::with_capacity(64 << 10),
+        }
+    }
+
+    /// Take one sample, publish it and its new log lines.
+    pub fn tick(&mut self) -> Arc<Sample> {
+        let hub = &self.agent.monitor;
+        let time_ns = now_ns();
+        let host = self.host.sample(time_ns);
+        if host.is_none() {
+            self.dropped += 1;
+        }
+        let entries: Vec<(String, Arc<crate::container::Entry>)> = lock(&self.agent.containers)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let want_logs = hub.tx.receiver_count() > 0;
+        let stale_ns = (hub.interval().as_nanos() as u64).saturating_mul(3) + 1_000_000_000;
+        let mut containers = Vec::new();
+        let mut logs: Vec<(String, Vec<herd_wire::LogLine>)> = Vec::new();
+        for (name, e) in &entries {
+            let (status, pid) = {
+                let r = lock(&e.record);
+                (r.status, r.pid)
+            };
+            // Logs of every listed container (a stopping one writes last lines).
+            let tail = match self.tails.get_mut(name) {
+                Some(t) => Some(t),
+                None => {
+                    let p = self.agent.state_dir().container(name).log();
+                    match LogTail::open(&p) {
+                        Some(t) => Some(self.tails.entry(name.clone()).or_insert(t)),
+                        None => None,
+                    }
+                }
+            };
+            let mut ops = None;
+            if let Some(t) = tail {
+                let lines = t.poll(want_logs, &mut self.buf);
+                if !lines.is_empty() {
+                    logs.push((name.clone(), lines));
+                }
+                ops = t.ops_per_second(time_ns, stale_ns);
+            }
+            let (ContainerStatus::Running, Some(pid)) = (status, pid) else {
+                self.tracked.remove(name);
+                continue;
+            };
+            let t = match self.tracked.get_mut(name) {
+                Some(t) if t.pid == pid => t,
+                _ => {
+                    let path = lock(&e.record).cgroup_path.clone();
+                    let reader = hub.layout.open(&path);
+                    self.tracked.insert(
+                        name.clone(),
+                        Tracked {
+                            pid,
+                            reader,
+                            prev: None,
+                        },
+                    );
+                    self.tracked.get_mut(name).expect("just inserted")
+                }
+            };
+            // Stamped at the read: under load the tick may start late.
+            let (now, read_ns) = (Instant::now(), now_ns());
+            let Some(raw) = t.reader.read(&mut self.buf) else {
+                continue; // cgroup gone (the container is ending)
+            };
+            let prev = t.prev.replace((now, raw.clone()));
+            let Some((t0, p)) = prev else { continue };
+            match rates(
+                self.agent.node(),
+                name,
+                read_ns,
+                now.duration_since(t0),
+                &p,
+                &raw,
+            ) {
+                Some(mut s) => {
+                    s.ops_per_second = ops;
+                    containers.push(s);
+                }
+                None => self.dropped += 1,
+            }
+        }
+        // Forget what left the table (checked when the counts say so, and
+        // now and then for a removal and an addition in one tick).
+        self.ticks += 1;
+        if self.tails.len() > entries.len()
+            || self.tracked.len() > entries.len()
+            || self.ticks.is_multiple_of(60)
+        {
+            let names: std::collections::HashSet<&String> =
+                entries.iter().map(|(n, _)| n).collect();
+            self.tracked.retain(|n, _| names.contains(n));
+            self.tails.retain(|n, _| names.contains(n));
+        }
+        containers.sort_by(|a, b| a.container.cmp(&b.container));
+        let sample = Arc::new(Sample {
+            host,
+            containers,
+            dropped_total: self.dropped,
+        });
+        *lock(&hub.latest) = Some(sample.clone());
+        if hub.tx.receiver_count() > 0 {
+            hub.publish(false, MonitorMsg::Sample(Box::new((*sample).clone())));
+            for (container, lines) in logs {
+                for chunk in lines.chunks(LINES_PER_MSG) {
+                    hub.publish(
+                        true,
+                        MonitorMsg::Logs {
+                            container: container.clone(),
+                            lines: chunk.to_vec(),
+                        },
+                    );
+                }
+            }
+        }
+        sample
+    }
+
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+}
+
+/// Counters to rates; None if one went backwards.
+fn rates(
+    host: &str,
+    name: &str,
+    time_ns: u64,
+    dt: Duration,
+    p: &CgRaw,
+    c: &CgRaw,
+) -> Option<ContainerSample> {
+    let secs = dt.as_secs_f64();
+    if secs <= 0.0 {
+        return None;
+    }
+    let d = |a: u64, b: u64| a.checked_sub(b);
+    let periods = d(c.periods, p.periods)?;
+    let throttled = d(c.throttled_periods, p.throttled_periods)?;
+    Some(ContainerSample {
+        time_ns,
+        host: host.to_string(),
+        container: name.to_string(),
+        cpu_usage_cores: d(c.cpu_ns, p.cpu_ns)? as f64 / 1e9 / secs,
+        cpu_throttled_ratio: if periods > 0 {
+            throttled as f64 / periods as f64
+        } else {
+            0.0
+        },
+        cpu_throttled_seconds_per_second: d(c.throttled_ns, p.throttled_ns)? as f64 / 1e9 / secs,
+        memory_bytes: c.memory_bytes,
+        major_faults_per_second: d(c.pgmajfault, p.pgmajfault)? as f64 / secs,
+        io_read_ops_per_second: d(c.io[0], p.io[0])? as f64 / secs,
+        io_write_ops_per_second: d(c.io[1], p.io[1])? as f64 / secs,
+        io_read_bytes_per_second: d(c.io[2], p.io[2])? as f64 / secs,
+        io_write_bytes_per_second: d(c.io[3], p.io[3])? as f64 / secs,
+        pids: c.pids,
+        ops_per_second: None,
+        psi_cpu_some_avg10: c.psi[0],
+        psi_memory_some_avg10: c.psi[1],
+        psi_io_some_avg10: c.psi[2],
+    })
+}
+
+/// The Prometheus page of this agent: its latest sample.
+pub fn prometheus(agent: &Agent) -> String {
+    match agent.monitor.latest() {
+        Some(s) => herd_wire::monitor::prometheus_text(&[&s]),
+        None => String::new(),
+    }
+}
+
+/// Run the sampler on its own thread at a fixed rate until the process ends.
+pub fn spawn_sampler(agent: Arc<Agent>, interval: Duration) -> std::io::Result<()> {
+    *lock(&agent.monitor.interval) = interval;
+    std::thread::Builder::new()
+        .name("herd-sampler".into())
+        .spawn(move || {
+            let mut s = Sampler::new(agent);
+            let mut next = Instant::now();
+            loop {
+                s.tick();
+                next += interval;
+                let now = Instant::now();
+                if next < now {
+                    next = now; // fell behind: do not burst
+                }
+                std::thread::sleep(next - now);
+            }
+        })
+        .map(|_| ())
+}
+
+/// Serve one `Subscribe` stream until the subscriber goes away.
+pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn::SendStream) {
+    let hub = &agent.monitor;
+    // Subscribe before the backfill: a line is then sent twice rather than never.
+    let mut rx = hub.tx.subscribe();
+    let running: Vec<String> = agent
+        .list()
+        .into_iter()
+        .filter(|c| c.status == ContainerStatus::Running)
+        .map(|c| c.name)
+        .collect();
+    let hello = MonitorMsg::Hello {
+        host: agent.node().to_string(),
+        interval_ms: hub.interval().as_millis() as u64,
+        cgroup: hub.layout.kind().to_string(),
+        cores: std::thread::available_parallelism()
+            .map(|n| n.get() as u32)
+            .unwrap_or(1),
+    };
+    let mut first = vec![
+        hello,
+        MonitorMsg::Present {
+            containers: running,
+        },
+    ];
+    if sub.logs {
+        let since: HashMap<String, u64> = sub.log_since.into_iter().collect();
+        let a = agent.clone();
+        let backfill = tokio::task::spawn_blocking(move || {
+            let mut out = Vec::new();
+            for c in a.list() {
+                let after = since.get(&c.name).copied().unwrap_or(0);
+                let Ok(path) = a.log_path(&c.name) else {
+                    continue;
+                };
+                let Ok(mut r) = crate::logs::LogReader::open(&path) else {
+                    continue;
+                };
+                let lines: Vec<_> = r
+                    .read_new()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|l| l.time_ns > after)
+                    .collect();
+                for chunk in lines.chunks(LINES_PER_MSG) {
+                    out.push(MonitorMsg::Logs {
+                        container: c.name.clone(),
+                        lines: chunk.to_vec(),
+                    });
+                }
+            }
+            out
+        })
+        .await
+        .unwrap_or_default();
+        first.extend(backfill);
+    }
+    for m in first {
+        if herd_quic::rpc::send_msg(send, &Response::Monitor(m))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    loop {
+        let bytes = match rx.recv().await {
+            Ok(e) if e.logs && !sub.logs => continue,
+            Ok(e) => e,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                let m = Response::Monitor(MonitorMsg::Lagged { missed });
+                if herd_quic::rpc::send_msg(send, &m).await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        if send.write_all(&bytes.bytes).await.is_err() {
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_become_rates_and_a_counter_going_back_drops_the_sample() {
+        let p = CgRaw {
+            cpu_ns: 1_000_000_000,
+            periods: 10,
+            throttled_periods: 1,
+            memory_bytes: 5,
+            io: [10, 20, 4096, 8192],
+            pids: 2,
+            ..Default::default()
+        };
+        let c = CgRaw {
+            cpu_ns: 5_000_000_000,
+            periods: 20,
+            throttled_periods: 6,
+            memory_bytes: 7,
+            io: [30, 60, 8192, 16384],
+            pids: 3,
+            ..Default::default()
+        };
+        let s = rates("n1", "c", 9, Duration::from_secs(2), &p, &c).unwrap();
+        assert_eq!(s.cpu_usage_cores, 2.0, "not normalised by cores");
+        assert_eq!(s.cpu_throttled_ratio, 0.5);
+        assert_eq!(
+            (s.io_read_ops_per_second, s.io_write_ops_per_second),
+            (10.0, 20.0)
+        );
+        assert_eq!(s.io_write_bytes_per_second, 4096.0);
+        assert_eq!((s.memory_bytes, s.pids, s.time_ns), (7, 3, 9));
+        // A counter reset (a restored container's new cgroup, a wrap): dropped.
+        let reset = CgRaw {
+            cpu_ns: 10,
+            ..c.clone()
+        };
+        assert!(rates("n1", "c", 9, Duration::from_secs(1), &c, &reset).is_none());
+        let io_back = CgRaw {
+            io: [0, 60, 8192, 16384],
+            ..c.clone()
+        };
+        assert!(rates("n1", "c", 9, Duration::from_secs(1), &c, &io_back).is_none());
+    }
+}

@@ -1,0 +1,501 @@
+//! Host metrics from /proc, and [`PFile`]: a pseudo-file opened once and
+//! re-read with `pread(fd, buf, 0)` every tick (no open/close per sample,
+//! one reusable buffer).
+//!
+//! Kept-open descriptors are moved to numbers >= [`FD_FLOOR`]: a container's
+//! init is forked from the agent and sets the container's RLIMIT_NOFILE
+//! (often 1024) before its exec closes our CLOEXEC descriptors, so a
+//! thousand low-numbered monitor files would make its next open fail with
+//! EMFILE. Past a budget (the soft limit minus a reserve for the agent's
+//! own work) files are opened at each read instead of kept.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use herd_wire::monitor::{DiskSample, HostSample, NetSample};
+
+/// Lowest descriptor number of a kept-open monitor file.
+pub const FD_FLOOR: i32 = 1024;
+/// Descriptors left to the agent's own work.
+const FD_RESERVE: u64 = 4096;
+
+static KEPT: AtomicU64 = AtomicU64::new(0);
+static BUDGET: OnceLock<u64> = OnceLock::new();
+
+/// How many files may be kept open: raises the soft RLIMIT_NOFILE to the
+/// hard limit once (as Go programs do), then leaves a reserve.
+fn budget() -> u64 {
+    *BUDGET.get_or_init(|| {
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: plain syscalls on a local struct.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) != 0 {
+                return 0;
+            }
+            if r.rlim_cur < r.rlim_max {
+                let want = libc::rlimit {
+                    rlim_cur: r.rlim_max.min(1 << 20),
+                    rlim_max: r.rlim_max,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                    r.rlim_cur = want.rlim_cur;
+                }
+            }
+        }
+        r.rlim_cur.saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
+    })
+}
+
+/// Open `path` read-only with its descriptor at or above [`FD_FLOOR`].
+pub fn open_high(path: &Path) -> std::io::Result<File> {
+    let f = File::open(path)?;
+    // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; the new one is ours.
+    let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FD_FLOOR) };
+    if fd < 0 {
+        return Ok(f); // limit at or below the floor: keep the low one
+    }
+    // SAFETY: fd was just returned by fcntl and is owned by nobody else.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+enum Src {
+    Kept(File),
+    /// Over the budget: opened at each read.
+    Reopen(PathBuf),
+}
+
+/// A /proc, /sys or cgroup file kept open and read from offset 0.
+pub struct PFile {
+    src: Src,
+}
+
+impl Drop for PFile {
+    fn drop(&mut self) {
+        if matches!(self.src, Src::Kept(_)) {
+            KEPT.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl PFile {
+    /// None if the file cannot be opened (absent on this host).
+    pub fn open(path: &Path) -> Option<PFile> {
+        let file = open_high(path).ok()?;
+        if KEPT.fetch_add(1, Ordering::Relaxed) < budget() {
+            return Some(PFile {
+                src: Src::Kept(file),
+            });
+        }
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+        Some(PFile {
+            src: Src::Reopen(path.to_path_buf()),
+        })
+    }
+
+    /// Number of monitor files kept open in this process.
+    pub fn kept() -> u64 {
+        KEPT.load(Ordering::Relaxed)
+    }
+
+    /// The whole content into `buf` (cleared first). Seq files regenerate
+    /// on a read at offset 0.
+    pub fn read<'a>(&self, buf: &'a mut Vec<u8>) -> std::io::Result<&'a str> {
+        buf.clear();
+        if buf.capacity() < 4096 {
+            buf.reserve(4096);
+        }
+        loop {
+            let len = buf.len();
+            let cap = buf.capacity();
+            buf.resize(cap, 0);
+            let r = match &self.src {
+                Src::Kept(f) => f.read_at(&mut buf[len..], len as u64),
+                Src::Reopen(p) => {
+                    File::open(p).and_then(|f| f.read_at(&mut buf[len..], len as u64))
+                }
+            };
+            let n = match r {
+                Ok(n) => n,
+                Err(e) => {
+                    buf.truncate(len);
+                    return Err(e);
+                }
+            };
+            buf.truncate(len + n);
+            if n == 0 || buf.len() < cap {
+                break;
+            }
+            buf.reserve(cap);
+        }
+        std::str::from_utf8(buf)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// The file's first number (e.g. `memory.current`, `pids.current`).
+    pub fn read_u64(&self, buf: &mut Vec<u8>) -> Option<u64> {
+        self.read(buf).ok()?.split_whitespace().next()?.parse().ok()
+    }
+}
+
+/// `key value` lines (memory.stat, cpu.stat, /proc/vmstat): the value of `key`.
+pub fn kv(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok())?
+    })
+}
+
+/// `some avg10=.. ..` of a PSI file.
+pub fn psi_some_avg10(text: &str) -> Option<f64> {
+    let l = text.lines().find(|l| l.starts_with("some "))?;
+    l.split_whitespace()
+        .find_map(|f| f.strip_prefix("avg10="))?
+        .parse()
+        .ok()
+}
+
+/// Raw counters of one host reading.
+#[derive(Debug, Clone, Default)]
+struct HostRaw {
+    /// user+nice, system+irq+softirq, idle, iowait, total (USER_HZ ticks).
+    cpu: [u64; 5],
+    ctxt: u64,
+    intr: u64,
+    softirq: u64,
+    runnable: u64,
+    pgmajfault: u64,
+    /// device -> (reads, writes, read sectors, write sectors, io ms)
+    disks: HashMap<String, [u64; 5]>,
+    /// interface -> (rx bytes, tx bytes)
+    nets: HashMap<String, [u64; 2]>,
+}
+
+/// Samples the host: every file opened once at start.
+pub struct HostSampler {
+    node: String,
+    cores: u32,
+    stat: Option<PFile>,
+    loadavg: Option<PFile>,
+    meminfo: Option<PFile>,
+    vmstat: Option<PFile>,
+    diskstats: Option<PFile>,
+    netdev: Option<PFile>,
+    psi: [Option<PFile>; 3],
+    whole_disk: HashMap<String, bool>,
+    prev: Option<(Instant, HostRaw)>,
+    buf: Vec<u8>,
+}
+
+impl HostSampler {
+    pub fn new(node: &str) -> Self {
+        let p = |s: &str| PFile::open(Path::new(s));
+        HostSampler {
+            node: node.to_string(),
+            cores: std::thread::available_parallelism()
+                .map(|n| n.get() as u32)
+                .unwrap_or(1),
+            stat: p("/proc/stat"),
+            loadavg: p("/proc/loadavg"),
+            meminfo: p("/proc/meminfo"),
+            vmstat: p("/proc/vmstat"),
+            diskstats: p("/proc/diskstats"),
+            // /proc/self/net: this agent's network namespace (a lab node's own).
+            netdev: p("/proc/self/net/dev"),
+            psi: [
+                p("/proc/pressure/cpu"),
+                p("/proc/pressure/memory"),
+                p("/proc/pressure/io"),
+            ],
+            whole_disk: HashMap::new(),
+            prev: None,
+            buf: Vec::with_capacity(16 << 10),
+        }
+    }
+
+    pub fn cores(&self) -> u32 {
+        self.cores
+    }
+
+    /// One sample; rates need a previous reading, so the first call gives
+    /// rates of zero. `None` if a counter went backwards (sample dropped).
+    pub fn sample(&mut self, time_ns: u64) -> Option<HostSample> {
+        let now = Instant::now();
+        let raw = self.read_raw();
+        let mut s = HostSample {
+            time_ns,
+            host: self.node.clone(),
+            cores: self.cores,
+            ..Default::default()
+        };
+        self.gauges(&mut s);
+        s.runnable_tasks = raw.runnable;
+        let prev = self.prev.replace((now, raw.clone()));
+        let Some((t0, p)) = prev else {
+            return Some(s);
+        };
+        let dt = now.duration_since(t0).as_secs_f64();
+        if dt <= 0.0 {
+            return Some(s);
+        }
+        let d = |a: u64, b: u64| a.checked_sub(b);
+        let total = d(raw.cpu[4], p.cpu[4])?;
+        if total > 0 {
+            let r = |i: usize| d(raw.cpu[i], p.cpu[i]).map(|x| x as f64 / total as f64);
+            s.cpu_user_ratio = r(0)?;
+            s.cpu_system_ratio = r(1)?;
+            s.cpu_idle_ratio = r(2)?;
+            s.cpu_iowait_ratio = r(3)?;
+        }
+        s.context_switches_per_second = d(raw.ctxt, p.ctxt)? as f64 / dt;
+        s.interrupts_per_second = d(raw.intr, p.intr)? as f64 / dt;
+        s.softirqs_per_second = d(raw.softirq, p.softirq)? as f64 / dt;
+        s.major_faults_per_second = d(raw.pgmajfault, p.pgmajfault)? as f64 / dt;
+        let mut names: Vec<&String> = raw.disks.keys().collect();
+        names.sort();
+        for name in names {
+            let (c, Some(o)) = (raw.disks[name], p.disks.get(name)) else {
+                continue;
+            };
+            let mut v = [0f64; 5];
+            for i in 0..5 {
+                v[i] = d(c[i], o[i])? as f64;
+            }
+            let disk = DiskSample {
+                device: name.clone(),
+                read_ops_per_second: v[0] / dt,
+                write_ops_per_second: v[1] / dt,
+                read_bytes_per_second: v[2] * 512.0 / dt,
+                write_bytes_per_second: v[3] * 512.0 / dt,
+                busy_ratio: (v[4] / 1e3 / dt).min(1.0),
+            };
+            s.disk_ops_per_second += disk.read_ops_per_second + disk.write_ops_per_second;
+            s.disk_read_bytes_per_second += disk.read_bytes_per_second;
+            s.disk_write_bytes_per_second += disk.write_bytes_per_second;
+            s.disk_busy_ratio = s.disk_busy_ratio.max(disk.busy_ratio);
+            s.disks.push(disk);
+        }
+        let mut names: Vec<&String> = raw.nets.keys().collect();
+        names.sort();
+        for name in names {
+            let (c, Some(o)) = (raw.nets[name], p.nets.get(name)) else {
+                continue;
+            };
+            let n = NetSample {
+                interface: name.clone(),
+                rx_bytes_per_second: d(c[0], o[0])? as f64 / dt,
+                tx_bytes_per_second: d(c[1], o[1])? as f64 / dt,
+            };
+            s.net_rx_bytes_per_second += n.rx_bytes_per_second;
+            s.net_tx_bytes_per_second += n.tx_bytes_per_second;
+            s.nets.push(n);
+        }
+        Some(s)
+    }
+
+    fn gauges(&mut self, s: &mut HostSample) {
+        let buf = &mut self.buf;
+        if let Some(t) = self.loadavg.as_ref().and_then(|f| f.read(buf).ok()) {
+            let f: Vec<&str> = t.split_whitespace().collect();
+            let num = |i: usize| f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+            s.load1 = num(0);
+            s.load5 = num(1);
+            s.load15 = num(2);
+        }
+        if let Some(t) = self.meminfo.as_ref().and_then(|f| f.read(buf).ok()) {
+            let kib = |k: &str| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix(k))
+                    .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .map(|v| v * 1024)
+            };
+            s.memory_total_bytes = kib("MemTotal").unwrap_or(0);
+            s.memory_available_bytes = kib("MemAvailable").unwrap_or(0);
+            s.memory_used_bytes = s
+                .memory_total_bytes
+                .saturating_sub(s.memory_available_bytes);
+        }
+        let mut psi = [None; 3];
+        for (i, f) in self.psi.iter().enumerate() {
+            psi[i] = f
+                .as_ref()
+                .and_then(|f| f.read(buf).ok())
+                .and_then(psi_some_avg10);
+        }
+        [
+            s.psi_cpu_some_avg10,
+            s.psi_memory_some_avg10,
+            s.psi_io_some_avg10,
+        ] = psi;
+    }
+
+    fn read_raw(&mut self) -> HostRaw {
+        let mut r = HostRaw::default();
+        let buf = &mut self.buf;
+        if let Some(t) = self.stat.as_ref().and_then(|f| f.read(buf).ok()) {
+            for l in t.lines() {
+                let mut it = l.split_whitespace();
+                let key = it.next().unwrap_or("");
+                let first = |it: &mut std::str::SplitWhitespace| {
+                    it.next().and_then(|v| v.parse().ok()).unwrap_or(0)
+                };
+                match key {
+                    "cpu" => {
+                        let v: Vec<u64> = it.map(|x| x.parse().unwrap_or(0)).collect();
+                        let g = |i: usize| v.get(i).copied().unwrap_or(0);
+                        // user nice system idle iowait irq softirq steal (guest is in user)
+                        r.cpu = [
+                            g(0) + g(1),
+                            g(2) + g(5) + g(6),
+                            g(3),
+                            g(4),
+                            (0..8).map(g).sum(),
+                        ];
+                    }
+                    "ctxt" => r.ctxt = first(&mut it),
+                    "intr" => r.intr = first(&mut it),
+                    "softirq" => r.softirq = first(&mut it),
+                    "procs_running" => r.runnable = first(&mut it),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(t) = self.vmstat.as_ref().and_then(|f| f.read(buf).ok()) {
+            r.pgmajfault = kv(t, "pgmajfault").unwrap_or(0);
+        }
+        if let Some(t) = self.diskstats.as_ref().and_then(|f| f.read(buf).ok()) {
+            for l in t.lines() {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                if f.len() < 14 {
+                    continue;
+                }
+                let name = f[2];
+                let whole = *self
+                    .whole_disk
+                    .entry(name.to_string())
+                    .or_insert_with(|| is_disk(name));
+                if !whole {
+                    continue;
+                }
+                let n = |i: usize| f[i].parse::<u64>().unwrap_or(0);
+                r.disks
+                    .insert(name.to_string(), [n(3), n(7), n(5), n(9), n(12)]);
+            }
+        }
+        if let Some(t) = self.netdev.as_ref().and_then(|f| f.read(buf).ok()) {
+            for l in t.lines().skip(2) {
+                let Some((name, rest)) = l.split_once(':') else {
+                    continue;
+                };
+                let name = name.trim();
+                if name == "lo" {
+                    continue;
+                }
+                let f: Vec<u64> = rest
+                    .split_whitespace()
+                    .map(|x| x.parse().unwrap_or(0))
+                    .collect();
+                if f.len() >= 9 {
+                    r.nets.insert(name.to_string(), [f[0], f[8]]);
+                }
+            }
+        }
+        r
+    }
+}
+
+/// A whole disk (in /sys/block), not a partition, loop or ram device.
+fn is_disk(name: &str) -> bool {
+    !name.starts_with("loop")
+        && !name.starts_with("ram")
+        && !name.starts_with("zram")
+        && Path::new("/sys/block").join(name).exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_sample_from_this_machine_is_sane() {
+        let mut h = HostSampler::new("t");
+        let _ = h.sample(1).expect("first sample");
+        // Burn some CPU so the ratios have something to show.
+        let t0 = Instant::now();
+        let mut x = 0u64;
+        while t0.elapsed().as_millis() < 200 {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+        }
+        std::hint::black_box(x);
+        let s = h.sample(2).expect("second sample");
+        let sum = s.cpu_user_ratio + s.cpu_system_ratio + s.cpu_idle_ratio + s.cpu_iowait_ratio;
+        assert!(sum > 0.9 && sum <= 1.0001, "ratios sum to {sum}: {s:?}");
+        assert!(s.cpu_user_ratio > 0.0, "{s:?}");
+        assert!(s.memory_total_bytes > s.memory_used_bytes && s.memory_used_bytes > 0);
+        assert!(s.context_switches_per_second > 0.0);
+        assert!(s.interrupts_per_second > 0.0);
+        assert!(s.load1 >= 0.0);
+        assert!(!s.disks.is_empty(), "no disk found in /proc/diskstats");
+        assert!(s.disks.iter().all(|d| !d.device.starts_with("loop")));
+        assert_eq!(
+            s.cores as usize,
+            std::thread::available_parallelism().unwrap().get()
+        );
+        // This kernel has PSI.
+        assert!(s.psi_cpu_some_avg10.is_some());
+    }
+
+    #[test]
+    fn pfile_rereads_and_handles_large_files() {
+        // A proc file that does not change while the test runs.
+        let f = PFile::open(Path::new("/proc/self/limits")).unwrap();
+        let mut buf = Vec::new();
+        let a = f.read(&mut buf).unwrap().to_string();
+        assert_eq!(a, f.read(&mut buf).unwrap());
+        assert_eq!(a, std::fs::read_to_string("/proc/self/limits").unwrap());
+        // Larger than the first buffer, rewritten in place between reads.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("big");
+        let big: String = (0..5000).map(|i| format!("{i}\n")).collect();
+        std::fs::write(&p, &big).unwrap();
+        let f = PFile::open(&p).unwrap();
+        assert_eq!(f.read(&mut buf).unwrap(), big);
+        std::fs::write(&p, "7\n").unwrap();
+        assert_eq!(f.read_u64(&mut buf), Some(7));
+    }
+
+    #[test]
+    fn kept_files_sit_above_the_floor() {
+        let f = open_high(Path::new("/proc/self/stat")).unwrap();
+        let mut r = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit on a local struct.
+        unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+        if r.rlim_cur > FD_FLOOR as u64 {
+            assert!(f.as_raw_fd() >= FD_FLOOR);
+        }
+        let before = PFile::kept();
+        let p = PFile::open(Path::new("/proc/self/stat")).unwrap();
+        assert!(PFile::kept() > before || budget() == 0);
+        drop(p);
+    }
+
+    #[test]
+    fn parsers() {
+        assert_eq!(kv("a 1\nbb 22\nb 3\n", "b"), Some(3));
+        assert_eq!(kv("a 1\n", "b"), None);
+        let p = "some avg10=1.50 avg60=0.00 avg300=0.00 total=10\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n";
+        assert_eq!(psi_some_avg10(p), Some(1.5));
+    }
+}

@@ -1,0 +1,383 @@
+//! Monitoring, end to end: real agents sample real containers in a lab and
+//! `herd monitor` writes what they saw. Figures are checked against the
+//! kernel's own accounting read independently by the test (/proc/<pid>/stat)
+//! or against what the workload did (256 MiB touched, ops lines).
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{import_busybox_with_work, text, wait_for, Lab};
+use herd_wire::monitor::{
+    ContainerSample, HostSample, Migration, MigrationRow, CONTAINERS_HEADER, HOSTS_HEADER,
+    MIGRATIONS_HEADER,
+};
+use serde_json::Value;
+
+fn run_work(lab: &Lab, name: &str, node: &str, args: &[&str]) {
+    let mut a = vec![
+        "run",
+        "--node",
+        node,
+        "--name",
+        name,
+        "busybox",
+        "--",
+        "herd-work",
+    ];
+    a.extend_from_slice(args);
+    lab.ok(&a);
+}
+
+/// Wait for a container's first `ops=` line (its memory is touched by then).
+fn wait_ops(lab: &Lab, name: &str) {
+    let ok = wait_for(20, || {
+        let out = lab.herd(&["logs", name]);
+        String::from_utf8_lossy(&out.stdout)
+            .contains("ops=")
+            .then_some(())
+    });
+    assert!(ok.is_some(), "{name} printed no ops line");
+}
+
+fn pid_of(lab: &Lab, name: &str) -> i32 {
+    let c = lab.container(name).expect("container listed");
+    c["pid"].as_i64().expect("pid") as i32
+}
+
+/// user+system time of a whole process (all threads), in seconds.
+fn proc_cpu_seconds(pid: i32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    ticks as f64 / hz
+}
+
+fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+fn read_csv(dir: &Path, file: &str, header: &str) -> Vec<String> {
+    let t = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+    let mut lines = t.lines();
+    assert_eq!(lines.next(), Some(header), "{file} header");
+    lines.map(str::to_string).collect()
+}
+
+fn containers(dir: &Path) -> Vec<ContainerSample> {
+    read_csv(dir, "containers.csv", CONTAINERS_HEADER)
+        .iter()
+        .map(|r| ContainerSample::from_csv_row(r).expect("containers.csv row"))
+        .collect()
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn node_ip(lab: &Lab, node: &str) -> String {
+    let cl: Value =
+        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
+    let n = cl["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .unwrap();
+    let addr = n["addr"].as_str().unwrap();
+    addr.rsplit_once(':').unwrap().0.to_string()
+}
+
+/// `herd monitor` in the background, stopped with SIGINT (it flushes and exits).
+struct Monitor(Child);
+
+impl Monitor {
+    fn start(lab: &Lab, out: &Path, extra: &[&str]) -> Monitor {
+        let mut c = lab.cmd();
+        c.args(["monitor", "--out", out.to_str().unwrap()])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Monitor(c.spawn().expect("start herd monitor"))
+    }
+
+    fn stop(mut self) -> String {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+        let out = std::mem::replace(&mut self.0, Command::new("true").spawn().unwrap())
+            .wait_with_output()
+            .unwrap();
+        assert!(out.status.success(), "herd monitor failed:\n{}", text(&out));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
+    let Some(lab) = Lab::up(
+        "monitor_reads_cpu_memory_io_logs_and_serves_metrics",
+        "hmona",
+        1,
+    ) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    run_work(&lab, "cpu2", "n1", &["cpu", "--threads", "2"]);
+    run_work(&lab, "mem", "n1", &["mem", "--mib", "256"]);
+    run_work(&lab, "io", "n1", &["io", "--dir", "/tmp"]);
+    for c in ["cpu2", "mem", "io"] {
+        wait_ops(&lab, c);
+    }
+    let pid = pid_of(&lab, "cpu2");
+    let out = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let maddr = format!("127.0.0.1:{port}");
+    let mon = Monitor::start(&lab, out.path(), &["--metrics-listen", &maddr]);
+    // The kernel's own account of the process, every 100 ms, beside the monitor.
+    let mut truth: Vec<(f64, f64)> = Vec::new();
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(7) {
+        truth.push((now_s(), proc_cpu_seconds(pid)));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let agent_metrics = http_get(&format!("{}:9100", node_ip(&lab, "n1")), "/metrics");
+    let mon_metrics = http_get(&maddr, "/metrics");
+    let top = lab.ok(&["top", "--once"]);
+    mon.stop();
+
+    let rows = containers(out.path());
+    let of =
+        |n: &str| -> Vec<&ContainerSample> { rows.iter().filter(|r| r.container == n).collect() };
+    // CPU: the readings over the run against the process's own CPU time.
+    let all_cpu = of("cpu2");
+    let (lo, hi) = (truth[0].0, truth[truth.len() - 1].0);
+    let cpu: Vec<&ContainerSample> = all_cpu
+        .iter()
+        .copied()
+        .filter(|r| (lo..=hi).contains(&(r.time_ns as f64 / 1e9)))
+        .collect();
+    assert!(
+        cpu.len() >= 4,
+        "rows of cpu2 while the test watched: {all_cpu:?}"
+    );
+    let (first, last) = (
+        cpu[0].time_ns as f64 / 1e9,
+        cpu[cpu.len() - 1].time_ns as f64 / 1e9,
+    );
+    let at = |t: f64| {
+        truth
+            .iter()
+            .min_by(|a, b| (a.0 - t).abs().total_cmp(&(b.0 - t).abs()))
+            .unwrap()
+            .1
+    };
+    let measured = (at(last) - at(first)) / (last - first);
+    // Time-weighted: a tick delayed by the load covers a longer interval.
+    let read: f64 = cpu
+        .windows(2)
+        .map(|w| w[1].cpu_usage_cores * (w[1].time_ns - w[0].time_ns) as f64 / 1e9)
+        .sum::<f64>()
+        / (last - first);
+    eprintln!("cpu2: monitor {read:.3} cores, /proc/<pid>/stat {measured:.3} cores");
+    assert!(
+        (read / measured - 1.0).abs() <= 0.15,
+        "monitor {read:.3} cores vs the kernel's {measured:.3} (not normalised by cores)"
+    );
+    if measured >= 1.7 {
+        assert!(
+            (read - 2.0).abs() <= 0.3,
+            "2 busy threads read {read:.3} cores"
+        );
+    }
+    assert!(
+        all_cpu.iter().all(|r| r.pids == 3),
+        "herd-work and 2 workers: {all_cpu:?}"
+    );
+    assert!(all_cpu
+        .iter()
+        .any(|r| r.ops_per_second.unwrap_or(0.0) > 0.0));
+    // Memory: 256 MiB touched, within 10%.
+    let mem = of("mem");
+    let m = mem.last().expect("rows of mem").memory_bytes as f64;
+    let want = 256.0 * (1 << 20) as f64;
+    assert!(
+        (m / want - 1.0).abs() <= 0.10,
+        "mem reads {m} bytes, touched {want}"
+    );
+    // IO: reads and writes.
+    let io = of("io");
+    assert!(io.iter().any(|r| r.io_read_ops_per_second > 10.0), "{io:?}");
+    assert!(
+        io.iter().any(|r| r.io_write_ops_per_second > 10.0),
+        "{io:?}"
+    );
+    // Hosts.
+    let hosts: Vec<HostSample> = read_csv(out.path(), "hosts.csv", HOSTS_HEADER)
+        .iter()
+        .map(|r| HostSample::from_csv_row(r).unwrap())
+        .collect();
+    assert!(hosts.len() >= 4 && hosts.iter().all(|h| h.host == "n1"));
+    assert!(hosts
+        .iter()
+        .any(|h| h.cpu_user_ratio > 0.0 && h.memory_used_bytes > 0));
+    assert!(hosts
+        .iter()
+        .all(|h| h.cpu_user_ratio <= 1.0 && h.cpu_system_ratio <= 1.0));
+    // Migrations: each container added once.
+    let mig: Vec<MigrationRow> = read_csv(out.path(), "migrations.csv", MIGRATIONS_HEADER)
+        .iter()
+        .map(|r| MigrationRow::from_csv_row(r).unwrap())
+        .collect();
+    assert_eq!(mig.len(), 3, "{mig:?}");
+    assert!(mig
+        .iter()
+        .all(|m| m.event == Migration::Added && m.to == "n1"));
+    // Logs: the workload's lines, stamped, in order.
+    let log = std::fs::read_to_string(out.path().join("logs/cpu2.log")).unwrap();
+    assert!(
+        log.lines().count() >= 4 && log.lines().all(|l| l.contains(" o ops=")),
+        "{log}"
+    );
+    // Prometheus, on the agent and on the monitor.
+    for page in [&agent_metrics, &mon_metrics] {
+        assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
+        assert!(page.contains("herd_container_cpu_usage_cores{host=\"n1\",container=\"cpu2\"}"));
+        assert!(page.contains("herd_host_cpu_user_ratio{host=\"n1\"}"));
+    }
+    // herd top.
+    assert!(
+        top.contains("cpu2") && top.contains("n1") && top.contains("CORES"),
+        "{top}"
+    );
+}
+
+/// herd-work's `t=` values in a merged log: one per second, none repeated.
+fn ticks(log: &str) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.split(" t=").nth(1))
+        .map(|t| t.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn monitor_follows_a_migration_and_an_agent_restart() {
+    let Some(lab) = Lab::up(
+        "monitor_follows_a_migration_and_an_agent_restart",
+        "hmonb",
+        2,
+    ) else {
+        return;
+    };
+    if !herd_testkit::require_root_and_criu("monitor_follows_a_migration_and_an_agent_restart") {
+        return;
+    }
+    import_busybox_with_work(&lab);
+    run_work(&lab, "w", "n1", &["cpu"]);
+    wait_ops(&lab, "w");
+    let out = tempfile::tempdir().unwrap();
+    let mon = Monitor::start(&lab, out.path(), &[]);
+    std::thread::sleep(Duration::from_secs(3));
+    let moved_at = now_s();
+    lab.ok(&["migrate", "w", "--to", "n2"]);
+    std::thread::sleep(Duration::from_secs(3));
+    let restart_at = now_s();
+    lab.ok(&["lab", "restart", "n2"]);
+    // The stall timeout (3 s) plus a few samples from the new agent.
+    let ok = wait_for(20, || {
+        let rows = containers(out.path());
+        (rows
+            .iter()
+            .filter(|r| r.container == "w" && r.time_ns as f64 / 1e9 > restart_at + 1.0)
+            .count()
+            >= 3)
+            .then_some(())
+    });
+    let err = mon.stop();
+    assert!(
+        ok.is_some(),
+        "no rows after the agent restart; monitor said:\n{err}"
+    );
+
+    let rows: Vec<ContainerSample> = containers(out.path())
+        .into_iter()
+        .filter(|r| r.container == "w")
+        .collect();
+    let on = |h: &str| -> Vec<f64> {
+        rows.iter()
+            .filter(|r| r.host == h)
+            .map(|r| r.time_ns as f64 / 1e9)
+            .collect()
+    };
+    let (n1, n2) = (on("n1"), on("n2"));
+    assert!(!n1.is_empty() && !n2.is_empty(), "{rows:?}");
+    // Never on two hosts at once: every n1 row precedes every n2 row.
+    let last_n1 = n1.iter().cloned().fold(f64::MIN, f64::max);
+    let first_n2 = n2.iter().cloned().fold(f64::MAX, f64::min);
+    assert!(last_n1 < first_n2, "rows overlap: {rows:?}");
+    assert!(first_n2 > moved_at);
+    let mig: Vec<MigrationRow> = read_csv(out.path(), "migrations.csv", MIGRATIONS_HEADER)
+        .iter()
+        .map(|r| MigrationRow::from_csv_row(r).unwrap())
+        .collect();
+    let moves: Vec<&MigrationRow> = mig.iter().filter(|m| m.event == Migration::Moved).collect();
+    assert_eq!(moves.len(), 1, "one move, counted once: {mig:?}");
+    assert_eq!(
+        (moves[0].from.as_str(), moves[0].to.as_str(), moves[0].count),
+        ("n1", "n2", 1)
+    );
+    assert!(
+        !mig.iter().any(|m| m.event == Migration::Removed),
+        "neither the move nor the restart removes it: {mig:?}"
+    );
+    // The merged log: every tick once, in order, across both hosts and the restart.
+    let log = std::fs::read_to_string(out.path().join("logs/w.log")).unwrap();
+    let ts: Vec<u64> = log
+        .lines()
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(
+        ts.windows(2).all(|w| w[0] <= w[1]),
+        "not in timestamp order:\n{log}"
+    );
+    let t = ticks(&log);
+    let mut seen = HashMap::new();
+    for x in &t {
+        *seen.entry(x.to_bits()).or_insert(0) += 1;
+    }
+    assert!(seen.values().all(|n| *n == 1), "a duplicated line:\n{log}");
+    assert!(
+        t.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 0.05),
+        "a missing or repeated tick:\n{log}"
+    );
+    assert_eq!(t.first().copied(), Some(1.0), "the whole history:\n{log}");
+}
