@@ -7,10 +7,10 @@ mod client;
 mod cluster;
 mod forecast;
 mod lab;
+mod monitor;
 mod network;
 mod rootfs;
 mod scenario;
-mod monitor;
 mod sim;
 mod top;
 // The agent's tiny /metrics responder, shared without pulling in the agent.
