@@ -57,7 +57,24 @@ fn main() -> anyhow::Result<()> {
         logs::shim_main(std::path::Path::new(log)).context("log shim")?;
         return Ok(());
     }
+    if argv
+        .get(1)
+        .map(|a| a == herd_agent::container::CREATE_ARG)
+        .unwrap_or(false)
+    {
+        // A fresh single-threaded process: see container::run::create_and_start.
+        std::process::exit(herd_agent::container::create_main(&argv[2..]));
+    }
     let args = Args::parse();
+    // Containers are made by a short-lived helper process; their init is
+    // re-parented to us when it exits, so we can still wait for its status.
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        eprintln!(
+            "herd-agent: warning: cannot become a child subreaper: {}",
+            std::io::Error::last_os_error()
+        );
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HERD_LOG")

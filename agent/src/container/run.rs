@@ -3,6 +3,7 @@
 //! leaves nothing behind.
 
 use std::fs;
+use std::os::fd::OwnedFd;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -167,7 +168,110 @@ pub(crate) fn loopback_up(ns_path: &Path, netns: &str) -> Result<()> {
 }
 
 /// libcontainer create + start; returns the init pid.
+/// Create and start a container through libcontainer in a helper process
+/// (this binary re-executed as `herd-agent __create ROOT NAME BUNDLE`, the
+/// container's stdio as its fds 0-2, a report pipe as fd 3). libcontainer
+/// clones without fork handlers; done in the multi-threaded agent, the child
+/// could inherit a lock another thread held (an allocator arena, the log
+/// writer) and hang forever: seen about 3 times in 1000 creates.
 pub(crate) fn create_and_start(
+    runtime_root: &Path,
+    name: &str,
+    bundle: &Path,
+    stdio: logs::Stdio3,
+) -> Result<i32> {
+    use std::io::Read;
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let (rep_r, rep_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "report pipe".into())?;
+    let mut cmd = std::process::Command::new("/proc/self/exe");
+    cmd.arg(CREATE_ARG)
+        .arg(runtime_root)
+        .arg(name)
+        .arg(bundle)
+        .stdin(std::process::Stdio::from(stdio.stdin))
+        .stdout(std::process::Stdio::from(stdio.stdout))
+        .stderr(std::process::Stdio::from(stdio.stderr));
+    let w = rep_w.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; `rep_w` outlives spawn.
+    unsafe {
+        cmd.pre_exec(move || {
+            // dup2 onto itself would keep FD_CLOEXEC: clear it instead.
+            let r = if w == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(w, 3)
+            };
+            if r < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd
+        .spawn()
+        .ctx(|| format!("start the create helper for {name}"))?;
+    drop(rep_w);
+    let mut report = String::new();
+    let read = std::fs::File::from(rep_r).read_to_string(&mut report);
+    let status = child.wait().ctx(|| "wait for the create helper".into())?;
+    read.ctx(|| "read the create helper's report".into())?;
+    let report = report.trim();
+    match report.strip_prefix("pid ").map(str::parse::<i32>) {
+        Some(Ok(pid)) if status.success() => Ok(pid),
+        _ => Err(AgentError::Other(match report.strip_prefix("error ") {
+            Some(e) => e.to_string(),
+            None => format!("create container {name}: the helper ended ({status}) with {report:?}"),
+        })),
+    }
+}
+
+/// The argument that makes this binary the create helper.
+pub const CREATE_ARG: &str = "__create";
+
+/// Body of the create helper: `ROOT NAME BUNDLE`; its stdio are the
+/// container's; writes `pid <n>` or `error <text>` to fd 3; exit code 0/1.
+pub fn create_main(args: &[std::ffi::OsString]) -> i32 {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 3 was set up by create_and_start; nothing else owns it.
+    let mut report = unsafe { std::fs::File::from_raw_fd(3) };
+    let r = (|| -> Result<i32> {
+        let [root, name, bundle] = args else {
+            return Err(AgentError::Other("usage: __create ROOT NAME BUNDLE".into()));
+        };
+        let name = name.to_string_lossy().into_owned();
+        // libcontainer dup2s each stdio fd onto 0-2 and then closes it: hand
+        // it copies above 2, or it would close the very fds it set up.
+        let high = |fd: i32| -> Result<OwnedFd> {
+            // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own, or -1.
+            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+            if n < 0 {
+                return Err(AgentError::Other(format!(
+                    "dup stdio fd {fd}: {}",
+                    std::io::Error::last_os_error()
+                )));
+            }
+            // SAFETY: n is a fresh descriptor.
+            Ok(unsafe { OwnedFd::from_raw_fd(n) })
+        };
+        let stdio = logs::Stdio3 {
+            stdin: high(0)?,
+            stdout: high(1)?,
+            stderr: high(2)?,
+        };
+        create_in_process(Path::new(root), &name, Path::new(bundle), stdio)
+    })();
+    let (line, code) = match r {
+        Ok(pid) => (format!("pid {pid}\n"), 0),
+        Err(e) => (format!("error {e}\n"), 1),
+    };
+    let _ = report.write_all(line.as_bytes());
+    code
+}
+
+fn create_in_process(
     runtime_root: &Path,
     name: &str,
     bundle: &Path,
