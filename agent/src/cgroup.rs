@@ -126,6 +126,74 @@ pub fn join_all(cgroup_path: &str, pid: i32) -> Result<()> {
     Ok(())
 }
 
+/// CPUs of the machine this process may use.
+pub fn machine_cores() -> f64 {
+    std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0)
+}
+
+/// CFS period used for `--cpus` quotas (the kernel's default).
+const CFS_PERIOD_US: u64 = 100_000;
+
+/// Confine everything under `parent` (e.g. `/herd/n1`) to `cores` CPUs,
+/// as `docker run --cpus` does for one container: a CFS quota of
+/// `cores * period` per period on the parent, which bounds all its
+/// children together. v1: `cpu.cfs_quota_us` in the cpu hierarchy; v2:
+/// `cpu.max`, after enabling the cpu controller on every ancestor. Making
+/// the parent here also means a migration target's CRIU (soft mode) finds
+/// it and leaves its quota alone.
+pub fn limit_cpu(parent: &str, cores: f64) -> Result<()> {
+    let max = machine_cores();
+    if !(cores.is_finite() && cores >= 0.01 && cores <= max) {
+        return Err(crate::AgentError::Invalid {
+            what: "--cpus",
+            reason: format!("{cores}: must be from 0.01 to {max} (this machine's CPUs)"),
+        });
+    }
+    let quota = ((cores * CFS_PERIOD_US as f64).round() as u64).max(1000);
+    let rel = parent.trim_start_matches('/');
+    let mi = fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
+    let layout = crate::monitor::cgroups::Layout::from_mountinfo(&mi);
+    if let Some(cpu) = layout.v1.get("cpu") {
+        // In every hierarchy: the sampler reads the parent's cpuacct.
+        prepare(parent)?;
+        let dir = cpu.join(rel);
+        let w = |f: &str, v: String| {
+            let p = dir.join(f);
+            fs::write(&p, v).ctx(|| format!("write {}", p.display()))
+        };
+        // Quota first to -1: a new period shorter than an old quota is refused.
+        w("cpu.cfs_quota_us", "-1".into())?;
+        w("cpu.cfs_period_us", CFS_PERIOD_US.to_string())?;
+        return w("cpu.cfs_quota_us", quota.to_string());
+    }
+    let Some(root) = layout.v2.filter(|r| r.join("cgroup.controllers").exists()) else {
+        return Err(crate::AgentError::Other(
+            "--cpus needs the cpu controller: no cgroup v1 cpu hierarchy or cgroup2 mount".into(),
+        ));
+    };
+    let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if !controllers.split_whitespace().any(|c| c == "cpu") {
+        return Err(crate::AgentError::Other(format!(
+            "--cpus needs the cpu controller, which {} does not offer (controllers: {})",
+            root.display(),
+            controllers.trim()
+        )));
+    }
+    let mut dir = root.clone();
+    for part in Path::new(rel).components() {
+        let sub = dir.join("cgroup.subtree_control");
+        fs::write(&sub, "+cpu").ctx(|| format!("enable cpu in {}", sub.display()))?;
+        dir.push(part);
+        if !dir.exists() {
+            fs::create_dir(&dir).ctx(|| format!("create cgroup {}", dir.display()))?;
+        }
+    }
+    let p = dir.join("cpu.max");
+    fs::write(&p, format!("{quota} {CFS_PERIOD_US}")).ctx(|| format!("write {}", p.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

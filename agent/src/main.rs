@@ -38,6 +38,12 @@ struct Args {
     /// cgroup parent of containers (default `/herd/<node>`).
     #[arg(long)]
     cgroup_parent: Option<String>,
+    /// CPU capacity of this host for containers, in cores (e.g. 1.5): all
+    /// containers together get at most that much CPU time, like
+    /// `docker run --cpus` on their parent cgroup, and the host's CPU
+    /// figures become theirs over it. Default: the whole machine.
+    #[arg(long)]
+    cpus: Option<f64>,
     /// CRIU binary (default: $HERD_CRIU or `criu` in PATH).
     #[arg(long)]
     criu: Option<PathBuf>,
@@ -91,6 +97,7 @@ fn main() -> anyhow::Result<()> {
         state_dir: args.state_dir.clone(),
         netns_prefix: args.netns_prefix.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
+        cpus: args.cpus,
     })
     .with_context(|| format!("cannot open agent state in {}", args.state_dir.display()))?;
     let tls = herd_quic::pki::TlsFiles {

@@ -111,7 +111,7 @@ pub async fn checkpoint(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
     );
     watch_interrupts();
 
-    let cl = lab::up(LAB, 1).await.with_context(|| {
+    let cl = lab::up(LAB, 1, &[]).await.with_context(|| {
         format!(
             "cannot start the bench lab {LAB} (if an earlier bench left it behind: \
              herd --lab {LAB} lab down)"

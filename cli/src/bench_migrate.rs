@@ -168,7 +168,7 @@ pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
     let work = rootfs::find_herd_work().filter(|p| p.exists()).context(
         "the static herd-work (target/static/release/herd-work) was not found: run scripts/setup",
     )?;
-    let cl = lab::up(LAB, 2).await.with_context(|| {
+    let cl = lab::up(LAB, 2, &[]).await.with_context(|| {
         format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
     })?;
     eprintln!("bench: lab {LAB} is up; {runs} run(s) per mode");

@@ -78,7 +78,7 @@ pub async fn run(containers: usize, seconds: u64, json: bool, keep_lab: bool) ->
         bail!("--containers and --seconds must be at least 1");
     }
     let interval_ms = 1000;
-    let cl = lab::up(LAB, 1).await.with_context(|| {
+    let cl = lab::up(LAB, 1, &[]).await.with_context(|| {
         format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
     })?;
     eprintln!("bench: lab {LAB} is up");

@@ -38,6 +38,9 @@ pub struct Node {
     pub state_dir: Option<PathBuf>,
     pub pid: Option<i32>,
     pub pid_start: Option<u64>,
+    /// Lab only: the agent's `--cpus`, if any.
+    #[serde(default)]
+    pub cpus: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

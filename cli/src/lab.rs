@@ -79,10 +79,29 @@ fn subnet_in_use(index: u8) -> bool {
     })
 }
 
-pub async fn up(lab: &str, nodes: usize) -> Result<Cluster> {
+/// Start a lab of `nodes` hosts. `cpus`: each node's CPU capacity for
+/// containers (`herd-agent --cpus`), one value for all or one per node;
+/// empty: every node sees the whole machine.
+pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
     check_lab_name(lab)?;
     if !(1..=32).contains(&nodes) {
         bail!("--nodes must be between 1 and 32");
+    }
+    let cpus: Vec<Option<f64>> = match cpus.len() {
+        0 => vec![None; nodes],
+        1 => vec![Some(cpus[0]); nodes],
+        n if n == nodes => cpus.iter().map(|c| Some(*c)).collect(),
+        n => bail!("--cpus has {n} values for {nodes} nodes: give one for all or one per node"),
+    };
+    let machine = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
+    if let Some(c) = cpus
+        .iter()
+        .flatten()
+        .find(|c| !(c.is_finite() && **c >= 0.01 && **c <= machine))
+    {
+        bail!("--cpus {c}: each value must be from 0.01 to {machine} (this machine's CPUs)");
     }
     if nix::unistd::geteuid().as_raw() != 0 {
         bail!("herd lab up needs root (network namespaces, cgroups, CRIU)");
@@ -132,7 +151,7 @@ pub async fn up(lab: &str, nodes: usize) -> Result<Cluster> {
     };
     // Written first, so `lab down` can clean up a half-made lab.
     cl.save(&file)?;
-    match build(&mut cl, &agent_bin, nodes, index).await {
+    match build(&mut cl, &agent_bin, &cpus, index).await {
         Ok(()) => {
             cl.save(&file)?;
             Ok(cl)
@@ -155,7 +174,7 @@ fn subnet_taken(h: &mut Handle, index: u8) -> bool {
         .unwrap_or(false)
 }
 
-async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> Result<()> {
+async fn build(cl: &mut Cluster, agent_bin: &Path, cpus: &[Option<f64>], index: u8) -> Result<()> {
     let lab = cl.name.clone();
     let pki_dir = cl.dir.join("pki");
     pki::init_ca(&pki_dir, &lab, true).context("create the lab CA")?;
@@ -175,7 +194,7 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> R
     h.add_address(&br, Ipv4Addr::new(10, 77, index, 1).into(), 24)?;
     h.set_up(&br)?;
 
-    for i in 1..=nodes {
+    for (i, node_cpus) in (1..).zip(cpus.iter().copied()) {
         let node = format!("n{i}");
         let ns_name = format!("{lab}-{node}");
         let ns_path = netns::create(&ns_name).with_context(|| format!("create netns {ns_name}"))?;
@@ -197,8 +216,10 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, nodes: usize, index: u8) -> R
         pki::issue(&pki_dir, &node, Role::Node, &node_dir, &[ip.to_string()])
             .with_context(|| format!("issue certificate for {node}"))?;
         let state_dir = node_dir.join("state");
-        let (pid, pid_start) = spawn_agent(agent_bin, &lab, &node, &node_dir, ip, &ns_path)?;
+        let (pid, pid_start) =
+            spawn_agent(agent_bin, &lab, &node, &node_dir, ip, &ns_path, node_cpus)?;
         cl.nodes.push(Node {
+            cpus: node_cpus,
             name: node.clone(),
             addr: SocketAddr::from((ip, AGENT_PORT)),
             netns: Some(ns_name),
@@ -234,6 +255,7 @@ fn spawn_agent(
     node_dir: &Path,
     ip: Ipv4Addr,
     ns_path: &Path,
+    cpus: Option<f64>,
 ) -> Result<(i32, Option<u64>)> {
     let ns_fd = netns::open(ns_path)?;
     let tls = pki::TlsFiles::in_dir(node_dir, node);
@@ -260,6 +282,7 @@ fn spawn_agent(
         .arg(format!("/herd/{lab}/{node}"))
         .arg("--metrics-listen")
         .arg(SocketAddr::from((ip, METRICS_PORT)).to_string())
+        .args(cpus.map(|c| format!("--cpus={c}")))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -304,7 +327,7 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
         bail!("lab node {node} has a non-IPv4 address");
     };
     let ns = netns::path(n.netns.as_deref().context("lab node without a netns")?);
-    let (pid, pid_start) = spawn_agent(&agent_bin, lab, node, &cl.dir.join(node), ip, &ns)?;
+    let (pid, pid_start) = spawn_agent(&agent_bin, lab, node, &cl.dir.join(node), ip, &ns, n.cpus)?;
     for x in cl.nodes.iter_mut().filter(|x| x.name == node) {
         x.pid = Some(pid);
         x.pid_start = pid_start;

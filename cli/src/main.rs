@@ -5,6 +5,7 @@ mod bench_migrate;
 mod bench_monitor;
 mod client;
 mod cluster;
+mod coordinator;
 mod forecast;
 mod lab;
 mod monitor;
@@ -219,6 +220,21 @@ enum Cmd {
     /// Ops/s forecasting from monitor CSVs: train, eval, importance, export.
     #[command(subcommand)]
     Forecast(forecast::ForecastCmd),
+    /// Place containers live: follow every agent, run a policy every
+    /// period over a window of samples, migrate what it says; decisions.csv
+    /// and the monitor's CSVs go into --out.
+    Coordinator {
+        /// none, cpu-greedy, cpu-greedy-threads, oltp-disk, oracle, forecast.
+        #[arg(long)]
+        policy: String,
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+        /// Stop after this long (e.g. 30m); default: until Ctrl-C.
+        #[arg(long, value_parser = monitor::parse_duration)]
+        duration: Option<Duration>,
+        #[command(flatten)]
+        placement: sim::PlacementArgs,
+    },
     /// Subscribe to every agent and write hosts.csv, containers.csv,
     /// migrations.csv and logs/<container>.log into DIR.
     Monitor {
@@ -377,6 +393,11 @@ enum LabCmd {
     Up {
         #[arg(long, default_value_t = 3)]
         nodes: usize,
+        /// Each node's CPU capacity for containers, in cores: one value for
+        /// all nodes or one per node (e.g. 1,0.5,0.5). Default: every node
+        /// shares the whole machine.
+        #[arg(long, value_delimiter = ',')]
+        cpus: Vec<f64>,
     },
     /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
     Down,
@@ -809,7 +830,19 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
-        Cmd::Scenario(c) => return scenario::run(c),
+        Cmd::Scenario(c) => {
+            return scenario::run(c, &cluster::cluster_file(cli.cluster.as_deref(), &cli.lab)).await
+        }
+        Cmd::Coordinator {
+            policy,
+            out,
+            duration,
+            placement,
+        } => {
+            let path = cluster::cluster_file(cli.cluster.as_deref(), &cli.lab);
+            let cfg = placement.config()?;
+            coordinator::coordinator(Cluster::load(&path)?, policy, cfg, out, *duration).await?
+        }
         Cmd::Sim(a) => return sim::run(a),
         Cmd::Report(a) => return sim::report(a),
         Cmd::Bench(BenchCmd::Sim(a)) => return sim::bench(a),
@@ -989,15 +1022,16 @@ fn ca_cmd(cc: &CaCmd) -> Result<()> {
 
 async fn lab_cmd(cli: &Cli, lc: &LabCmd) -> Result<i32> {
     match lc {
-        LabCmd::Up { nodes } => {
-            let cl = lab::up(&cli.lab, *nodes).await?;
+        LabCmd::Up { nodes, cpus } => {
+            let cl = lab::up(&cli.lab, *nodes, cpus).await?;
             println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
             for n in &cl.nodes {
                 println!(
-                    "  {:<4} {}  (netns {})",
+                    "  {:<4} {}  (netns {}){}",
                     n.name,
                     n.addr,
-                    n.netns.clone().unwrap_or_default()
+                    n.netns.clone().unwrap_or_default(),
+                    n.cpus.map(|c| format!(", {c} CPUs")).unwrap_or_default()
                 );
             }
         }
@@ -1104,7 +1138,7 @@ async fn demo(cli: &Cli) -> Result<i32> {
     Ok(0)
 }
 
-async fn migrate(
+pub(crate) async fn migrate(
     c: &mut Client,
     name: &str,
     to: &str,

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use herd_wire::monitor::{
-    MigrationTracker, MonitorMsg, Sample, Subscribe, CONTAINERS_HEADER, HOSTS_HEADER,
+    MigrationRow, MigrationTracker, MonitorMsg, Sample, Subscribe, CONTAINERS_HEADER, HOSTS_HEADER,
     MIGRATIONS_HEADER,
 };
 use herd_wire::{Envelope, LogLine, LogStream, Request, Response};
@@ -193,6 +193,9 @@ pub struct Writer {
     /// Latest sample per host (for /metrics and the dropped-sample report).
     pub latest: Arc<Mutex<HashMap<String, Sample>>>,
     pub rows: u64,
+    /// Workload kind per container, for containers.csv's `kind` column
+    /// (known to a scenario run; empty otherwise).
+    pub kinds: HashMap<String, String>,
 }
 
 fn create(path: &Path, header: &str) -> Result<BufWriter<File>> {
@@ -210,24 +213,31 @@ impl Writer {
         Ok(Writer {
             dir: dir.to_path_buf(),
             hosts: create(&dir.join("hosts.csv"), HOSTS_HEADER)?,
-            containers: create(&dir.join("containers.csv"), CONTAINERS_HEADER)?,
+            containers: create(
+                &dir.join("containers.csv"),
+                &format!("{CONTAINERS_HEADER},kind"),
+            )?,
             migrations: create(&dir.join("migrations.csv"), MIGRATIONS_HEADER)?,
             logs: HashMap::new(),
             tracker: MigrationTracker::default(),
             marks,
             latest: Arc::new(Mutex::new(HashMap::new())),
             rows: 0,
+            kinds: HashMap::new(),
         })
     }
 
-    pub fn handle(&mut self, node: &str, msg: MonitorMsg) -> Result<()> {
+    /// Write what `msg` says; returns the migrations.csv rows it made.
+    pub fn handle(&mut self, node: &str, msg: MonitorMsg) -> Result<Vec<MigrationRow>> {
+        let mut out = Vec::new();
         match msg {
             MonitorMsg::Sample(s) => {
                 if let Some(h) = &s.host {
                     writeln!(self.hosts, "{}", h.csv_row())?;
                 }
                 for c in &s.containers {
-                    writeln!(self.containers, "{}", c.csv_row())?;
+                    let kind = self.kinds.get(&c.container).map_or("", |k| k.as_str());
+                    writeln!(self.containers, "{},{kind}", c.csv_row())?;
                     self.rows += 1;
                 }
                 if let Ok(mut l) = self.latest.lock() {
@@ -238,17 +248,19 @@ impl Writer {
                 let now = crate::now_ns();
                 for r in self.tracker.present(now, node, &containers) {
                     writeln!(self.migrations, "{}", r.csv_row())?;
+                    out.push(r);
                 }
             }
             MonitorMsg::Event(ev) => {
                 if let Some(r) = self.tracker.event(&ev) {
                     writeln!(self.migrations, "{}", r.csv_row())?;
+                    out.push(r);
                 }
             }
             MonitorMsg::Logs { container, lines } => self.logs(&container, lines)?,
             MonitorMsg::Hello { .. } | MonitorMsg::Lagged { .. } => {}
         }
-        Ok(())
+        Ok(out)
     }
 
     fn logs(&mut self, container: &str, lines: Vec<LogLine>) -> Result<()> {
@@ -363,7 +375,9 @@ pub async fn run(
         };
         tokio::select! {
             m = rx.recv() => match m {
-                Some(Feed::Msg(node, msg)) => w.handle(&node, msg)?,
+                Some(Feed::Msg(node, msg)) => {
+                    w.handle(&node, msg)?;
+                }
                 Some(Feed::Connected(node)) => tracing::info!(%node, "subscribed"),
                 Some(Feed::Disconnected(node, why)) => {
                     eprintln!("herd: {node}: {why}; subscribing again");

@@ -1,7 +1,8 @@
 //! `herd scenario gen`: write a seeded scenario file (see
-//! `herd_coordinator::scenario` for the format and the generators).
+//! `herd_coordinator::scenario` for the format and the generators);
+//! `herd scenario run`: run one on the lab (see [`crate::coordinator`]).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
@@ -30,10 +31,63 @@ pub enum ScenarioCmd {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Run a scenario for real on the cluster (herd-work containers) under
+    /// a policy: the monitor CSVs, decisions.csv, run.json and report.md
+    /// go into DIR.
+    Run {
+        file: PathBuf,
+        #[arg(long)]
+        policy: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Multiplies every time of the scenario and of the placement
+        /// schedule (window, period, delay, cooldown), e.g. 0.01 runs a
+        /// 10-hour scenario in 6 minutes.
+        #[arg(long, default_value_t = 1.0)]
+        time_scale: f64,
+        /// Multiplies the memory of `mem` containers.
+        #[arg(long, default_value_t = 1.0)]
+        memory_scale: f64,
+        /// Image with herd-work in its PATH, on the scenario's first hosts.
+        #[arg(long, default_value = "busybox")]
+        image: String,
+        /// Leave the containers in place afterwards.
+        #[arg(long)]
+        keep: bool,
+        #[command(flatten)]
+        placement: crate::sim::PlacementArgs,
+    },
 }
 
-pub fn run(cmd: &ScenarioCmd) -> Result<i32> {
+pub async fn run(cmd: &ScenarioCmd, cluster_file: &Path) -> Result<i32> {
     match cmd {
+        ScenarioCmd::Run {
+            file,
+            policy,
+            out,
+            time_scale,
+            memory_scale,
+            image,
+            keep,
+            placement,
+        } => {
+            let cluster = crate::cluster::Cluster::load(cluster_file)?;
+            crate::coordinator::scenario_run(
+                cluster,
+                crate::coordinator::ScenarioRun {
+                    file,
+                    policy,
+                    cfg: placement.config()?,
+                    out,
+                    time_scale: *time_scale,
+                    memory_scale: *memory_scale,
+                    image,
+                    keep: *keep,
+                },
+            )
+            .await?;
+            Ok(0)
+        }
         ScenarioCmd::Gen {
             seed,
             kind,

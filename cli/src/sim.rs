@@ -32,29 +32,29 @@ use herd_coordinator::sim::{simulate, Sim, SimConfig};
 pub struct PlacementArgs {
     /// Seconds of samples each decision looks at.
     #[arg(long, default_value_t = 30.0)]
-    window: f64,
+    pub window: f64,
     /// Seconds between decisions.
     #[arg(long, default_value_t = 150.0)]
-    period: f64,
+    pub period: f64,
     /// Seconds before the first decision.
     #[arg(long, default_value_t = 150.0)]
-    delay: f64,
+    pub delay: f64,
     /// Seconds a container stays put after a move.
     #[arg(long, default_value_t = 450.0)]
-    cooldown: f64,
+    pub cooldown: f64,
     /// Samples a container needs in the window before it may move.
     #[arg(long, default_value_t = 10)]
-    min_samples: u32,
+    pub min_samples: u32,
     /// Moves per decision, at most.
     #[arg(long, default_value_t = 2)]
-    max_moves: usize,
+    pub max_moves: usize,
     /// Policy-specific setting KEY=VALUE (repeatable).
     #[arg(long = "policy-opt")]
-    policy_opt: Vec<String>,
+    pub policy_opt: Vec<String>,
 }
 
 impl PlacementArgs {
-    fn config(&self) -> Result<PlacementConfig> {
+    pub fn config(&self) -> Result<PlacementConfig> {
         let mut c = PlacementConfig {
             window_s: self.window,
             period_s: self.period,

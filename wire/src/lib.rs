@@ -25,7 +25,8 @@ pub mod monitor;
 pub mod net;
 
 /// Version of the control protocol. Bump on any incompatible change.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: a host's `cores` became fractional (`herd-agent --cpus`).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

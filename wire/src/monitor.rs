@@ -63,7 +63,8 @@ pub enum MonitorMsg {
         interval_ms: u64,
         /// "v1", "v2" or "hybrid".
         cgroup: String,
-        cores: u32,
+        /// CPU capacity for containers (`--cpus`, else the machine's CPUs).
+        cores: f64,
     },
     /// Containers running on the host when the subscription began.
     Present {
@@ -96,7 +97,10 @@ pub struct Sample {
 pub struct HostSample {
     pub time_ns: u64,
     pub host: String,
-    pub cores: u32,
+    /// CPU capacity for containers: the agent's `--cpus`, else the
+    /// machine's CPUs. With `--cpus` the CPU ratios below are the
+    /// containers' share of that capacity.
+    pub cores: f64,
     /// Shares of all cores' time over the interval (sum with idle ~ 1).
     pub cpu_user_ratio: f64,
     pub cpu_system_ratio: f64,
@@ -830,7 +834,7 @@ mod tests {
             load1: 1.5,
             memory_used_bytes: 123,
             psi_io_some_avg10: Some(0.5),
-            cores: 2,
+            cores: 2.0,
             ..Default::default()
         };
         let row = h.csv_row();

@@ -47,6 +47,11 @@ pub struct AgentConfig {
     pub netns_prefix: Option<String>,
     /// cgroup parent of this agent's containers (default `/herd/<node>`).
     pub cgroup_parent: Option<String>,
+    /// CPU capacity of this host for its containers, in cores (`--cpus`):
+    /// the cgroup parent gets a CFS quota of that many cores and the
+    /// host's CPU figures become those of the parent (see
+    /// [`crate::cgroup::limit_cpu`]). None: the whole machine.
+    pub cpus: Option<f64>,
 }
 
 impl AgentConfig {
@@ -56,7 +61,15 @@ impl AgentConfig {
             state_dir: state_dir.into(),
             netns_prefix: None,
             cgroup_parent: None,
+            cpus: None,
         }
+    }
+}
+
+fn cgroup_parent_of(cfg: &AgentConfig) -> String {
+    match &cfg.cgroup_parent {
+        Some(p) => p.trim_end_matches('/').to_string(),
+        None => format!("/herd/{}", cfg.node),
     }
 }
 
@@ -109,6 +122,9 @@ impl Agent {
     /// Open the state dir and re-adopt the containers recorded there.
     pub fn open(cfg: AgentConfig) -> Result<Arc<Self>> {
         validate_name("node name", &cfg.node)?;
+        if let Some(c) = cfg.cpus {
+            crate::cgroup::limit_cpu(&cgroup_parent_of(&cfg), c)?;
+        }
         let state = StateDir::open(&cfg.state_dir)?;
         let images = ImageStore::open(state.images())?;
         let nets = crate::net::NetStore::open(state.root().join("networks"))?;
@@ -141,10 +157,22 @@ impl Agent {
 
     /// cgroupsPath of a container.
     pub fn cgroup_path(&self, container: &str) -> String {
-        match &self.cfg.cgroup_parent {
-            Some(p) => format!("{}/{container}", p.trim_end_matches('/')),
-            None => format!("/herd/{}/{container}", self.cfg.node),
-        }
+        format!("{}/{container}", self.cgroup_parent())
+    }
+
+    /// The cgroup every container of this agent sits under.
+    pub fn cgroup_parent(&self) -> String {
+        cgroup_parent_of(&self.cfg)
+    }
+
+    /// CPU capacity for containers, in cores: `--cpus`, else the machine's.
+    pub fn cores(&self) -> f64 {
+        self.cfg.cpus.unwrap_or_else(crate::cgroup::machine_cores)
+    }
+
+    /// Whether `--cpus` confines this host to a slice of the machine.
+    pub fn cpus(&self) -> Option<f64> {
+        self.cfg.cpus
     }
 
     pub fn state_dir(&self) -> &StateDir {

@@ -120,7 +120,9 @@ pub struct Sampler {
     agent: Arc<Agent>,
     host: HostSampler,
     tracked: HashMap<String, Tracked>,
-    tails: HashMap<String, LogTail>,
+    /// Per container: its creation time (one removed and made again under
+    /// the same name within a tick has a new log file) and its log's tail.
+    tails: HashMap<String, (u64, LogTail)>,
     dropped: u64,
     ticks: u64,
     buf: Vec<u8>,
@@ -129,7 +131,14 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(agent: Arc<Agent>) -> Sampler {
         Sampler {
-            host: HostSampler::new(agent.node()),
+            host: match agent.cpus() {
+                Some(c) => HostSampler::new(agent.node()).with_slice(
+                    &agent.monitor.layout,
+                    &agent.cgroup_parent(),
+                    c,
+                ),
+                None => HostSampler::new(agent.node()),
+            },
             agent,
             tracked: HashMap::new(),
             tails: HashMap::new(),
@@ -156,17 +165,20 @@ impl Sampler {
         let mut containers = Vec::new();
         let mut logs: Vec<(String, Vec<herd_wire::LogLine>)> = Vec::new();
         for (name, e) in &entries {
-            let (status, pid) = {
+            let (status, pid, id) = {
                 let r = lock(&e.record);
-                (r.status, r.pid)
+                (r.status, r.pid, r.created_ns)
             };
             // Logs of every listed container (a stopping one writes last lines).
+            if self.tails.get(name).is_some_and(|(i, _)| *i != id) {
+                self.tails.remove(name);
+            }
             let tail = match self.tails.get_mut(name) {
-                Some(t) => Some(t),
+                Some((_, t)) => Some(t),
                 None => {
                     let p = self.agent.state_dir().container(name).log();
                     match LogTail::open(&p) {
-                        Some(t) => Some(self.tails.entry(name.clone()).or_insert(t)),
+                        Some(t) => Some(&mut self.tails.entry(name.clone()).or_insert((id, t)).1),
                         None => None,
                     }
                 }
@@ -221,12 +233,9 @@ impl Sampler {
                 None => self.dropped += 1,
             }
         }
-        // Forget what left the table (checked when the counts say so, and
-        // now and then for a removal and an addition in one tick).
+        // Forget what left the table, every tick: a container that moved
+        // away and back must not keep the tail of its old (deleted) log.
         self.ticks += 1;
-        if self.tails.len() > entries.len()
-            || self.tracked.len() > entries.len()
-            || self.ticks.is_multiple_of(60)
         {
             let names: std::collections::HashSet<&String> =
                 entries.iter().map(|(n, _)| n).collect();
@@ -347,9 +356,7 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
         host: agent.node().to_string(),
         interval_ms: hub.interval().as_millis() as u64,
         cgroup: hub.layout.kind().to_string(),
-        cores: std::thread::available_parallelism()
-            .map(|n| n.get() as u32)
-            .unwrap_or(1),
+        cores: agent.cores(),
     };
     let mut first = vec![
         hello,

@@ -177,6 +177,29 @@ struct HostRaw {
     disks: HashMap<String, [u64; 5]>,
     /// interface -> (rx bytes, tx bytes)
     nets: HashMap<String, [u64; 2]>,
+    /// A `--cpus` slice's (user ns, system ns).
+    slice: Option<(u64, u64)>,
+}
+
+/// A host confined to a slice of the machine (`herd-agent --cpus`): its
+/// CPU figures are those of its containers' parent cgroup over its quota,
+/// the rest (load, memory, disks, faults) stay the machine's.
+struct CpuSlice {
+    cores: f64,
+    /// v1 `cpuacct.usage_user`, `cpuacct.usage_sys` (ns).
+    v1: Option<(PFile, PFile)>,
+    /// v2 `cpu.stat` (user_usec, system_usec).
+    v2: Option<PFile>,
+}
+
+impl CpuSlice {
+    fn read(&self, buf: &mut Vec<u8>) -> Option<(u64, u64)> {
+        if let Some((u, s)) = &self.v1 {
+            return Some((u.read_u64(buf)?, s.read_u64(buf)?));
+        }
+        let t = self.v2.as_ref()?.read(buf).ok()?;
+        Some((kv(t, "user_usec")? * 1000, kv(t, "system_usec")? * 1000))
+    }
 }
 
 /// Samples the host: every file opened once at start.
@@ -193,6 +216,7 @@ pub struct HostSampler {
     whole_disk: HashMap<String, bool>,
     prev: Option<(Instant, HostRaw)>,
     buf: Vec<u8>,
+    slice: Option<CpuSlice>,
 }
 
 impl HostSampler {
@@ -218,11 +242,41 @@ impl HostSampler {
             whole_disk: HashMap::new(),
             prev: None,
             buf: Vec::with_capacity(16 << 10),
+            slice: None,
         }
     }
 
-    pub fn cores(&self) -> u32 {
-        self.cores
+    /// Report a slice of `cores` CPUs: the CPU of cgroup `parent` (e.g.
+    /// `/herd/n1`) over `cores`, instead of the machine's /proc/stat.
+    pub fn with_slice(mut self, layout: &super::cgroups::Layout, parent: &str, cores: f64) -> Self {
+        let rel = parent.trim_start_matches('/');
+        let v1 = layout.v1.get("cpuacct").and_then(|m| {
+            let d = m.join(rel);
+            Some((
+                PFile::open(&d.join("cpuacct.usage_user"))?,
+                PFile::open(&d.join("cpuacct.usage_sys"))?,
+            ))
+        });
+        let v2 = match v1 {
+            Some(_) => None,
+            None => layout
+                .v2
+                .as_ref()
+                .and_then(|m| PFile::open(&m.join(rel).join("cpu.stat"))),
+        };
+        if v1.is_none() && v2.is_none() {
+            tracing::warn!(%parent, "no CPU accounting for the --cpus slice: host CPU stays the machine's");
+        }
+        self.slice = Some(CpuSlice { cores, v1, v2 });
+        self
+    }
+
+    /// CPU capacity reported as the host's cores.
+    pub fn cores(&self) -> f64 {
+        match &self.slice {
+            Some(s) => s.cores,
+            None => self.cores as f64,
+        }
     }
 
     /// One sample; rates need a previous reading, so the first call gives
@@ -233,7 +287,7 @@ impl HostSampler {
         let mut s = HostSample {
             time_ns,
             host: self.node.clone(),
-            cores: self.cores,
+            cores: self.cores(),
             ..Default::default()
         };
         self.gauges(&mut s);
@@ -254,6 +308,13 @@ impl HostSampler {
             s.cpu_system_ratio = r(1)?;
             s.cpu_idle_ratio = r(2)?;
             s.cpu_iowait_ratio = r(3)?;
+        }
+        if let (Some(sl), Some((u, y)), Some((pu, py))) = (&self.slice, raw.slice, p.slice) {
+            let cap = sl.cores * dt * 1e9;
+            s.cpu_user_ratio = (d(u, pu)? as f64 / cap).min(1.0);
+            s.cpu_system_ratio = (d(y, py)? as f64 / cap).min(1.0 - s.cpu_user_ratio);
+            s.cpu_idle_ratio = 1.0 - s.cpu_user_ratio - s.cpu_system_ratio;
+            s.cpu_iowait_ratio = 0.0;
         }
         s.context_switches_per_second = d(raw.ctxt, p.ctxt)? as f64 / dt;
         s.interrupts_per_second = d(raw.intr, p.intr)? as f64 / dt;
@@ -341,6 +402,7 @@ impl HostSampler {
     fn read_raw(&mut self) -> HostRaw {
         let mut r = HostRaw::default();
         let buf = &mut self.buf;
+        r.slice = self.slice.as_ref().and_then(|s| s.read(buf));
         if let Some(t) = self.stat.as_ref().and_then(|f| f.read(buf).ok()) {
             for l in t.lines() {
                 let mut it = l.split_whitespace();
