@@ -69,6 +69,7 @@ pub fn host_row(h: &wm::HostSample) -> HostRow {
         net_rx_bytes_per_second: h.net_rx_bytes_per_second,
         net_tx_bytes_per_second: h.net_tx_bytes_per_second,
         cores: Some(h.cores),
+        runnable_tasks: Some(h.runnable_tasks as f64),
     }
 }
 
@@ -112,6 +113,20 @@ struct Outcome {
     result: Result<herd_wire::migrate::MigrateReport>,
 }
 
+/// A policy and schedule a live run can use (before anything runs).
+pub fn check(policy_name: &str, cfg: &PlacementConfig) -> Result<()> {
+    let known = policy::names();
+    if !known.contains(&policy_name) {
+        bail!(
+            "unknown policy {policy_name:?} (known: {})",
+            known.join(", ")
+        );
+    }
+    let p = policy::build(policy_name, cfg).with_context(|| format!("policy {policy_name}"))?;
+    Decider::new(p, cfg.clone(), 1.0, 0.0)?;
+    Ok(())
+}
+
 /// The live loop's state: monitor files, decider, decisions.csv.
 pub struct Live {
     cluster: Cluster,
@@ -142,15 +157,7 @@ impl Live {
         out: &Path,
         fs: FsMode,
     ) -> Result<Live> {
-        let known = policy::names();
-        if !known.contains(&policy_name) {
-            bail!(
-                "unknown policy {policy_name:?} (known: {})",
-                known.join(", ")
-            );
-        }
-        policy::build(policy_name, &cfg).with_context(|| format!("policy {policy_name}"))?;
-        Decider::new(policy::build(policy_name, &cfg)?, cfg.clone(), 1.0, 0.0)?;
+        check(policy_name, &cfg)?;
         let marks: LogMarks = Arc::new(Mutex::new(HashMap::new()));
         let writer = Writer::create(out, marks)?;
         let decisions = CsvWriter::create_in(out)?;
@@ -354,7 +361,6 @@ pub async fn coordinator(
     out: &Path,
     duration: Option<Duration>,
 ) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let nodes = cluster.nodes.len();
     let (w, p, d) = (cfg.window_s, cfg.period_s, cfg.delay_s);
     let mut live = Live::new(cluster, policy_name, cfg, out, FsMode::Diff)?;
@@ -439,6 +445,7 @@ pub async fn scenario_run(cluster: Cluster, a: ScenarioRun<'_>) -> Result<()> {
     cfg.period_s *= x;
     cfg.delay_s *= x;
     cfg.anti_bounce.cooldown_s *= x;
+    check(a.policy, &cfg).with_context(|| format!("the placement schedule at --time-scale {x}"))?;
     let mut c = Client::new(cluster.clone())?;
     // Names must be free: a run never touches containers it did not make.
     for n in &nodes {

@@ -123,6 +123,20 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
     if netns::exists(&format!("{lab}-n1")) || bridge_exists {
         bail!("leftovers of lab {lab} exist (netns {lab}-n1 or bridge {lab}-br): run `herd lab down` first");
     }
+    // Choosing a subnet and claiming it (its bridge address) is one step
+    // for every `lab up` on this machine, whatever its lab root: two labs
+    // made at once would both see the same subnet free. Held until the end.
+    let lock_path = Path::new("/run/herd-lab-up.lock");
+    let lock =
+        fs::File::create(lock_path).with_context(|| format!("create {}", lock_path.display()))?;
+    // SAFETY: flock on an fd we own; released when `lock` is dropped.
+    if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        bail!(
+            "lock {}: {}",
+            lock_path.display(),
+            std::io::Error::last_os_error()
+        );
+    }
     let index = (1..=250u8)
         .find(|i| {
             !subnet_in_use(*i)
@@ -151,7 +165,9 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
     };
     // Written first, so `lab down` can clean up a half-made lab.
     cl.save(&file)?;
-    match build(&mut cl, &agent_bin, &cpus, index).await {
+    let built = build(&mut cl, &agent_bin, &cpus, index).await;
+    drop(lock);
+    match built {
         Ok(()) => {
             cl.save(&file)?;
             Ok(cl)

@@ -109,6 +109,9 @@ pub struct HostRow {
     pub net_tx_bytes_per_second: f64,
     /// Extra column: the host's CPU count, when the writer knows it.
     pub cores: Option<f64>,
+    /// Extra column: threads runnable at the sample (not smoothed like
+    /// load1), when the writer knows it.
+    pub runnable_tasks: Option<f64>,
 }
 
 /// One container sample (a line of containers.csv).
@@ -267,7 +270,7 @@ fn fmt_opt(x: Option<f64>) -> String {
 impl CsvRow for HostRow {
     const FILE: &'static str = "hosts.csv";
     const REQUIRED: &'static [&'static str] = HOSTS_COLUMNS;
-    const EXTRA: &'static [&'static str] = &["cores"];
+    const EXTRA: &'static [&'static str] = &["cores", "runnable_tasks"];
     fn write_fields(&self, out: &mut Vec<String>) {
         out.extend([
             fmt_num(self.time),
@@ -283,6 +286,7 @@ impl CsvRow for HostRow {
             fmt_num(self.net_rx_bytes_per_second),
             fmt_num(self.net_tx_bytes_per_second),
             fmt_opt(self.cores),
+            fmt_opt(self.runnable_tasks),
         ]);
     }
     fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
@@ -300,6 +304,7 @@ impl CsvRow for HostRow {
             net_rx_bytes_per_second: f.f64("net_rx_bytes_per_second")?,
             net_tx_bytes_per_second: f.f64("net_tx_bytes_per_second")?,
             cores: f.opt_f64("cores")?,
+            runnable_tasks: f.opt_f64("runnable_tasks")?,
         })
     }
 }
@@ -623,7 +628,7 @@ mod tests {
         let mut w: CsvWriter<Vec<u8>, HostRow> = CsvWriter::new(Vec::new(), "h".into()).unwrap();
         w.write(&HostRow::default()).unwrap();
         let s = String::from_utf8(w.into_inner().unwrap()).unwrap();
-        assert!(s.starts_with("time,host,cpu_user_ratio,cpu_system_ratio,cpu_iowait_ratio,load1,memory_used_bytes,major_faults_per_second,disk_ops_per_second,disk_busy_ratio,net_rx_bytes_per_second,net_tx_bytes_per_second,cores\n"));
+        assert!(s.starts_with("time,host,cpu_user_ratio,cpu_system_ratio,cpu_iowait_ratio,load1,memory_used_bytes,major_faults_per_second,disk_ops_per_second,disk_busy_ratio,net_rx_bytes_per_second,net_tx_bytes_per_second,cores,runnable_tasks\n"));
         let w: CsvWriter<Vec<u8>, ContainerRow> = CsvWriter::new(Vec::new(), "c".into()).unwrap();
         let s = String::from_utf8(w.into_inner().unwrap()).unwrap();
         assert_eq!(s, "time,host,container,cpu_usage_cores,memory_bytes,major_faults_per_second,io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second,kind\n");

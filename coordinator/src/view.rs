@@ -32,6 +32,10 @@ pub struct HostView {
     pub cpu_system_ratio: f64,
     pub cpu_iowait_ratio: f64,
     pub load1: f64,
+    /// Mean runnable threads over the window's samples, when the monitor
+    /// gives them: the present contention, where load1 still carries the
+    /// last minute.
+    pub runnable: Option<f64>,
     pub memory_used_bytes: f64,
     pub major_faults_per_second: f64,
     pub disk_ops_per_second: f64,
@@ -180,6 +184,8 @@ struct HostAcc {
     n: u32,
     cores: Option<f64>,
     sums: [f64; 9],
+    /// Samples with a runnable count (its sum is sums[8]).
+    nr: u32,
 }
 
 #[derive(Default, Clone)]
@@ -279,8 +285,11 @@ impl Window {
             r.major_faults_per_second,
             r.disk_ops_per_second,
             r.disk_busy_ratio,
-            0.0,
+            r.runnable_tasks.unwrap_or(0.0),
         ];
+        if r.runnable_tasks.is_some() {
+            a.nr += 1;
+        }
         for (s, x) in a.sums.iter_mut().zip(v) {
             *s += x;
         }
@@ -369,6 +378,7 @@ impl Window {
                 h.major_faults_per_second = m[5];
                 h.disk_ops_per_second = m[6];
                 h.disk_busy_ratio = m[7];
+                h.runnable = (a.nr > 0).then(|| a.sums[8] / a.nr as f64);
                 h.samples = a.n;
                 h.missing_ratio = self.missing(a.first, a.n, now);
             } else {

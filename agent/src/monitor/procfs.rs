@@ -183,16 +183,66 @@ struct HostRaw {
 
 /// A host confined to a slice of the machine (`herd-agent --cpus`): its
 /// CPU figures are those of its containers' parent cgroup over its quota,
-/// the rest (load, memory, disks, faults) stay the machine's.
+/// its runnable threads and load averages those of the threads in it; the
+/// rest (memory, disks, faults, network) stay the machine's.
 struct CpuSlice {
     cores: f64,
     /// v1 `cpuacct.usage_user`, `cpuacct.usage_sys` (ns).
     v1: Option<(PFile, PFile)>,
     /// v2 `cpu.stat` (user_usec, system_usec).
     v2: Option<PFile>,
+    /// The parent's dir in the hierarchy listing threads (v1 cpu `tasks`,
+    /// v2 `cgroup.threads`), and the file's name.
+    threads: Option<(PathBuf, &'static str)>,
+    /// load1, load5, load15 of the slice, and when they were last updated.
+    load: [f64; 3],
+    load_at: Option<Instant>,
+}
+
+/// Threads in state R under `dir` (every cgroup below it, recursively).
+fn runnable_under(dir: &Path, file: &str) -> u64 {
+    let mut n = 0;
+    if let Ok(t) = std::fs::read_to_string(dir.join(file)) {
+        for tid in t.split_whitespace() {
+            if let Ok(st) = std::fs::read_to_string(format!("/proc/{tid}/stat")) {
+                // The state follows the last ')': comm may hold anything.
+                let state = st
+                    .rsplit_once(')')
+                    .and_then(|(_, r)| r.trim_start().chars().next());
+                if state == Some('R') {
+                    n += 1;
+                }
+            }
+        }
+    }
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                n += runnable_under(&e.path(), file);
+            }
+        }
+    }
+    n
 }
 
 impl CpuSlice {
+    /// Count the slice's runnable threads and fold them into its load
+    /// averages, as the kernel does for the whole machine (exponential, 1,
+    /// 5 and 15 minutes), over the time since the last update.
+    fn update_load(&mut self, now: Instant) -> Option<u64> {
+        let (dir, file) = self.threads.as_ref()?;
+        let n = runnable_under(dir, file);
+        if let Some(t0) = self.load_at {
+            let dt = now.duration_since(t0).as_secs_f64();
+            for (l, period) in self.load.iter_mut().zip([60.0, 300.0, 900.0]) {
+                let e = (-dt / period).exp();
+                *l = *l * e + n as f64 * (1.0 - e);
+            }
+        }
+        self.load_at = Some(now);
+        Some(n)
+    }
+
     fn read(&self, buf: &mut Vec<u8>) -> Option<(u64, u64)> {
         if let Some((u, s)) = &self.v1 {
             return Some((u.read_u64(buf)?, s.read_u64(buf)?));
@@ -267,7 +317,18 @@ impl HostSampler {
         if v1.is_none() && v2.is_none() {
             tracing::warn!(%parent, "no CPU accounting for the --cpus slice: host CPU stays the machine's");
         }
-        self.slice = Some(CpuSlice { cores, v1, v2 });
+        let threads = match layout.v1.get("cpu") {
+            Some(m) => Some((m.join(rel), "tasks")),
+            None => layout.v2.as_ref().map(|m| (m.join(rel), "cgroup.threads")),
+        };
+        self.slice = Some(CpuSlice {
+            cores,
+            v1,
+            v2,
+            threads,
+            load: [0.0; 3],
+            load_at: None,
+        });
         self
     }
 
@@ -292,6 +353,13 @@ impl HostSampler {
         };
         self.gauges(&mut s);
         s.runnable_tasks = raw.runnable;
+        if let Some(sl) = &mut self.slice {
+            // The slice's own threads, not the machine's.
+            if let Some(n) = sl.update_load(now) {
+                s.runnable_tasks = n;
+                [s.load1, s.load5, s.load15] = sl.load;
+            }
+        }
         let prev = self.prev.replace((now, raw.clone()));
         let Some((t0, p)) = prev else {
             return Some(s);

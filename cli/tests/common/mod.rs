@@ -22,6 +22,11 @@ pub struct Lab {
 impl Lab {
     /// `None` (after a loud skip) when the test cannot run here.
     pub fn up(test: &str, name: &str, nodes: usize) -> Option<Lab> {
+        Lab::up_with(test, name, nodes, &[])
+    }
+
+    /// [`Lab::up`] with more `herd lab up` flags (e.g. `--cpus 0.5`).
+    pub fn up_with(test: &str, name: &str, nodes: usize, extra: &[&str]) -> Option<Lab> {
         if !herd_testkit::require_root(test) {
             return None;
         }
@@ -37,7 +42,10 @@ impl Lab {
         };
         // A previous failed run may have left it behind.
         let _ = lab.herd(&["lab", "down"]);
-        let out = lab.herd(&["lab", "up", "--nodes", &nodes.to_string()]);
+        let n = nodes.to_string();
+        let mut args = vec!["lab", "up", "--nodes", n.as_str()];
+        args.extend_from_slice(extra);
+        let out = lab.herd(&args);
         assert!(out.status.success(), "lab up failed:\n{}", text(&out));
         Some(lab)
     }

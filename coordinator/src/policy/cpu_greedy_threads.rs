@@ -2,8 +2,10 @@
 //! container's CPU demand estimated from what the monitor sees.
 //!
 //! A container has `threads = max(pids - idle_pids, 1)` threads that can
-//! work. On a host where `load1` runnable threads share `cores` cores, a
-//! CPU-bound thread gets `fair = cores / max(load1, cores)` of a core. The
+//! work. On a host where `r` runnable threads share `cores` cores, a
+//! CPU-bound thread gets `fair = cores / max(r, cores)` of a core, with `r`
+//! the window's mean runnable count when the monitor gives it, else
+//! `load1` (which lags a minute behind a change). The
 //! container is CPU-bound when its usage is at least half of
 //! `threads * fair`; then its demand is `threads` cores (what it would use
 //! on a free host), else its usage (threads that mostly wait on the disk or
@@ -26,7 +28,8 @@ impl CpuGreedyThreads {
 /// The demand estimate from pids, usage and the host's load.
 pub fn thread_demand(c: &ContainerView, h: &HostView, idle_pids: f64) -> f64 {
     let threads = (c.pids - idle_pids).max(1.0);
-    let fair = h.cores / h.load1.max(h.cores).max(1e-9);
+    let runnable = h.runnable.unwrap_or(h.load1);
+    let fair = h.cores / runnable.max(h.cores).max(1e-9);
     if c.cpu_usage_cores >= 0.5 * threads * fair {
         threads.max(c.cpu_usage_cores)
     } else {
@@ -69,6 +72,26 @@ mod tests {
         assert_eq!((p[0].container.as_str(), p[0].to.as_str()), ("wide", "n2"));
         let g = super::super::cpu_greedy::CpuGreedy::new(PlacementConfig::default()).decide(&v);
         assert_ne!(g[0].container, "wide");
+    }
+
+    #[test]
+    fn the_present_runnable_count_wins_over_a_lagging_load1() {
+        // Two 1-thread workloads just started on a half-core host: load1
+        // has not caught up (0.4), but two threads are runnable.
+        let mut n1 = host("n1", 0.5, 1.0);
+        n1.load1 = 0.4;
+        let v = |n1: &HostView| {
+            view(
+                vec![n1.clone(), host("n2", 0.5, 0.0)],
+                vec![ctr("a", 0, 0.25, 2.0), ctr("b", 0, 0.25, 2.0)],
+            )
+        };
+        let p = CpuGreedyThreads::new(PlacementConfig::default());
+        assert!(p.decide(&v(&n1)).is_empty(), "load1 alone hides the demand");
+        n1.runnable = Some(2.0);
+        let plans = p.decide(&v(&n1));
+        assert_eq!(plans.len(), 1);
+        assert_eq!(plans[0].to, "n2");
     }
 
     #[test]

@@ -369,6 +369,7 @@ impl Sim {
             r.disk_ops_per_second = ht.disk_ops;
             r.disk_busy_ratio = ht.disk_busy_ratio;
             r.cores = Some(self.specs[h].cores);
+            r.runnable_tasks = Some(ht.runnable_threads);
             if in_window {
                 self.decider.push_host(&self.host_row);
             }

@@ -95,6 +95,9 @@ pub struct HostTick {
     pub cpu_iowait_ratio: f64,
     /// Threads running or waiting on the disk (load1's input).
     pub active_threads: f64,
+    /// Threads wanting a CPU (each weighted by the share of its time it
+    /// computes): what `runnable_tasks` samples on a real host.
+    pub runnable_threads: f64,
     pub memory_used_bytes: f64,
     pub major_faults: f64,
     pub disk_ops: f64,
@@ -187,6 +190,7 @@ pub fn tick(spec: &HostSpec, loads: &[Load], s: &mut Scratch, out: &mut Vec<Usag
             waiting += n * (1.0 - progress * k.cpu_per_thread());
         }
         h.active_threads += n;
+        h.runnable_threads += n * k.cpu_per_thread();
         h.disk_ops += disk;
         let faults = faults_total * l.memory_bytes / mem_sum;
         out.push(Usage {
