@@ -71,6 +71,13 @@ fn main() -> anyhow::Result<()> {
         // A fresh single-threaded process: see container::run::create_and_start.
         std::process::exit(herd_agent::container::create_main(&argv[2..]));
     }
+    if argv
+        .get(1)
+        .map(|a| a == herd_agent::container::EXEC_ARG)
+        .unwrap_or(false)
+    {
+        std::process::exit(herd_agent::container::exec_main(&argv[2..]));
+    }
     let args = Args::parse();
     // Containers are made by a short-lived helper process; their init is
     // re-parented to us when it exits, so we can still wait for its status.

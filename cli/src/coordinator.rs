@@ -502,21 +502,31 @@ pub async fn scenario_run(cluster: Cluster, a: ScenarioRun<'_>) -> Result<()> {
         .collect();
     let t0 = tokio::time::Instant::now();
     let launch_cluster = cluster.clone();
+    // A container that cannot start ends the run at once.
+    let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
     let launcher = tokio::spawn(async move {
-        let mut c = Client::new(launch_cluster)?;
-        for (at, node, spec) in launches {
-            tokio::time::sleep_until(t0 + Duration::from_secs_f64(at)).await;
-            let name = spec.name.clone();
-            c.call(&node, Request::Run(spec))
-                .await
-                .with_context(|| format!("start {name} on {node}"))?;
+        let r = async {
+            let mut c = Client::new(launch_cluster)?;
+            for (at, node, spec) in launches {
+                tokio::time::sleep_until(t0 + Duration::from_secs_f64(at)).await;
+                let name = spec.name.clone();
+                c.call(&node, Request::Run(spec))
+                    .await
+                    .with_context(|| format!("start {name} on {node}"))?;
+            }
+            anyhow::Ok(())
         }
-        anyhow::Ok(())
+        .await;
+        if r.is_err() {
+            let _ = failed_tx.send(());
+        }
+        r
     });
     let stop = async move {
         tokio::select! {
             _ = tokio::time::sleep_until(t0 + Duration::from_secs_f64(end_s + 2.0)) => {}
             _ = tokio::signal::ctrl_c() => {}
+            Ok(()) = failed_rx => {}
         }
     };
     let ran = live.run(stop, Duration::from_secs(120)).await;

@@ -30,17 +30,17 @@ use herd_coordinator::sim::{simulate, Sim, SimConfig};
 
 #[derive(Args, Debug)]
 pub struct PlacementArgs {
-    /// Seconds of samples each decision looks at.
-    #[arg(long, default_value_t = 30.0)]
+    /// Seconds of samples each decision looks at (30, 30s, 2m ...).
+    #[arg(long, default_value = "30", value_parser = seconds)]
     pub window: f64,
     /// Seconds between decisions.
-    #[arg(long, default_value_t = 150.0)]
+    #[arg(long, default_value = "150", value_parser = seconds)]
     pub period: f64,
     /// Seconds before the first decision.
-    #[arg(long, default_value_t = 150.0)]
+    #[arg(long, default_value = "150", value_parser = seconds)]
     pub delay: f64,
     /// Seconds a container stays put after a move.
-    #[arg(long, default_value_t = 450.0)]
+    #[arg(long, default_value = "450", value_parser = seconds)]
     pub cooldown: f64,
     /// Samples a container needs in the window before it may move.
     #[arg(long, default_value_t = 10)]
@@ -51,6 +51,13 @@ pub struct PlacementArgs {
     /// Policy-specific setting KEY=VALUE (repeatable).
     #[arg(long = "policy-opt")]
     pub policy_opt: Vec<String>,
+}
+
+/// Seconds as `30`, `30s`, `2.5m`, `1h` or `500ms`.
+fn seconds(s: &str) -> Result<f64, String> {
+    crate::monitor::parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| e.to_string())
 }
 
 impl PlacementArgs {

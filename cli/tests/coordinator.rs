@@ -25,9 +25,9 @@ s2,0,cpu,1,16777216,40,n1
 /// A fast schedule: decide every 10 s on the last 8 s, first after 10 s.
 const FAST: &[&str] = &[
     "--window",
-    "8",
+    "8s",
     "--period",
-    "10",
+    "10s",
     "--delay",
     "10",
     "--min-samples",
@@ -287,5 +287,20 @@ fn bad_placement_input_is_refused_before_anything_runs() {
     ]);
     assert!(!o.status.success());
     assert!(text(&o).contains("need window >= 1"), "{}", text(&o));
+    // A container that cannot start ends the run at once, and the run
+    // removes what it started.
+    let o = lab.herd(&[
+        "scenario",
+        "run",
+        file.to_str().unwrap(),
+        "--policy",
+        "none",
+        "--image",
+        "no-such-image",
+        "--out",
+        tmp.path().join("y").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("start s1 on n1"), "{}", text(&o));
     assert_eq!(lab.ps_json().as_array().map(Vec::len), Some(0));
 }

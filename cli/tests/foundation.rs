@@ -98,6 +98,11 @@ fn container_lifecycle_logs_exec_stop_rm() {
     assert!(cmdline.starts_with("sh\0-c"), "{cmdline:?}");
     let code = lab.herd(&["exec", "ticker", "--", "sh", "-c", "exit 7"]);
     assert_eq!(code.status.code(), Some(7), "{}", text(&code));
+    // An exec that cannot start is a clear error, and leaves nothing that
+    // would keep the container from stopping (checked by the stop below).
+    let bad = lab.herd(&["exec", "ticker", "--", "/no/such/program"]);
+    assert!(!bad.status.success());
+    assert!(text(&bad).contains("/no/such/program"), "{}", text(&bad));
 
     // The cgroup limit is applied (cgroup v1 here; v2 reads memory.max).
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();

@@ -69,9 +69,11 @@ fn mean(sum: f64, n: usize) -> f64 {
 
 /// Reads a run directory.
 pub fn load_run(dir: &Path) -> Result<Run, ReportError> {
-    let policy = std::fs::read_to_string(dir.join("run.json"))
+    let info = std::fs::read_to_string(dir.join("run.json"))
         .ok()
-        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+    let policy = info
+        .as_ref()
         .and_then(|v| v["policy"].as_str().map(str::to_string))
         .or_else(|| dir.file_name().map(|n| n.to_string_lossy().into_owned()))
         .unwrap_or_else(|| "run".into());
@@ -133,11 +135,18 @@ pub fn load_run(dir: &Path) -> Result<Run, ReportError> {
         avg_container_cpu: mean(ccpu, ctrs.len()),
         avg_ops: mean(ops_sum, ops_n),
         migrations: moves.len(),
-        frozen_s: migs
-            .iter()
-            .filter(|m| m.event == MigrationEvent::Moved)
-            .filter_map(|m| m.frozen_seconds)
-            .fold(0.0, |a, b| a + b),
+        // A live run's migrations.csv comes from the monitor, which does not
+        // know frozen times: its run.json has the executor's sum.
+        frozen_s: if migs.iter().any(|m| m.frozen_seconds.is_some()) {
+            migs.iter()
+                .filter(|m| m.event == MigrationEvent::Moved)
+                .filter_map(|m| m.frozen_seconds)
+                .fold(0.0, |a, b| a + b)
+        } else {
+            info.as_ref()
+                .and_then(|v| v["frozen_ms_total"].as_f64())
+                .map_or(0.0, |ms| ms / 1000.0)
+        },
         host_cpu,
         ops: by_time
             .into_iter()

@@ -53,26 +53,37 @@ impl Agent {
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdout pipe".into())?;
         let (err_r, err_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stderr pipe".into())?;
-        let pid = ContainerBuilder::new(name.to_string(), SyscallType::Linux)
-            .with_root_path(self.state.runtime())
-            .ctx(|| "runtime root".into())?
-            .with_stdin(in_r)
-            .with_stdout(out_w)
-            .with_stderr(err_w)
-            .as_tenant()
-            .with_container_args(req.cmd.clone())
-            .with_env(env)
-            .with_detach(true)
-            .build()
-            .ctx(|| format!("exec in {name}"))?;
+        // As for create: libcontainer's clone belongs in a fresh
+        // single-threaded process (see run::create_and_start).
+        let root = self.state.runtime().to_path_buf();
+        let mut args: Vec<std::ffi::OsString> = vec![
+            EXEC_ARG.into(),
+            root.into_os_string(),
+            name.into(),
+            env.len().to_string().into(),
+        ];
+        args.extend(env.iter().map(|(k, v)| format!("{k}={v}").into()));
+        args.extend(req.cmd.iter().map(Into::into));
+        let argv: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+        let stdio = crate::logs::Stdio3 {
+            stdin: in_r,
+            stdout: out_w,
+            stderr: err_w,
+        };
         let err_thread = std::thread::spawn(move || read_all(err_r));
-        let stdout = read_all(out_r);
+        let out_thread = std::thread::spawn(move || read_all(out_r));
+        let ran = super::run::run_helper(&argv, stdio, &format!("exec in {name}"));
+        let stdout = out_thread.join().unwrap_or_default();
         let stderr = err_thread.join().unwrap_or_default();
-        let exit_code = match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, c)) => c,
-            Ok(WaitStatus::Signaled(_, s, _)) => 128 + s as i32,
-            Ok(other) => return Err(AgentError::Other(format!("exec: unexpected {other:?}"))),
-            Err(e) => return Err(e).ctx(|| format!("wait for exec pid {pid}")),
+        let (report, status) = ran?;
+        let exit_code = match report.strip_prefix("exit ").map(str::parse::<i32>) {
+            Some(Ok(c)) if status.success() => c,
+            _ => {
+                return Err(AgentError::Other(match report.strip_prefix("error ") {
+                    Some(e) => e.to_string(),
+                    None => format!("exec in {name}: the helper ended ({status}) with {report:?}"),
+                }))
+            }
         };
         Ok(ExecOutput {
             exit_code,
@@ -80,6 +91,60 @@ impl Agent {
             stderr,
         })
     }
+}
+
+/// The argument that makes this binary the exec helper:
+/// `__exec ROOT NAME N KEY=VALUE*N CMD...`; reports `exit <code>`.
+pub const EXEC_ARG: &str = "__exec";
+
+/// Body of the exec helper (its stdio are the exec'd process's).
+pub fn exec_main(args: &[std::ffi::OsString]) -> i32 {
+    let r = (|| -> Result<String> {
+        let usage = || AgentError::Other("usage: __exec ROOT NAME N KEY=VALUE... CMD...".into());
+        let [root, name, n, rest @ ..] = args else {
+            return Err(usage());
+        };
+        let n: usize = n.to_string_lossy().parse().map_err(|_| usage())?;
+        if rest.len() <= n {
+            return Err(usage());
+        }
+        let s = |a: &std::ffi::OsString| a.to_string_lossy().into_owned();
+        let env: HashMap<String, String> = rest[..n]
+            .iter()
+            .filter_map(|kv| {
+                s(kv)
+                    .split_once('=')
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+            })
+            .collect();
+        let cmd: Vec<String> = rest[n..].iter().map(s).collect();
+        let name = s(name);
+        let stdio = super::run::helper_stdio()?;
+        let pid = ContainerBuilder::new(name.clone(), SyscallType::Linux)
+            .with_root_path(std::path::Path::new(root))
+            .ctx(|| "runtime root".into())?
+            .with_stdin(stdio.stdin)
+            .with_stdout(stdio.stdout)
+            .with_stderr(stdio.stderr)
+            .as_tenant()
+            .with_container_args(cmd)
+            .with_env(env)
+            .with_detach(true)
+            .build()
+            .ctx(|| format!("exec in {name}"))?;
+        let code = match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, c)) => c,
+            Ok(WaitStatus::Signaled(_, sig, _)) => 128 + sig as i32,
+            Ok(other) => return Err(AgentError::Other(format!("exec: unexpected {other:?}"))),
+            Err(e) => return Err(e).ctx(|| format!("wait for exec pid {pid}")),
+        };
+        Ok(format!("exit {code}"))
+    })();
+    // Reap whatever libcontainer left (a tenant that failed to exec): an
+    // unreaped process of the container's pid namespace, re-parented to the
+    // agent, would keep the namespace, and so the container, from dying.
+    while waitpid(None, None).is_ok() {}
+    super::run::helper_report(r)
 }
 
 fn read_all(fd: OwnedFd) -> Vec<u8> {

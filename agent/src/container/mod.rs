@@ -36,6 +36,7 @@ use crate::state::{ContainerRecord, StateDir};
 pub use checkpoint::CheckpointOptions;
 pub(crate) use checkpoint::{read_json, CheckpointMeta, META_FILE};
 pub use exec::ExecRequest;
+pub use exec::{exec_main, EXEC_ARG};
 pub use run::{create_main, CREATE_ARG};
 
 /// Static settings of an agent.

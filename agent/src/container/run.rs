@@ -3,7 +3,7 @@
 //! leaves nothing behind.
 
 use std::fs;
-use std::os::fd::OwnedFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -180,16 +180,36 @@ pub(crate) fn create_and_start(
     bundle: &Path,
     stdio: logs::Stdio3,
 ) -> Result<i32> {
+    let args = [
+        std::ffi::OsStr::new(CREATE_ARG),
+        runtime_root.as_os_str(),
+        std::ffi::OsStr::new(name),
+        bundle.as_os_str(),
+    ];
+    let (report, status) = run_helper(&args, stdio, &format!("create {name}"))?;
+    match report.strip_prefix("pid ").map(str::parse::<i32>) {
+        Some(Ok(pid)) if status.success() => Ok(pid),
+        _ => Err(AgentError::Other(match report.strip_prefix("error ") {
+            Some(e) => e.to_string(),
+            None => format!("create container {name}: the helper ended ({status}) with {report:?}"),
+        })),
+    }
+}
+
+/// Run this binary as a helper (`args[0]` selects which) with `stdio` as its
+/// fds 0-2 and a report pipe as fd 3; returns its report line and status.
+pub(crate) fn run_helper(
+    args: &[&std::ffi::OsStr],
+    stdio: logs::Stdio3,
+    what: &str,
+) -> Result<(String, std::process::ExitStatus)> {
     use std::io::Read;
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let (rep_r, rep_w) =
         nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "report pipe".into())?;
     let mut cmd = std::process::Command::new("/proc/self/exe");
-    cmd.arg(CREATE_ARG)
-        .arg(runtime_root)
-        .arg(name)
-        .arg(bundle)
+    cmd.args(args)
         .stdin(std::process::Stdio::from(stdio.stdin))
         .stdout(std::process::Stdio::from(stdio.stdout))
         .stderr(std::process::Stdio::from(stdio.stderr));
@@ -209,22 +229,53 @@ pub(crate) fn create_and_start(
             Ok(())
         });
     }
-    let mut child = cmd
-        .spawn()
-        .ctx(|| format!("start the create helper for {name}"))?;
+    let mut child = cmd.spawn().ctx(|| format!("start the helper to {what}"))?;
+    drop(cmd);
     drop(rep_w);
     let mut report = String::new();
     let read = std::fs::File::from(rep_r).read_to_string(&mut report);
-    let status = child.wait().ctx(|| "wait for the create helper".into())?;
-    read.ctx(|| "read the create helper's report".into())?;
-    let report = report.trim();
-    match report.strip_prefix("pid ").map(str::parse::<i32>) {
-        Some(Ok(pid)) if status.success() => Ok(pid),
-        _ => Err(AgentError::Other(match report.strip_prefix("error ") {
-            Some(e) => e.to_string(),
-            None => format!("create container {name}: the helper ended ({status}) with {report:?}"),
-        })),
-    }
+    let status = child
+        .wait()
+        .ctx(|| format!("wait for the helper to {what}"))?;
+    read.ctx(|| format!("read the report of the helper to {what}"))?;
+    Ok((report.trim().to_string(), status))
+}
+
+/// The helper's own stdio, as copies above fd 2: libcontainer dup2s each
+/// stdio fd onto 0-2 and then closes it, so handing it 0-2 themselves would
+/// close the very fds it set up.
+pub(crate) fn helper_stdio() -> Result<logs::Stdio3> {
+    let high = |fd: i32| -> Result<OwnedFd> {
+        // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own, or -1.
+        let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+        if n < 0 {
+            return Err(AgentError::Other(format!(
+                "dup stdio fd {fd}: {}",
+                std::io::Error::last_os_error()
+            )));
+        }
+        // SAFETY: n is a fresh descriptor.
+        Ok(unsafe { OwnedFd::from_raw_fd(n) })
+    };
+    Ok(logs::Stdio3 {
+        stdin: high(0)?,
+        stdout: high(1)?,
+        stderr: high(2)?,
+    })
+}
+
+/// Write a helper's report line to fd 3 and return its exit code.
+pub(crate) fn helper_report(r: Result<String>) -> i32 {
+    use std::io::Write;
+    use std::os::fd::FromRawFd;
+    // SAFETY: fd 3 was set up by run_helper; nothing else owns it.
+    let mut report = unsafe { std::fs::File::from_raw_fd(3) };
+    let (line, code) = match r {
+        Ok(l) => (format!("{l}\n"), 0),
+        Err(e) => (format!("error {e}\n"), 1),
+    };
+    let _ = report.write_all(line.as_bytes());
+    code
 }
 
 /// The argument that makes this binary the create helper.
@@ -233,42 +284,14 @@ pub const CREATE_ARG: &str = "__create";
 /// Body of the create helper: `ROOT NAME BUNDLE`; its stdio are the
 /// container's; writes `pid <n>` or `error <text>` to fd 3; exit code 0/1.
 pub fn create_main(args: &[std::ffi::OsString]) -> i32 {
-    use std::io::Write;
-    use std::os::fd::FromRawFd;
-    // SAFETY: fd 3 was set up by create_and_start; nothing else owns it.
-    let mut report = unsafe { std::fs::File::from_raw_fd(3) };
-    let r = (|| -> Result<i32> {
+    helper_report((|| -> Result<String> {
         let [root, name, bundle] = args else {
             return Err(AgentError::Other("usage: __create ROOT NAME BUNDLE".into()));
         };
         let name = name.to_string_lossy().into_owned();
-        // libcontainer dup2s each stdio fd onto 0-2 and then closes it: hand
-        // it copies above 2, or it would close the very fds it set up.
-        let high = |fd: i32| -> Result<OwnedFd> {
-            // SAFETY: F_DUPFD_CLOEXEC returns a new fd we own, or -1.
-            let n = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
-            if n < 0 {
-                return Err(AgentError::Other(format!(
-                    "dup stdio fd {fd}: {}",
-                    std::io::Error::last_os_error()
-                )));
-            }
-            // SAFETY: n is a fresh descriptor.
-            Ok(unsafe { OwnedFd::from_raw_fd(n) })
-        };
-        let stdio = logs::Stdio3 {
-            stdin: high(0)?,
-            stdout: high(1)?,
-            stderr: high(2)?,
-        };
-        create_in_process(Path::new(root), &name, Path::new(bundle), stdio)
-    })();
-    let (line, code) = match r {
-        Ok(pid) => (format!("pid {pid}\n"), 0),
-        Err(e) => (format!("error {e}\n"), 1),
-    };
-    let _ = report.write_all(line.as_bytes());
-    code
+        let pid = create_in_process(Path::new(root), &name, Path::new(bundle), helper_stdio()?)?;
+        Ok(format!("pid {pid}"))
+    })())
 }
 
 fn create_in_process(

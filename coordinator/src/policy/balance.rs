@@ -11,7 +11,9 @@
 //!    the gain of moving it is the served cores after minus before, over
 //!    both hosts;
 //! 3. the move with the largest gain is planned if the gain is at least
-//!    `min_gain_cores` (a move costs frozen time); ties go to the move that
+//!    `min_gain_cores`, or half the target's cores on a smaller host (a
+//!    move costs frozen time; an edge host of 0.5 cores can never gain 0.5
+//!    cores, yet doubles a container's speed); ties go to the move that
 //!    leaves the lower peak load (demand / cores), then to the smaller
 //!    memory (a cheaper move), then to the name.
 
@@ -97,7 +99,7 @@ pub fn balance_excluding(
             used[src] = true;
             continue;
         };
-        if gain < cfg.min_gain_cores {
+        if gain < cfg.min_gain_cores.min(0.5 * t.cores) {
             used[src] = true;
             continue;
         }

@@ -95,6 +95,25 @@ mod tests {
     }
 
     #[test]
+    fn small_hosts_move_for_a_gain_below_half_a_core() {
+        // An 0.8-core host running two 2-thread workloads, an idle 0.4-core
+        // one: the best move serves 0.4 more cores, all the target has.
+        let mut n1 = host("n1", 0.8, 1.0);
+        n1.runnable = Some(4.0);
+        let v = view(
+            vec![n1, host("n2", 0.4, 0.0)],
+            vec![ctr("a", 0, 0.4, 3.0), ctr("b", 0, 0.4, 3.0)],
+        );
+        let p = CpuGreedyThreads::new(PlacementConfig::default()).decide(&v);
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].reason.ends_with("+0.40 cores served"),
+            "{}",
+            p[0].reason
+        );
+    }
+
+    #[test]
     fn threads_that_wait_on_disk_are_not_cpu_demand() {
         let mut n1 = host("n1", 2.0, 0.3);
         n1.load1 = 1.0;

@@ -116,7 +116,8 @@ pub struct PlacementConfig {
     /// `cpu-greedy`: containers using less CPU than this (cores) are idle,
     /// not candidates.
     pub min_container_cpu: f64,
-    /// Demand balancing: a move must add at least this many served cores.
+    /// Demand balancing: a move must add at least this many served cores
+    /// (at most half the target's cores).
     pub min_gain_cores: f64,
     /// `cpu-greedy-threads`: threads every container has that do no work
     /// (its init or reporter), subtracted from its pids count.
