@@ -75,7 +75,8 @@ fn read_csv(dir: &Path, file: &str, header: &str) -> Vec<String> {
 }
 
 fn containers(dir: &Path) -> Vec<ContainerSample> {
-    read_csv(dir, "containers.csv", CONTAINERS_HEADER)
+    // The monitor adds `kind` (known to scenario runs) after the columns.
+    read_csv(dir, "containers.csv", &format!("{CONTAINERS_HEADER},kind"))
         .iter()
         .map(|r| ContainerSample::from_csv_row(r).expect("containers.csv row"))
         .collect()
@@ -375,8 +376,10 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
         *seen.entry(x.to_bits()).or_insert(0) += 1;
     }
     assert!(seen.values().all(|n| *n == 1), "a duplicated line:\n{log}");
+    // The workload's own clock: under load one interval reads 0.9 or 1.1
+    // (rounded to 0.1 s); a lost line is a step of 2, a repeated one of 0.
     assert!(
-        t.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 0.05),
+        t.windows(2).all(|w| (w[1] - w[0] - 1.0).abs() < 0.5),
         "a missing or repeated tick:\n{log}"
     );
     assert_eq!(t.first().copied(), Some(1.0), "the whole history:\n{log}");

@@ -31,6 +31,15 @@ impl LogTail {
         })
     }
 
+    /// Whether `path` is the file this tail follows (same device and inode).
+    pub fn is_file(&self, path: &Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
     /// Complete lines appended since the last poll (all of them when `keep`,
     /// else none: the ops lines are parsed either way).
     pub fn poll(&mut self, keep: bool, buf: &mut Vec<u8>) -> Vec<LogLine> {

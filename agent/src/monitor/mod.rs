@@ -170,8 +170,18 @@ impl Sampler {
                 (r.status, r.pid, r.created_ns)
             };
             // Logs of every listed container (a stopping one writes last lines).
-            if self.tails.get(name).is_some_and(|(i, _)| *i != id) {
-                self.tails.remove(name);
+            // A new creation time: the container was made again under this
+            // name (a new log file: follow it), or a migration target set the
+            // moved container's own (the same file: keep following it).
+            if let Some((i, t)) = self.tails.get_mut(name) {
+                if *i != id {
+                    let p = self.agent.state_dir().container(name).log();
+                    if t.is_file(&p) {
+                        *i = id;
+                    } else {
+                        self.tails.remove(name);
+                    }
+                }
             }
             let tail = match self.tails.get_mut(name) {
                 Some((_, t)) => Some(t),
