@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::process::Output;
 
 use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
 use herd_coordinator::csv::{read_in, DecisionRow};
@@ -71,7 +72,8 @@ fn mean_ops(dir: &Path) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
 }
 
-fn run_scenario(lab: &Lab, file: &Path, policy: &str, out: &Path) -> String {
+/// `herd scenario run FILE --policy P --out OUT EXTRA...`.
+fn scenario_run(lab: &Lab, file: &Path, policy: &str, out: &Path, extra: &[&str]) -> Output {
     let mut a = vec![
         "scenario",
         "run",
@@ -81,8 +83,25 @@ fn run_scenario(lab: &Lab, file: &Path, policy: &str, out: &Path) -> String {
         "--out",
         out.to_str().unwrap(),
     ];
-    a.extend_from_slice(FAST);
-    lab.ok(&a)
+    a.extend_from_slice(extra);
+    lab.herd(&a)
+}
+
+fn run_scenario(lab: &Lab, file: &Path, policy: &str, out: &Path) -> String {
+    let o = scenario_run(lab, file, policy, out, FAST);
+    assert!(
+        o.status.success(),
+        "scenario run {policy} failed:\n{}",
+        text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A `scenario run` that must fail, saying `why`.
+fn refused(lab: &Lab, file: &Path, out: &Path, extra: &[&str], why: &str) {
+    let o = scenario_run(lab, file, "none", out, extra);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(why), "{}", text(&o));
 }
 
 #[test]
@@ -261,46 +280,25 @@ fn bad_placement_input_is_refused_before_anything_runs() {
             .replace("40,n1\n", "40,n3\n"),
     )
     .unwrap();
-    let o = lab.herd(&[
-        "scenario",
-        "run",
-        file.to_str().unwrap(),
-        "--policy",
-        "none",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("host n3 is not a node"), "{}", text(&o));
+    refused(&lab, &file, &out, &[], "host n3 is not a node");
     // A schedule that the time scale makes too short is refused too.
     std::fs::write(&file, PACKED).unwrap();
-    let o = lab.herd(&[
-        "scenario",
-        "run",
-        file.to_str().unwrap(),
-        "--policy",
-        "none",
-        "--time-scale",
-        "0.001",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("need window >= 1"), "{}", text(&o));
+    refused(
+        &lab,
+        &file,
+        &out,
+        &["--time-scale", "0.001"],
+        "need window >= 1",
+    );
     // A container that cannot start ends the run at once, and the run
     // removes what it started.
-    let o = lab.herd(&[
-        "scenario",
-        "run",
-        file.to_str().unwrap(),
-        "--policy",
-        "none",
-        "--image",
-        "no-such-image",
-        "--out",
-        tmp.path().join("y").to_str().unwrap(),
-    ]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("start s1 on n1"), "{}", text(&o));
+    let y = tmp.path().join("y");
+    refused(
+        &lab,
+        &file,
+        &y,
+        &["--image", "no-such-image"],
+        "start s1 on n1",
+    );
     assert_eq!(lab.ps_json().as_array().map(Vec::len), Some(0));
 }
