@@ -504,7 +504,7 @@ pub async fn scenario_run(cluster: Cluster, a: ScenarioRun<'_>) -> Result<()> {
     let launch_cluster = cluster.clone();
     // A container that cannot start ends the run at once.
     let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<()>();
-    let launcher = tokio::spawn(async move {
+    let mut launcher = tokio::spawn(async move {
         let r = async {
             let mut c = Client::new(launch_cluster)?;
             for (at, node, spec) in launches {
@@ -530,11 +530,14 @@ pub async fn scenario_run(cluster: Cluster, a: ScenarioRun<'_>) -> Result<()> {
         }
     };
     let ran = live.run(stop, Duration::from_secs(120)).await;
-    let launched = if launcher.is_finished() {
-        launcher.await.context("launcher")?
-    } else {
-        launcher.abort();
-        Err(anyhow::anyhow!("stopped before every container started"))
+    // A launcher that failed has sent its signal but may not have returned
+    // yet: give it a moment, so its error (not a vaguer one) is reported.
+    let launched = match tokio::time::timeout(Duration::from_secs(2), &mut launcher).await {
+        Ok(r) => r.context("launcher")?,
+        Err(_) => {
+            launcher.abort();
+            Err(anyhow::anyhow!("stopped before every container started"))
+        }
     };
     if !a.keep {
         remove_all(&mut c, &nodes, &sc).await;
