@@ -418,6 +418,40 @@ fn bad_network_input_is_refused_and_creates_nothing() {
     assert_ne!(ip_e, ip);
     assert_ne!(mac_e, mac_b);
     fails(&["network", "rm", "lab"], "used by");
+    // A removed container's address and MAC are free at once on the same
+    // node, even while a client holds a connection to it (the kernel frees
+    // a dropped netns's links later, asynchronously).
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "srv",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "echo",
+        "--port",
+        "7000",
+    ]);
+    let (_, ip_srv, mac_srv) = addr_of(&lab, "srv");
+    let pinger = Pinger::start(format!("{ip_srv}:7000").parse().unwrap());
+    pinger.wait_more(5);
+    lab.ok(&["rm", "-f", "srv"]);
+    lab.ok(&[
+        "run", "--node", "n1", "--name", "srv2", "--net", "lab", "--ip", &ip_srv, "busybox", "--",
+        "sleep", "60",
+    ]);
+    assert_eq!(addr_of(&lab, "srv2").2, mac_srv, "same address, same MAC");
+    drop(pinger);
+    lab.ok(&["rm", "-f", "b"]);
+    lab.ok(&[
+        "run", "--node", "n1", "--name", "b2", "--net", "lab", "--ip", &ip, "busybox", "--",
+        "sleep", "60",
+    ]);
+    assert_eq!(addr_of(&lab, "b2").2, mac_b, "same address, same MAC");
 }
 
 #[test]

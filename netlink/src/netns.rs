@@ -200,6 +200,32 @@ pub fn delete(name: &str) -> Result<()> {
     }
 }
 
+/// [`delete`], after deleting every link of the namespace but loopback.
+///
+/// The kernel tears a namespace down asynchronously once its last reference
+/// goes, and its links (with their MACs and addresses) live on until then:
+/// a macvlan made at once with the same MAC on the same parent would fail
+/// with EADDRINUSE. Deleting the links first frees them before this returns.
+pub fn delete_with_links(name: &str) -> Result<()> {
+    validate_name(name)?;
+    let ns_path = path(name);
+    if ns_path.exists() {
+        let mut h = crate::Handle::in_netns(&ns_path)?;
+        for link in h.links()? {
+            if link.name == "lo" {
+                continue;
+            }
+            match h.delete_link(&link.name) {
+                Ok(()) => {}
+                // A veth whose peer went first took it along.
+                Err(e) if e.is_not_found() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    delete(name)
+}
+
 /// Opens a network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`,
 /// ...) and checks that it is one.
 pub fn open(ns: &Path) -> Result<OwnedFd> {

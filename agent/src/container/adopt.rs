@@ -68,7 +68,7 @@ impl Agent {
         }
         let ns = self.netns_name(name);
         if herd_netlink::netns::exists(&ns) {
-            let _ = herd_netlink::netns::delete(&ns);
+            let _ = herd_netlink::netns::delete_with_links(&ns);
         }
         let _ = std::fs::remove_dir_all(&self.state.container(name).dir);
     }

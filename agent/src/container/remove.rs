@@ -55,7 +55,8 @@ impl Agent {
             herd_overlay::ContainerFs::open(&cdir.fs(), lowers)?.unmount()?;
         }
         if !netns.is_empty() {
-            herd_netlink::netns::delete(netns).ctx(|| format!("delete netns {netns}"))?;
+            herd_netlink::netns::delete_with_links(netns)
+                .ctx(|| format!("delete netns {netns}"))?;
         }
         std::fs::remove_dir_all(&cdir.dir).ctx(|| format!("remove {}", cdir.dir.display()))?;
         Ok(())

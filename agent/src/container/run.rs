@@ -84,7 +84,7 @@ impl Agent {
         {
             let n = netns.clone();
             undo.push(move || {
-                let _ = herd_netlink::netns::delete(&n);
+                let _ = herd_netlink::netns::delete_with_links(&n);
             });
         }
         loopback_up(&ns_path, &netns)?;
