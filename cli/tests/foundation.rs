@@ -275,7 +275,12 @@ fn agent_restart_readopts_a_running_container() {
     let victim = lab.container("victim").expect("victim still listed");
     assert_eq!(victim["status"], "Stopped", "{victim}");
     // Its output kept flowing while the agent was away, with no gap.
-    let logs = lab.ok(&["logs", "survivor"]);
+    // (A quick restart may come back before the next line: wait for it.)
+    let grown = wait_for(10, || {
+        let logs = lab.ok(&["logs", "survivor"]);
+        (logs.lines().count() > n0).then_some(logs)
+    });
+    let logs = grown.unwrap_or_else(|| lab.ok(&["logs", "survivor"]));
     let nums: Vec<u64> = logs.lines().map(|l| l.parse().unwrap()).collect();
     assert!(nums.len() > n0, "log grew: {} -> {}", n0, nums.len());
     assert!(
