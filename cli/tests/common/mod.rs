@@ -35,11 +35,14 @@ impl Lab {
             "{} missing: build it with `cargo build --release` (scripts/setup does)",
             agent_bin().display()
         );
+        // HERD_TEST_LAB_PREFIX keeps labs of test runs in two checkouts on one
+        // machine apart (lab names are at most 10 characters).
+        let name = format!(
+            "{}{name}",
+            std::env::var("HERD_TEST_LAB_PREFIX").unwrap_or_default()
+        );
         let root = std::env::temp_dir().join(format!("herd-test-labs-{name}"));
-        let lab = Lab {
-            name: name.to_string(),
-            root,
-        };
+        let lab = Lab { name, root };
         // A previous failed run may have left it behind.
         let _ = lab.herd(&["lab", "down"]);
         let n = nodes.to_string();
