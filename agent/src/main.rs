@@ -99,6 +99,18 @@ fn main() -> anyhow::Result<()> {
     if let Some(c) = &args.criu {
         std::env::set_var("HERD_CRIU", c);
     }
+    // CRIU is the one program the agent needs on a host (the migration
+    // fence is nf_tables over netlink, no `nft`): say at start-up whether
+    // it answers. Containers run without it; checkpoints and moves do not.
+    let criu = herd_criu::Criu::from_env();
+    match criu.version() {
+        Ok(v) => tracing::info!(criu = %criu.bin().display(), "CRIU {v}"),
+        Err(e) => tracing::warn!(
+            "CRIU ({}) does not answer: {e}; containers run, but checkpoint and migration \
+             fail until CRIU >= 4.2 is installed (or pass --criu PATH)",
+            criu.bin().display()
+        ),
+    }
     let agent = Agent::open(AgentConfig {
         node: args.node.clone(),
         state_dir: args.state_dir.clone(),

@@ -8,7 +8,7 @@
 //! a frame that reaches a netns holding the address but not (yet, or any
 //! more) the socket is answered with a RST and the connection dies. So a
 //! *fence* (an nftables table dropping everything but loopback, input and
-//! output) is put into the container's netns
+//! output; programmed over netlink, no `nft` binary) is put into the container's netns
 //! - on the source before the dump, kept until the netns is deleted after
 //!   the move (or lifted after a rollback restore);
 //! - on the target before the macvlan comes up, lifted right after the
@@ -21,12 +21,9 @@
 //! Networks (name, subnet, gateway, uplink, pool range) are stored per agent
 //! under `<state>/networks/<name>.json`; the CLI defines them on every agent.
 
-use std::io::Write;
 use std::net::Ipv4Addr;
-use std::os::fd::{AsFd, AsRawFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use herd_wire::net::{parse_range, Subnet};
 use herd_wire::{NetAttach, NetworkDef};
@@ -205,64 +202,20 @@ pub fn announce(ns_path: &Path, ip: Ipv4Addr, mac: [u8; 6]) -> Result<()> {
     .map_err(nl(format!("gratuitous ARP for {ip}")))
 }
 
-const FENCE: &str = "table inet herd_fence {
-  chain input { type filter hook input priority -300; policy drop; iifname \"lo\" accept; }
-  chain output { type filter hook output priority -300; policy drop; oifname \"lo\" accept; }
-}
-";
-/// Adding the (empty) table first makes the delete succeed when there is none.
-const UNFENCE: &str = "add table inet herd_fence\ndelete table inet herd_fence\n";
-
-/// Drop all but loopback traffic in the netns (see the module docs).
+/// Drop all but loopback traffic in the netns (see the module docs), through
+/// nf_tables over netlink ([`herd_netlink::nftables`]): no `nft` binary.
 pub fn fence(ns_path: &Path) -> Result<()> {
-    nft(ns_path, FENCE).map_err(|e| AgentError::Other(format!("fence {}: {e}", ns_path.display())))
+    herd_netlink::nftables::fence(ns_path)
+        .map_err(|e| AgentError::Other(format!("fence {}: {e}", ns_path.display())))
 }
 
 /// Lift [`fence`]; fine when there is none.
 pub fn unfence(ns_path: &Path) -> Result<()> {
-    nft(ns_path, UNFENCE)
+    herd_netlink::nftables::unfence(ns_path)
         .map_err(|e| AgentError::Other(format!("unfence {}: {e}", ns_path.display())))
 }
 
-/// Whether the netns is fenced now.
+/// Whether the netns is fenced now (false when it cannot be asked).
 pub fn is_fenced(ns_path: &Path) -> bool {
-    nft(ns_path, "list table inet herd_fence\n").is_ok()
-}
-
-fn nft(ns_path: &Path, script: &str) -> std::result::Result<(), String> {
-    let ns = std::fs::File::open(ns_path).map_err(|e| format!("open: {e}"))?;
-    let fd = ns.as_raw_fd();
-    let mut cmd = Command::new("nft");
-    cmd.args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    // SAFETY: setns(2) is async-signal-safe; `ns` outlives the spawn.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("run nft (package nftables): {e}"))?;
-    if let Some(mut i) = child.stdin.take() {
-        i.write_all(script.as_bytes())
-            .map_err(|e| format!("write to nft: {e}"))?;
-    }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| format!("wait for nft: {e}"))?;
-    drop(ns);
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "nft: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))
-    }
+    herd_netlink::nftables::is_fenced(ns_path).unwrap_or(false)
 }

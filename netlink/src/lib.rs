@@ -1,7 +1,8 @@
 //! Herd's view of the Linux network stack: named network namespaces, links
 //! (bridge, veth, macvlan), addresses and routes over rtnetlink, and
-//! gratuitous ARP. Everything is synchronous and talks to the kernel
-//! directly; nothing here runs `ip`.
+//! gratuitous ARP, and the nf_tables migration fence. Everything is
+//! synchronous and talks to the kernel directly; nothing here runs `ip` or
+//! `nft`.
 //!
 //! * [`netns`]: iproute2-compatible named namespaces under `/run/netns`
 //!   (`ip netns list` sees ours and we see its), opening `/proc/PID/ns/net`,
@@ -14,6 +15,9 @@
 //! * [`arp`]: gratuitous ARP through an `AF_PACKET` socket, sent from the
 //!   calling thread's namespace (wrap it in [`netns::run_in`]).
 //! * [`mac`]: MAC parsing, formatting and locally administered random MACs.
+//! * [`nftables`]: the migration fence (an nf_tables table dropping all but
+//!   loopback) put into and taken out of a namespace over `NETLINK_NETFILTER`,
+//!   without the `nft` tool.
 //!
 //! Migration targets must stay silent until the restore (see DESIGN.md):
 //! [`Handle::set_ipv6`] disables IPv6 on an interface (or on `default`, for
@@ -39,6 +43,7 @@ mod error;
 mod handle;
 pub mod mac;
 pub mod netns;
+pub mod nftables;
 
 pub use error::{Error, Result};
 pub use handle::{Address, Handle, Link, Route};
