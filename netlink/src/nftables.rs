@@ -118,9 +118,9 @@ const RECV_TIMEOUT_SECS: libc::time_t = 10;
 /// there already.
 pub fn fence(ns: &Path) -> Result<()> {
     let mut b = Batch::new();
-    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, |m| table_attrs(m));
-    b.command(NFT_MSG_DELTABLE, 0, |m| table_attrs(m));
-    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, |m| table_attrs(m));
+    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, table_attrs);
+    b.command(NFT_MSG_DELTABLE, 0, table_attrs);
+    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, table_attrs);
     for (chain, hook) in [("input", NF_INET_LOCAL_IN), ("output", NF_INET_LOCAL_OUT)] {
         b.command(NFT_MSG_NEWCHAIN, NLM_F_CREATE, |m| {
             m.str(NFTA_CHAIN_TABLE, FENCE_TABLE);
@@ -147,8 +147,8 @@ pub fn fence(ns: &Path) -> Result<()> {
 /// Lift [`fence`]; fine when the namespace has none.
 pub fn unfence(ns: &Path) -> Result<()> {
     let mut b = Batch::new();
-    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, |m| table_attrs(m));
-    b.command(NFT_MSG_DELTABLE, 0, |m| table_attrs(m));
+    b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, table_attrs);
+    b.command(NFT_MSG_DELTABLE, 0, table_attrs);
     let target = target(ns);
     Socket::open_in(ns)?.apply(b, "unfence", &target)
 }
@@ -263,7 +263,7 @@ impl Msg {
     }
 
     fn pad(&mut self) {
-        while self.buf.len() % 4 != 0 {
+        while !self.buf.len().is_multiple_of(4) {
             self.buf.push(0);
         }
     }
@@ -433,9 +433,8 @@ impl Socket {
         let mut buf = vec![0u8; 64 * 1024];
         while acked.iter().any(|a| !a) {
             // SAFETY: buf is valid for its length.
-            let n = unsafe {
-                libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
-            };
+            let n =
+                unsafe { libc::recv(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
             if n < 0 {
                 return Err(Error::io(op, target, std::io::Error::last_os_error()));
             }
@@ -549,8 +548,8 @@ mod tests {
     #[test]
     fn a_batch_is_begin_commands_end_with_lengths_and_sequence_numbers() {
         let mut b = Batch::new();
-        b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, |m| table_attrs(m));
-        b.command(NFT_MSG_DELTABLE, 0, |m| table_attrs(m));
+        b.command(NFT_MSG_NEWTABLE, NLM_F_CREATE, table_attrs);
+        b.command(NFT_MSG_DELTABLE, 0, table_attrs);
         let (data, first, count) = b.finish();
         assert_eq!((first, count), (2, 2));
         let mut msgs = Vec::new();
@@ -561,7 +560,14 @@ mod tests {
             let kind = u16::from_ne_bytes([rest[4], rest[5]]);
             let flags = u16::from_ne_bytes([rest[6], rest[7]]);
             let seq = u32::from_ne_bytes([rest[8], rest[9], rest[10], rest[11]]);
-            msgs.push((kind, flags, seq, rest[16], rest[18..20].to_vec(), &rest[20..len]));
+            msgs.push((
+                kind,
+                flags,
+                seq,
+                rest[16],
+                rest[18..20].to_vec(),
+                &rest[20..len],
+            ));
             rest = &rest[len..];
         }
         let kinds: Vec<u16> = msgs.iter().map(|m| m.0).collect();

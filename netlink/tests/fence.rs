@@ -92,7 +92,9 @@ fn nft_list(ns: &Path) -> Option<String> {
 
 #[test]
 fn a_fenced_netns_drops_everything_but_loopback_and_answers_again_after() {
-    if !herd_testkit::require_root("a_fenced_netns_drops_everything_but_loopback_and_answers_again_after") {
+    if !herd_testkit::require_root(
+        "a_fenced_netns_drops_everything_but_loopback_and_answers_again_after",
+    ) {
         return;
     }
     let (_guard, inside, outside) = setup("io");
@@ -126,8 +128,15 @@ fn a_fenced_netns_drops_everything_but_loopback_and_answers_again_after() {
         Ok(())
     );
     if let Some(listing) = nft_list(&inside) {
-        for want in ["policy drop", "iifname \"lo\" accept", "oifname \"lo\" accept"] {
-            assert!(listing.contains(want), "nft sees no {want:?} in:\n{listing}");
+        for want in [
+            "policy drop",
+            "iifname \"lo\" accept",
+            "oifname \"lo\" accept",
+        ] {
+            assert!(
+                listing.contains(want),
+                "nft sees no {want:?} in:\n{listing}"
+            );
         }
         assert_eq!(listing.matches("accept").count(), 2, "{listing}");
     }
