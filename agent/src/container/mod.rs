@@ -17,6 +17,7 @@
 mod adopt;
 mod checkpoint;
 mod exec;
+mod preflight;
 mod remove;
 mod restore;
 mod run;
