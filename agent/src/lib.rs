@@ -6,6 +6,7 @@
 //! to ([`server`]). It makes no placement decisions.
 
 pub mod cgroup;
+pub mod config_file;
 pub mod container;
 pub mod error;
 pub mod export;

@@ -11,9 +11,14 @@ use herd_agent::{logs, server, Agent, AgentConfig};
 #[command(
     name = "herd-agent",
     version,
-    about = "Herd's per-host agent: containers, checkpoints, migrations, metrics"
+    about = "Herd's per-host agent: containers, checkpoints, migrations, metrics",
+    args_override_self = true
 )]
 struct Args {
+    /// Settings file (TOML, one `key = value` per flag, e.g.
+    /// /etc/herd/agent.toml); flags on the command line win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// This host's name in the cluster.
     #[arg(long)]
     node: String,
@@ -78,7 +83,11 @@ fn main() -> anyhow::Result<()> {
     {
         std::process::exit(herd_agent::container::exec_main(&argv[2..]));
     }
-    let args = Args::parse();
+    let known: Vec<String> = <Args as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let args = Args::parse_from(herd_agent::config_file::expand_args(argv, &known)?);
     // Containers are made by a short-lived helper process; their init is
     // re-parented to us when it exits, so we can still wait for its status.
     // SAFETY: prctl with integer arguments.

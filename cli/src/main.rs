@@ -8,8 +8,10 @@ mod cluster;
 mod coordinator;
 mod forecast;
 mod lab;
+mod lab_vm;
 mod monitor;
 mod network;
+mod node;
 mod rootfs;
 mod scenario;
 mod sim;
@@ -207,6 +209,9 @@ enum Cmd {
     /// A lab of hosts on this machine.
     #[command(subcommand)]
     Lab(LabCmd),
+    /// The nodes of a cluster file for real hosts (`--cluster FILE`).
+    #[command(subcommand)]
+    Node(node::NodeCmd),
     /// Benchmarks (checkpoint and migrate start and remove their own lab).
     #[command(subcommand)]
     Bench(BenchCmd),
@@ -398,6 +403,23 @@ enum LabCmd {
         /// shares the whole machine.
         #[arg(long, value_delimiter = ',')]
         cpus: Vec<f64>,
+        /// Hosts as QEMU guests (Debian's kernels, systemd, pure cgroup v2,
+        /// the agent as a systemd service) instead of network namespaces.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: the guests' Debian release and kernel (bookworm: 6.1,
+        /// trixie: 6.12, both: odd nodes bookworm, even nodes trixie).
+        #[arg(long, value_enum, default_value = "both", requires = "vm")]
+        kernel: lab_vm::Kernel,
+    },
+    /// VM lab: run a shell command as root in a guest (through its guest agent).
+    Guest {
+        node: String,
+        /// Seconds to wait for the command.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
     },
     /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
     Down,
@@ -830,6 +852,9 @@ async fn run(cli: Cli) -> Result<i32> {
         }
         Cmd::Ca(cc) => ca_cmd(cc)?,
         Cmd::Lab(lc) => return lab_cmd(&cli, lc).await,
+        Cmd::Node(nc) => {
+            return node::cmd(&cluster::cluster_file(cli.cluster.as_deref(), &cli.lab), nc).await
+        }
         Cmd::Scenario(c) => {
             return scenario::run(c, &cluster::cluster_file(cli.cluster.as_deref(), &cli.lab)).await
         }
@@ -1022,7 +1047,19 @@ fn ca_cmd(cc: &CaCmd) -> Result<()> {
 
 async fn lab_cmd(cli: &Cli, lc: &LabCmd) -> Result<i32> {
     match lc {
-        LabCmd::Up { nodes, cpus } => {
+        LabCmd::Up {
+            vm: true,
+            nodes,
+            cpus,
+            kernel,
+        } => {
+            let cl = lab_vm::up(&cli.lab, *nodes, *kernel, cpus).await?;
+            lab_vm::print_up(&cl);
+        }
+        LabCmd::Guest { node, timeout, cmd } => {
+            return lab_vm::guest_cmd(&cli.lab, node, cmd, *timeout);
+        }
+        LabCmd::Up { nodes, cpus, .. } => {
             let cl = lab::up(&cli.lab, *nodes, cpus).await?;
             println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
             for n in &cl.nodes {
@@ -1041,6 +1078,9 @@ async fn lab_cmd(cli: &Cli, lc: &LabCmd) -> Result<i32> {
             } else {
                 println!("no lab named {} (nothing to do)", cli.lab);
             }
+        }
+        LabCmd::Status if lab_vm::is_vm_lab(&cli.lab) => {
+            return lab_vm::print_status(&cli.lab).await
         }
         LabCmd::Status => {
             let mut bad = 0;
