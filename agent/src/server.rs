@@ -220,6 +220,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
                 Response::Ok
             }
             Request::Logs { .. }
+            | Request::Handoff(_)
             | Request::Migrate { .. }
             | Request::MigrateIn(_)
             | Request::Subscribe(_) => {
@@ -261,7 +262,10 @@ async fn stream_logs(
         };
         if first {
             if let Some(t) = tail {
-                let skip = lines.len().saturating_sub(t as usize);
+                // u64 on the wire: on 32-bit hosts a huge tail means "all".
+                let skip = lines
+                    .len()
+                    .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX));
                 lines.drain(..skip);
             }
             first = false;

@@ -227,6 +227,7 @@ async fn receive(recv: &mut quinn::RecvStream, staging: &Path) -> Result<(), Str
                     ));
                 }
             }
+            MigrateMsg::Go | MigrateMsg::Abort => return Err(format!("{msg:?} before Commit")),
             MigrateMsg::Commit => {
                 if cur.is_some() {
                     return Err("Commit inside a file".into());
@@ -256,6 +257,7 @@ mod tests {
             arch: arch.into(),
             fs: FsMode::Diff,
             source_node: "src".into(),
+            id: "src.c1.1".into(),
         }
     }
 

@@ -469,7 +469,7 @@ async fn build(
             .and_then(|s| s.trim().parse::<i32>().ok())
         {
             g.qemu_pid = Some(pid);
-            g.qemu_start = crate::proc_start(pid);
+            g.qemu_start = crate::process::proc_start(pid);
         }
         cl.nodes.push(Node {
             cpus: node_cpus,
@@ -523,7 +523,7 @@ pub fn agent_toml(node: &str, ip: Ipv4Addr, cpus: Option<f64>) -> String {
 }
 
 fn qemu_alive(g: &Guest) -> bool {
-    matches!((g.qemu_pid, g.qemu_start), (Some(p), Some(s)) if crate::proc_start(p) == Some(s))
+    matches!((g.qemu_pid, g.qemu_start), (Some(p), Some(s)) if crate::process::proc_start(p) == Some(s))
 }
 
 fn console_tail(g: &Guest, n: usize) -> String {
