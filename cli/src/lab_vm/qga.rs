@@ -88,13 +88,6 @@ impl Conn {
     }
 }
 
-/// Is the guest agent answering? (It starts late in the guest's boot.)
-pub fn ping(sock: &Path) -> bool {
-    Conn::open(sock, Duration::from_secs(3))
-        .and_then(|mut c| c.call(&json!({"execute": "guest-ping"})))
-        .is_ok()
-}
-
 /// Run `sh -c script` in the guest as root and wait for it (at most `limit`).
 pub fn sh(sock: &Path, script: &str, limit: Duration) -> Result<Exec> {
     let mut c = Conn::open(sock, Duration::from_secs(10))?;
