@@ -400,7 +400,6 @@ fn monitor_reads_the_guests_cgroup_v2_files(vm: &Vm) {
         (v[0], v[2] / 1e6, v[3] / 100.0)
     };
     let mut readings = Vec::new();
-    let mut truth = Vec::new();
     let (t0, u0, busy0) = read(&cpu_cg);
     for _ in 0..4 {
         std::thread::sleep(Duration::from_secs(3));
@@ -409,7 +408,6 @@ fn monitor_reads_the_guests_cgroup_v2_files(vm: &Vm) {
     let (t1, u1, busy1) = read(&cpu_cg);
     let kernel_cores = (u1 - u0) / (t1 - t0);
     let guest_busy = (busy1 - busy0) / (t1 - t0);
-    truth.push(kernel_cores);
     let agent = readings.iter().sum::<f64>() / readings.len() as f64;
     eprintln!(
         "    cpu2 on {node}: agent {agent:.3} cores (samples {readings:.3?}), cgroup cpu.stat {kernel_cores:.3}, guest busy {guest_busy:.3} of 2 vCPUs"
