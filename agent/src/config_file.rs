@@ -75,7 +75,7 @@ fn flags_from_toml(text: &str, known: &[String]) -> Result<Vec<String>, String> 
     let mut flags = Vec::new();
     for (key, value) in table {
         let flag = key.replace('_', "-");
-        if flag == "config" || !known.iter().any(|k| *k == flag) {
+        if flag == "config" || !known.contains(&flag) {
             return Err(format!(
                 "unknown key {key:?} (known: {})",
                 known
