@@ -311,6 +311,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
                 Response::Ok
             }
             Request::Logs { .. }
+            | Request::Handoff(_)
             | Request::Migrate { .. }
             | Request::MigrateIn(_)
             | Request::Subscribe(_) => {

@@ -124,6 +124,7 @@ impl ContainerRecord {
             network: self.spec.net.as_ref().map(|n| n.network.clone()),
             ip: self.spec.net.as_ref().map(|n| n.ip.clone()),
             mac: self.spec.net.as_ref().map(|n| n.mac.clone()),
+            migration: None,
         }
     }
 

@@ -209,21 +209,33 @@ pub fn delete(name: &str) -> Result<()> {
 pub fn delete_with_links(name: &str) -> Result<()> {
     validate_name(name)?;
     let ns_path = path(name);
+    // Clearing the links is best effort: the namespace file must go in any
+    // case, or the name stays taken until the next sweep.
     if ns_path.exists() {
-        let mut h = crate::Handle::in_netns(&ns_path)?;
-        for link in h.links()? {
-            if link.name == "lo" {
-                continue;
-            }
-            match h.delete_link(&link.name) {
-                Ok(()) => {}
-                // A veth whose peer went first took it along.
-                Err(e) if e.is_not_found() => {}
-                Err(e) => return Err(e),
-            }
+        if let Err(e) = clear_links(&ns_path) {
+            tracing::warn!(
+                netns = name,
+                "could not delete its links before the netns: {e}"
+            );
         }
     }
     delete(name)
+}
+
+fn clear_links(ns_path: &Path) -> Result<()> {
+    let mut h = crate::Handle::in_netns(ns_path)?;
+    for link in h.links()? {
+        if link.name == "lo" {
+            continue;
+        }
+        match h.delete_link(&link.name) {
+            Ok(()) => {}
+            // A veth whose peer went first took it along.
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Opens a network namespace file (`/run/netns/NAME`, `/proc/PID/ns/net`,

@@ -587,3 +587,22 @@ fn gratuitous_arp_reaches_the_peer() {
     drop((ha, hb, fdb, listener));
     assert_gone(&mut guard, &[], &[na, nb]);
 }
+
+/// A namespace file that cannot be opened as a namespace (here: a plain file
+/// left at its path) must not keep `delete_with_links` from removing it.
+#[test]
+fn delete_with_links_removes_a_name_whose_links_cannot_be_read() {
+    if !herd_testkit::require_root("delete_with_links_removes_a_name_whose_links_cannot_be_read") {
+        return;
+    }
+    let name = ns_name("bogus");
+    let p = PathBuf::from("/run/netns").join(&name);
+    std::fs::create_dir_all("/run/netns").expect("mkdir /run/netns");
+    std::fs::write(&p, b"").expect("write a plain file where the netns would be");
+    assert!(
+        netns::open(&p).is_err(),
+        "a plain file must not open as a netns"
+    );
+    netns::delete_with_links(&name).expect("delete_with_links of an unreadable netns");
+    assert!(!p.exists(), "{} still there", p.display());
+}

@@ -256,6 +256,7 @@ async fn receive(
                     ));
                 }
             }
+            MigrateMsg::Go | MigrateMsg::Abort => return Err(format!("{msg:?} before Commit")),
             MigrateMsg::Commit => {
                 if cur.is_some() {
                     return Err("Commit inside a file".into());
@@ -285,6 +286,7 @@ mod tests {
             arch: arch.into(),
             fs: FsMode::Diff,
             source_node: "src".into(),
+            id: "src.c1.1".into(),
         }
     }
 
