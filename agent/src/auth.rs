@@ -12,6 +12,7 @@
 //! | `Ping` | yes | yes |
 //! | `Inspect` | yes | yes (a migration source asks whether its container runs on the target) |
 //! | `MigrateIn` | **no** | yes, when `Prepare.source_node` is the certificate's own name |
+//! | `Handoff` (resolve a journalled migration) | **no** | yes |
 //! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Kill`, `Remove` | yes | no |
 //! | `ImageImport`, `ImageList`, `ImageRemove` | yes | no |
 //! | `Checkpoint`, `Restore`, `RestoreImport`, `Migrate` | yes | no |
@@ -57,6 +58,7 @@ pub fn verb(req: &Request) -> &'static str {
         Request::NetworkList => "NetworkList",
         Request::NetworkRemove { .. } => "NetworkRemove",
         Request::Subscribe(_) => "Subscribe",
+        Request::Handoff(_) => "Handoff",
     }
 }
 
@@ -70,7 +72,7 @@ enum Who {
 fn who(req: &Request) -> Who {
     match req {
         Request::Ping | Request::Inspect { .. } => Who::Anyone,
-        Request::MigrateIn(_) => Who::Nodes,
+        Request::MigrateIn(_) | Request::Handoff(_) => Who::Nodes,
         Request::Run(_)
         | Request::List
         | Request::Logs { .. }
@@ -147,6 +149,7 @@ mod tests {
             arch: String::new(),
             fs: herd_wire::migrate::FsMode::Diff,
             source_node: from.into(),
+            id: "m1".into(),
         })
     }
 

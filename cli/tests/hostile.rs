@@ -94,6 +94,7 @@ fn prepare(lab: &Lab, name: &str, from: &str) -> Prepare {
         arch: std::env::consts::ARCH.into(),
         fs: FsMode::Diff,
         source_node: from.into(),
+        id: format!("hs-{name}-1"),
     }
 }
 

@@ -18,7 +18,7 @@
 //! | target | what it feeds |
 //! |---|---|
 //! | `frame` | a frame header's length check, then the body as a request `Envelope` and as a `Response` (herd-wire framing) |
-//! | `migrate` | the body as each migration message: `Prepare`, `MigrateMsg`, `MigrateReport` |
+//! | `migrate` | the body as each migration message: `Prepare`, `MigrateMsg`, `MigrateReport`, the handoff `Query` |
 //! | `archive` | the bytes as a checkpoint archive (`herd restore --import`), plain or zstd, through the agent's reader |
 //! | `layer` | the bytes as an image layer tar (plain, gzip or zstd) imported into a fresh image store |
 //! | `upper` | the bytes as an upper-layer tar applied onto a directory (what a migration or an archive carries) |
@@ -70,6 +70,7 @@ pub fn migrate_target(data: &[u8]) {
     let _ = frame::decode::<Prepare>(data);
     let _ = frame::decode::<MigrateMsg>(data);
     let _ = frame::decode::<MigrateReport>(data);
+    let _ = frame::decode::<herd_wire::handoff::Query>(data);
     // As the agent sees them: inside a request envelope.
     let _ = frame::decode::<herd_wire::Envelope>(data);
 }
@@ -263,6 +264,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         arch: "x86_64".into(),
         fs: FsMode::Diff,
         source_node: "n1".into(),
+        id: "n1.c1.1".into(),
     };
     match target {
         "frame" => vec![
@@ -292,6 +294,13 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
                 sha256: "00".repeat(32),
             }),
             body(&MigrateMsg::Commit),
+            body(&herd_wire::handoff::Query::Decide {
+                id: "n1.c1.1".into(),
+                decision: herd_wire::handoff::Decision::Go,
+            }),
+            body(&herd_wire::handoff::Query::Forget {
+                id: "n1.c1.1".into(),
+            }),
         ],
         "archive" => {
             let a = archive_seed();
