@@ -353,7 +353,10 @@ async fn stream_logs(
         };
         if first {
             if let Some(t) = tail {
-                let skip = lines.len().saturating_sub(t as usize);
+                // u64 on the wire: on 32-bit hosts a huge tail means "all".
+                let skip = lines
+                    .len()
+                    .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX));
                 lines.drain(..skip);
             }
             first = false;
