@@ -318,7 +318,7 @@ fn spawn_agent(
     let pid = child.id() as i32;
     // The agent outlives this command: init reaps it.
     std::mem::forget(child);
-    Ok((pid, crate::proc_start(pid)))
+    Ok((pid, crate::process::proc_start(pid)))
 }
 
 /// Kill one node's agent (SIGKILL: as if it crashed) and start it again.
@@ -329,12 +329,12 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
     let agent_bin = agent_binary()?;
     let n = cl.node(node)?.clone();
     if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
-        if crate::proc_start(pid) == Some(start) {
+        if crate::process::proc_start(pid) == Some(start) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            while !crate::process_gone(pid, start) {
+            while !crate::process::process_gone(pid, start) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -372,7 +372,7 @@ async fn wait_ready(cl: &Cluster) -> Result<()> {
                 Err(e) => {
                     let alive = n
                         .pid
-                        .map(|p| crate::proc_start(p).is_some())
+                        .map(|p| crate::process::proc_start(p).is_some())
                         .unwrap_or(false);
                     if !alive || t0.elapsed() > Duration::from_secs(20) {
                         let log = cl.dir.join(&n.name).join("agent.log");
@@ -415,7 +415,7 @@ async fn down_cluster(cl: Cluster) -> Result<()> {
         for n in cl.nodes.clone() {
             let alive = n
                 .pid
-                .map(|p| crate::proc_start(p) == n.pid_start && n.pid_start.is_some());
+                .map(|p| crate::process::proc_start(p) == n.pid_start && n.pid_start.is_some());
             if alive != Some(true) {
                 continue;
             }
@@ -454,12 +454,12 @@ async fn down_cluster(cl: Cluster) -> Result<()> {
 fn stop_process(pid: i32, start: u64) {
     use nix::sys::signal::{kill, Signal};
     let p = nix::unistd::Pid::from_raw(pid);
-    if crate::proc_start(pid) != Some(start) {
+    if crate::process::proc_start(pid) != Some(start) {
         return;
     }
     let _ = kill(p, Signal::SIGTERM);
     let t0 = Instant::now();
-    while !crate::process_gone(pid, start) {
+    while !crate::process::process_gone(pid, start) {
         if t0.elapsed() > Duration::from_secs(5) {
             let _ = kill(p, Signal::SIGKILL);
         }
