@@ -148,6 +148,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 fn main() {
+    // Like other Unix tools, end quietly when the reader of our output goes
+    // away (`herd ps | head -3`): Rust ignores SIGPIPE, and println! would
+    // panic on EPIPE.
+    // SAFETY: signal(2) with a constant disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     if std::env::var_os("HERD_LOG").is_some() {
         tracing_subscriber::fmt()
