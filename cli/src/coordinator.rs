@@ -50,7 +50,7 @@ fn secs(ns: u64) -> f64 {
 }
 
 fn now_s() -> f64 {
-    secs(crate::now_ns())
+    secs(crate::process::now_ns())
 }
 
 /// A host sample as the policies read it.
@@ -259,7 +259,8 @@ impl Live {
             tokio::spawn(async move {
                 let result = async {
                     let mut c = Client::new(cluster)?;
-                    crate::migrate(&mut c, &plan.container, &plan.to, fs, false, false).await
+                    crate::migrate::migrate(&mut c, &plan.container, &plan.to, fs, false, false)
+                        .await
                 }
                 .await;
                 let _ = tx

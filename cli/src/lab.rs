@@ -53,7 +53,7 @@ pub fn agent_binary() -> Result<PathBuf> {
     )
 }
 
-fn check_lab_name(name: &str) -> Result<()> {
+pub(crate) fn check_lab_name(name: &str) -> Result<()> {
     // Link names are at most 15 bytes: "<lab>-n99" and "<lab>-br" must fit.
     if name.is_empty()
         || name.len() > 10
@@ -137,14 +137,7 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             std::io::Error::last_os_error()
         );
     }
-    let index = (1..=250u8)
-        .find(|i| {
-            !subnet_in_use(*i)
-                && Handle::new()
-                    .map(|mut h| !subnet_taken(&mut h, *i))
-                    .unwrap_or(true)
-        })
-        .context("no free 10.77.X.0/24 subnet for the lab")?;
+    let index = free_subnet()?;
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
     let mut cl = Cluster {
@@ -162,6 +155,7 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             subnet_index: index,
             cgroup_parent: format!("/herd/{lab}"),
         }),
+        vm: None,
     };
     // Written first, so `lab down` can clean up a half-made lab.
     cl.save(&file)?;
@@ -181,6 +175,18 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             Err(e)
         }
     }
+}
+
+/// A 10.77.X.0/24 no lab uses; call with /run/herd-lab-up.lock held.
+pub(crate) fn free_subnet() -> Result<u8> {
+    (1..=250u8)
+        .find(|i| {
+            !subnet_in_use(*i)
+                && Handle::new()
+                    .map(|mut h| !subnet_taken(&mut h, *i))
+                    .unwrap_or(true)
+        })
+        .context("no free 10.77.X.0/24 subnet for the lab")
 }
 
 fn subnet_taken(h: &mut Handle, index: u8) -> bool {
@@ -318,7 +324,7 @@ fn spawn_agent(
     let pid = child.id() as i32;
     // The agent outlives this command: init reaps it.
     std::mem::forget(child);
-    Ok((pid, crate::proc_start(pid)))
+    Ok((pid, crate::process::proc_start(pid)))
 }
 
 /// Kill one node's agent (SIGKILL: as if it crashed) and start it again.
@@ -326,15 +332,18 @@ fn spawn_agent(
 pub async fn restart(lab: &str, node: &str) -> Result<()> {
     let file = cluster::lab_dir(lab).join("cluster.json");
     let mut cl = Cluster::load(&file)?;
+    if cl.vm.is_some() {
+        return crate::lab_vm::restart(&cl, node).await;
+    }
     let agent_bin = agent_binary()?;
     let n = cl.node(node)?.clone();
     if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
-        if crate::proc_start(pid) == Some(start) {
+        if crate::process::proc_start(pid) == Some(start) {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
                 nix::sys::signal::Signal::SIGKILL,
             );
-            while !crate::process_gone(pid, start) {
+            while !crate::process::process_gone(pid, start) {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -372,7 +381,7 @@ async fn wait_ready(cl: &Cluster) -> Result<()> {
                 Err(e) => {
                     let alive = n
                         .pid
-                        .map(|p| crate::proc_start(p).is_some())
+                        .map(|p| crate::process::proc_start(p).is_some())
                         .unwrap_or(false);
                     if !alive || t0.elapsed() > Duration::from_secs(20) {
                         let log = cl.dir.join(&n.name).join("agent.log");
@@ -410,12 +419,15 @@ pub async fn down(lab: &str) -> Result<bool> {
 }
 
 async fn down_cluster(cl: Cluster) -> Result<()> {
+    if cl.vm.is_some() {
+        return crate::lab_vm::down_cluster(cl).await;
+    }
     // 1. Ask live agents to remove their containers the clean way.
     if let Ok(mut client) = Client::new(cl.clone()) {
         for n in cl.nodes.clone() {
             let alive = n
                 .pid
-                .map(|p| crate::proc_start(p) == n.pid_start && n.pid_start.is_some());
+                .map(|p| crate::process::proc_start(p) == n.pid_start && n.pid_start.is_some());
             if alive != Some(true) {
                 continue;
             }
@@ -451,15 +463,15 @@ async fn down_cluster(cl: Cluster) -> Result<()> {
     sweep(&cl.name, &cl.dir, &names)
 }
 
-fn stop_process(pid: i32, start: u64) {
+pub(crate) fn stop_process(pid: i32, start: u64) {
     use nix::sys::signal::{kill, Signal};
     let p = nix::unistd::Pid::from_raw(pid);
-    if crate::proc_start(pid) != Some(start) {
+    if crate::process::proc_start(pid) != Some(start) {
         return;
     }
     let _ = kill(p, Signal::SIGTERM);
     let t0 = Instant::now();
-    while !crate::process_gone(pid, start) {
+    while !crate::process::process_gone(pid, start) {
         if t0.elapsed() > Duration::from_secs(5) {
             let _ = kill(p, Signal::SIGKILL);
         }
@@ -473,7 +485,7 @@ fn stop_process(pid: i32, start: u64) {
 
 /// Remove everything named after the lab: container processes (by cgroup),
 /// cgroups, mounts under the lab dir, netns, links, the lab dir.
-fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
+pub(crate) fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
     let mut problems = Vec::new();
     // Container processes and cgroups: /sys/fs/cgroup[/<ctrl>]/herd/<lab>.
     for root in cgroup_roots() {

@@ -245,7 +245,7 @@ impl Writer {
                 }
             }
             MonitorMsg::Present { containers } => {
-                let now = crate::now_ns();
+                let now = crate::process::now_ns();
                 for r in self.tracker.present(now, node, &containers) {
                     writeln!(self.migrations, "{}", r.csv_row())?;
                     out.push(r);
@@ -299,28 +299,6 @@ impl Writer {
         }
         Ok(())
     }
-}
-
-/// `30s`, `2m`, `1h`, `500ms` or plain seconds.
-pub fn parse_duration(s: &str) -> Result<Duration> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .with_context(|| format!("bad duration {s:?}: use e.g. 30s, 2m, 1h, 500ms"))?;
-    Ok(Duration::from_secs_f64(v * mult))
 }
 
 /// Serve the latest sample of every host as Prometheus text.
@@ -437,15 +415,5 @@ mod tests {
         let mut d = LogDedup::default();
         d.fresh(vec![l(100 * DEDUP_WINDOW_NS, "x")]);
         assert!(d.fresh(vec![l(1, "a")]).is_empty());
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
-        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("-1s").is_err());
     }
 }

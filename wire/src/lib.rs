@@ -20,13 +20,15 @@
 use serde::{Deserialize, Serialize};
 
 pub mod frame;
+pub mod handoff;
 pub mod migrate;
 pub mod monitor;
 pub mod net;
 
 /// Version of the control protocol. Bump on any incompatible change.
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: the fenced migration handoff (`Handoff`, `Migrating`, typed outcome).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -137,6 +139,8 @@ pub enum Request {
     /// Samples, container events and log lines as they come; the stream
     /// stays open until the subscriber closes it (see [`monitor`]).
     Subscribe(monitor::Subscribe),
+    /// Agent to agent: resolve a journalled migration (see [`handoff`]).
+    Handoff(handoff::Query),
 }
 
 /// What `herd run` asks for.
@@ -192,6 +196,9 @@ pub enum ContainerStatus {
     Stopped,
     /// Dumped by CRIU and not running: `restore` brings it back.
     Checkpointed,
+    /// Being moved (see `ContainerInfo::migration`): frozen, or restored
+    /// stopped and fenced on the target, until the handoff ends.
+    Migrating,
 }
 
 impl std::fmt::Display for ContainerStatus {
@@ -201,6 +208,7 @@ impl std::fmt::Display for ContainerStatus {
             ContainerStatus::Running => "running",
             ContainerStatus::Stopped => "stopped",
             ContainerStatus::Checkpointed => "checkpointed",
+            ContainerStatus::Migrating => "migrating",
         })
     }
 }
@@ -223,6 +231,18 @@ pub struct ContainerInfo {
     pub network: Option<String>,
     pub ip: Option<String>,
     pub mac: Option<String>,
+    /// While `Migrating`: from which node to which.
+    #[serde(default)]
+    pub migration: Option<MigrationInfo>,
+}
+
+/// A migration a container is in.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct MigrationInfo {
+    pub from: String,
+    pub to: String,
+    /// Phase as `Response::Progress` names them (prepare, dump, ...).
+    pub phase: String,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -318,6 +338,8 @@ pub enum Response {
     },
     /// One message of a `Subscribe` stream.
     Monitor(monitor::MonitorMsg),
+    /// A migration target's answers (see [`handoff`]).
+    Handoff(handoff::TargetMsg),
 }
 
 /// What a checkpoint cost. Times in milliseconds (CRIU's own from its stats

@@ -39,7 +39,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::RunSpec;
 
-pub const MIGRATE_VERSION: u32 = 1;
+/// 2: the fenced, journalled handoff of [`crate::handoff`] (`Prepare.id`,
+/// `Go`/`Abort`, answers as [`crate::handoff::TargetMsg`]).
+pub const MIGRATE_VERSION: u32 = 2;
 
 /// Largest chunk of file data in one frame.
 pub const CHUNK: usize = 1 << 20;
@@ -79,6 +81,8 @@ pub struct Prepare {
     pub arch: String,
     pub fs: FsMode,
     pub source_node: String,
+    /// The migration's id, the same in both journals.
+    pub id: crate::handoff::MigrationId,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -91,14 +95,29 @@ pub enum MigrateMsg {
     Data { zstd: bool, bytes: Vec<u8> },
     /// End of the current file: its size and sha256 (hex) before compression.
     FileEnd { size: u64, sha256: String },
-    /// Everything is there: restore.
+    /// Everything is there: restore, fenced and stopped, then vote.
     Commit,
+    /// The decision (journalled by S before it was sent): run the copy.
+    Go,
+    /// The decision: drop the copy.
+    Abort,
 }
 
 /// What a migration cost, phase by phase (milliseconds, wall clock unless
 /// noted), as `herd migrate --json` prints it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct MigrateReport {
+    /// Where the container runs now (see [`crate::handoff::Outcome`]).
+    #[serde(default)]
+    pub outcome: crate::handoff::Outcome,
+    /// On failure: the phase it failed in and why.
+    #[serde(default)]
+    pub phase: Option<crate::handoff::Phase>,
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// The node the container runs on now (none while pending).
+    #[serde(default)]
+    pub runs_on: Option<String>,
     pub container: String,
     pub from: String,
     pub to: String,

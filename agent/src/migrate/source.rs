@@ -126,6 +126,7 @@ pub async fn migrate_out(
         arch: std::env::consts::ARCH.to_string(),
         fs,
         source_node: agent.node().to_string(),
+        id: format!("{}.{name}.{}", agent.node(), crate::state::now_ns()),
     };
     let net = |e: herd_quic::Error| AgentError::Other(format!("link to {}: {e}", to.node));
     herd_quic::rpc::send_msg(&mut send, &Envelope::new(Request::MigrateIn(prepare)))

@@ -51,8 +51,19 @@ fn budget() -> u64 {
                 }
             }
         }
-        r.rlim_cur.saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
+        rlim_u64(r.rlim_cur).saturating_sub(FD_FLOOR as u64 + FD_RESERVE)
     })
+}
+
+/// `rlim_t` is 32 bits wide on 32-bit glibc targets (armv7) and 64 on
+/// the others; RLIM_INFINITY stays "unlimited" either way.
+#[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+fn rlim_u64(v: libc::rlim_t) -> u64 {
+    if v == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        v as u64
+    }
 }
 
 /// Open `path` read-only with its descriptor at or above [`FD_FLOOR`].
@@ -612,7 +623,7 @@ mod tests {
         };
         // SAFETY: getrlimit on a local struct.
         unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
-        if r.rlim_cur > FD_FLOOR as u64 {
+        if rlim_u64(r.rlim_cur) > FD_FLOOR as u64 {
             assert!(f.as_raw_fd() >= FD_FLOOR);
         }
         let before = PFile::kept();

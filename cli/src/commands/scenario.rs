@@ -1,12 +1,15 @@
 //! `herd scenario gen`: write a seeded scenario file (see
 //! `herd_coordinator::scenario` for the format and the generators);
-//! `herd scenario run`: run one on the lab (see [`crate::coordinator`]).
+//! `herd scenario run`: run one on the lab (the run is [`crate::coordinator`]).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use herd_coordinator::scenario::{generate, parse_mix, GenParams, ScenarioKind};
+
+use crate::args::PlacementArgs;
+use crate::context::GlobalArgs;
 
 #[derive(Subcommand, Debug)]
 pub enum ScenarioCmd {
@@ -55,11 +58,11 @@ pub enum ScenarioCmd {
         #[arg(long)]
         keep: bool,
         #[command(flatten)]
-        placement: crate::sim::PlacementArgs,
+        placement: PlacementArgs,
     },
 }
 
-pub async fn run(cmd: &ScenarioCmd, cluster_file: &Path) -> Result<i32> {
+pub async fn run(g: &GlobalArgs, cmd: &ScenarioCmd) -> Result<i32> {
     match cmd {
         ScenarioCmd::Run {
             file,
@@ -71,7 +74,7 @@ pub async fn run(cmd: &ScenarioCmd, cluster_file: &Path) -> Result<i32> {
             keep,
             placement,
         } => {
-            let cluster = crate::cluster::Cluster::load(cluster_file)?;
+            let cluster = g.load_cluster()?;
             crate::coordinator::scenario_run(
                 cluster,
                 crate::coordinator::ScenarioRun {

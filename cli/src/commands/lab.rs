@@ -1,0 +1,181 @@
+//! `herd lab up|down|status|demo|restart`: a lab of hosts on this machine
+//! (the lab itself is [`crate::lab`]).
+
+use std::time::Duration;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+
+use crate::context::GlobalArgs;
+use crate::lab;
+use crate::lab_vm;
+
+#[derive(Subcommand, Debug)]
+pub enum LabCmd {
+    /// Start N hosts as network namespaces on a bridge, one agent each.
+    Up {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        /// Each node's CPU capacity for containers, in cores: one value for
+        /// all nodes or one per node (e.g. 1,0.5,0.5). Default: every node
+        /// shares the whole machine.
+        #[arg(long, value_delimiter = ',')]
+        cpus: Vec<f64>,
+        /// Hosts as QEMU guests (Debian's kernels, systemd, pure cgroup v2,
+        /// the agent as a systemd service) instead of network namespaces.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: the guests' Debian release and kernel (bookworm: 6.1,
+        /// trixie: 6.12, both: odd nodes bookworm, even nodes trixie).
+        #[arg(long, value_enum, default_value = "both", requires = "vm")]
+        kernel: lab_vm::Kernel,
+    },
+    /// VM lab: run a shell command as root in a guest (through its guest agent).
+    Guest {
+        node: String,
+        /// Seconds to wait for the command.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
+    },
+    /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
+    Down,
+    /// Show the lab's nodes and whether their agents answer.
+    Status,
+    /// The main job: a lab, an image, a container, its logs, teardown.
+    Demo,
+    /// Kill a node's agent as if it crashed and start it again (containers keep running).
+    Restart { node: String },
+}
+
+pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
+    match lc {
+        LabCmd::Up {
+            vm: true,
+            nodes,
+            cpus,
+            kernel,
+        } => {
+            let cl = lab_vm::up(&g.lab, *nodes, *kernel, cpus).await?;
+            lab_vm::print_up(&cl);
+        }
+        LabCmd::Guest { node, timeout, cmd } => {
+            return lab_vm::guest_cmd(&g.lab, node, cmd, *timeout);
+        }
+        LabCmd::Up { nodes, cpus, .. } => {
+            let cl = lab::up(&g.lab, *nodes, cpus).await?;
+            println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
+            for n in &cl.nodes {
+                println!(
+                    "  {:<4} {}  (netns {}){}",
+                    n.name,
+                    n.addr,
+                    n.netns.clone().unwrap_or_default(),
+                    n.cpus.map(|c| format!(", {c} CPUs")).unwrap_or_default()
+                );
+            }
+        }
+        LabCmd::Down => {
+            if lab::down(&g.lab).await? {
+                println!("lab {} is down", g.lab);
+            } else {
+                println!("no lab named {} (nothing to do)", g.lab);
+            }
+        }
+        LabCmd::Status if lab_vm::is_vm_lab(&g.lab) => return lab_vm::print_status(&g.lab).await,
+        LabCmd::Status => {
+            let mut bad = 0;
+            for (n, r) in lab::status(&g.lab).await? {
+                match r {
+                    Ok(s) => println!("{:<4} {:<18} {s}", n.name, n.addr),
+                    Err(e) => {
+                        bad += 1;
+                        println!("{:<4} {:<18} DOWN: {e}", n.name, n.addr)
+                    }
+                }
+            }
+            return Ok(if bad > 0 { 1 } else { 0 });
+        }
+        LabCmd::Demo => return demo(g).await,
+        LabCmd::Restart { node } => {
+            lab::restart(&g.lab, node).await?;
+            println!("agent {node} restarted");
+        }
+    }
+    Ok(0)
+}
+
+/// The main job, step by step, with every command shown as a user would type it.
+async fn demo(g: &GlobalArgs) -> Result<i32> {
+    let exe = std::env::current_exe()?;
+    let lab = g.lab.clone();
+    let step = |args: &[&str]| -> Result<()> {
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| {
+                if a.contains(|c: char| c.is_whitespace() || "$;\"'()".contains(c)) {
+                    format!("'{}'", a.replace('\'', "'\\''"))
+                } else {
+                    a.to_string()
+                }
+            })
+            .collect();
+        println!("\n$ herd {}", shown.join(" "));
+        let st = std::process::Command::new(&exe)
+            .args(args)
+            .env("HERD_LAB", &lab)
+            .env_remove("HERD_CLUSTER")
+            .status()?;
+        if !st.success() {
+            bail!("`herd {}` failed ({st})", args.join(" "));
+        }
+        Ok(())
+    };
+    let result = (|| -> Result<()> {
+        step(&["lab", "up", "--nodes", "3"])?;
+        step(&["image", "import", "busybox", "--busybox", "--node", "n1"])?;
+        step(&[
+            "run", "--node", "n1", "--name", "hello", "--memory", "64m", "busybox", "--", "sh", "-c",
+            "i=0; while true; do i=$((i+1)); echo \"hello from $(hostname): tick $i\"; sleep 0.2; done",
+        ])?;
+        std::thread::sleep(Duration::from_millis(1200));
+        step(&["ps"])?;
+        step(&["logs", "--tail", "5", "hello"])?;
+        step(&["exec", "hello", "--", "hostname"])?;
+        step(&["checkpoint", "hello"])?;
+        step(&["ps"])?;
+        step(&["restore", "hello"])?;
+        std::thread::sleep(Duration::from_millis(600));
+        println!("\n# the tick count goes on from where the checkpoint stopped it:");
+        step(&["logs", "--tail", "4", "hello"])?;
+        println!("\n# live migration: the same process hops n1 -> n2 -> n3 (n2 and n3 fetch the image from the source)");
+        step(&[
+            "exec",
+            "hello",
+            "--",
+            "sh",
+            "-c",
+            "echo 'written on n1' > /root/note",
+        ])?;
+        step(&["migrate", "hello", "--to", "n2"])?;
+        step(&["migrate", "hello", "--to", "n3", "--compress", "zstd"])?;
+        step(&["ps"])?;
+        step(&["exec", "hello", "--", "cat", "/root/note"])?;
+        std::thread::sleep(Duration::from_millis(600));
+        println!("\n# one log across three hosts, the count unbroken:");
+        step(&["logs", "--tail", "4", "hello"])?;
+        step(&[
+            "pong", "hello", "--hosts", "n1,n2,n3", "--count", "6", "--dwell", "0.3",
+        ])?;
+        step(&["stop", "-t", "1", "hello"])?;
+        step(&["ps"])?;
+        step(&["rm", "hello"])?;
+        Ok(())
+    })();
+    let down = step(&["lab", "down"]);
+    result?;
+    down?;
+    println!("\ndemo finished: the lab is gone");
+    Ok(0)
+}

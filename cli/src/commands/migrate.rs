@@ -1,0 +1,69 @@
+//! `herd migrate`: live-migrate a running container to another node.
+
+use anyhow::Result;
+use clap::Args;
+
+use crate::context::GlobalArgs;
+use crate::migrate::migrate;
+use crate::ui::human_bytes;
+
+#[derive(Args, Debug)]
+pub struct MigrateArgs {
+    pub name: String,
+    /// Target node.
+    #[arg(long)]
+    pub to: String,
+    /// What of the filesystem moves: diff (upper layer, pre-sent), none, whole.
+    #[arg(long, default_value = "diff")]
+    pub fs: herd_wire::migrate::FsMode,
+    /// Compress the transfer (zstd).
+    #[arg(long, value_parser = ["zstd", "none"], default_value = "none")]
+    pub compress: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(g: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
+    let MigrateArgs {
+        name,
+        to,
+        fs,
+        compress,
+        json,
+    } = args;
+    let mut c = g.client()?;
+    let rep = migrate(&mut c, name, to, *fs, compress == "zstd", !*json).await?;
+    if *json {
+        println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else {
+        print_migration(&rep);
+    }
+    Ok(0)
+}
+
+fn print_migration(r: &herd_wire::migrate::MigrateReport) {
+    println!(
+        "{} moved {} -> {} in {:.0} ms: frozen {:.0} ms (CRIU {:.1} ms), {} sent ({} of data, {:.1} MiB/s)",
+        r.container,
+        r.from,
+        r.to,
+        r.total_ms,
+        r.frozen_ms,
+        r.criu_frozen_ms,
+        human_bytes(r.bytes),
+        human_bytes(r.raw_bytes),
+        r.throughput_mib_s
+    );
+    println!(
+        "  phases: prepare {:.0} ms, pre-send {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
+        r.prepare_ms, r.presend_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
+    );
+    if r.layers_sent > 0 || r.layer_bytes > 0 {
+        println!(
+            "  image: {} had no copy; {} layer(s), {} sent before the freeze",
+            r.to,
+            r.layers_sent,
+            human_bytes(r.layer_bytes)
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! One module per command or command group, each an args struct (or a
+//! subcommand enum) and a `run` over the library modules of this crate.
+
+pub mod bench;
+pub mod ca;
+pub mod checkpoint;
+pub mod coordinator;
+pub mod exec;
+pub mod forecast;
+pub mod image;
+pub mod kill;
+pub mod lab;
+pub mod logs;
+pub mod migrate;
+pub mod monitor;
+pub mod network;
+pub mod node;
+pub mod pong;
+pub mod ps;
+pub mod report;
+pub mod restore;
+pub mod rm;
+pub mod run;
+pub mod scenario;
+pub mod sim;
+pub mod stop;
+pub mod top;

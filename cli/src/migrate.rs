@@ -1,0 +1,94 @@
+//! The client side of a live migration: ask the source agent to move a
+//! container and follow its progress stream to the report. `herd migrate`,
+//! `herd pong` and the coordinator all move containers through this.
+
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use herd_wire::{Request, Response};
+
+use crate::client::{self, unexpected, Client};
+use crate::ui::human_bytes;
+
+pub async fn migrate(
+    c: &mut Client,
+    name: &str,
+    to: &str,
+    fs: herd_wire::migrate::FsMode,
+    compress: bool,
+    bar: bool,
+) -> Result<herd_wire::migrate::MigrateReport> {
+    use std::io::IsTerminal;
+    let target = c.cluster.node(to)?.clone();
+    let from = c.locate(name).await?;
+    if from == to {
+        bail!("{name} already runs on {to}");
+    }
+    let req = Request::Migrate {
+        name: name.to_string(),
+        to: target.name.clone(),
+        to_addr: target.addr,
+        fs,
+        compress,
+        progress: true,
+    };
+    // The bar goes to stderr on a terminal (HERD_PROGRESS=always: anywhere),
+    // and only once the migration takes longer than a second.
+    let bar = bar
+        && (std::io::stderr().is_terminal()
+            || std::env::var("HERD_PROGRESS").as_deref() == Ok("always"));
+    let t0 = std::time::Instant::now();
+    let mut recv = c.stream(&from, req).await?;
+    let mut drawn = false;
+    loop {
+        let r: Option<Response> = herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME)
+            .await
+            .with_context(|| format!("migration answer from {from}"))?;
+        match r {
+            Some(Response::Progress {
+                phase,
+                done_bytes,
+                total_bytes,
+            }) => {
+                if bar && t0.elapsed() > Duration::from_secs(1) {
+                    draw_progress(&phase, done_bytes, total_bytes, t0.elapsed());
+                    drawn = true;
+                }
+            }
+            other => {
+                if drawn {
+                    eprintln!();
+                }
+                return match other {
+                    Some(Response::Migrated(rep)) => Ok(rep),
+                    Some(Response::Error(err)) => Err(client::AgentFailure {
+                        node: from.clone(),
+                        err,
+                    }
+                    .into()),
+                    Some(r) => Err(unexpected(r)),
+                    None => bail!("{from} closed the stream without an answer"),
+                };
+            }
+        }
+    }
+}
+
+fn draw_progress(phase: &str, done: u64, total: u64, elapsed: Duration) {
+    const W: usize = 30;
+    let line = if total > 0 {
+        let f = (done as f64 / total as f64).clamp(0.0, 1.0);
+        let n = (f * W as f64) as usize;
+        format!(
+            "{phase:<9} [{}{}] {:>3.0}% {} / {}",
+            "#".repeat(n),
+            "-".repeat(W - n),
+            f * 100.0,
+            human_bytes(done),
+            human_bytes(total)
+        )
+    } else {
+        format!("{phase:<9} ...")
+    };
+    eprint!("\r{line}  {:.1} s   ", elapsed.as_secs_f64());
+}

@@ -1,0 +1,878 @@
+//! The handoff rules of a live migration as a sans-IO core (the quinn-proto
+//! idea): [`Sender`] (the source S) and [`Receiver`] (the target T) are pure
+//! state machines. The agent feeds them what happened (a message arrived,
+//! a dump finished, the link died, the agent restarted from its journal)
+//! and does the [`SAction`]s / [`RAction`]s they return, in order: send a
+//! message, write a journal record (durably, *before* the next action),
+//! freeze, restore fenced, thaw, delete a copy. No clock, no socket, no
+//! file here, so every rule below is unit-tested without a network.
+//!
+//! # Sequence (protocol [`crate::migrate::MIGRATE_VERSION`])
+//!
+//! ```text
+//!   S (coordinator)                                      T (participant)
+//!   Prepare{version, id, ...} -------------------------->| version != ours: Refused naming both
+//!   |<-------------------------------- Prepared | Refused | (nothing frozen yet)
+//!   [image.json, layers], upper.tar ------------------->| files: allowed paths, sizes, sha256
+//!   journal Dumping; dump through CRIU (frozen)          |
+//!   checkpoint/*, upper-delta.tar, config.json, log ---->|
+//!   journal Committed; Commit -------------------------->| journal Restoring; restore FENCED and
+//!   |                                                    | STOPPED (nftables drop, SIGSTOP);
+//!   |<------------------------------------ Ready | Failed| journal Ready, then answer
+//!   journal Go (fsync), then Go ------------------------>| journal Running, unfence, SIGCONT
+//!   |<---------------------------------------- Running   |
+//!   delete own copy; Forget(id) ------------------------>| forget the tombstone
+//! ```
+//!
+//! Lost answers and restarts are resolved over fresh streams:
+//! `Query::Decide{id, Go|Abort}`, answered `Running` (Go applied), `Gone`
+//! (T's copy of `id` does not exist: aborted, failed or never made),
+//! `Busy` (ask again) or `Unknown` (Go for an id T never made ready).
+//!
+//! # Sender (S) states
+//!
+//! ```text
+//!  Preparing --Prepared{need}--> Image --ImageSent--> PreSending
+//!  Preparing --Prepared{}------------------------->  PreSending
+//!  Preparing|Image|PreSending --Refused|Failed|LinkLost--> Done(untouched)
+//!  PreSending --PreSent / journal Dumping, Dump--> Dumping
+//!  Dumping --DumpFailed / send Abort, unjournal--> Done(untouched)
+//!  Dumping --Dumped / Transfer--> Transferring
+//!  Transferring --Transferred / journal Committed, send Commit--> AwaitReady
+//!  Transferring|AwaitReady --Failed / RestoreOwn--> RestoringOwn   (T said its copy is gone)
+//!  Transferring --LinkLost / send Abort, RestoreOwn--> RestoringOwn (no Commit: no copy on T)
+//!  AwaitReady --LinkLost / journal Abort, Query Abort--> Resolving(Abort)
+//!  AwaitReady --Ready / journal Go, send Go--> Going
+//!  Going --Running / DeleteOwn--> Cleaning --OwnDeleted / unjournal, Forget--> Done(moved)
+//!  Going --LinkLost / Query Go--> Resolving(Go)
+//!  Resolving(Go) --Running / DeleteOwn--> Cleaning
+//!  Resolving(Abort) --Gone / RestoreOwn--> RestoringOwn
+//!  Resolving(d) --Busy|LinkLost / Query d--> Resolving(d)        (retry, forever)
+//!  RestoringOwn --OwnRestored|OwnRestoreFailed / unjournal--> Done(rolled_back)
+//!  restart: journal Dumping --> RestoringOwn; Committed|Abort --> Resolving(Abort);
+//!           journal Go --> Resolving(Go)
+//! ```
+//!
+//! # Receiver (T) states
+//!
+//! ```text
+//!  Staging --File|Data|FileEnd (checked)--> Staging
+//!  Staging --bad file|LocalFailure|LinkLost|Abort / Discard--> Gone
+//!  Staging --Commit / journal Restoring, RestoreFenced--> Restoring
+//!  Restoring --Restored / journal Ready, reply Ready--> Ready
+//!  Restoring --RestoreFailed|LocalFailure / Discard, reply Failed--> Gone
+//!  Restoring --Abort / (remember it), reply Busy--> Restoring  --Restored / Discard--> Gone
+//!  Ready --Go / journal Running, Thaw, reply Running--> Running
+//!  Ready --Abort / Discard, reply Gone--> Gone
+//!  Ready --LinkLost--> Ready                                      (wait, frozen and fenced)
+//!  Running --Go / reply Running; Forget / unjournal--> Running | (forgotten)
+//!  restart: journal Restoring --> Discard, Gone; Ready --> Ready; Running --> Thaw, Running
+//! ```
+//!
+//! # Why at most one copy runs, and exactly one once everything is back
+//!
+//! This is two-phase commit with S as the coordinator and T as the only
+//! participant. T's vote is `Ready`; S's decision is `Go` or `Abort`.
+//! 1. T runs its copy only after `Go`, and S sends `Go` only after it wrote
+//!    `Go` to its journal; S never restores its own copy once `Go` is in its
+//!    journal (no edge leaves `Resolving(Go)` or `Going` but to `Cleaning`).
+//! 2. S restores its own copy only after T said its copy is gone (`Failed`
+//!    or `Gone`) *and* S has decided Abort (journalled, or implied: T only
+//!    answers `Failed` before it voted). Once T answered `Gone` to an
+//!    Abort, it can never run that copy: it discarded it, and `Go` for an
+//!    id in `Gone` or unknown is answered `Unknown`, never applied.
+//! 3. The decision is made once: S journals it before it tells anyone, and
+//!    a restarted S reads it back; without a journalled decision S may
+//!    still choose (a restarted S chooses Abort, the coordinator's right in
+//!    2PC), because T cannot have heard `Go`.
+//! 4. T journals `Restoring` before it restores and `Ready` before it
+//!    answers `Ready`: a T restarted in `Restoring` never voted and may
+//!    discard on its own; in `Ready` it keeps the copy frozen and fenced and
+//!    waits for S's decision, however long (the two generals cannot agree
+//!    over a dead link, so neither acts: the container runs nowhere, which
+//!    is the "at most" half).
+//! 5. T restores only after `Commit`, and S journals `Committed` before it
+//!    sends it: a stream that died before that (S in `Transferring`, or a
+//!    restarted S with `Dumping` in its journal) cannot have made a copy on
+//!    T, so S resumes its own at once, without waiting for T.
+//!
+//! So at every moment at most one of {S's copy, T's copy} runs. Liveness:
+//! S in `Resolving` asks T again until T answers, and every answer moves S
+//! on (`Busy` is only given while a restore is in flight, which ends); once
+//! the link is back and both agents run, S reaches `Done` with its own copy
+//! restored (Abort) or T's running (Go): exactly one.
+//!
+//! Room for live memory modes (pre-copy rounds, page server, lazy pages):
+//! they happen between `PreSent` and `Transferred` (S) and inside `Staging`
+//! (T); the decision and its journal do not change. Post-copy needs T's
+//! copy to run before `Go`, so it must commit before resuming: it is a
+//! separate mode whose rollback is impossible after the start, by design.
+
+use serde::{Deserialize, Serialize};
+
+use crate::migrate::{MigrateMsg, CHUNK, MIGRATE_VERSION};
+
+/// One migration, the same on both sides: `<source>.<container>.<unix ns>`.
+pub type MigrationId = String;
+
+/// Whether an id is a plain token (it names a journal file).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 200
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Decision {
+    Go,
+    Abort,
+}
+
+/// Where a migration ended, as `herd migrate --json` says it.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The container runs on the target.
+    #[default]
+    Moved,
+    /// It was frozen, then restored on the source: it runs there.
+    RolledBack,
+    /// It never stopped: it runs on the source.
+    Untouched,
+    /// Not decided yet (a link or agent is down): frozen on both sides,
+    /// the agents finish by themselves.
+    Pending,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Moved => "moved",
+            Outcome::RolledBack => "rolled_back",
+            Outcome::Untouched => "untouched",
+            Outcome::Pending => "pending",
+        }
+    }
+}
+
+/// The phase a migration was in when it failed.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Prepare,
+    Image,
+    #[serde(rename = "pre-send")]
+    PreSend,
+    Dump,
+    Transfer,
+    Restore,
+    Handoff,
+    Cleanup,
+}
+
+impl Phase {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Prepare => "prepare",
+            Phase::Image => "image",
+            Phase::PreSend => "pre-send",
+            Phase::Dump => "dump",
+            Phase::Transfer => "transfer",
+            Phase::Restore => "restore",
+            Phase::Handoff => "handoff",
+            Phase::Cleanup => "cleanup",
+        }
+    }
+}
+
+/// T's answers, on the migration stream and to a [`Query`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum TargetMsg {
+    /// Prepare accepted; send `image.json` and these layers first if any.
+    Prepared { need_layers: Vec<String> },
+    /// Prepare refused: nothing was made, nothing froze.
+    Refused(String),
+    /// Restored, stopped and fenced; waiting for the decision.
+    Ready(Box<crate::RestoreReport>),
+    /// T failed before it voted; its copy is gone.
+    Failed(String),
+    /// Go applied: the copy runs here.
+    Running,
+    /// No copy of this migration is here (aborted, failed, never made).
+    Gone,
+    /// Ask again later (a restore is still in flight).
+    Busy,
+    /// Go for a migration T never made ready.
+    Unknown,
+}
+
+/// S to T over a fresh stream (`Request::Handoff`): resolve a migration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum Query {
+    Decide {
+        id: MigrationId,
+        decision: Decision,
+    },
+    /// S finished: T may drop its tombstone of `id`.
+    Forget {
+        id: MigrationId,
+    },
+}
+
+/// The step a journal record is at (one file per migration and side).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Step {
+    /// S: about to freeze (written before the dump).
+    Dumping,
+    /// S: about to send Commit (T may restore from here on).
+    Committed,
+    /// S: the decision, written before anyone hears it.
+    Decided(Decision),
+    /// T: a restore is about to start.
+    Restoring,
+    /// T: restored fenced and stopped; voted Ready.
+    Ready,
+    /// T: Go applied (a tombstone until S says Forget).
+    Running,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum Role {
+    Source,
+    Target,
+}
+
+/// What each side keeps on disk per migration.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Journal {
+    pub id: MigrationId,
+    pub role: Role,
+    pub container: String,
+    /// The other side's node name, and (on S) its address.
+    pub peer: String,
+    pub peer_addr: Option<String>,
+    pub step: Step,
+}
+
+/// The refusal of a prepare in another protocol version, naming both.
+pub fn check_version(theirs: u32) -> Result<(), String> {
+    if theirs == MIGRATE_VERSION {
+        Ok(())
+    } else {
+        Err(format!(
+            "migration protocol version {theirs} is not supported here (this agent speaks \
+             version {MIGRATE_VERSION}); upgrade the older agent"
+        ))
+    }
+}
+
+// ------------------------------------------------------------------ sender
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SState {
+    Preparing,
+    Image,
+    PreSending,
+    Dumping,
+    Transferring,
+    AwaitReady,
+    Going,
+    Resolving(Decision),
+    Cleaning,
+    RestoringOwn,
+    Done(Outcome),
+}
+
+/// What happened, fed to the [`Sender`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum SEvent {
+    Answer(TargetMsg),
+    ImageSent,
+    PreSent,
+    Dumped,
+    DumpFailed(String),
+    Transferred,
+    /// The stream broke, a timeout passed, or a query found no answer.
+    LinkLost(String),
+    OwnRestored,
+    OwnRestoreFailed(String),
+    OwnDeleted,
+}
+
+/// What the driver must do, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SAction {
+    /// Stream `image.json` and these layers.
+    SendImage(Vec<String>),
+    /// Stream the upper layer as it is now (the container runs).
+    PreSend,
+    /// Write this step to the journal, fsync, before the next action.
+    Journal(Step),
+    /// Remove the journal record.
+    Unjournal,
+    /// Checkpoint through CRIU: frozen from here.
+    Dump,
+    /// Stream the checkpoint images and the rest, then feed `Transferred`.
+    Transfer,
+    /// Send this on the migration stream.
+    Send(MigrateMsg),
+    /// Ask T over a fresh stream (retry until it answers).
+    Query(Query),
+    /// Restore the own copy from the kept images.
+    RestoreOwn,
+    /// Delete the own copy (images, dirs, netns).
+    DeleteOwn,
+    /// The migration is over.
+    Finish {
+        outcome: Outcome,
+        phase: Option<Phase>,
+        reason: Option<String>,
+    },
+}
+
+/// S's rules. Feed events with [`Sender::handle`].
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub id: MigrationId,
+    state: SState,
+    /// Phase and reason of the first failure (for the outcome).
+    failed: Option<(Phase, String)>,
+}
+
+impl Sender {
+    pub fn new(id: MigrationId) -> Self {
+        Sender {
+            id,
+            state: SState::Preparing,
+            failed: None,
+        }
+    }
+
+    /// A restarted S: what its journal says decides what it does.
+    pub fn recover(id: MigrationId, step: Step) -> (Self, Vec<SAction>) {
+        let mut s = Sender::new(id);
+        s.failed = Some((Phase::Handoff, "the source agent restarted".into()));
+        let acts = match step {
+            // Commit was never sent: no copy can exist on T.
+            Step::Dumping => {
+                s.state = SState::RestoringOwn;
+                vec![SAction::RestoreOwn]
+            }
+            Step::Committed => s.abort(true),
+            Step::Decided(Decision::Abort) => s.abort(false),
+            Step::Decided(Decision::Go) => {
+                s.state = SState::Resolving(Decision::Go);
+                vec![s.query(Decision::Go)]
+            }
+            // Not a source step: nothing to do.
+            Step::Restoring | Step::Ready | Step::Running => {
+                s.state = SState::Done(Outcome::Pending);
+                vec![]
+            }
+        };
+        (s, acts)
+    }
+
+    pub fn state(&self) -> SState {
+        self.state
+    }
+
+    /// Phase and reason of the first failure, if any.
+    pub fn failure(&self) -> Option<&(Phase, String)> {
+        self.failed.as_ref()
+    }
+
+    /// The phase S is in (for `migrating` status and failures).
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            SState::Preparing => Phase::Prepare,
+            SState::Image => Phase::Image,
+            SState::PreSending => Phase::PreSend,
+            SState::Dumping => Phase::Dump,
+            SState::Transferring => Phase::Transfer,
+            SState::AwaitReady => Phase::Restore,
+            SState::Going | SState::Resolving(_) | SState::RestoringOwn | SState::Done(_) => {
+                Phase::Handoff
+            }
+            SState::Cleaning => Phase::Cleanup,
+        }
+    }
+
+    /// Whether the container is frozen (dumped, not yet resumed anywhere known).
+    pub fn frozen(&self) -> bool {
+        matches!(
+            self.state,
+            SState::Dumping
+                | SState::Transferring
+                | SState::AwaitReady
+                | SState::Going
+                | SState::Resolving(_)
+                | SState::RestoringOwn
+        )
+    }
+
+    fn query(&self, decision: Decision) -> SAction {
+        SAction::Query(Query::Decide {
+            id: self.id.clone(),
+            decision,
+        })
+    }
+
+    fn fail(&mut self, reason: String) {
+        if self.failed.is_none() {
+            self.failed = Some((self.phase(), reason));
+        }
+    }
+
+    fn finish(&mut self, outcome: Outcome) -> Vec<SAction> {
+        self.state = SState::Done(outcome);
+        let (phase, reason) = match (&self.failed, outcome) {
+            (_, Outcome::Moved) => (None, None),
+            (Some((p, r)), _) => (Some(*p), Some(r.clone())),
+            (None, _) => (None, None),
+        };
+        vec![SAction::Finish {
+            outcome,
+            phase,
+            reason,
+        }]
+    }
+
+    /// Decide Abort (journalled first) and ask T to drop its copy.
+    fn abort(&mut self, journal: bool) -> Vec<SAction> {
+        self.state = SState::Resolving(Decision::Abort);
+        let mut v = Vec::new();
+        if journal {
+            v.push(SAction::Journal(Step::Decided(Decision::Abort)));
+        }
+        v.push(self.query(Decision::Abort));
+        v
+    }
+
+    fn untouched(&mut self, reason: String) -> Vec<SAction> {
+        self.fail(reason);
+        self.finish(Outcome::Untouched)
+    }
+
+    /// Apply one event. `Err` means the event is not allowed now: nothing
+    /// changed (a duplicate, late or forged message), the driver logs it.
+    pub fn handle(&mut self, ev: SEvent) -> Result<Vec<SAction>, String> {
+        use SEvent as E;
+        use SState as S;
+        use TargetMsg as T;
+        let acts = match (self.state, ev) {
+            (S::Preparing, E::Answer(T::Prepared { need_layers })) => {
+                if need_layers.is_empty() {
+                    self.state = S::PreSending;
+                    vec![SAction::PreSend]
+                } else {
+                    self.state = S::Image;
+                    vec![SAction::SendImage(need_layers)]
+                }
+            }
+            (S::Image, E::ImageSent) => {
+                self.state = S::PreSending;
+                vec![SAction::PreSend]
+            }
+            (S::Preparing | S::Image | S::PreSending, E::Answer(T::Refused(r) | T::Failed(r))) => {
+                self.untouched(format!("the target refused: {r}"))
+            }
+            (S::Preparing | S::Image | S::PreSending, E::LinkLost(r)) => self.untouched(r),
+            (S::PreSending, E::PreSent) => {
+                self.state = S::Dumping;
+                vec![SAction::Journal(Step::Dumping), SAction::Dump]
+            }
+            (S::Dumping, E::DumpFailed(r)) => {
+                self.fail(r);
+                // T drops its staging (it would on the stream's end, too).
+                let mut v = vec![SAction::Send(MigrateMsg::Abort), SAction::Unjournal];
+                v.extend(self.finish(Outcome::Untouched));
+                v
+            }
+            (S::Dumping, E::Dumped) => {
+                self.state = S::Transferring;
+                vec![SAction::Transfer]
+            }
+            // The link may die during the dump; the dump still ends first.
+            (S::Dumping, E::LinkLost(r)) => {
+                self.fail(r);
+                vec![]
+            }
+            (S::Transferring, E::Transferred) => {
+                if self.failed.is_some() {
+                    // The link died during the dump: Commit was never sent.
+                    self.state = S::RestoringOwn;
+                    vec![SAction::Send(MigrateMsg::Abort), SAction::RestoreOwn]
+                } else {
+                    self.state = S::AwaitReady;
+                    vec![
+                        SAction::Journal(Step::Committed),
+                        SAction::Send(MigrateMsg::Commit),
+                    ]
+                }
+            }
+            (S::Transferring | S::AwaitReady, E::Answer(T::Failed(r))) => {
+                self.fail(format!("the target failed: {r}"));
+                self.state = S::RestoringOwn;
+                vec![SAction::RestoreOwn]
+            }
+            (S::Transferring, E::LinkLost(r)) => {
+                self.fail(r);
+                self.state = S::RestoringOwn;
+                vec![SAction::Send(MigrateMsg::Abort), SAction::RestoreOwn]
+            }
+            (S::AwaitReady, E::LinkLost(r)) => {
+                self.fail(r);
+                self.abort(true)
+            }
+            (S::AwaitReady, E::Answer(T::Ready(_))) => {
+                self.state = S::Going;
+                vec![
+                    SAction::Journal(Step::Decided(Decision::Go)),
+                    SAction::Send(MigrateMsg::Go),
+                ]
+            }
+            (S::Going | S::Resolving(Decision::Go), E::Answer(T::Running)) => {
+                self.state = S::Cleaning;
+                vec![SAction::DeleteOwn]
+            }
+            (S::Going, E::LinkLost(_)) => {
+                self.state = S::Resolving(Decision::Go);
+                vec![self.query(Decision::Go)]
+            }
+            (S::Resolving(d), E::LinkLost(_) | E::Answer(T::Busy)) => vec![self.query(d)],
+            (S::Resolving(Decision::Abort), E::Answer(T::Gone | T::Failed(_))) => {
+                self.state = S::RestoringOwn;
+                vec![SAction::RestoreOwn]
+            }
+            (S::Cleaning, E::OwnDeleted) => {
+                let mut v = vec![
+                    SAction::Unjournal,
+                    SAction::Query(Query::Forget {
+                        id: self.id.clone(),
+                    }),
+                ];
+                v.extend(self.finish(Outcome::Moved));
+                v
+            }
+            (S::RestoringOwn, E::OwnRestored) => {
+                let mut v = vec![SAction::Unjournal];
+                v.extend(self.finish(Outcome::RolledBack));
+                v
+            }
+            (S::RestoringOwn, E::OwnRestoreFailed(r)) => {
+                // Still ours alone (T's copy is gone): the checkpoint stays
+                // for `herd restore`.
+                if let Some((_, reason)) = &mut self.failed {
+                    reason.push_str(&format!("; and restoring it here failed too: {r}"));
+                }
+                let mut v = vec![SAction::Unjournal];
+                v.extend(self.finish(Outcome::RolledBack));
+                v
+            }
+            (s, ev) => return Err(format!("{ev:?} is not expected in {s:?}")),
+        };
+        Ok(acts)
+    }
+}
+
+// ---------------------------------------------------------------- receiver
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RState {
+    Staging,
+    Restoring,
+    Ready,
+    Running,
+    Gone,
+}
+
+/// What happened, fed to the [`Receiver`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum REvent {
+    /// A message of the migration stream; `Data` carries plain bytes (the
+    /// driver decompressed it with a bound of [`CHUNK`]).
+    Msg(MigrateMsg),
+    /// A decision over a fresh stream.
+    Decide(Decision),
+    Forget,
+    Restored(Box<crate::RestoreReport>),
+    RestoreFailed(String),
+    /// The migration stream broke.
+    LinkLost,
+    /// T could not do what an action asked (write a staged file, decompress
+    /// a chunk, write its journal): give up before voting.
+    LocalFailure(String),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RAction {
+    /// Create the staging file at this (checked) relative path.
+    Create(String),
+    /// Append to the current file.
+    Write(Vec<u8>),
+    /// The current file is complete and verified.
+    Close,
+    Journal(Step),
+    Unjournal,
+    /// Restore from staging: fenced (nftables drop) and stopped.
+    RestoreFenced,
+    /// Lift the fence, announce the address, SIGCONT every task.
+    Thaw,
+    /// Remove every trace of this migration here (a stopped copy too).
+    Discard,
+    /// Answer S (on the stream, or the query being served).
+    Reply(TargetMsg),
+}
+
+#[derive(Debug, Clone)]
+struct OpenFile {
+    path: String,
+    hasher: sha256::Hasher,
+    size: u64,
+}
+
+/// T's rules for one migration.
+#[derive(Debug, Clone)]
+pub struct Receiver {
+    pub id: MigrationId,
+    state: RState,
+    file: Option<OpenFile>,
+    files: std::collections::BTreeSet<String>,
+    abort_asked: bool,
+}
+
+/// Paths a migration may stage (relative to its staging dir).
+pub fn allowed_path(path: &str) -> bool {
+    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']);
+    match path.split_once('/') {
+        None => matches!(
+            path,
+            "upper.tar" | "upper-delta.tar" | "whole.tar" | "config.json" | "log" | "image.json"
+        ),
+        Some(("checkpoint", rest)) => plain(rest),
+        Some(("layer", digest)) => digest
+            .strip_prefix("sha256:")
+            .map(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .unwrap_or(false),
+        _ => false,
+    }
+}
+
+impl Receiver {
+    pub fn new(id: MigrationId) -> Self {
+        Receiver {
+            id,
+            state: RState::Staging,
+            file: None,
+            files: Default::default(),
+            abort_asked: false,
+        }
+    }
+
+    /// A restarted T: a migration it never voted for is discarded at once;
+    /// a voted one waits (stopped, fenced) for S.
+    pub fn recover(id: MigrationId, step: Step) -> (Self, Vec<RAction>) {
+        let mut r = Receiver::new(id);
+        let acts = match step {
+            Step::Ready => {
+                r.state = RState::Ready;
+                vec![]
+            }
+            Step::Running => {
+                // Go was journalled; the thaw may not have happened.
+                r.state = RState::Running;
+                vec![RAction::Thaw]
+            }
+            _ => {
+                r.state = RState::Gone;
+                vec![RAction::Discard, RAction::Unjournal]
+            }
+        };
+        (r, acts)
+    }
+
+    pub fn state(&self) -> RState {
+        self.state
+    }
+
+    /// The answer to a decision for an id T has no record of.
+    pub fn unknown(d: Decision) -> TargetMsg {
+        match d {
+            Decision::Abort => TargetMsg::Gone,
+            Decision::Go => TargetMsg::Unknown,
+        }
+    }
+
+    fn gone(&mut self, reply: TargetMsg, journalled: bool) -> Vec<RAction> {
+        self.state = RState::Gone;
+        self.file = None;
+        let mut v = vec![RAction::Discard];
+        if journalled {
+            v.push(RAction::Unjournal);
+        }
+        v.push(RAction::Reply(reply));
+        v
+    }
+
+    fn staging(&mut self, msg: MigrateMsg) -> Result<Vec<RAction>, String> {
+        match msg {
+            MigrateMsg::File { path } => {
+                if let Some(f) = &self.file {
+                    return Err(format!("file {path} before the end of {}", f.path));
+                }
+                if !allowed_path(&path) {
+                    return Err(format!("refusing file {path:?}"));
+                }
+                if !self.files.insert(path.clone()) {
+                    return Err(format!("file {path} sent twice"));
+                }
+                self.file = Some(OpenFile {
+                    path: path.clone(),
+                    hasher: sha256::Hasher::new(),
+                    size: 0,
+                });
+                Ok(vec![RAction::Create(path)])
+            }
+            MigrateMsg::Data { bytes, .. } => {
+                let f = self.file.as_mut().ok_or("data outside a file")?;
+                if bytes.len() > CHUNK {
+                    return Err(format!(
+                        "{}: chunk of {} bytes exceeds {CHUNK}",
+                        f.path,
+                        bytes.len()
+                    ));
+                }
+                f.hasher.update(&bytes);
+                f.size += bytes.len() as u64;
+                Ok(vec![RAction::Write(bytes)])
+            }
+            MigrateMsg::FileEnd { size, sha256 } => {
+                let f = self.file.take().ok_or("end of file outside a file")?;
+                let digest = f.hasher.finish_hex();
+                if f.size != size || digest != sha256 {
+                    return Err(format!(
+                        "{} arrived corrupt: {} bytes with sha256 {digest}, the source sent \
+                         {size} bytes with sha256 {sha256}",
+                        f.path, f.size
+                    ));
+                }
+                Ok(vec![RAction::Close])
+            }
+            MigrateMsg::Commit => {
+                if let Some(f) = &self.file {
+                    return Err(format!("commit inside file {}", f.path));
+                }
+                if !self.files.contains("config.json") {
+                    return Err("commit without config.json".into());
+                }
+                self.state = RState::Restoring;
+                Ok(vec![
+                    RAction::Journal(Step::Restoring),
+                    RAction::RestoreFenced,
+                ])
+            }
+            MigrateMsg::Go | MigrateMsg::Abort => unreachable!("handled by the caller"),
+        }
+    }
+
+    /// Apply one event. `Err`: not allowed now, nothing changed.
+    pub fn handle(&mut self, ev: REvent) -> Result<Vec<RAction>, String> {
+        use RState as S;
+        let acts = match (self.state, ev) {
+            (_, REvent::Msg(MigrateMsg::Go)) => return self.handle(REvent::Decide(Decision::Go)),
+            (_, REvent::Msg(MigrateMsg::Abort)) => {
+                return self.handle(REvent::Decide(Decision::Abort))
+            }
+            (S::Staging, REvent::Msg(m)) => match self.staging(m) {
+                Ok(v) => v,
+                Err(e) => self.gone(TargetMsg::Failed(format!("transfer failed: {e}")), false),
+            },
+            (S::Staging, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), false),
+            (S::Restoring, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), true),
+            (S::Staging, REvent::LinkLost) => {
+                self.state = S::Gone;
+                vec![RAction::Discard]
+            }
+            (S::Staging, REvent::Decide(Decision::Abort)) => self.gone(TargetMsg::Gone, false),
+            (S::Restoring, REvent::Restored(rep)) => {
+                if self.abort_asked {
+                    self.state = S::Gone;
+                    vec![RAction::Discard, RAction::Unjournal]
+                } else {
+                    self.state = S::Ready;
+                    vec![
+                        RAction::Journal(Step::Ready),
+                        RAction::Reply(TargetMsg::Ready(rep)),
+                    ]
+                }
+            }
+            (S::Restoring, REvent::RestoreFailed(e)) => self.gone(TargetMsg::Failed(e), true),
+            (S::Restoring, REvent::Decide(Decision::Abort)) => {
+                self.abort_asked = true;
+                vec![RAction::Reply(TargetMsg::Busy)]
+            }
+            (S::Restoring | S::Ready, REvent::LinkLost) => vec![],
+            (S::Ready, REvent::Decide(Decision::Go)) => {
+                self.state = S::Running;
+                vec![
+                    RAction::Journal(Step::Running),
+                    RAction::Thaw,
+                    RAction::Reply(TargetMsg::Running),
+                ]
+            }
+            (S::Ready, REvent::Decide(Decision::Abort)) => self.gone(TargetMsg::Gone, true),
+            (S::Running, REvent::Decide(Decision::Go)) => vec![RAction::Reply(TargetMsg::Running)],
+            (S::Running, REvent::Forget) => {
+                self.state = S::Gone;
+                vec![RAction::Unjournal]
+            }
+            (S::Running, REvent::LinkLost) => vec![],
+            (S::Gone, REvent::Decide(d)) => vec![RAction::Reply(Receiver::unknown(d))],
+            (S::Gone, REvent::LinkLost | REvent::Forget) => vec![],
+            (s, ev) => return Err(format!("{} is not expected in {s:?}", brief(&ev))),
+        };
+        Ok(acts)
+    }
+}
+
+fn brief(ev: &REvent) -> String {
+    match ev {
+        REvent::Msg(MigrateMsg::Data { bytes, .. }) => format!("Data({} bytes)", bytes.len()),
+        e => format!("{e:?}"),
+    }
+}
+
+/// SHA-256 of a staged file, fed chunk by chunk.
+mod sha256 {
+    use sha2::Digest;
+
+    #[derive(Debug, Clone)]
+    pub struct Hasher(sha2::Sha256);
+
+    impl Hasher {
+        pub fn new() -> Self {
+            Hasher(sha2::Sha256::new())
+        }
+        pub fn update(&mut self, data: &[u8]) {
+            self.0.update(data)
+        }
+        pub fn finish_hex(self) -> String {
+            hex::encode(self.0.finalize())
+        }
+    }
+
+    /// Hex SHA-256 of `data`.
+    pub fn hex(data: &[u8]) -> String {
+        hex::encode(sha2::Sha256::digest(data))
+    }
+}
+
+pub use sha256::hex as sha256_hex;
+
+#[cfg(test)]
+mod tests;
