@@ -49,6 +49,10 @@ pub enum AgentError {
         #[source]
         source: Box<herd_criu::Error>,
     },
+    /// This host cannot do it for this container (the reason says what is
+    /// missing and where it can be done).
+    #[error("{what} is not possible here: {reason}")]
+    Unsupported { what: String, reason: String },
     #[error("bad archive {path}: {reason}")]
     BadArchive { path: String, reason: String },
     #[error("{0}")]
@@ -66,6 +70,7 @@ impl AgentError {
             AgentError::Conflict { .. } => ErrorKind::Conflict,
             AgentError::Image(e) => image_kind(e.as_ref()),
             AgentError::BadArchive { .. } => ErrorKind::InvalidInput,
+            AgentError::Unsupported { .. } => ErrorKind::Unsupported,
             _ => ErrorKind::Internal,
         }
     }

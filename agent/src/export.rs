@@ -174,8 +174,10 @@ impl Drop for Staged {
     }
 }
 
-/// Read and verify an archive into `staging` (which must not exist).
-pub fn read(path: &Path, staging: &Path) -> Result<Staged> {
+/// Read and verify an archive into `staging` (which must not exist); the
+/// files the manifest lists may add up to at most `limits` (checked before
+/// anything is written, and again while writing).
+pub fn read(path: &Path, staging: &Path, limits: &herd_overlay::Limits) -> Result<Staged> {
     let bad = |reason: String| AgentError::BadArchive {
         path: path.display().to_string(),
         reason,
@@ -237,6 +239,23 @@ pub fn read(path: &Path, staging: &Path) -> Result<Staged> {
         return Err(bad(format!(
             "format {} (this agent reads format {FORMAT})",
             manifest.format
+        )));
+    }
+    let total: u64 = manifest
+        .files
+        .iter()
+        .fold(0u64, |t, f| t.saturating_add(f.size));
+    if total > limits.max_bytes {
+        return Err(bad(format!(
+            "it expands to {total} bytes, more than the limit of {} (--max-unpack-bytes)",
+            limits.max_bytes
+        )));
+    }
+    if manifest.files.len() as u64 > limits.max_entries {
+        return Err(bad(format!(
+            "it lists {} files, more than the limit of {} (--max-unpack-entries)",
+            manifest.files.len(),
+            limits.max_entries
         )));
     }
     let mut seen = std::collections::HashSet::new();

@@ -5,10 +5,13 @@
 //! state on disk ([`state`]), and the QUIC endpoint clients and peers talk
 //! to ([`server`]). It makes no placement decisions.
 
+pub mod auth;
 pub mod cgroup;
+pub mod config_file;
 pub mod container;
 pub mod error;
 pub mod export;
+pub mod limits;
 pub mod logs;
 pub mod migrate;
 pub mod monitor;

@@ -5,15 +5,21 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Parser;
+use herd_agent::limits::Limits;
 use herd_agent::{logs, server, Agent, AgentConfig};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "herd-agent",
     version,
-    about = "Herd's per-host agent: containers, checkpoints, migrations, metrics"
+    about = "Herd's per-host agent: containers, checkpoints, migrations, metrics",
+    args_override_self = true
 )]
 struct Args {
+    /// Settings file (TOML, one `key = value` per flag, e.g.
+    /// /etc/herd/agent.toml); flags on the command line win over it.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// This host's name in the cluster.
     #[arg(long)]
     node: String,
@@ -53,6 +59,55 @@ struct Args {
     /// Serve Prometheus text metrics on http://ADDR/metrics (off by default).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Most bytes an image import, checkpoint archive or upper layer may
+    /// expand to (apparent sizes: sparse files count in full).
+    #[arg(long, env = "HERD_MAX_UNPACK_BYTES", default_value_t = herd_overlay::Limits::DEFAULT_MAX_BYTES)]
+    max_unpack_bytes: u64,
+    /// Most entries (files, directories, links) of the same.
+    #[arg(long, env = "HERD_MAX_UNPACK_ENTRIES", default_value_t = herd_overlay::Limits::DEFAULT_MAX_ENTRIES)]
+    max_unpack_entries: u64,
+    /// Most bytes one incoming migration may carry (all files, decompressed).
+    #[arg(long, env = "HERD_MAX_MIGRATION_BYTES", default_value_t = Limits::DEFAULT_MIGRATION_BYTES)]
+    max_migration_bytes: u64,
+    /// Seconds a request frame may take to arrive once its stream is open.
+    #[arg(long, env = "HERD_REQUEST_TIMEOUT_S", default_value_t = Limits::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    request_timeout_s: u64,
+    /// Seconds an incoming migration stream may go without a frame.
+    #[arg(long, env = "HERD_STREAM_IDLE_TIMEOUT_S", default_value_t = Limits::DEFAULT_STREAM_IDLE.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    stream_idle_timeout_s: u64,
+    /// Concurrent streams one peer (certificate) may hold, all connections together.
+    #[arg(long, env = "HERD_MAX_STREAMS_PER_PEER", default_value_t = Limits::DEFAULT_STREAMS_PER_PEER)]
+    max_streams_per_peer: usize,
+}
+
+/// Closes every inherited descriptor above stderr, so nothing the agent's
+/// parent left open (a lock, a socket, a pipe) lives on in the agent or
+/// reaches containers, CRIU or the log shims. The agent's own descriptors
+/// are opened `O_CLOEXEC`, and each child gets only what it is handed.
+/// Only the daemon does this: the re-executed helper modes get the fds
+/// they need from the agent.
+fn close_inherited_fds() {
+    // SAFETY: close_range with integer arguments, before any thread or
+    // descriptor of ours exists.
+    let r = unsafe { libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, 0u32) };
+    if r == 0 {
+        return;
+    }
+    // Kernels before 5.9: close what /proc lists.
+    if let Ok(rd) = std::fs::read_dir("/proc/self/fd") {
+        let fds: Vec<i32> = rd
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse().ok())
+            .filter(|fd| *fd > 2)
+            .collect();
+        for fd in fds {
+            // SAFETY: closing a descriptor number we do not use; the
+            // directory's own fd is gone by now (EBADF, ignored).
+            unsafe { libc::close(fd) };
+        }
+    }
 }
 
 fn main() -> anyhow::Result<()> {
@@ -78,7 +133,12 @@ fn main() -> anyhow::Result<()> {
     {
         std::process::exit(herd_agent::container::exec_main(&argv[2..]));
     }
-    let args = Args::parse();
+    let known: Vec<String> = <Args as clap::CommandFactory>::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let args = Args::parse_from(herd_agent::config_file::expand_args(argv, &known)?);
+    close_inherited_fds();
     // Containers are made by a short-lived helper process; their init is
     // re-parented to us when it exits, so we can still wait for its status.
     // SAFETY: prctl with integer arguments.
@@ -117,6 +177,16 @@ fn main() -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
         cpus: args.cpus,
+        limits: Limits {
+            unpack: herd_overlay::Limits {
+                max_bytes: args.max_unpack_bytes,
+                max_entries: args.max_unpack_entries,
+            },
+            migration_bytes: args.max_migration_bytes,
+            request_timeout: std::time::Duration::from_secs(args.request_timeout_s),
+            stream_idle: std::time::Duration::from_secs(args.stream_idle_timeout_s),
+            streams_per_peer: args.max_streams_per_peer,
+        },
     })
     .with_context(|| format!("cannot open agent state in {}", args.state_dir.display()))?;
     let tls = herd_quic::pki::TlsFiles {

@@ -1,8 +1,18 @@
 //! The agent's QUIC endpoint: one request per bidirectional stream (see
 //! herd-wire's module docs for the exchange), dispatched to [`Agent`].
+//!
+//! Before a request is served: its frame must arrive within the request
+//! timeout (a partial frame without FIN is answered with an error and the
+//! stream is reset), the peer must hold fewer than its cap of concurrent
+//! streams, and [`crate::auth::authorize`] must allow the request for the
+//! peer's certificate (the authorization table is in [`crate::auth`]).
+//! Limits and their defaults: [`crate::limits`].
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use herd_quic::Identity;
 
 use herd_wire::monitor::EventKind;
 use herd_wire::{Envelope, ErrorKind, Request, Response, PROTOCOL_VERSION};
@@ -14,11 +24,50 @@ use crate::Agent;
 /// Largest request a client may send.
 pub const MAX_REQUEST: usize = 1 << 20;
 
+/// Open streams per peer certificate, across all its connections.
+#[derive(Default)]
+struct StreamCounts(Mutex<HashMap<String, usize>>);
+
+/// One counted stream; uncounted on drop.
+struct StreamSlot {
+    counts: Arc<StreamCounts>,
+    key: String,
+}
+
+impl StreamCounts {
+    fn take(self: &Arc<Self>, key: &str, cap: usize) -> Option<StreamSlot> {
+        let mut m = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(key.to_string()).or_insert(0);
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            counts: self.clone(),
+            key: key.to_string(),
+        })
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.counts.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.key);
+            }
+        }
+    }
+}
+
 /// Serve until the endpoint closes.
 pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
+    let counts = Arc::new(StreamCounts::default());
     while let Some(incoming) = endpoint.accept().await {
         let agent = agent.clone();
         let ep = endpoint.clone();
+        let counts = counts.clone();
         tokio::spawn(async move {
             let remote = incoming.remote_address();
             let conn = match incoming.await {
@@ -28,20 +77,34 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
                     return;
                 }
             };
-            if herd_quic::endpoint::peer_identity(&conn).is_none() {
+            let Some(peer) = herd_quic::endpoint::peer_identity(&conn) else {
                 tracing::warn!(%remote, "peer without a cluster certificate");
                 conn.close(1u32.into(), b"no cluster certificate");
                 return;
-            }
+            };
+            let remote = herd_quic::rpc::remote_addr(&conn);
+            let cap = agent.limits().streams_per_peer;
             loop {
-                let (send, recv) = match conn.accept_bi().await {
+                let (mut send, mut recv) = match conn.accept_bi().await {
                     Ok(s) => s,
                     Err(_) => return,
                 };
                 let agent = agent.clone();
                 let ep = ep.clone();
+                let peer = peer.clone();
+                let slot = counts.take(&peer.to_string(), cap);
                 tokio::spawn(async move {
-                    if let Err(e) = handle_stream(agent, ep, send, recv).await {
+                    let Some(_slot) = slot else {
+                        tracing::warn!(%remote, peer = %peer, cap, "refused a stream: too many concurrent streams");
+                        let r = Response::error(
+                            ErrorKind::Conflict,
+                            format!("certificate {peer} already has {cap} streams open on this agent (--max-streams-per-peer)"),
+                        );
+                        let _ = herd_quic::rpc::respond(&mut send, &r).await;
+                        let _ = recv.stop(0u32.into());
+                        return;
+                    };
+                    if let Err(e) = handle_stream(agent, ep, &peer, remote, send, recv).await {
                         tracing::debug!(%remote, "stream ended: {e}");
                     }
                 });
@@ -53,16 +116,37 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
 async fn handle_stream(
     agent: Arc<Agent>,
     ep: quinn::Endpoint,
+    peer: &Identity,
+    remote: std::net::SocketAddr,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
-    let env: Envelope = match herd_quic::rpc::recv_msg(&mut recv, MAX_REQUEST).await {
-        Ok(Some(env)) => env,
-        Ok(None) => return Ok(()),
-        Err(e) => {
+    let timeout = agent.limits().request_timeout;
+    let read = tokio::time::timeout(
+        timeout,
+        herd_quic::rpc::recv_msg::<Envelope>(&mut recv, MAX_REQUEST),
+    )
+    .await;
+    let env: Envelope = match read {
+        Ok(Ok(Some(env))) => env,
+        Ok(Ok(None)) => return Ok(()),
+        Ok(Err(e)) => {
             let r = Response::error(ErrorKind::InvalidInput, format!("bad request: {e}"));
             herd_quic::rpc::send_msg(&mut send, &r).await?;
             let _ = send.finish();
+            return Ok(());
+        }
+        Err(_) => {
+            tracing::warn!(%remote, peer = %peer, "no complete request within {timeout:?}; closing the stream");
+            let r = Response::error(
+                ErrorKind::InvalidInput,
+                format!(
+                    "no complete request within {} s (--request-timeout-s)",
+                    timeout.as_secs_f64()
+                ),
+            );
+            let _ = recv.stop(0u32.into());
+            let _ = herd_quic::rpc::respond(&mut send, &r).await;
             return Ok(());
         }
     };
@@ -74,6 +158,13 @@ async fn handle_stream(
                 env.version
             ),
         );
+        herd_quic::rpc::send_msg(&mut send, &r).await?;
+        let _ = send.finish();
+        return Ok(());
+    }
+    if let Err(why) = crate::auth::authorize(peer, &env.request) {
+        tracing::warn!(%remote, peer = %peer, request = crate::auth::verb(&env.request), "refused: {why}");
+        let r = Response::error(ErrorKind::Unauthorized, why);
         herd_quic::rpc::send_msg(&mut send, &r).await?;
         let _ = send.finish();
         return Ok(());

@@ -32,6 +32,12 @@ impl StateDir {
                 .ctx(|| format!("cannot create state dir {}", root.join(sub).display()))?;
         }
         let root = fs::canonicalize(root).ctx(|| format!("state dir {}", root.display()))?;
+        // Root only (also for a state dir made by an older version): image
+        // layers and containers' upper/merged dirs below it keep setuid files
+        // and device nodes (see herd-overlay's crate docs).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&root, fs::Permissions::from_mode(0o700))
+            .ctx(|| format!("chmod 0700 {}", root.display()))?;
         Ok(StateDir { root })
     }
     pub fn root(&self) -> &Path {

@@ -20,6 +20,9 @@ pub struct Cluster {
     pub nodes: Vec<Node>,
     /// Present for labs made by `herd lab up`.
     pub lab: Option<LabNet>,
+    /// Present for labs made by `herd lab up --vm`: the guests behind the nodes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vm: Option<crate::lab_vm::VmLab>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

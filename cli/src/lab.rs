@@ -53,7 +53,7 @@ pub fn agent_binary() -> Result<PathBuf> {
     )
 }
 
-fn check_lab_name(name: &str) -> Result<()> {
+pub(crate) fn check_lab_name(name: &str) -> Result<()> {
     // Link names are at most 15 bytes: "<lab>-n99" and "<lab>-br" must fit.
     if name.is_empty()
         || name.len() > 10
@@ -137,14 +137,7 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             std::io::Error::last_os_error()
         );
     }
-    let index = (1..=250u8)
-        .find(|i| {
-            !subnet_in_use(*i)
-                && Handle::new()
-                    .map(|mut h| !subnet_taken(&mut h, *i))
-                    .unwrap_or(true)
-        })
-        .context("no free 10.77.X.0/24 subnet for the lab")?;
+    let index = free_subnet()?;
     fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
 
     let mut cl = Cluster {
@@ -162,6 +155,7 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             subnet_index: index,
             cgroup_parent: format!("/herd/{lab}"),
         }),
+        vm: None,
     };
     // Written first, so `lab down` can clean up a half-made lab.
     cl.save(&file)?;
@@ -181,6 +175,18 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
             Err(e)
         }
     }
+}
+
+/// A 10.77.X.0/24 no lab uses; call with /run/herd-lab-up.lock held.
+pub(crate) fn free_subnet() -> Result<u8> {
+    (1..=250u8)
+        .find(|i| {
+            !subnet_in_use(*i)
+                && Handle::new()
+                    .map(|mut h| !subnet_taken(&mut h, *i))
+                    .unwrap_or(true)
+        })
+        .context("no free 10.77.X.0/24 subnet for the lab")
 }
 
 fn subnet_taken(h: &mut Handle, index: u8) -> bool {
@@ -326,6 +332,9 @@ fn spawn_agent(
 pub async fn restart(lab: &str, node: &str) -> Result<()> {
     let file = cluster::lab_dir(lab).join("cluster.json");
     let mut cl = Cluster::load(&file)?;
+    if cl.vm.is_some() {
+        return crate::lab_vm::restart(&cl, node).await;
+    }
     let agent_bin = agent_binary()?;
     let n = cl.node(node)?.clone();
     if let (Some(pid), Some(start)) = (n.pid, n.pid_start) {
@@ -410,6 +419,9 @@ pub async fn down(lab: &str) -> Result<bool> {
 }
 
 async fn down_cluster(cl: Cluster) -> Result<()> {
+    if cl.vm.is_some() {
+        return crate::lab_vm::down_cluster(cl).await;
+    }
     // 1. Ask live agents to remove their containers the clean way.
     if let Ok(mut client) = Client::new(cl.clone()) {
         for n in cl.nodes.clone() {
@@ -451,7 +463,7 @@ async fn down_cluster(cl: Cluster) -> Result<()> {
     sweep(&cl.name, &cl.dir, &names)
 }
 
-fn stop_process(pid: i32, start: u64) {
+pub(crate) fn stop_process(pid: i32, start: u64) {
     use nix::sys::signal::{kill, Signal};
     let p = nix::unistd::Pid::from_raw(pid);
     if crate::process::proc_start(pid) != Some(start) {
@@ -473,7 +485,7 @@ fn stop_process(pid: i32, start: u64) {
 
 /// Remove everything named after the lab: container processes (by cgroup),
 /// cgroups, mounts under the lab dir, netns, links, the lab dir.
-fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
+pub(crate) fn sweep(lab: &str, dir: &Path, _nodes: &[String]) -> Result<()> {
     let mut problems = Vec::new();
     // Container processes and cgroups: /sys/fs/cgroup[/<ctrl>]/herd/<lab>.
     for root in cgroup_roots() {

@@ -23,8 +23,10 @@ mod bench_monitor;
 mod bench_sim;
 mod coordinator;
 mod lab;
+mod lab_vm;
 mod monitor;
 mod network;
+mod node;
 mod rootfs;
 mod top;
 // The agent's tiny /metrics responder, shared without pulling in the agent.
@@ -88,6 +90,9 @@ enum Cmd {
     /// A lab of hosts on this machine.
     #[command(subcommand)]
     Lab(cmd::lab::LabCmd),
+    /// The nodes of a cluster file for real hosts (`--cluster FILE`).
+    #[command(subcommand)]
+    Node(cmd::node::NodeCmd),
     /// Benchmarks (checkpoint and migrate start and remove their own lab).
     #[command(subcommand)]
     Bench(cmd::bench::BenchCmd),
@@ -130,6 +135,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Network(c) => cmd::network::run(g, c).await,
         Cmd::Ca(c) => cmd::ca::run(c),
         Cmd::Lab(c) => cmd::lab::run(g, c).await,
+        Cmd::Node(c) => cmd::node::run(g, c).await,
         Cmd::Bench(c) => cmd::bench::run(c).await,
         Cmd::Scenario(c) => cmd::scenario::run(g, c).await,
         Cmd::Sim(a) => cmd::sim::run(a),
@@ -142,6 +148,11 @@ async fn dispatch(cli: Cli) -> Result<i32> {
 }
 
 fn main() {
+    // Like other Unix tools, end quietly when the reader of our output goes
+    // away (`herd ps | head -3`): Rust ignores SIGPIPE, and println! would
+    // panic on EPIPE.
+    // SAFETY: signal(2) with a constant disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::parse();
     if std::env::var_os("HERD_LOG").is_some() {
         tracing_subscriber::fmt()

@@ -106,7 +106,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
 
     // The cgroup limit is applied (cgroup v1 here; v2 reads memory.max).
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.contains("/herd/hfb/n1/ticker"), "{cg}");
+    assert!(cg.contains(&format!("/herd/{}/n1/ticker", lab.name)), "{cg}");
 
     // rm without -f refuses a running container and changes nothing.
     let o = lab.herd(&["rm", "ticker"]);
@@ -132,7 +132,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
     let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!mi.contains("containers/ticker"), "overlay mount left");
     for ctrl in ["memory", "cpu", "pids"] {
-        let p = format!("/sys/fs/cgroup/{ctrl}/herd/hfb/n1/ticker");
+        let p = format!("/sys/fs/cgroup/{ctrl}/herd/{}/n1/ticker", lab.name);
         assert!(!std::path::Path::new(&p).exists(), "{p} left");
     }
 
@@ -261,7 +261,7 @@ fn agent_restart_readopts_a_running_container() {
         nix::sys::signal::Signal::SIGKILL,
     )
     .unwrap();
-    let lines_before = lab.root.join("hfd/n1/state/containers/survivor/log");
+    let lines_before = lab.dir().join("n1/state/containers/survivor/log");
     std::thread::sleep(std::time::Duration::from_millis(500));
     let n0 = std::fs::read_to_string(&lines_before)
         .unwrap()

@@ -391,10 +391,10 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
     assert_eq!(lab.ok(&["exec", "c", "--", "cat", "/root/f"]).trim(), "hi");
     // The limit is enforced on n2, not only recorded.
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.contains("/herd/hmg1/n2/c"), "{cg}");
+    assert!(cg.contains(&format!("/herd/{}/n2/c", lab.name)), "{cg}");
     for root in cgroup_roots() {
-        let lim = root.join("herd/hmg1/n2/c/memory.limit_in_bytes");
-        let max = root.join("herd/hmg1/n2/c/memory.max");
+        let lim = root.join(format!("herd/{}/n2/c/memory.limit_in_bytes", lab.name));
+        let max = root.join(format!("herd/{}/n2/c/memory.max", lab.name));
         for p in [lim, max] {
             if let Ok(s) = std::fs::read_to_string(&p) {
                 assert_eq!(s.trim(), (64u64 << 20).to_string(), "{}", p.display());

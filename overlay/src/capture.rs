@@ -45,7 +45,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::unpack::{self, ApplyStats, Opts, Whiteouts, CHILDREN_KEY};
+use crate::unpack::{self, ApplyStats, Budget, Limits, Opts, Whiteouts, CHILDREN_KEY};
 
 /// What a capture wrote.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -93,14 +93,29 @@ pub fn capture_upper_since<W: Write>(
 /// Existing entries are replaced; directories listed in the stream end up
 /// with exactly the children the source had.
 pub fn apply_upper<R: Read>(upper: &Path, input: R) -> Result<ApplyStats> {
-    unpack::unpack(
+    apply_upper_limited(upper, input, Limits::default())
+}
+
+/// [`apply_upper`] within `limits` (a migration or a checkpoint archive
+/// from another host is as untrusted as an image).
+pub fn apply_upper_limited<R: Read>(upper: &Path, input: R, limits: Limits) -> Result<ApplyStats> {
+    let mut budget = Budget::new(limits, format!("upper layer for {}", upper.display()));
+    let mut input = budget.limit_stream(input);
+    let r = unpack::unpack(
         upper,
-        input,
+        &mut input,
         Opts {
             whiteouts: Whiteouts::Overlay,
             mirror: true,
         },
-    )
+        &mut budget,
+    );
+    match r {
+        Ok(stats) => budget.absorb(&input, Ok(())).map(|()| stats),
+        Err(e) => budget
+            .absorb(&input, Err(e))
+            .map(|()| ApplyStats::default()),
+    }
 }
 
 fn keep_xattr(name: &[u8]) -> bool {

@@ -39,6 +39,17 @@ pub enum Error {
         reason: String,
     },
 
+    /// An archive expands beyond a [`crate::Limits`] bound.
+    #[error("refusing {what}: it expands to more than {limit} {unit} (the unpack limit)")]
+    TooLarge {
+        /// What was being unpacked (image import, upper layer, ...).
+        what: String,
+        /// The bound that was hit.
+        limit: u64,
+        /// What the bound counts (bytes, entries, ...).
+        unit: &'static str,
+    },
+
     /// A tar entry of a kind we cannot create.
     #[error("unsupported tar entry {entry:?} of type {kind}")]
     Unsupported {

@@ -44,7 +44,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{Error, Result};
 use crate::sys;
-use crate::unpack::{self, Opts, Whiteouts};
+use crate::unpack::{self, Budget, Limits, Opts, Whiteouts};
 
 /// One image record, as stored in `images/<name>.json`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -129,6 +129,7 @@ pub fn digest_hex(digest: &str) -> Result<&str> {
 #[derive(Debug, Clone)]
 pub struct ImageStore {
     root: PathBuf,
+    limits: Limits,
 }
 
 struct Lock(#[allow(dead_code)] File);
@@ -219,26 +220,30 @@ fn decompress<'a, R: BufRead + 'a>(mut r: R) -> io::Result<Box<dyn Read + 'a>> {
     }
 }
 
-/// Unpacks a (possibly compressed) layer tar into `dir`; returns its diff id.
-fn unpack_layer<R: Read>(raw: R, dir: &Path, what: &str) -> Result<String> {
+/// Unpacks a (possibly compressed) layer tar into `dir` within `budget`;
+/// returns its diff id.
+fn unpack_layer<R: Read>(raw: R, dir: &Path, what: &str, budget: &mut Budget) -> Result<String> {
     let io_err = |e| Error::Io {
         op: "decompress",
         path: PathBuf::from(what),
         source: e,
     };
     let dec = decompress(BufReader::new(raw)).map_err(io_err)?;
-    let mut h = Hashing::new(dec);
-    unpack::unpack(
+    let mut h = Hashing::new(budget.limit_stream(dec));
+    let r = unpack::unpack(
         dir,
         &mut h,
         Opts {
             whiteouts: Whiteouts::Oci,
             mirror: false,
         },
-    )?;
+        budget,
+    )
+    .map(drop)
     // The tar reader stops at the end-of-archive blocks; the digest covers
     // the whole stream.
-    io::copy(&mut h, &mut io::sink()).map_err(io_err)?;
+    .and_then(|()| io::copy(&mut h, &mut io::sink()).map(drop).map_err(io_err));
+    budget.absorb(&h.inner, r)?;
     Ok(h.digest())
 }
 
@@ -370,7 +375,10 @@ impl ImageStore {
     /// Opens (creating if needed) a store rooted at `root`, and clears
     /// leftovers of interrupted imports from `tmp/`.
     pub fn open(root: impl Into<PathBuf>) -> Result<Self> {
-        let s = ImageStore { root: root.into() };
+        let s = ImageStore {
+            root: root.into(),
+            limits: Limits::default(),
+        };
         for d in [
             s.root.clone(),
             s.layers_root(),
@@ -378,6 +386,10 @@ impl ImageStore {
             s.tmp_root(),
         ] {
             fs::create_dir_all(&d).map_err(Error::io("create directory", &d))?;
+            // Root only, also for a store made by an older version: layers
+            // keep setuid files and device nodes (see the crate docs).
+            fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .map_err(Error::io("chmod 0700", &d))?;
         }
         let _lock = s.lock()?;
         let tmp = s.tmp_root();
@@ -391,6 +403,18 @@ impl ImageStore {
             .map_err(Error::io("remove stale staging", e.path()))?;
         }
         Ok(s)
+    }
+
+    /// The same store with other [`Limits`] on what one import may unpack
+    /// (all its layers together).
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits imports run under.
+    pub fn limits(&self) -> Limits {
+        self.limits
     }
 
     /// The store's root directory.
@@ -484,14 +508,16 @@ impl ImageStore {
         let _lock = self.lock()?;
         let mut staging = Staging { paths: Vec::new() };
         let meta = fs::metadata(src).map_err(Error::io("stat import source", src))?;
+        let mut budget = Budget::new(self.limits, format!("image import {name:?}"));
+        let b = &mut budget;
         let plan = if meta.is_dir() {
             if src.join("oci-layout").is_file() {
-                self.stage_oci(src, &mut staging)?
+                self.stage_oci(src, &mut staging, b)?
             } else {
-                self.stage_rootfs_dir(src, &mut staging)?
+                self.stage_rootfs_dir(src, &mut staging, b)?
             }
         } else {
-            self.stage_tar(src, &mut staging)?
+            self.stage_tar(src, &mut staging, b)?
         };
         let info = self.commit(name, plan)?;
         tracing::info!(image = name, id = %info.id, layers = info.layers.len(), "imported image");
@@ -528,6 +554,7 @@ impl ImageStore {
             Err(e) => return Err(e),
         }
         let mut staging = Staging { paths: Vec::new() };
+        let mut budget = Budget::new(self.limits, format!("image {:?} from a peer", info.name));
         let mut plan = Plan {
             layers: info.layers.clone(),
             new_layers: Vec::new(),
@@ -543,7 +570,7 @@ impl ImageStore {
             })?;
             let dir = self.stage_dir(&mut staging)?;
             let f = File::open(tar).map_err(Error::io("open layer tar", tar))?;
-            unpack_layer(BufReader::new(f), &dir, &tar.to_string_lossy())?;
+            unpack_layer(BufReader::new(f), &dir, &tar.to_string_lossy(), &mut budget)?;
             plan.new_layers.push((d.clone(), dir));
         }
         let info = self.commit(&info.name, plan)?;
@@ -551,7 +578,12 @@ impl ImageStore {
         Ok(info)
     }
 
-    fn stage_rootfs_dir(&self, src: &Path, staging: &mut Staging) -> Result<Plan> {
+    fn stage_rootfs_dir(
+        &self,
+        src: &Path,
+        staging: &mut Staging,
+        budget: &mut Budget,
+    ) -> Result<Plan> {
         let tarp = self.unique("rootfs-tar");
         let f = File::create(&tarp).map_err(Error::io("create", &tarp))?;
         staging.paths.push(tarp.clone());
@@ -577,16 +609,17 @@ impl ImageStore {
                     whiteouts: Whiteouts::Overlay,
                     mirror: false,
                 },
+                budget,
             )?;
             plan.new_layers.push((digest, dir));
         }
         Ok(plan)
     }
 
-    fn stage_tar(&self, src: &Path, staging: &mut Staging) -> Result<Plan> {
+    fn stage_tar(&self, src: &Path, staging: &mut Staging, budget: &mut Budget) -> Result<Plan> {
         let dir = self.stage_dir(staging)?;
         let f = File::open(src).map_err(Error::io("open", src))?;
-        let digest = unpack_layer(f, &dir, &src.to_string_lossy())?;
+        let digest = unpack_layer(f, &dir, &src.to_string_lossy(), budget)?;
         // A tar of an OCI image layout: its top level has these two files.
         let is_oci = ["oci-layout", "index.json"].iter().all(|n| {
             fs::symlink_metadata(dir.join(n))
@@ -594,7 +627,7 @@ impl ImageStore {
                 .unwrap_or(false)
         });
         if is_oci {
-            return self.stage_oci(&dir, staging);
+            return self.stage_oci(&dir, staging, budget);
         }
         let mut plan = Plan {
             layers: vec![digest.clone()],
@@ -669,7 +702,7 @@ impl ImageStore {
         Self::read_blob_json(layout, &chosen.digest)
     }
 
-    fn stage_oci(&self, layout: &Path, staging: &mut Staging) -> Result<Plan> {
+    fn stage_oci(&self, layout: &Path, staging: &mut Staging, budget: &mut Budget) -> Result<Plan> {
         let oci = |reason: String| Error::Oci {
             path: layout.to_path_buf(),
             reason,
@@ -721,7 +754,7 @@ impl ImageStore {
             let blob = Self::open_blob(layout, &desc.digest)?;
             let what = format!("{} layer {i} ({})", layout.display(), desc.digest);
             let mut raw = Hashing::new(blob);
-            let diff_id = unpack_layer(&mut raw, &dir, &what)?;
+            let diff_id = unpack_layer(&mut raw, &dir, &what, budget)?;
             io::copy(&mut raw, &mut io::sink()).map_err(Error::io("read blob", layout))?;
             let blob_digest = raw.digest();
             if blob_digest != desc.digest {

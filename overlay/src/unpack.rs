@@ -34,7 +34,7 @@
 //! read-only directory mode would stop a non-root unpacker).
 
 use std::collections::HashSet;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, Write};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
@@ -57,6 +57,143 @@ pub(crate) struct Opts {
     /// Remove children not listed in a directory's `HERD.children` record,
     /// and drop xattrs of existing directories that the entry does not carry.
     pub mirror: bool,
+}
+
+/// Bounds on what one import or apply may create, so a small hostile
+/// archive (a gzip or zstd bomb, a sparse file announcing a huge size, a
+/// flood of empty entries) cannot fill the host's disk or inode table.
+///
+/// Regular files count at their *apparent* size, so a sparse entry counts
+/// in full even though it is written with holes (runs of zeros are never
+/// allocated). The decompressed stream itself is bounded too (content plus
+/// tar headers, see [`Limits::stream_bytes`]), so trailing data after the
+/// end-of-archive blocks cannot make an import decompress forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Total bytes of regular-file content (apparent sizes).
+    pub max_bytes: u64,
+    /// Number of tar entries (files, directories, links, nodes).
+    pub max_entries: u64,
+}
+
+impl Limits {
+    /// Default of [`Limits::max_bytes`]: 16 GiB.
+    pub const DEFAULT_MAX_BYTES: u64 = 16 << 30;
+    /// Default of [`Limits::max_entries`]: one million.
+    pub const DEFAULT_MAX_ENTRIES: u64 = 1_000_000;
+
+    /// Bound on the decompressed stream: the content plus three 512-byte
+    /// blocks of headers and padding per entry, plus 1 MiB of slack.
+    pub fn stream_bytes(&self) -> u64 {
+        self.max_bytes
+            .saturating_add(self.max_entries.saturating_mul(3 * 512))
+            .saturating_add(1 << 20)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_bytes: Self::DEFAULT_MAX_BYTES,
+            max_entries: Self::DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// What one import has used of its [`Limits`] so far (shared by its layers).
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    pub limits: Limits,
+    /// What the limits are about, for the error ("image import", ...).
+    pub what: String,
+    pub bytes: u64,
+    pub entries: u64,
+    pub stream: u64,
+}
+
+impl Budget {
+    pub(crate) fn new(limits: Limits, what: impl Into<String>) -> Self {
+        Budget {
+            limits,
+            what: what.into(),
+            bytes: 0,
+            entries: 0,
+            stream: 0,
+        }
+    }
+
+    fn too_large(&self, limit: u64, unit: &'static str) -> Error {
+        Error::TooLarge {
+            what: self.what.clone(),
+            limit,
+            unit,
+        }
+    }
+
+    fn add_entry(&mut self) -> Result<()> {
+        self.entries += 1;
+        if self.entries > self.limits.max_entries {
+            return Err(self.too_large(self.limits.max_entries, "entries"));
+        }
+        Ok(())
+    }
+
+    fn add_bytes(&mut self, n: u64) -> Result<()> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.max_bytes {
+            return Err(self.too_large(self.limits.max_bytes, "bytes"));
+        }
+        Ok(())
+    }
+
+    /// Wraps a decompressed stream so that reading past the remaining
+    /// stream budget fails (with an error that [`Budget::absorb`] maps back).
+    pub(crate) fn limit_stream<R: Read>(&self, inner: R) -> StreamLimit<R> {
+        StreamLimit {
+            inner,
+            left: self.limits.stream_bytes().saturating_sub(self.stream),
+            read: 0,
+            hit: false,
+        }
+    }
+
+    /// Accounts what `s` read; turns its overrun into [`Error::TooLarge`].
+    pub(crate) fn absorb<R>(&mut self, s: &StreamLimit<R>, r: Result<()>) -> Result<()> {
+        self.stream += s.read;
+        if s.hit {
+            return Err(self.too_large(self.limits.stream_bytes(), "bytes of decompressed stream"));
+        }
+        r
+    }
+}
+
+/// See [`Budget::limit_stream`].
+pub(crate) struct StreamLimit<R> {
+    inner: R,
+    left: u64,
+    read: u64,
+    hit: bool,
+}
+
+impl<R: Read> Read for StreamLimit<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            // One byte more tells a stream that ends exactly at the bound
+            // from one that goes on.
+            let mut one = [0u8; 1];
+            let n = self.inner.read(&mut one)?;
+            if n == 0 {
+                return Ok(0);
+            }
+            self.hit = true;
+            return Err(io::Error::other("decompressed stream exceeds its limit"));
+        }
+        let cap = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        let n = self.inner.read(&mut buf[..cap])?;
+        self.left -= n as u64;
+        self.read += n as u64;
+        Ok(n)
+    }
 }
 
 /// PAX record naming a directory's children (NUL-separated).
@@ -135,9 +272,10 @@ pub(crate) fn split_path(raw: &[u8]) -> std::result::Result<Vec<Vec<u8>>, &'stat
 /// A path below the root, as components.
 type Comps = Vec<Vec<u8>>;
 
-struct Unpacker {
+struct Unpacker<'b> {
     rootfd: OwnedFd,
     opts: Opts,
+    budget: &'b mut Budget,
     cache: Option<(Comps, OwnedFd)>,
     /// Directories whose mode and mtime are set at the end.
     dirs: Vec<(Comps, u32, i64)>,
@@ -146,12 +284,19 @@ struct Unpacker {
     stats: ApplyStats,
 }
 
-/// Unpacks the tar stream `input` into the existing directory `root`.
-pub(crate) fn unpack<R: Read>(root: &Path, input: R, opts: Opts) -> Result<ApplyStats> {
+/// Unpacks the tar stream `input` into the existing directory `root`,
+/// within what is left of `budget`.
+pub(crate) fn unpack<R: Read>(
+    root: &Path,
+    input: R,
+    opts: Opts,
+    budget: &mut Budget,
+) -> Result<ApplyStats> {
     let rootfd = sys::open_dir(root).map_err(Error::io("open directory", root))?;
     let mut u = Unpacker {
         rootfd,
         opts,
+        budget,
         cache: None,
         dirs: Vec::new(),
         listings: Vec::new(),
@@ -173,7 +318,7 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-impl Unpacker {
+impl Unpacker<'_> {
     fn entry<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<()> {
         let kind = entry.header().entry_type();
         if kind.is_pax_global_extensions()
@@ -187,6 +332,7 @@ impl Unpacker {
         let name = String::from_utf8_lossy(&raw).into_owned();
         let comps = split_path(&raw).map_err(|r| Error::unsafe_entry(&name, r))?;
         let meta = self.meta(entry, &name)?;
+        self.budget.add_entry()?;
         self.stats.entries += 1;
 
         if comps.is_empty() {
@@ -256,9 +402,19 @@ impl Unpacker {
             self.remove_existing(parent, &last, &name)?;
         }
         if kind.is_file() || kind == tar::EntryType::Continuous || kind.is_gnu_sparse() {
+            // Refuse before writing anything when the header alone is too big
+            // (for a sparse entry, the tar crate reports the apparent size).
+            let left = self
+                .budget
+                .limits
+                .max_bytes
+                .saturating_sub(self.budget.bytes);
+            if entry.size() > left {
+                return Err(self.budget.too_large(self.budget.limits.max_bytes, "bytes"));
+            }
             let mut f = sys::create_file_at(parent, &last, 0o600)
                 .map_err(Error::entry("create file", &name))?;
-            let n = io::copy(entry, &mut f).map_err(Error::entry("write file", &name))?;
+            let n = self.write_sparse(entry, &mut f, &name)?;
             self.stats.bytes += n;
             self.stats.files += 1;
             let fd = f.as_raw_fd();
@@ -323,6 +479,48 @@ impl Unpacker {
         }
         sys::utimes_at(parent, &last, meta.mtime).map_err(Error::entry("set mtime", &name))?;
         Ok(())
+    }
+
+    /// Copies the entry's content into `f`, counting it against the budget,
+    /// and leaves holes where whole blocks are zero (a sparse entry's holes
+    /// arrive as zeros from the tar reader): nothing is allocated for them.
+    fn write_sparse(
+        &mut self,
+        entry: &mut impl Read,
+        f: &mut std::fs::File,
+        name: &str,
+    ) -> Result<u64> {
+        const BLOCK: usize = 64 << 10;
+        let mut buf = vec![0u8; BLOCK];
+        let mut total = 0u64;
+        let mut hole = 0u64;
+        loop {
+            let n = match entry.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::entry("write file", name)(e)),
+            };
+            self.budget.add_bytes(n as u64)?;
+            total += n as u64;
+            let chunk = &buf[..n];
+            if chunk.iter().all(|b| *b == 0) {
+                hole += n as u64;
+                continue;
+            }
+            if hole > 0 {
+                f.seek(io::SeekFrom::Current(hole as i64))
+                    .map_err(Error::entry("seek past a hole", name))?;
+                hole = 0;
+            }
+            f.write_all(chunk)
+                .map_err(Error::entry("write file", name))?;
+        }
+        if hole > 0 {
+            f.set_len(total)
+                .map_err(Error::entry("extend sparse file", name))?;
+        }
+        Ok(total)
     }
 
     fn meta<R: Read>(&self, entry: &mut tar::Entry<'_, R>, name: &str) -> Result<Meta> {

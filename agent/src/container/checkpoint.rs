@@ -68,6 +68,7 @@ impl Agent {
         if let Some(e) = &opts.export {
             check_export_path(e)?;
         }
+        self.check_dumpable(name)?;
         let images = self.state.container(name).checkpoint();
         if images.exists() {
             fs::remove_dir_all(&images).ctx(|| format!("remove old {}", images.display()))?;

@@ -17,6 +17,7 @@
 mod adopt;
 mod checkpoint;
 mod exec;
+mod preflight;
 mod remove;
 mod restore;
 mod run;
@@ -53,6 +54,8 @@ pub struct AgentConfig {
     /// host's CPU figures become those of the parent (see
     /// [`crate::cgroup::limit_cpu`]). None: the whole machine.
     pub cpus: Option<f64>,
+    /// Bounds on imports, streams and peers (see [`crate::limits`]).
+    pub limits: crate::limits::Limits,
 }
 
 impl AgentConfig {
@@ -63,6 +66,7 @@ impl AgentConfig {
             netns_prefix: None,
             cgroup_parent: None,
             cpus: None,
+            limits: crate::limits::Limits::default(),
         }
     }
 }
@@ -127,7 +131,7 @@ impl Agent {
             crate::cgroup::limit_cpu(&cgroup_parent_of(&cfg), c)?;
         }
         let state = StateDir::open(&cfg.state_dir)?;
-        let images = ImageStore::open(state.images())?;
+        let images = ImageStore::open(state.images())?.with_limits(cfg.limits.unpack);
         let nets = crate::net::NetStore::open(state.root().join("networks"))?;
         let monitor = crate::monitor::Hub::new(&cfg.node);
         let agent = Arc::new(Agent {
@@ -146,6 +150,11 @@ impl Agent {
 
     pub fn node(&self) -> &str {
         &self.cfg.node
+    }
+
+    /// Bounds on imports, streams and peers.
+    pub fn limits(&self) -> crate::limits::Limits {
+        self.cfg.limits
     }
 
     /// Name of a container's network namespace under /run/netns.

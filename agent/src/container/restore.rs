@@ -60,7 +60,7 @@ impl Agent {
     ) -> Result<RestoreReport> {
         let t0 = Instant::now();
         let staging = self.staging_dir("import");
-        let staged = crate::export::read(archive, &staging)?;
+        let staged = crate::export::read(archive, &staging, &self.cfg.limits.unpack)?;
         let m = &staged.manifest;
         let spec = RunSpec {
             name: new_name.unwrap_or_else(|| m.spec.name.clone()),
@@ -101,6 +101,9 @@ impl Agent {
                 ),
             });
         }
+        // The OCI spec is checked before anything is made for it.
+        let mut oci = Spec::load(dir.join("config.json"))
+            .map_err(|e| AgentError::Other(format!("checkpoint's OCI spec: {e}")))?;
         let entry = self.reserve(spec, image.layers.clone())?;
         let made = (|| -> Result<()> {
             let cdir = self.state.container(&name);
@@ -110,7 +113,11 @@ impl Agent {
                 let p = dir.join(layer);
                 if p.exists() {
                     let f = fs::File::open(&p).ctx(|| format!("open {layer}"))?;
-                    herd_overlay::apply_upper(cfs.upper(), std::io::BufReader::new(f))?;
+                    herd_overlay::apply_upper_limited(
+                        cfs.upper(),
+                        std::io::BufReader::new(f),
+                        self.cfg.limits.unpack,
+                    )?;
                 }
             }
             cfs.mount()?;
@@ -118,13 +125,17 @@ impl Agent {
                 fs::copy(dir.join("log"), cdir.log()).ctx(|| "carry the log over".into())?;
             }
             let netns = self.netns_name(&name);
+            let cgroup_path = self.cgroup_path(&name);
             let ns_path =
                 herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
+            {
+                // Recorded at once, so a failure from here on removes them.
+                let mut r = lock(&entry.record);
+                r.netns = netns.clone();
+                r.cgroup_path = cgroup_path.clone();
+            }
             loopback_up(&ns_path, &netns)?;
-            let cgroup_path = self.cgroup_path(&name);
             // The source's OCI spec, re-pointed at this host's rootfs, netns and cgroup.
-            let mut oci = Spec::load(dir.join("config.json"))
-                .map_err(|e| AgentError::Other(format!("checkpoint's OCI spec: {e}")))?;
             repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
             fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
             oci.save(cdir.bundle().join("config.json"))

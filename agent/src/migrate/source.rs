@@ -87,6 +87,7 @@ pub async fn migrate_out(
                 hint: "only a running container can be migrated",
             });
         }
+        a.check_dumpable(&n)?; // before the target builds anything
         let oci = std::fs::read(a.state_dir().container(&n).bundle().join("config.json"))
             .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
         Ok((rec, oci))

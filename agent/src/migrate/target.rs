@@ -42,7 +42,7 @@ pub async fn migrate_in(
     tracing::info!(container = %name, from = %prepare.source_node, "migration in: prepared");
 
     // Staging: files until Commit. A broken stream or a bad file ends it.
-    if let Err(e) = receive(recv, &staging).await {
+    if let Err(e) = receive(recv, &staging, &agent.limits()).await {
         tracing::warn!(container = %name, "migration in aborted: {e}");
         let r = Response::error(ErrorKind::InvalidInput, format!("transfer failed: {e}"));
         let _ = herd_quic::rpc::send_msg(send, &r).await;
@@ -185,17 +185,39 @@ fn allowed(path: &str) -> bool {
     }
 }
 
-async fn receive(recv: &mut quinn::RecvStream, staging: &Path) -> Result<(), String> {
+/// Files until `Commit`, within the agent's limits: each frame must come
+/// within the stream idle timeout, all files together at most
+/// `migration_bytes` (decompressed) and `unpack.max_entries` files.
+async fn receive(
+    recv: &mut quinn::RecvStream,
+    staging: &Path,
+    limits: &crate::limits::Limits,
+) -> Result<(), String> {
     let mut cur: Option<(String, std::fs::File, Sha256, u64)> = None;
+    let (mut total, mut files) = (0u64, 0u64);
     loop {
-        let msg: MigrateMsg = herd_quic::rpc::recv_msg(recv, MAX_MIGRATE_FRAME)
+        let next = herd_quic::rpc::recv_msg(recv, MAX_MIGRATE_FRAME);
+        let msg: MigrateMsg = tokio::time::timeout(limits.stream_idle, next)
             .await
+            .map_err(|_| {
+                format!(
+                    "no frame from the source for {} s (--stream-idle-timeout-s)",
+                    limits.stream_idle.as_secs_f64()
+                )
+            })?
             .map_err(|e| e.to_string())?
             .ok_or("the source closed the stream before Commit")?;
         match msg {
             MigrateMsg::File { path } => {
                 if cur.is_some() {
                     return Err(format!("File {path} before the previous FileEnd"));
+                }
+                files += 1;
+                if files > limits.unpack.max_entries {
+                    return Err(format!(
+                        "more than {} files (--max-unpack-entries)",
+                        limits.unpack.max_entries
+                    ));
                 }
                 if !allowed(&path) {
                     return Err(format!("refusing file {path:?}"));
@@ -212,6 +234,13 @@ async fn receive(recv: &mut quinn::RecvStream, staging: &Path) -> Result<(), Str
                 } else {
                     bytes
                 };
+                total += data.len() as u64;
+                if total > limits.migration_bytes {
+                    return Err(format!(
+                        "the migration carries more than {} bytes (--max-migration-bytes)",
+                        limits.migration_bytes
+                    ));
+                }
                 h.update(&data);
                 *size += data.len() as u64;
                 f.write_all(&data)

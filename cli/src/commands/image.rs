@@ -18,11 +18,15 @@ pub enum ImageCmd {
     Import {
         name: String,
         /// Path on the agents' host.
-        #[arg(required_unless_present = "busybox")]
+        #[arg(required_unless_present_any = ["busybox", "debian"])]
         path: Option<PathBuf>,
         /// Build the image from this host's static busybox instead.
         #[arg(long, conflicts_with = "path")]
         busybox: bool,
+        /// Build the image from these Debian packages instead (mmdebstrap
+        /// minbase of this host's release, from its own apt sources).
+        #[arg(long, value_name = "PKG[,PKG...]", value_delimiter = ',', conflicts_with_all = ["path", "busybox"])]
+        debian: Vec<String>,
         /// With --busybox: extra static binaries for /bin (herd-work is added when found).
         #[arg(long)]
         add: Vec<PathBuf>,
@@ -52,10 +56,15 @@ pub async fn run(g: &GlobalArgs, ic: &ImageCmd) -> Result<i32> {
             name,
             path,
             busybox,
+            debian,
             add,
             node,
         } => {
-            let (src, _tmp) = if *busybox {
+            let (src, _tmp) = if !debian.is_empty() {
+                let tmp = tempdir_in(&c.cluster.dir)?;
+                rootfs::build_debian_said(name, &tmp.0, debian)?;
+                (tmp.0.clone(), Some(tmp))
+            } else if *busybox {
                 let tmp = tempdir_in(&c.cluster.dir)?;
                 let mut extra = add.clone();
                 if let Some(w) = rootfs::find_herd_work() {

@@ -8,6 +8,7 @@ use clap::Subcommand;
 
 use crate::context::GlobalArgs;
 use crate::lab;
+use crate::lab_vm;
 
 #[derive(Subcommand, Debug)]
 pub enum LabCmd {
@@ -20,6 +21,23 @@ pub enum LabCmd {
         /// shares the whole machine.
         #[arg(long, value_delimiter = ',')]
         cpus: Vec<f64>,
+        /// Hosts as QEMU guests (Debian's kernels, systemd, pure cgroup v2,
+        /// the agent as a systemd service) instead of network namespaces.
+        #[arg(long)]
+        vm: bool,
+        /// With --vm: the guests' Debian release and kernel (bookworm: 6.1,
+        /// trixie: 6.12, both: odd nodes bookworm, even nodes trixie).
+        #[arg(long, value_enum, default_value = "both", requires = "vm")]
+        kernel: lab_vm::Kernel,
+    },
+    /// VM lab: run a shell command as root in a guest (through its guest agent).
+    Guest {
+        node: String,
+        /// Seconds to wait for the command.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+        #[arg(trailing_var_arg = true, required = true)]
+        cmd: Vec<String>,
     },
     /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
     Down,
@@ -33,7 +51,19 @@ pub enum LabCmd {
 
 pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
     match lc {
-        LabCmd::Up { nodes, cpus } => {
+        LabCmd::Up {
+            vm: true,
+            nodes,
+            cpus,
+            kernel,
+        } => {
+            let cl = lab_vm::up(&g.lab, *nodes, *kernel, cpus).await?;
+            lab_vm::print_up(&cl);
+        }
+        LabCmd::Guest { node, timeout, cmd } => {
+            return lab_vm::guest_cmd(&g.lab, node, cmd, *timeout);
+        }
+        LabCmd::Up { nodes, cpus, .. } => {
             let cl = lab::up(&g.lab, *nodes, cpus).await?;
             println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
             for n in &cl.nodes {
@@ -53,6 +83,7 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
                 println!("no lab named {} (nothing to do)", g.lab);
             }
         }
+        LabCmd::Status if lab_vm::is_vm_lab(&g.lab) => return lab_vm::print_status(&g.lab).await,
         LabCmd::Status => {
             let mut bad = 0;
             for (n, r) in lab::status(&g.lab).await? {

@@ -14,6 +14,7 @@ pub mod logs;
 pub mod migrate;
 pub mod monitor;
 pub mod network;
+pub mod node;
 pub mod pong;
 pub mod ps;
 pub mod report;

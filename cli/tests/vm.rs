@@ -1,0 +1,675 @@
+//! Herd between real hosts: a VM lab of QEMU guests with Debian's own
+//! kernels (n1: bookworm 6.1, n2: trixie 6.12), systemd, pure cgroup v2 and
+//! the agent as the shipped systemd unit. One lab serves every test (a boot
+//! under TCG costs minutes); `herd lab down` is checked last.
+//!
+//! Its own harness (`harness = false`): the lab is made once before the
+//! tests and removed after them, and each test's time is printed.
+//! `cargo test --test vm -- NAME` runs the tests whose name contains NAME;
+//! `HERD_VM_TESTS=0` skips the suite (loudly).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab};
+use serde_json::Value;
+
+struct Vm {
+    lab: Lab,
+    /// Node names by kernel: the bookworm (6.1) and the trixie (6.12) guest.
+    old: &'static str,
+    new: &'static str,
+}
+
+impl Vm {
+    /// `sh -c script` as root in a guest; its stdout. Panics when it fails.
+    fn guest(&self, node: &str, script: &str) -> String {
+        let out = self
+            .lab
+            .herd(&["lab", "guest", node, "--", "sh", "-c", script]);
+        assert!(
+            out.status.success(),
+            "in guest {node}: `{script}` failed:\n{}",
+            text(&out)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn migrate(&self, name: &str, to: &str) -> Value {
+        let out = self.lab.ok(&["migrate", name, "--to", to, "--json"]);
+        let v: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"));
+        eprintln!(
+            "    migrate {name} -> {to}: total {} ms, frozen {} ms (CRIU {} ms); prepare {} / pre-send {} / dump {} / transfer {} (restore {}) / cleanup {} ms; {} bytes",
+            v["total_ms"], v["frozen_ms"], v["criu_frozen_ms"], v["prepare_ms"], v["presend_ms"],
+            v["dump_ms"], v["transfer_ms"], v["restore_ms"], v["cleanup_ms"], v["bytes"]
+        );
+        v
+    }
+
+    fn node_of(&self, name: &str) -> String {
+        self.lab
+            .container(name)
+            .and_then(|c| c["node"].as_str().map(str::to_string))
+            .unwrap_or_else(|| panic!("{name} not listed"))
+    }
+
+    fn counts(&self, name: &str) -> Vec<u64> {
+        counter_counts(&self.lab.ok(&["logs", name]))
+    }
+
+    /// Wait until the counter's log grows past `n` lines; returns the counts.
+    fn counts_past(&self, name: &str, n: usize) -> Vec<u64> {
+        wait_for(120, || {
+            let c = self.counts(name);
+            (c.len() > n).then_some(c)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "{name}'s log stopped growing at {n} lines:\n{}",
+                self.lab.ok(&["logs", name])
+            )
+        })
+    }
+}
+
+fn assert_consecutive(c: &[u64], what: &str) {
+    assert!(!c.is_empty(), "{what}: no count lines");
+    for w in c.windows(2) {
+        assert_eq!(
+            w[1],
+            w[0] + 1,
+            "{what}: counts jump {} -> {}: {c:?}",
+            w[0],
+            w[1]
+        );
+    }
+}
+
+/// Each guest: the kernel of its suite, only cgroup2 mounted, systemd as
+/// PID 1, the agent running from the shipped unit and its config file,
+/// CRIU from the copied prefix with dirty-memory tracking.
+fn guests_run_stock_kernels_pure_v2_and_the_shipped_unit(vm: &Vm) {
+    let unit =
+        std::fs::read_to_string(herd_testkit::workspace_root().join("dist/herd-agent.service"))
+            .expect("dist/herd-agent.service");
+    for (node, major) in [(vm.old, "6.1."), (vm.new, "6.12.")] {
+        let k = vm.guest(node, "uname -r");
+        assert!(k.starts_with(major), "{node} runs kernel {k}");
+        let mounts = vm.guest(node, "awk '$3 ~ /^cgroup/ {print $2, $3}' /proc/mounts");
+        assert_eq!(mounts.trim(), "/sys/fs/cgroup cgroup2", "{node}: {mounts}");
+        let ctrl = vm.guest(node, "cat /sys/fs/cgroup/cgroup.controllers");
+        for c in ["cpu", "memory", "pids", "io"] {
+            assert!(ctrl.split_whitespace().any(|x| x == c), "{node}: {ctrl}");
+        }
+        assert_eq!(vm.guest(node, "cat /proc/1/comm").trim(), "systemd");
+        assert_eq!(
+            vm.guest(node, "systemctl is-active herd-agent.service")
+                .trim(),
+            "active"
+        );
+        assert_eq!(
+            vm.guest(node, "cat /etc/systemd/system/herd-agent.service"),
+            unit,
+            "{node} runs another unit than dist/herd-agent.service"
+        );
+        let cmdline = vm.guest(
+            node,
+            "tr '\\0' ' ' </proc/$(systemctl show -p MainPID --value herd-agent)/cmdline",
+        );
+        assert_eq!(
+            cmdline.trim(),
+            "/usr/local/bin/herd-agent --config /etc/herd/agent.toml"
+        );
+        let toml = vm.guest(node, "cat /etc/herd/agent.toml");
+        assert!(toml.contains(&format!("node = \"{node}\"")), "{toml}");
+        // The agent's own cgroup is the unit's, under systemd's tree.
+        let cg = vm.guest(
+            node,
+            "cat /proc/$(systemctl show -p MainPID --value herd-agent)/cgroup",
+        );
+        assert_eq!(cg.trim(), "0::/system.slice/herd-agent.service");
+        vm.guest(
+            node,
+            "/opt/herd/criu/bin/criu check >/dev/null 2>&1 && /opt/herd/criu/bin/criu check --feature mem_dirty_track",
+        );
+    }
+    let st = vm.lab.ok(&["lab", "status"]);
+    assert!(
+        st.contains("6.1.") && st.contains("6.12.") && st.matches("v2 (").count() == 2,
+        "{st}"
+    );
+    assert_eq!(st.matches("herd-agent.service active").count(), 2, "{st}");
+}
+
+/// The demo's path between two kernels: run, logs, exec, checkpoint and
+/// restore, migrate 6.1 -> 6.12 and back, pong; the counter never skips
+/// or repeats and a file written before the moves is still there.
+fn demo_path_across_kernels_keeps_the_counter(vm: &Vm) {
+    let lab = &vm.lab;
+    lab.ok(&[
+        "run",
+        "--node",
+        vm.old,
+        "--name",
+        "tick",
+        "--memory",
+        "64m",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "counter",
+        "--mib",
+        "16",
+        "--interval-ms",
+        "200",
+    ]);
+    let c = vm.counts_past("tick", 3);
+    assert_eq!(c[0], 1);
+    assert!(!lab
+        .ok(&["exec", "tick", "--", "hostname"])
+        .trim()
+        .is_empty());
+    lab.ok(&[
+        "exec",
+        "tick",
+        "--",
+        "sh",
+        "-c",
+        "echo written-on-6.1 > /root/note",
+    ]);
+    lab.ok(&["checkpoint", "tick"]);
+    let at_ckpt = vm.counts("tick").len();
+    lab.ok(&["restore", "tick"]);
+    vm.counts_past("tick", at_ckpt + 2);
+    for to in [vm.new, vm.old] {
+        let n = vm.counts("tick").len();
+        vm.migrate("tick", to);
+        assert_eq!(vm.node_of("tick"), to);
+        vm.counts_past("tick", n + 2);
+    }
+    assert_eq!(
+        lab.ok(&["exec", "tick", "--", "cat", "/root/note"]).trim(),
+        "written-on-6.1"
+    );
+    let hosts = format!("{},{}", vm.new, vm.old);
+    lab.ok(&[
+        "pong", "tick", "--hosts", &hosts, "--count", "2", "--dwell", "0.5",
+    ]);
+    let n = vm.counts("tick").len();
+    let c = vm.counts_past("tick", n + 2);
+    assert_consecutive(&c, "tick across 2 checkpoints and 4 moves");
+    lab.ok(&["stop", "-t", "1", "tick"]);
+    lab.ok(&["rm", "tick"]);
+}
+
+/// One TCP connection from the host to a container, a line every 50 ms,
+/// each echoed: it survives the moves 6.1 -> 6.12 -> 6.1 with no reset,
+/// no line lost or out of order, and the server never sees a reconnect.
+fn tcp_connection_survives_moves_between_guests(vm: &Vm) {
+    let lab = &vm.lab;
+    lab.ok(&[
+        "run",
+        "--node",
+        vm.old,
+        "--name",
+        "echo",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "echo",
+        "--port",
+        "7000",
+    ]);
+    let ip: Ipv4Addr = lab
+        .container("echo")
+        .and_then(|c| c["ip"].as_str().and_then(|s| s.parse().ok()))
+        .expect("echo has an ip");
+    let to = SocketAddr::from((ip, 7000));
+    let conn = wait_for(120, || {
+        TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()
+    })
+    .unwrap_or_else(|| panic!("cannot connect to {to}"));
+    // Generous: a move under TCG freezes the container for seconds.
+    conn.set_read_timeout(Some(Duration::from_secs(120))).ok();
+    conn.set_nodelay(true).ok();
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicU64::new(0));
+    let pinger = {
+        let (stop, answered) = (stop.clone(), answered.clone());
+        std::thread::spawn(move || -> Result<(u64, Duration), String> {
+            let mut w = conn.try_clone().map_err(|e| e.to_string())?;
+            let mut r = BufReader::new(conn);
+            let (mut n, mut line) = (0u64, String::new());
+            let (mut last, mut gap) = (Instant::now(), Duration::ZERO);
+            while !stop.load(Ordering::Relaxed) {
+                n += 1;
+                w.write_all(format!("{n}\n").as_bytes())
+                    .map_err(|e| format!("send {n}: {e}"))?;
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) => return Err(format!("connection closed at {n}")),
+                    Err(e) => return Err(format!("read {n}: {e}")),
+                    Ok(_) if line.trim() != n.to_string() => {
+                        return Err(format!("sent {n}, got {:?}", line.trim()))
+                    }
+                    Ok(_) => {}
+                }
+                gap = gap.max(last.elapsed());
+                last = Instant::now();
+                answered.store(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((n, gap))
+        })
+    };
+    let wait_more = |k: u64| {
+        let from = answered.load(Ordering::Relaxed);
+        assert!(
+            wait_for(120, || (answered.load(Ordering::Relaxed) >= from + k)
+                .then_some(()))
+            .is_some(),
+            "the connection stopped answering after {from} lines"
+        );
+    };
+    wait_more(10);
+    for node in [vm.new, vm.old] {
+        vm.migrate("echo", node);
+        assert_eq!(vm.node_of("echo"), node);
+        wait_more(10);
+    }
+    stop.store(true, Ordering::Relaxed);
+    let (lines, gap) = match pinger.join() {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => panic!("the TCP connection broke: {e}"),
+        Err(_) => panic!("pinger panicked"),
+    };
+    eprintln!(
+        "    tcp: {lines} lines echoed in order over 2 moves; longest gap {} ms",
+        gap.as_millis()
+    );
+    let log = lab.ok(&["logs", "echo"]);
+    assert_eq!(log.matches("accepted").count(), 1, "{log}");
+    lab.ok(&["rm", "-f", "echo"]);
+}
+
+/// A Prometheus sample of one container's metric, from a guest agent's
+/// /metrics over the lab's bridge.
+fn metric(vm: &Vm, node: &str, name: &str, container: &str) -> f64 {
+    let cl: Value = serde_json::from_slice(
+        &std::fs::read(vm.lab.dir().join("cluster.json")).expect("cluster.json"),
+    )
+    .expect("cluster.json is JSON");
+    let addr = cl["nodes"]
+        .as_array()
+        .and_then(|a| a.iter().find(|n| n["name"] == node))
+        .and_then(|n| n["addr"].as_str())
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .unwrap_or_else(|| panic!("no address of {node} in cluster.json"));
+    let to = SocketAddr::new(addr.ip(), 9100);
+    let mut s = TcpStream::connect_timeout(&to, Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{to}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+    write!(s, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").expect("send");
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut s, &mut page).expect("read /metrics");
+    let key = format!("herd_container_{name}{{host=\"{node}\",container=\"{container}\"}}");
+    page.lines()
+        .find_map(|l| l.strip_prefix(&key))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key} in {node}'s metrics:\n{page}"))
+}
+
+/// The agent's cgroup v2 readings against the guest kernel's own files read
+/// by the test at the same time: CPU of 2 busy threads (about 2.0 when the
+/// guest had the cores), memory within 10% of memory.current and of what
+/// the workload touched.
+fn monitor_reads_the_guests_cgroup_v2_files(vm: &Vm) {
+    let lab = &vm.lab;
+    let node = vm.new;
+    lab.ok(&[
+        "run",
+        "--node",
+        node,
+        "--name",
+        "cpu2",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "cpu",
+        "--threads",
+        "2",
+    ]);
+    lab.ok(&[
+        "run",
+        "--node",
+        node,
+        "--name",
+        "mem",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "mem",
+        "--mib",
+        "128",
+    ]);
+    for c in ["cpu2", "mem"] {
+        assert!(
+            wait_for(120, || lab.ok(&["logs", c]).contains("ops=").then_some(())).is_some(),
+            "{c} printed no ops line"
+        );
+    }
+    // The cgroup the agent made for each, found from the guest's side.
+    let cg = |c: &str| {
+        let pid = lab
+            .container(c)
+            .and_then(|v| v["pid"].as_i64())
+            .unwrap_or_else(|| panic!("{c} has no pid"));
+        let line = vm.guest(node, &format!("cat /proc/{pid}/cgroup"));
+        let path = line
+            .trim()
+            .strip_prefix("0::")
+            .unwrap_or_else(|| panic!("{c}: not a pure cgroup v2 membership: {line}"));
+        format!("/sys/fs/cgroup{path}")
+    };
+    let (cpu_cg, mem_cg) = (cg("cpu2"), cg("mem"));
+    // Kernel's CPU time of the cgroup and the guest's busy time, over a window
+    // the agent samples too (its rate is over its last 1 s interval).
+    let read = |s: &str| -> (f64, f64, f64) {
+        let out = vm.guest(
+            node,
+            &format!(
+                "cat /proc/uptime; awk '$1 == \"usage_usec\" {{print $2}}' {s}/cpu.stat; \
+                 awk '$1 == \"cpu\" {{print $2 + $3 + $4 + $7 + $8}}' /proc/stat"
+            ),
+        );
+        let v: Vec<f64> = out
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        (v[0], v[2] / 1e6, v[3] / 100.0)
+    };
+    let mut readings = Vec::new();
+    let (t0, u0, busy0) = read(&cpu_cg);
+    for _ in 0..4 {
+        std::thread::sleep(Duration::from_secs(3));
+        readings.push(metric(vm, node, "cpu_usage_cores", "cpu2"));
+    }
+    let (t1, u1, busy1) = read(&cpu_cg);
+    let kernel_cores = (u1 - u0) / (t1 - t0);
+    let guest_busy = (busy1 - busy0) / (t1 - t0);
+    let agent = readings.iter().sum::<f64>() / readings.len() as f64;
+    eprintln!(
+        "    cpu2 on {node}: agent {agent:.3} cores (samples {readings:.3?}), cgroup cpu.stat {kernel_cores:.3}, guest busy {guest_busy:.3} of 2 vCPUs"
+    );
+    assert!(
+        (agent / kernel_cores - 1.0).abs() <= 0.15,
+        "agent {agent:.3} cores vs the guest kernel's {kernel_cores:.3}"
+    );
+    if kernel_cores >= 1.8 {
+        assert!(
+            (agent - 2.0).abs() <= 0.2,
+            "2 busy threads read {agent:.3} cores"
+        );
+    } else {
+        eprintln!(
+            "    (the guest did not get 2 full cores from the host: {kernel_cores:.2}; 2.0 not asserted)"
+        );
+    }
+    let m_agent = metric(vm, node, "memory_bytes", "mem");
+    let m_kernel: f64 = vm
+        .guest(node, &format!("cat {mem_cg}/memory.current"))
+        .trim()
+        .parse()
+        .expect("memory.current");
+    let touched = 128.0 * (1u64 << 20) as f64;
+    eprintln!(
+        "    mem on {node}: agent {m_agent} bytes, memory.current {m_kernel}, touched {touched}"
+    );
+    assert!(
+        (m_agent / m_kernel - 1.0).abs() <= 0.10,
+        "agent {m_agent} vs memory.current {m_kernel}"
+    );
+    assert!(
+        (m_agent / touched - 1.0).abs() <= 0.10,
+        "agent {m_agent} vs 128 MiB touched"
+    );
+    let pids = metric(vm, node, "pids", "cpu2");
+    assert_eq!(pids, 3.0, "herd-work and its 2 threads");
+    lab.ok(&["rm", "-f", "cpu2"]);
+    lab.ok(&["rm", "-f", "mem"]);
+}
+
+/// `systemctl kill --kill-whom=main --signal=SIGKILL herd-agent` (a crash):
+/// systemd starts the agent again (Restart=always), the new process
+/// re-adopts the running container (same pid, log goes on unbroken), and
+/// the container can still be moved.
+fn agent_killed_by_systemctl_is_restarted_and_readopts(vm: &Vm) {
+    let lab = &vm.lab;
+    let node = vm.old;
+    lab.ok(&[
+        "run",
+        "--node",
+        node,
+        "--name",
+        "keep",
+        "busybox",
+        "--",
+        "/bin/herd-work",
+        "counter",
+        "--interval-ms",
+        "200",
+    ]);
+    let before = vm.counts_past("keep", 2).len();
+    let pid = lab.container("keep").and_then(|c| c["pid"].as_i64());
+    let main_pid = vm.guest(node, "systemctl show -p MainPID --value herd-agent");
+    vm.guest(
+        node,
+        "systemctl kill --kill-whom=main --signal=SIGKILL herd-agent.service",
+    );
+    let new_main = wait_for(300, || {
+        let out = lab.herd(&[
+            "lab", "guest", node, "--", "sh", "-c",
+            "[ \"$(systemctl is-active herd-agent)\" = active ] && systemctl show -p MainPID --value herd-agent",
+        ]);
+        let p = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !p.is_empty() && p != "0" && p != main_pid.trim()).then_some(p)
+    })
+    .expect("systemd did not start the agent again");
+    let restarts = vm.guest(node, "systemctl show -p NRestarts --value herd-agent");
+    eprintln!(
+        "    agent main pid {} -> {new_main}, NRestarts={}",
+        main_pid.trim(),
+        restarts.trim()
+    );
+    assert!(restarts.trim().parse::<u32>().unwrap_or(0) >= 1);
+    let c = wait_for(120, || {
+        lab.container("keep").filter(|c| c["status"] == "running")
+    })
+    .expect("keep is not listed as running after the restart");
+    assert_eq!(c["pid"].as_i64(), pid, "the same process, re-adopted");
+    let counts = vm.counts_past("keep", before + 3);
+    assert_consecutive(&counts, "keep across an agent crash");
+    vm.migrate("keep", vm.new);
+    let n = vm.counts("keep").len();
+    assert_consecutive(&vm.counts_past("keep", n + 2), "keep after the move");
+    lab.ok(&["rm", "-f", "keep"]);
+}
+
+type Test = (&'static str, fn(&Vm));
+
+const TESTS: &[Test] = &[
+    (
+        "guests_run_stock_kernels_pure_v2_and_the_shipped_unit",
+        guests_run_stock_kernels_pure_v2_and_the_shipped_unit,
+    ),
+    (
+        "demo_path_across_kernels_keeps_the_counter",
+        demo_path_across_kernels_keeps_the_counter,
+    ),
+    (
+        "tcp_connection_survives_moves_between_guests",
+        tcp_connection_survives_moves_between_guests,
+    ),
+    (
+        "monitor_reads_the_guests_cgroup_v2_files",
+        monitor_reads_the_guests_cgroup_v2_files,
+    ),
+    (
+        "agent_killed_by_systemctl_is_restarted_and_readopts",
+        agent_killed_by_systemctl_is_restarted_and_readopts,
+    ),
+];
+const DOWN: &str = "lab_down_leaves_nothing_on_the_host";
+
+/// What a VM lab could leave on the host: QEMU processes, links, mounts, files.
+fn vm_leftovers(lab: &Lab) -> Vec<String> {
+    let mut v = common::leftovers(&lab.name, &lab.dir());
+    let tag = format!("herd-{}-", lab.name);
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains("qemu-system") && cmd.contains(&tag) {
+                v.push(format!(
+                    "process {}: {cmd}",
+                    e.file_name().to_string_lossy()
+                ));
+            }
+        }
+    }
+    v
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let names: Vec<&str> = TESTS.iter().map(|t| t.0).chain([DOWN]).collect();
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for n in &names {
+                println!("{n}: test");
+            }
+        }
+        return;
+    }
+    if args.iter().any(|a| a == "--ignored") {
+        println!("running 0 tests (none is ignored)");
+        return;
+    }
+    let filters: Vec<&String> = args.iter().filter(|a| !a.starts_with('-')).collect();
+    let exact = args.iter().any(|a| a == "--exact");
+    let chosen = |n: &str| {
+        filters.is_empty()
+            || filters.iter().any(|f| {
+                if exact {
+                    n == f.as_str()
+                } else {
+                    n.contains(f.as_str())
+                }
+            })
+    };
+    let selected: Vec<&Test> = TESTS.iter().filter(|t| chosen(t.0)).collect();
+    if selected.is_empty() && !chosen(DOWN) {
+        println!("running 0 tests");
+        return;
+    }
+    if std::env::var("HERD_VM_TESTS").as_deref() == Ok("0") {
+        eprintln!("\n*** SKIPPED the VM suite: HERD_VM_TESTS=0 ***\n");
+        return;
+    }
+    if !herd_testkit::require_root("vm") {
+        return;
+    }
+    if std::process::Command::new("qemu-system-x86_64")
+        .arg("--version")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        herd_testkit::unmet(
+            "vm",
+            "qemu-system-x86_64 missing (scripts/setup installs it)",
+        );
+        return;
+    }
+    let n = selected.len() + usize::from(chosen(DOWN));
+    println!("\nrunning {n} tests on one VM lab");
+    let t0 = Instant::now();
+    let up = std::panic::catch_unwind(|| {
+        let lab = Lab::up_with("vm", "lab", 2, &["--vm", "--kernel", "both"])
+            .expect("the VM suite cannot run here");
+        import_busybox_with_work(&lab);
+        lab
+    });
+    let lab = match up {
+        Ok(l) => l,
+        Err(_) => {
+            println!("test result: FAILED. the VM lab did not come up");
+            std::process::exit(1);
+        }
+    };
+    println!(
+        "lab up (2 guests, bookworm 6.1 + trixie 6.12, image build included) and image import: {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let vm = Vm {
+        lab,
+        old: "n1",
+        new: "n2",
+    };
+    let mut failed = Vec::new();
+    for (name, f) in selected {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| f(&vm)));
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(()) => println!("test {name} ... ok ({secs:.1} s)"),
+            Err(_) => {
+                println!("test {name} ... FAILED ({secs:.1} s)");
+                failed.push(name.to_string());
+                // Whatever it left would disturb the next test.
+                for c in ["tick", "echo", "cpu2", "mem", "keep"] {
+                    let _ = vm.lab.herd(&["rm", "-f", c]);
+                }
+            }
+        }
+    }
+    if chosen(DOWN) {
+        let t = Instant::now();
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            vm.lab.ok(&["lab", "down"]);
+            let left = vm_leftovers(&vm.lab);
+            assert!(left.is_empty(), "lab down left: {left:?}");
+        }));
+        let secs = t.elapsed().as_secs_f64();
+        match r {
+            Ok(()) => println!("test {DOWN} ... ok ({secs:.1} s)"),
+            Err(_) => {
+                println!("test {DOWN} ... FAILED ({secs:.1} s)");
+                failed.push(DOWN.to_string());
+            }
+        }
+    }
+    drop(vm);
+    println!(
+        "\ntest result: {}. {} passed; {} failed; finished in {:.1} s",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        n - failed.len(),
+        failed.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    if !failed.is_empty() {
+        for f in &failed {
+            println!("    {f}");
+        }
+        std::process::exit(1);
+    }
+}
