@@ -110,7 +110,8 @@ fn expect_unauthorized(r: &Response, what: &str) -> String {
 fn traces_of(lab: &Lab, name: &str) -> Vec<String> {
     let mut v: Vec<String> = leftovers(&lab.name, &lab.dir())
         .into_iter()
-        .filter(|l| l.contains(name))
+        // Whole name parts only: the lab's own name may contain `name`.
+        .filter(|l| l.split([' ', '-', '/']).any(|part| part == name))
         .collect();
     let state = lab.dir().join("n1/state");
     if state.join("containers").join(name).exists() {
@@ -341,6 +342,9 @@ fn failed_imports_leave_nothing_and_bombs_stop_at_the_limits() {
         let mut h = tar::Header::new_gnu();
         h.set_size(1 << 30);
         h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
         h.set_entry_type(tar::EntryType::Regular);
         use std::io::Read;
         b.append_data(&mut h, "zeros", std::io::repeat(0).take(1 << 30))
