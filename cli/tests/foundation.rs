@@ -106,7 +106,10 @@ fn container_lifecycle_logs_exec_stop_rm() {
 
     // The cgroup limit is applied (cgroup v1 here; v2 reads memory.max).
     let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-    assert!(cg.contains(&format!("/herd/{}/n1/ticker", lab.name)), "{cg}");
+    assert!(
+        cg.contains(&format!("/herd/{}/n1/ticker", lab.name)),
+        "{cg}"
+    );
 
     // rm without -f refuses a running container and changes nothing.
     let o = lab.herd(&["rm", "ticker"]);
