@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use herd_wire::{Request, Response, RunSpec};
 
-use crate::client::{unexpected, Client};
-use crate::cluster::Cluster;
-use crate::{lab, rootfs};
+use herd::client::{unexpected, Client};
+use herd::cluster::Cluster;
+use herd::{lab, rootfs};
 
 const LAB: &str = "hbench";
 const NODE: &str = "n1";
@@ -178,7 +178,7 @@ pub(crate) fn kill_log_shims(lab_dir: &Path) -> usize {
         }
         let p = Proc {
             pid,
-            start: crate::process::proc_start(pid),
+            start: herd::process::proc_start(pid),
             child: None,
         };
         if p.alive() {
@@ -644,7 +644,7 @@ struct Proc {
 
 impl Proc {
     fn alive(&self) -> bool {
-        self.start.is_some() && crate::process::proc_start(self.pid) == self.start
+        self.start.is_some() && herd::process::proc_start(self.pid) == self.start
     }
 }
 
@@ -748,7 +748,7 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
     let err = child.stderr.take().map(OwnedFd::from);
     let mut proc_ = Proc {
         pid,
-        start: crate::process::proc_start(pid),
+        start: herd::process::proc_start(pid),
         child: Some(child),
     };
     let (Some(out), Some(err)) = (out, err) else {
@@ -850,7 +850,7 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
         .and_then(|s| s.trim().parse::<i32>().ok());
     let _restored = restored_pid.map(|p| Proc {
         pid: p,
-        start: crate::process::proc_start(p),
+        start: herd::process::proc_start(p),
         child: None,
     });
     if !o.status.success() {
@@ -990,8 +990,8 @@ fn print_table(rows: &[Row], runs: usize) {
             println!(
                 "{} checkpoint (medians): images herd {}, floor {}; CRIU memory dump / write ms: herd {} / {}, floor {} / {}",
                 r.size,
-                crate::ui::human_bytes(h as u64),
-                crate::ui::human_bytes(fl as u64),
+                herd::ui::human_bytes(h as u64),
+                herd::ui::human_bytes(fl as u64),
                 f(median(&r.herd_memdump)),
                 f(median(&r.herd_memwrite)),
                 f(median(&r.floor_memdump)),
