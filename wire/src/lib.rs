@@ -24,6 +24,7 @@ pub mod handoff;
 pub mod migrate;
 pub mod monitor;
 pub mod net;
+pub mod size;
 
 /// Version of the control protocol. Bump on any incompatible change.
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::procfs::{kv, psi_some_avg10, PFile};
+use super::pfile::{kv, psi_some_avg10, PFile};
 
 /// Idle containers are read fully at least every this many samples (the
 /// kernel may reclaim their memory without them running).

@@ -23,7 +23,7 @@ pub struct LogTail {
 impl LogTail {
     pub fn open(path: &Path) -> Option<LogTail> {
         Some(LogTail {
-            file: super::procfs::open_high(path).ok()?,
+            file: super::pfile::open_high(path).ok()?,
             pos: 0,
             partial: Vec::new(),
             last_t: None,

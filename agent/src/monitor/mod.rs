@@ -22,6 +22,7 @@
 
 pub mod cgroups;
 pub mod logtail;
+pub mod pfile;
 pub mod procfs;
 
 use std::collections::HashMap;

@@ -55,9 +55,10 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         cmd,
     } = args;
     let memory_bytes = match memory {
-        Some(m) => {
-            Some(herd_agent_size(m).with_context(|| format!("--memory {m:?}: use e.g. 64m, 1g"))?)
-        }
+        Some(m) => Some(
+            herd_wire::size::parse_size(m)
+                .with_context(|| format!("--memory {m:?}: use e.g. 64m, 1g"))?,
+        ),
         None => None,
     };
     for e in env {
@@ -93,18 +94,6 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         r => return Err(unexpected(r)),
     }
     Ok(0)
-}
-
-fn herd_agent_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let s = s.strip_suffix('b').unwrap_or(&s);
-    let (num, mult) = match s.chars().last()? {
-        'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'm' => (&s[..s.len() - 1], 1 << 20),
-        'g' => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn generate_name() -> String {
