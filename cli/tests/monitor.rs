@@ -11,9 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, text, wait_for, Lab};
+use common::{cluster_json, import_busybox_with_work, text, wait_for, Lab};
 use herd_coordinator::csv::{self, ContainerRow, CsvRow, HostRow, MigrationEvent, MigrationRow};
-use serde_json::Value;
 
 fn run_work(lab: &Lab, name: &str, node: &str, args: &[&str]) {
     let mut a = vec![
@@ -95,8 +94,7 @@ fn free_port() -> u16 {
 }
 
 fn node_ip(lab: &Lab, node: &str) -> String {
-    let cl: Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
+    let cl = cluster_json(lab);
     let n = cl["nodes"]
         .as_array()
         .unwrap()
