@@ -21,7 +21,7 @@ use clap::{Parser, Subcommand};
 
 /// Benchmarks (checkpoint, migrate and monitor start and remove their own lab).
 #[derive(Parser, Debug)]
-#[command(name = "herd bench", version)]
+#[command(name = "herd bench", bin_name = "herd bench", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: BenchCmd,

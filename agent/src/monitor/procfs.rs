@@ -2,12 +2,7 @@
 //! [`super::pfile`]).
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::Instant;
 
 use herd_wire::monitor::{DiskSample, HostSample, NetSample};
