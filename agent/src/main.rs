@@ -218,7 +218,7 @@ fn main() -> anyhow::Result<()> {
             let l = tokio::net::TcpListener::bind(addr)
                 .await
                 .with_context(|| format!("cannot listen on {addr} for metrics"))?;
-            tokio::spawn(herd_agent::monitor::metrics::serve_on(l, move || {
+            tokio::spawn(herd_metrics::http::serve_on(l, move || {
                 let a = a.clone();
                 async move { herd_agent::monitor::prometheus(&a) }
             }));

@@ -90,16 +90,16 @@ pub fn container_row(c: &wm::ContainerSample, kind: Option<&String>) -> Containe
     }
 }
 
-fn migration_row(m: &wm::MigrationRow) -> MigrationRow {
+fn migration_row(m: &herd_metrics::migrations::MigrationRow) -> MigrationRow {
     MigrationRow {
         time: secs(m.time_ns),
         container: m.container.clone(),
         from: m.from.clone(),
         to: m.to.clone(),
         event: match m.event {
-            wm::Migration::Added => MigrationEvent::Added,
-            wm::Migration::Removed => MigrationEvent::Removed,
-            wm::Migration::Moved => MigrationEvent::Moved,
+            herd_metrics::migrations::Migration::Added => MigrationEvent::Added,
+            herd_metrics::migrations::Migration::Removed => MigrationEvent::Removed,
+            herd_metrics::migrations::Migration::Moved => MigrationEvent::Moved,
         },
         count: m.count.min(u32::MAX as u64) as u32,
         frozen_seconds: None,

@@ -29,9 +29,6 @@ mod network;
 mod node;
 mod rootfs;
 mod top;
-// The agent's tiny /metrics responder, shared without pulling in the agent.
-#[path = "../../agent/src/monitor/metrics.rs"]
-mod http;
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! `herd monitor --out DIR`: subscribe to every agent of the cluster and
 //! write `hosts.csv`, `containers.csv`, `migrations.csv` and
-//! `logs/<container>.log` (row layout in `herd_wire::monitor`).
+//! `logs/<container>.log` (row layout in `herd_metrics`).
 //!
 //! ```text
 //!  one task per node: connect -> Subscribe{logs, log_since} -> forward every
@@ -28,10 +28,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use herd_wire::monitor::{
-    MigrationRow, MigrationTracker, MonitorMsg, Sample, Subscribe, CONTAINERS_HEADER, HOSTS_HEADER,
-    MIGRATIONS_HEADER,
-};
+use herd_metrics::csv::{SampleRow, CONTAINERS_HEADER, HOSTS_HEADER, MIGRATIONS_HEADER};
+use herd_metrics::migrations::{MigrationRow, MigrationTracker};
+use herd_wire::monitor::{MonitorMsg, Sample, Subscribe};
 use herd_wire::{Envelope, LogLine, LogStream, Request, Response};
 use tokio::sync::mpsc;
 
@@ -307,14 +306,14 @@ pub fn spawn_metrics(addr: SocketAddr, latest: Arc<Mutex<HashMap<String, Sample>
         std::net::TcpListener::bind(addr).with_context(|| format!("cannot listen on {addr}"))?;
     std_listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
-    tokio::spawn(crate::http::serve_on(listener, move || {
+    tokio::spawn(herd_metrics::http::serve_on(listener, move || {
         let latest = latest.clone();
         async move {
             let map = latest.lock().map(|m| m.clone()).unwrap_or_default();
             let mut v: Vec<(&String, &Sample)> = map.iter().collect();
             v.sort_by_key(|(k, _)| k.as_str());
             let refs: Vec<&Sample> = v.into_iter().map(|(_, s)| s).collect();
-            herd_wire::monitor::prometheus_text(&refs)
+            herd_metrics::prometheus::prometheus_text(&refs)
         }
     }));
     Ok(())

@@ -12,10 +12,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{import_busybox_with_work, text, wait_for, Lab};
-use herd_wire::monitor::{
-    ContainerSample, HostSample, Migration, MigrationRow, CONTAINERS_HEADER, HOSTS_HEADER,
-    MIGRATIONS_HEADER,
-};
+use herd_metrics::csv::{SampleRow, CONTAINERS_HEADER, HOSTS_HEADER, MIGRATIONS_HEADER};
+use herd_metrics::migrations::{Migration, MigrationRow};
+use herd_wire::monitor::{ContainerSample, HostSample};
 use serde_json::Value;
 
 fn run_work(lab: &Lab, name: &str, node: &str, args: &[&str]) {

@@ -42,6 +42,7 @@ pub enum Error {
     InvalidName { name: String, reason: &'static str },
 
     /// Generating, signing or parsing a certificate failed.
+    #[cfg(feature = "issue")]
     #[error("certificate error ({context}): {source}")]
     Cert {
         context: String,

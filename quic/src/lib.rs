@@ -2,7 +2,8 @@
 //! request/response streams carrying [`herd_wire::frame`] frames.
 //!
 //! * [`pki`] creates the cluster CA and issues node and user certificates
-//!   (the files behind `herd ca init` / `herd ca issue`), and loads them back.
+//!   (the files behind `herd ca init` / `herd ca issue`; feature `issue`,
+//!   off in the agent), and loads them back.
 //! * [`endpoint`] builds quinn server and client endpoints. Both sides must
 //!   present a certificate signed by the cluster CA; a peer without one is
 //!   refused during the handshake. [`endpoint::peer_identity`] tells the
@@ -21,7 +22,9 @@ mod error;
 
 pub use endpoint::{client, client_for, connect, connect_timeout, peer_identity, server};
 pub use error::{Error, Peer, Result};
-pub use pki::{init_ca, issue, CaPaths, CertPaths, Identity, Role, TlsFiles};
+#[cfg(feature = "issue")]
+pub use pki::{init_ca, issue};
+pub use pki::{CaPaths, CertPaths, Identity, Role, TlsFiles};
 pub use rpc::{call, call_with_limit, recv_msg, respond, send_msg};
 
 /// ALPN protocol identifier spoken by Herd agents and the CLI.

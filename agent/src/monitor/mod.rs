@@ -22,7 +22,6 @@
 
 pub mod cgroups;
 pub mod logtail;
-pub mod metrics;
 pub mod procfs;
 
 use std::collections::HashMap;
@@ -325,7 +324,7 @@ fn rates(
 /// The Prometheus page of this agent: its latest sample.
 pub fn prometheus(agent: &Agent) -> String {
     match agent.monitor.latest() {
-        Some(s) => herd_wire::monitor::prometheus_text(&[&s]),
+        Some(s) => herd_metrics::prometheus::prometheus_text(&[&s]),
         None => String::new(),
     }
 }
