@@ -191,7 +191,10 @@ impl LogReader {
 
     /// True when everything written so far has been read.
     pub fn at_end(&self) -> bool {
-        self.file.metadata().map(|m| m.len() <= self.pos).unwrap_or(true)
+        self.file
+            .metadata()
+            .map(|m| m.len() <= self.pos)
+            .unwrap_or(true)
     }
 }
 

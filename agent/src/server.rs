@@ -253,10 +253,7 @@ async fn handle_stream(
     let _ = send.finish();
     // Until the peer has the last frame, within the write timeout: one that
     // stopped reading must not hold this task.
-    if tokio::time::timeout(idle, send.stopped())
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(idle, send.stopped()).await.is_err() {
         let _ = send.reset(0u32.into());
     }
     Ok(())

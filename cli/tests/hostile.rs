@@ -137,7 +137,11 @@ fn traces_of(lab: &Lab, name: &str) -> Vec<String> {
         let roots = std::fs::read_dir("/sys/fs/cgroup")
             .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
             .unwrap_or_default();
-        for root in roots.iter().map(PathBuf::as_path).chain([Path::new("/sys/fs/cgroup")]) {
+        for root in roots
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([Path::new("/sys/fs/cgroup")])
+        {
             let p = root.join(&rel);
             if p.is_dir() {
                 v.push(format!("{node}: cgroup {}", p.display()));
@@ -408,6 +412,7 @@ fn failed_imports_leave_nothing_and_bombs_stop_at_the_limits() {
     break_image(&real, &broken, "pstree.img");
     let o = lab.herd(&["restore", "--import", broken.to_str().unwrap()]);
     assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("CRIU"), "{}", text(&o));
     assert!(lab.container("imq").is_none(), "{}", text(&o));
     assert_eq!(traces_of(&lab, "imq"), Vec::<String>::new(), "{}", text(&o));
 
@@ -684,7 +689,9 @@ async fn wait_async<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T>
 }
 
 fn lines_with(log: &str, all: &[&str]) -> usize {
-    log.lines().filter(|l| all.iter().all(|w| l.contains(w))).count()
+    log.lines()
+        .filter(|l| all.iter().all(|w| l.contains(w)))
+        .count()
 }
 
 #[test]
@@ -707,13 +714,14 @@ fn streams_over_the_per_peer_cap_are_refused_and_other_peers_are_served() {
         let mut streams = Vec::new();
         for i in 0..STREAM_CAP {
             let (send, mut recv) = open_request(&held, subscribe(false)).await;
-            let first: Option<Response> = herd_quic::rpc::recv_msg(&mut recv, 1 << 20)
-                .await
-                .unwrap();
+            let first: Option<Response> =
+                herd_quic::rpc::recv_msg(&mut recv, 1 << 20).await.unwrap();
             assert!(
                 matches!(
                     first,
-                    Some(Response::Monitor(herd_wire::monitor::MonitorMsg::Hello { .. }))
+                    Some(Response::Monitor(
+                        herd_wire::monitor::MonitorMsg::Hello { .. }
+                    ))
                 ),
                 "subscription {i}: {first:?}"
             );
@@ -829,7 +837,10 @@ fn a_peer_that_stops_reading_a_follow_or_subscribe_stream_is_dropped() {
         ));
         let log_of = || agent_log(&lab, "n1");
         let dropped = wait_async(60, || {
-            (lines_with(&log_of(), &["dropped a stream", "user:admin", "stopped reading"]) >= 1)
+            (lines_with(
+                &log_of(),
+                &["dropped a stream", "user:admin", "stopped reading"],
+            ) >= 1)
                 .then_some(())
         })
         .await;

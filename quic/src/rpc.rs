@@ -33,7 +33,9 @@ static WRITE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
 /// the peer takes no byte for `timeout` (`None`: wait forever, the default)
 /// the stream is reset and the write fails with [`Error::Stalled`].
 pub fn set_write_timeout(timeout: Option<Duration>) {
-    let ms = timeout.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1));
+    let ms = timeout.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    });
     WRITE_TIMEOUT_MS.store(ms, Ordering::Relaxed);
 }
 
