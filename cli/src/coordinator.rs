@@ -30,14 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use herd_coordinator::csv::{
-    ContainerRow, CsvWriter, DecisionRow, HostRow, MigrationEvent, MigrationRow,
-};
+use herd_coordinator::csv::{secs, ContainerRow, CsvWriter, DecisionRow, HostRow};
 use herd_coordinator::decider::Decider;
 use herd_coordinator::policy::{self, PlacementConfig, Plan};
 use herd_coordinator::scenario::{Scenario, WorkloadKind};
 use herd_wire::migrate::FsMode;
-use herd_wire::monitor::{self as wm, MonitorMsg};
+use herd_wire::monitor::MonitorMsg;
 use herd_wire::{Request, Response, RunSpec};
 use tokio::sync::mpsc;
 
@@ -45,65 +43,8 @@ use crate::client::Client;
 use crate::cluster::Cluster;
 use crate::monitor::{Feed, LogMarks, Writer};
 
-fn secs(ns: u64) -> f64 {
-    ns as f64 / 1e9
-}
-
 fn now_s() -> f64 {
     secs(crate::process::now_ns())
-}
-
-/// A host sample as the policies read it.
-pub fn host_row(h: &wm::HostSample) -> HostRow {
-    HostRow {
-        time: secs(h.time_ns),
-        host: h.host.clone(),
-        cpu_user_ratio: h.cpu_user_ratio,
-        cpu_system_ratio: h.cpu_system_ratio,
-        cpu_iowait_ratio: h.cpu_iowait_ratio,
-        load1: h.load1,
-        memory_used_bytes: h.memory_used_bytes,
-        major_faults_per_second: h.major_faults_per_second,
-        disk_ops_per_second: h.disk_ops_per_second,
-        disk_busy_ratio: h.disk_busy_ratio,
-        net_rx_bytes_per_second: h.net_rx_bytes_per_second,
-        net_tx_bytes_per_second: h.net_tx_bytes_per_second,
-        cores: Some(h.cores),
-        runnable_tasks: Some(h.runnable_tasks as f64),
-    }
-}
-
-/// A container sample as the policies read it.
-pub fn container_row(c: &wm::ContainerSample, kind: Option<&String>) -> ContainerRow {
-    ContainerRow {
-        time: secs(c.time_ns),
-        host: c.host.clone(),
-        container: c.container.clone(),
-        cpu_usage_cores: c.cpu_usage_cores,
-        memory_bytes: c.memory_bytes,
-        major_faults_per_second: c.major_faults_per_second,
-        io_read_ops_per_second: c.io_read_ops_per_second,
-        io_write_ops_per_second: c.io_write_ops_per_second,
-        pids: c.pids.min(u32::MAX as u64) as u32,
-        ops_per_second: c.ops_per_second,
-        kind: kind.cloned(),
-    }
-}
-
-fn migration_row(m: &herd_metrics::migrations::MigrationRow) -> MigrationRow {
-    MigrationRow {
-        time: secs(m.time_ns),
-        container: m.container.clone(),
-        from: m.from.clone(),
-        to: m.to.clone(),
-        event: match m.event {
-            herd_metrics::migrations::Migration::Added => MigrationEvent::Added,
-            herd_metrics::migrations::Migration::Removed => MigrationEvent::Removed,
-            herd_metrics::migrations::Migration::Moved => MigrationEvent::Moved,
-        },
-        count: m.count.min(u32::MAX as u64) as u32,
-        frozen_seconds: None,
-    }
 }
 
 /// What a move task sends back.
@@ -208,14 +149,14 @@ impl Live {
                 if let Some(d) = &mut self.decider {
                     if let Some(h) = &s.host {
                         if d.wants_samples_at(secs(h.time_ns)) {
-                            d.push_host(&host_row(h));
+                            d.push_host(&HostRow::from(h));
                         }
                     }
                     for c in &s.containers {
                         if d.wants_samples_at(secs(c.time_ns)) {
-                            d.push_container(&container_row(
+                            d.push_container(&ContainerRow::from_sample(
                                 c,
-                                self.writer.kinds.get(&c.container),
+                                self.writer.kinds.get(&c.container).map(String::as_str),
                             ));
                         }
                     }
@@ -225,7 +166,7 @@ impl Live {
         }
         for m in self.writer.handle(node, msg)? {
             if let Some(d) = &mut self.decider {
-                d.record(&migration_row(&m));
+                d.record(&m);
             }
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! `herd monitor --out DIR`: subscribe to every agent of the cluster and
 //! write `hosts.csv`, `containers.csv`, `migrations.csv` and
-//! `logs/<container>.log` (row layout in `herd_metrics`).
+//! `logs/<container>.log` (rows and columns in `herd_coordinator::csv`).
 //!
 //! ```text
 //!  one task per node: connect -> Subscribe{logs, log_since} -> forward every
@@ -28,8 +28,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use herd_metrics::csv::{SampleRow, CONTAINERS_HEADER, HOSTS_HEADER, MIGRATIONS_HEADER};
-use herd_metrics::migrations::{MigrationRow, MigrationTracker};
+use herd_coordinator::csv::{self, ContainerRow, CsvRow, CsvWriter, HostRow, MigrationRow};
+use herd_coordinator::tracker::MigrationTracker;
 use herd_wire::monitor::{MonitorMsg, Sample, Subscribe};
 use herd_wire::{Envelope, LogLine, LogStream, Request, Response};
 use tokio::sync::mpsc;
@@ -183,9 +183,9 @@ impl LogDedup {
 /// The monitor's output files.
 pub struct Writer {
     dir: PathBuf,
-    hosts: BufWriter<File>,
-    containers: BufWriter<File>,
-    migrations: BufWriter<File>,
+    hosts: CsvWriter<BufWriter<File>, HostRow>,
+    containers: CsvWriter<BufWriter<File>, ContainerRow>,
+    migrations: CsvWriter<BufWriter<File>, MigrationRow>,
     logs: HashMap<String, (BufWriter<File>, LogDedup)>,
     tracker: MigrationTracker,
     marks: LogMarks,
@@ -197,26 +197,17 @@ pub struct Writer {
     pub kinds: HashMap<String, String>,
 }
 
-fn create(path: &Path, header: &str) -> Result<BufWriter<File>> {
-    let mut f = BufWriter::new(
-        File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
-    );
-    writeln!(f, "{header}")?;
-    Ok(f)
-}
-
 impl Writer {
     pub fn create(dir: &Path, marks: LogMarks) -> Result<Writer> {
         std::fs::create_dir_all(dir.join("logs"))
             .with_context(|| format!("cannot create {}", dir.join("logs").display()))?;
         Ok(Writer {
             dir: dir.to_path_buf(),
-            hosts: create(&dir.join("hosts.csv"), HOSTS_HEADER)?,
-            containers: create(
-                &dir.join("containers.csv"),
-                &format!("{CONTAINERS_HEADER},kind"),
-            )?,
-            migrations: create(&dir.join("migrations.csv"), MIGRATIONS_HEADER)?,
+            // Every column an agent measures; migrations without
+            // `frozen_seconds` (the events do not carry it).
+            hosts: CsvWriter::create_with(dir, HostRow::COLUMNS)?,
+            containers: CsvWriter::create_with(dir, ContainerRow::COLUMNS)?,
+            migrations: CsvWriter::create_with(dir, csv::required::<MigrationRow>())?,
             logs: HashMap::new(),
             tracker: MigrationTracker::default(),
             marks,
@@ -232,11 +223,11 @@ impl Writer {
         match msg {
             MonitorMsg::Sample(s) => {
                 if let Some(h) = &s.host {
-                    writeln!(self.hosts, "{}", h.csv_row())?;
+                    self.hosts.write(&HostRow::from(h))?;
                 }
                 for c in &s.containers {
-                    let kind = self.kinds.get(&c.container).map_or("", |k| k.as_str());
-                    writeln!(self.containers, "{},{kind}", c.csv_row())?;
+                    let kind = self.kinds.get(&c.container).map(String::as_str);
+                    self.containers.write(&ContainerRow::from_sample(c, kind))?;
                     self.rows += 1;
                 }
                 if let Ok(mut l) = self.latest.lock() {
@@ -246,13 +237,13 @@ impl Writer {
             MonitorMsg::Present { containers } => {
                 let now = crate::process::now_ns();
                 for r in self.tracker.present(now, node, &containers) {
-                    writeln!(self.migrations, "{}", r.csv_row())?;
+                    self.migrations.write(&r)?;
                     out.push(r);
                 }
             }
             MonitorMsg::Event(ev) => {
                 if let Some(r) = self.tracker.event(&ev) {
-                    writeln!(self.migrations, "{}", r.csv_row())?;
+                    self.migrations.write(&r)?;
                     out.push(r);
                 }
             }

@@ -10,7 +10,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab};
+use common::{
+    counter_counts, import_busybox_with_work, process_alive, stderr_of, text, wait_for, Lab,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------- helpers
@@ -101,13 +103,6 @@ fn pid_of(lab: &Lab, name: &str) -> i32 {
     let c = status(lab, name);
     assert_eq!(c["status"], "Running", "{c}");
     c["pid"].as_i64().unwrap_or_else(|| panic!("no pid: {c}")) as i32
-}
-
-fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.contains(") Z"),
-        Err(_) => false,
-    }
 }
 
 fn checkpoint_json(lab: &Lab, args: &[&str]) -> Value {
@@ -286,10 +281,6 @@ fn ps_names(lab: &Lab) -> BTreeSet<String> {
         .iter()
         .map(|c| c["name"].as_str().unwrap().to_string())
         .collect()
-}
-
-fn stderr_of(o: &std::process::Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 // ------------------------------------------------------------------ tests

@@ -2,30 +2,9 @@
 //! train, eval (with its plot), importance, export; and a clear error on a
 //! bad CSV.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn herd(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_herd"))
-        .args(args)
-        .env_remove("HERD_CLUSTER")
-        .output()
-        .expect("run herd")
-}
-
-fn ok(args: &[&str]) -> String {
-    let o = herd(args);
-    assert!(
-        o.status.success(),
-        "herd {args:?} failed:\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{herd, herd_ok as ok, path_arg as p};
 
 #[test]
 fn train_eval_importance_export() {

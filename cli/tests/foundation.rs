@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{text, wait_for, Lab};
+use common::{agent_pid, text, wait_for, Lab};
 
 #[test]
 fn lab_up_and_down_twice_leaves_nothing_behind() {
@@ -298,17 +298,4 @@ fn agent_restart_readopts_a_running_container() {
     lab.ok(&["stop", "-t", "1", "survivor"]);
     assert_eq!(lab.container("survivor").unwrap()["status"], "Stopped");
     lab.ok(&["rm", "survivor", "victim"]);
-}
-
-fn agent_pid(lab: &Lab, node: &str) -> i32 {
-    let cl: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
-    cl["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .unwrap()["pid"]
-        .as_i64()
-        .unwrap() as i32
 }

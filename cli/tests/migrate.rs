@@ -20,7 +20,10 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
+use common::{
+    agent_pid, import_busybox_with_work, process_alive, restart_with_fault, stderr_of, text,
+    wait_for, Lab,
+};
 use serde_json::Value;
 
 // ---------------------------------------------------------------- helpers
@@ -28,10 +31,6 @@ use serde_json::Value;
 /// The busybox shell counter: one number a line, every 100 ms; the count
 /// lives only in the shell's memory.
 const SH_COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
-
-fn stderr_of(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_string()
-}
 
 /// Start the shell counter `name` on `node`, with extra `run` flags.
 fn run_sh(lab: &Lab, name: &str, node: &str, extra: &[&str], script: &str) {
@@ -76,13 +75,6 @@ fn entries(lab: &Lab, name: &str) -> Vec<Value> {
         .into_iter()
         .filter(|c| c["name"] == name)
         .collect()
-}
-
-fn process_alive(pid: i32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(s) => !s.contains(") Z"),
-        Err(_) => false,
-    }
 }
 
 /// The counts of a log: a shell counter's bare numbers or herd-work's
@@ -312,21 +304,6 @@ fn migrate_fails(lab: &Lab, args: &[&str]) -> String {
 
 fn one_line(err: &str, what: &str) {
     assert_eq!(err.lines().count(), 1, "{what}: not one line:\n{err}");
-}
-
-fn cluster_json(lab: &Lab) -> Value {
-    serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap()
-}
-
-fn agent_pid(lab: &Lab, node: &str) -> i32 {
-    cluster_json(lab)["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .unwrap_or_else(|| panic!("no {node} in cluster.json"))["pid"]
-        .as_i64()
-        .unwrap() as i32
 }
 
 /// Restart `node`'s agent with `HERD_FAULT=fault` in its environment.

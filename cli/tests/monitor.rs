@@ -11,11 +11,8 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, text, wait_for, Lab};
-use herd_metrics::csv::{SampleRow, CONTAINERS_HEADER, HOSTS_HEADER, MIGRATIONS_HEADER};
-use herd_metrics::migrations::{Migration, MigrationRow};
-use herd_wire::monitor::{ContainerSample, HostSample};
-use serde_json::Value;
+use common::{cluster_json, import_busybox_with_work, text, wait_for, Lab};
+use herd_coordinator::csv::{self, ContainerRow, CsvRow, HostRow, MigrationEvent, MigrationRow};
 
 fn run_work(lab: &Lab, name: &str, node: &str, args: &[&str]) {
     let mut a = vec![
@@ -66,19 +63,17 @@ fn now_s() -> f64 {
         .as_secs_f64()
 }
 
-fn read_csv(dir: &Path, file: &str, header: &str) -> Vec<String> {
+fn read_csv<R: CsvRow>(dir: &Path, header: &[&str]) -> Vec<R> {
+    let file = R::FILE;
     let t = std::fs::read_to_string(dir.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
-    let mut lines = t.lines();
-    assert_eq!(lines.next(), Some(header), "{file} header");
-    lines.map(str::to_string).collect()
+    let header = header.join(",");
+    assert_eq!(t.lines().next(), Some(header.as_str()), "{file} header");
+    csv::read_in(dir).unwrap_or_else(|e| panic!("{file} rows: {e}"))
 }
 
-fn containers(dir: &Path) -> Vec<ContainerSample> {
-    // The monitor adds `kind` (known to scenario runs) after the columns.
-    read_csv(dir, "containers.csv", &format!("{CONTAINERS_HEADER},kind"))
-        .iter()
-        .map(|r| ContainerSample::from_csv_row(r).expect("containers.csv row"))
-        .collect()
+fn containers(dir: &Path) -> Vec<ContainerRow> {
+    // Every column, `kind` (known to scenario runs) after the measured ones.
+    read_csv(dir, ContainerRow::COLUMNS)
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -99,8 +94,7 @@ fn free_port() -> u16 {
 }
 
 fn node_ip(lab: &Lab, node: &str) -> String {
-    let cl: Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
+    let cl = cluster_json(lab);
     let n = cl["nodes"]
         .as_array()
         .unwrap()
@@ -176,24 +170,20 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
     mon.stop();
 
     let rows = containers(out.path());
-    let of =
-        |n: &str| -> Vec<&ContainerSample> { rows.iter().filter(|r| r.container == n).collect() };
+    let of = |n: &str| -> Vec<&ContainerRow> { rows.iter().filter(|r| r.container == n).collect() };
     // CPU: the readings over the run against the process's own CPU time.
     let all_cpu = of("cpu2");
     let (lo, hi) = (truth[0].0, truth[truth.len() - 1].0);
-    let cpu: Vec<&ContainerSample> = all_cpu
+    let cpu: Vec<&ContainerRow> = all_cpu
         .iter()
         .copied()
-        .filter(|r| (lo..=hi).contains(&(r.time_ns as f64 / 1e9)))
+        .filter(|r| (lo..=hi).contains(&(r.time)))
         .collect();
     assert!(
         cpu.len() >= 4,
         "rows of cpu2 while the test watched: {all_cpu:?}"
     );
-    let (first, last) = (
-        cpu[0].time_ns as f64 / 1e9,
-        cpu[cpu.len() - 1].time_ns as f64 / 1e9,
-    );
+    let (first, last) = (cpu[0].time, cpu[cpu.len() - 1].time);
     let at = |t: f64| {
         truth
             .iter()
@@ -205,7 +195,7 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
     // Time-weighted: a tick delayed by the load covers a longer interval.
     let read: f64 = cpu
         .windows(2)
-        .map(|w| w[1].cpu_usage_cores * (w[1].time_ns - w[0].time_ns) as f64 / 1e9)
+        .map(|w| w[1].cpu_usage_cores * (w[1].time - w[0].time))
         .sum::<f64>()
         / (last - first);
     eprintln!("cpu2: monitor {read:.3} cores, /proc/<pid>/stat {measured:.3} cores");
@@ -242,10 +232,7 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
         "{io:?}"
     );
     // Hosts.
-    let hosts: Vec<HostSample> = read_csv(out.path(), "hosts.csv", HOSTS_HEADER)
-        .iter()
-        .map(|r| HostSample::from_csv_row(r).unwrap())
-        .collect();
+    let hosts: Vec<HostRow> = read_csv(out.path(), HostRow::COLUMNS);
     assert!(hosts.len() >= 4 && hosts.iter().all(|h| h.host == "n1"));
     assert!(hosts
         .iter()
@@ -254,14 +241,11 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
         .iter()
         .all(|h| h.cpu_user_ratio <= 1.0 && h.cpu_system_ratio <= 1.0));
     // Migrations: each container added once.
-    let mig: Vec<MigrationRow> = read_csv(out.path(), "migrations.csv", MIGRATIONS_HEADER)
-        .iter()
-        .map(|r| MigrationRow::from_csv_row(r).unwrap())
-        .collect();
+    let mig: Vec<MigrationRow> = read_csv(out.path(), csv::required::<MigrationRow>());
     assert_eq!(mig.len(), 3, "{mig:?}");
     assert!(mig
         .iter()
-        .all(|m| m.event == Migration::Added && m.to == "n1"));
+        .all(|m| m.event == MigrationEvent::Added && m.to == "n1"));
     // Logs: the workload's lines, stamped, in order.
     let log = std::fs::read_to_string(out.path().join("logs/cpu2.log")).unwrap();
     assert!(
@@ -317,7 +301,7 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
         let rows = containers(out.path());
         (rows
             .iter()
-            .filter(|r| r.container == "w" && r.time_ns as f64 / 1e9 > restart_at + 1.0)
+            .filter(|r| r.container == "w" && r.time > restart_at + 1.0)
             .count()
             >= 3)
             .then_some(())
@@ -328,14 +312,14 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
         "no rows after the agent restart; monitor said:\n{err}"
     );
 
-    let rows: Vec<ContainerSample> = containers(out.path())
+    let rows: Vec<ContainerRow> = containers(out.path())
         .into_iter()
         .filter(|r| r.container == "w")
         .collect();
     let on = |h: &str| -> Vec<f64> {
         rows.iter()
             .filter(|r| r.host == h)
-            .map(|r| r.time_ns as f64 / 1e9)
+            .map(|r| r.time)
             .collect()
     };
     let (n1, n2) = (on("n1"), on("n2"));
@@ -345,18 +329,18 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
     let first_n2 = n2.iter().cloned().fold(f64::MAX, f64::min);
     assert!(last_n1 < first_n2, "rows overlap: {rows:?}");
     assert!(first_n2 > moved_at);
-    let mig: Vec<MigrationRow> = read_csv(out.path(), "migrations.csv", MIGRATIONS_HEADER)
+    let mig: Vec<MigrationRow> = read_csv(out.path(), csv::required::<MigrationRow>());
+    let moves: Vec<&MigrationRow> = mig
         .iter()
-        .map(|r| MigrationRow::from_csv_row(r).unwrap())
+        .filter(|m| m.event == MigrationEvent::Moved)
         .collect();
-    let moves: Vec<&MigrationRow> = mig.iter().filter(|m| m.event == Migration::Moved).collect();
     assert_eq!(moves.len(), 1, "one move, counted once: {mig:?}");
     assert_eq!(
         (moves[0].from.as_str(), moves[0].to.as_str(), moves[0].count),
         ("n1", "n2", 1)
     );
     assert!(
-        !mig.iter().any(|m| m.event == Migration::Removed),
+        !mig.iter().any(|m| m.event == MigrationEvent::Removed),
         "neither the move nor the restart removes it: {mig:?}"
     );
     // The merged log: every tick once, in order, across both hosts and the restart.

@@ -5,87 +5,13 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
+use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab, Pinger};
 use serde_json::Value;
-
-/// One TCP connection sending `<n>\n` every 50 ms and checking each echo.
-struct Pinger {
-    stop: Arc<AtomicBool>,
-    answered: Arc<AtomicU64>,
-    handle: JoinHandle<Result<(u64, Duration), String>>,
-}
-
-impl Pinger {
-    fn start(to: SocketAddr) -> Pinger {
-        let stop = Arc::new(AtomicBool::new(false));
-        let answered = Arc::new(AtomicU64::new(0));
-        let (s, a) = (stop.clone(), answered.clone());
-        let handle = std::thread::spawn(move || {
-            let conn = wait_for(10, || {
-                TcpStream::connect_timeout(&to, Duration::from_secs(1)).ok()
-            })
-            .ok_or(format!("cannot connect to {to}"))?;
-            conn.set_read_timeout(Some(Duration::from_secs(20))).ok();
-            conn.set_nodelay(true).ok();
-            let mut w = conn.try_clone().map_err(|e| e.to_string())?;
-            let mut r = BufReader::new(conn);
-            let (mut last, mut maxgap) = (Instant::now(), Duration::ZERO);
-            let mut line = String::new();
-            let mut n = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                n += 1;
-                w.write_all(format!("{n}\n").as_bytes())
-                    .map_err(|e| format!("send {n}: {e}"))?;
-                line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) => return Err(format!("connection closed at {n}")),
-                    Err(e) => return Err(format!("read {n}: {e}")),
-                    Ok(_) if line.trim() != n.to_string() => {
-                        return Err(format!("sent {n}, got {:?}", line.trim()))
-                    }
-                    Ok(_) => {}
-                }
-                maxgap = maxgap.max(last.elapsed());
-                last = Instant::now();
-                a.store(n, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok((n, maxgap))
-        });
-        Pinger {
-            stop,
-            answered,
-            handle,
-        }
-    }
-
-    /// Wait until `k` more answers came than now.
-    fn wait_more(&self, k: u64) {
-        let from = self.answered.load(Ordering::Relaxed);
-        let ok = wait_for(30, || {
-            (self.answered.load(Ordering::Relaxed) >= from + k).then_some(())
-        });
-        assert!(
-            ok.is_some(),
-            "the connection stopped answering after {from} lines"
-        );
-    }
-
-    fn finish(self) -> (u64, Duration) {
-        self.stop.store(true, Ordering::Relaxed);
-        match self.handle.join() {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => panic!("the TCP connection broke: {e}"),
-            Err(_) => panic!("pinger thread panicked"),
-        }
-    }
-}
 
 fn migrate(lab: &Lab, name: &str, to: &str) -> Value {
     let out = lab.ok(&["migrate", name, "--to", to, "--json"]);

@@ -10,14 +10,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab};
+use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab, Pinger};
 use serde_json::Value;
 
 struct Vm {
@@ -234,64 +232,16 @@ fn tcp_connection_survives_moves_between_guests(vm: &Vm) {
         .and_then(|c| c["ip"].as_str().and_then(|s| s.parse().ok()))
         .expect("echo has an ip");
     let to = SocketAddr::from((ip, 7000));
-    let conn = wait_for(120, || {
-        TcpStream::connect_timeout(&to, Duration::from_secs(2)).ok()
-    })
-    .unwrap_or_else(|| panic!("cannot connect to {to}"));
     // Generous: a move under TCG freezes the container for seconds.
-    conn.set_read_timeout(Some(Duration::from_secs(120))).ok();
-    conn.set_nodelay(true).ok();
-    let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicU64::new(0));
-    let pinger = {
-        let (stop, answered) = (stop.clone(), answered.clone());
-        std::thread::spawn(move || -> Result<(u64, Duration), String> {
-            let mut w = conn.try_clone().map_err(|e| e.to_string())?;
-            let mut r = BufReader::new(conn);
-            let (mut n, mut line) = (0u64, String::new());
-            let (mut last, mut gap) = (Instant::now(), Duration::ZERO);
-            while !stop.load(Ordering::Relaxed) {
-                n += 1;
-                w.write_all(format!("{n}\n").as_bytes())
-                    .map_err(|e| format!("send {n}: {e}"))?;
-                line.clear();
-                match r.read_line(&mut line) {
-                    Ok(0) => return Err(format!("connection closed at {n}")),
-                    Err(e) => return Err(format!("read {n}: {e}")),
-                    Ok(_) if line.trim() != n.to_string() => {
-                        return Err(format!("sent {n}, got {:?}", line.trim()))
-                    }
-                    Ok(_) => {}
-                }
-                gap = gap.max(last.elapsed());
-                last = Instant::now();
-                answered.store(n, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok((n, gap))
-        })
-    };
-    let wait_more = |k: u64| {
-        let from = answered.load(Ordering::Relaxed);
-        assert!(
-            wait_for(120, || (answered.load(Ordering::Relaxed) >= from + k)
-                .then_some(()))
-            .is_some(),
-            "the connection stopped answering after {from} lines"
-        );
-    };
+    let pinger = Pinger::start_with(to, 120, 2, 120, 120);
+    let wait_more = |k: u64| pinger.wait_more(k);
     wait_more(10);
     for node in [vm.new, vm.old] {
         vm.migrate("echo", node);
         assert_eq!(vm.node_of("echo"), node);
         wait_more(10);
     }
-    stop.store(true, Ordering::Relaxed);
-    let (lines, gap) = match pinger.join() {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => panic!("the TCP connection broke: {e}"),
-        Err(_) => panic!("pinger panicked"),
-    };
+    let (lines, gap) = pinger.finish();
     eprintln!(
         "    tcp: {lines} lines echoed in order over 2 moves; longest gap {} ms",
         gap.as_millis()

@@ -1,29 +1,37 @@
-//! The monitor's CSV files, written and read in one place: the live monitor,
-//! the simulator, the report and the forecaster all go through these types.
+//! The monitor's CSV files, one schema and one codec (the `csv` crate) for
+//! every writer and reader: the live monitor (`herd monitor`, `herd
+//! coordinator`), the simulator, the report, the forecaster (which reads
+//! them by these column names) and the fuzz target.
 //!
-//! Files and their columns (the required columns come first, in this order;
-//! a file may carry more columns after them, and readers find every column
-//! by its header name, so extra columns never break a reader):
+//! Each file has one row type; its `COLUMNS` are every column the file can
+//! have, the required ones first, in this order. A writer picks which
+//! columns it writes (the monitor writes all it measures, the simulator what
+//! it models); readers find every column by its header name, so a file
+//! without an optional column or with unknown extra columns still reads.
 //!
-//! | file | required columns | extra columns written here |
-//! |---|---|---|
-//! | hosts.csv | `time,host,cpu_user_ratio,cpu_system_ratio,cpu_iowait_ratio,load1,memory_used_bytes,major_faults_per_second,disk_ops_per_second,disk_busy_ratio,net_rx_bytes_per_second,net_tx_bytes_per_second` | `cores` |
-//! | containers.csv | `time,host,container,cpu_usage_cores,memory_bytes,major_faults_per_second,io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second` | `kind` (cpu, mem, io, oltp; empty when unknown) |
-//! | migrations.csv | `time,container,from,to,event,count` | `frozen_seconds` |
-//! | decisions.csv | `time,policy,container,from,to,reason,outcome` | |
+//! | file | row | required columns | optional columns |
+//! |---|---|---|---|
+//! | hosts.csv | [`HostRow`] | `time,host,cpu_user_ratio,cpu_system_ratio,cpu_iowait_ratio,load1,memory_used_bytes,major_faults_per_second,disk_ops_per_second,disk_busy_ratio,net_rx_bytes_per_second,net_tx_bytes_per_second` | `cpu_idle_ratio,load5,load15,runnable_tasks,context_switches_per_second,interrupts_per_second,softirqs_per_second,memory_total_bytes,memory_available_bytes,disk_read_bytes_per_second,disk_write_bytes_per_second,psi_cpu_some_avg10,psi_memory_some_avg10,psi_io_some_avg10,cores` |
+//! | containers.csv | [`ContainerRow`] | `time,host,container,cpu_usage_cores,memory_bytes,major_faults_per_second,io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second` | `cpu_throttled_ratio,cpu_throttled_seconds_per_second,io_read_bytes_per_second,io_write_bytes_per_second,psi_cpu_some_avg10,psi_memory_some_avg10,psi_io_some_avg10,kind` (cpu, mem, io, oltp) |
+//! | migrations.csv | [`MigrationRow`] | `time,container,from,to,event,count` | `frozen_seconds` |
+//! | decisions.csv | [`DecisionRow`] | `time,policy,container,from,to,reason,outcome` | |
 //!
-//! `time` is in seconds (unix time in live runs, seconds since the start in
-//! simulated ones). Ratios are 0..1 of the host (CPU ratios normalised by
-//! cores); `cpu_usage_cores` is not normalised (two busy threads = 2.0). An
-//! empty field means "unknown" for optional values (`ops_per_second` of a
-//! workload that prints no ops, `from` of an `added` event, `cores`,
-//! `kind`). Fields holding a comma, a quote or a line break are quoted as in
-//! RFC 4180. Numbers are written with at most 4 decimals, so a run writes
-//! the same bytes every time.
+//! `time` is in seconds with millisecond decimals (unix time in live runs,
+//! seconds since the start in simulated ones). Ratios are 0..1 of the host
+//! (CPU ratios normalised by cores) with 4 decimals; `cpu_usage_cores` is
+//! not normalised (two busy threads = 2.0); rates have 3 decimals, loads and
+//! PSI 2. An empty field means "unknown" (`ops_per_second` of a workload
+//! that prints no ops, `from` of an `added` event, PSI on a cgroup v1 host,
+//! a column the writer does not know). Fields holding a comma, a quote or a
+//! line break are quoted as in RFC 4180. Fixed decimals make a run write the
+//! same bytes every time.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
+use std::fmt::Write as _;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+
+use herd_wire::monitor::{ContainerSample, HostSample};
 
 /// What went wrong reading or writing a CSV file.
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +41,8 @@ pub enum CsvError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("{path}: {source}")]
+    Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column {column:?} in the header")]
     MissingColumn { path: PathBuf, column: &'static str },
     #[error("{path}:{line}: {msg}")]
@@ -47,11 +57,14 @@ pub enum CsvError {
 pub trait CsvRow: Sized {
     /// The file's usual name (`hosts.csv`, ...).
     const FILE: &'static str;
-    /// Required columns, in order.
-    const REQUIRED: &'static [&'static str];
-    /// Optional columns this crate writes after the required ones.
-    const EXTRA: &'static [&'static str];
-    fn write_fields(&self, out: &mut Vec<String>);
+    /// Every column of the file, the required ones first.
+    const COLUMNS: &'static [&'static str];
+    /// How many of [`COLUMNS`](Self::COLUMNS) are required.
+    const REQUIRED: usize;
+    /// The columns [`CsvWriter::new`] writes (the simulator's choice).
+    const WRITTEN: &'static [&'static str];
+    /// Appends the cell of `COLUMNS[col]` to `out`.
+    fn write_cell(&self, col: usize, out: &mut String);
     fn from_fields(f: &Fields<'_>) -> Result<Self, String>;
 }
 
@@ -68,6 +81,21 @@ pub const HOSTS_COLUMNS: &[&str] = &[
     "disk_busy_ratio",
     "net_rx_bytes_per_second",
     "net_tx_bytes_per_second",
+    "cpu_idle_ratio",
+    "load5",
+    "load15",
+    "runnable_tasks",
+    "context_switches_per_second",
+    "interrupts_per_second",
+    "softirqs_per_second",
+    "memory_total_bytes",
+    "memory_available_bytes",
+    "disk_read_bytes_per_second",
+    "disk_write_bytes_per_second",
+    "psi_cpu_some_avg10",
+    "psi_memory_some_avg10",
+    "psi_io_some_avg10",
+    "cores",
 ];
 pub const CONTAINERS_COLUMNS: &[&str] = &[
     "time",
@@ -80,8 +108,24 @@ pub const CONTAINERS_COLUMNS: &[&str] = &[
     "io_write_ops_per_second",
     "pids",
     "ops_per_second",
+    "cpu_throttled_ratio",
+    "cpu_throttled_seconds_per_second",
+    "io_read_bytes_per_second",
+    "io_write_bytes_per_second",
+    "psi_cpu_some_avg10",
+    "psi_memory_some_avg10",
+    "psi_io_some_avg10",
+    "kind",
 ];
-pub const MIGRATIONS_COLUMNS: &[&str] = &["time", "container", "from", "to", "event", "count"];
+pub const MIGRATIONS_COLUMNS: &[&str] = &[
+    "time",
+    "container",
+    "from",
+    "to",
+    "event",
+    "count",
+    "frozen_seconds",
+];
 pub const DECISIONS_COLUMNS: &[&str] = &[
     "time",
     "policy",
@@ -107,11 +151,23 @@ pub struct HostRow {
     pub disk_busy_ratio: f64,
     pub net_rx_bytes_per_second: f64,
     pub net_tx_bytes_per_second: f64,
-    /// Extra column: the host's CPU count, when the writer knows it.
-    pub cores: Option<f64>,
-    /// Extra column: threads runnable at the sample (not smoothed like
-    /// load1), when the writer knows it.
+    pub cpu_idle_ratio: Option<f64>,
+    pub load5: Option<f64>,
+    pub load15: Option<f64>,
+    /// Threads runnable at the sample (not smoothed like load1).
     pub runnable_tasks: Option<f64>,
+    pub context_switches_per_second: Option<f64>,
+    pub interrupts_per_second: Option<f64>,
+    pub softirqs_per_second: Option<f64>,
+    pub memory_total_bytes: Option<u64>,
+    pub memory_available_bytes: Option<u64>,
+    pub disk_read_bytes_per_second: Option<f64>,
+    pub disk_write_bytes_per_second: Option<f64>,
+    pub psi_cpu_some_avg10: Option<f64>,
+    pub psi_memory_some_avg10: Option<f64>,
+    pub psi_io_some_avg10: Option<f64>,
+    /// The host's CPU count, when the writer knows it.
+    pub cores: Option<f64>,
 }
 
 /// One container sample (a line of containers.csv).
@@ -127,7 +183,14 @@ pub struct ContainerRow {
     pub io_write_ops_per_second: f64,
     pub pids: u32,
     pub ops_per_second: Option<f64>,
-    /// Extra column: the workload kind (cpu, mem, io, oltp) when known.
+    pub cpu_throttled_ratio: Option<f64>,
+    pub cpu_throttled_seconds_per_second: Option<f64>,
+    pub io_read_bytes_per_second: Option<f64>,
+    pub io_write_bytes_per_second: Option<f64>,
+    pub psi_cpu_some_avg10: Option<f64>,
+    pub psi_memory_some_avg10: Option<f64>,
+    pub psi_io_some_avg10: Option<f64>,
+    /// The workload kind (cpu, mem, io, oltp) when known.
     pub kind: Option<String>,
 }
 
@@ -174,7 +237,7 @@ pub struct MigrationRow {
     pub to: String,
     pub event: MigrationEvent,
     pub count: u32,
-    /// Extra column: how long the container was frozen (moves only).
+    /// How long the container was frozen (moves only).
     pub frozen_seconds: Option<f64>,
 }
 
@@ -187,14 +250,84 @@ pub struct DecisionRow {
     pub from: String,
     pub to: String,
     pub reason: String,
-    /// `ok`, `failed: <why>`, ... as the executor saw it.
+    /// `ok: moved, ...` or `failed: <outcome>: <why>` (outcome `rolled_back`,
+    /// `untouched` or `pending`), as the executor saw it.
     pub outcome: String,
+}
+
+/// Unix nanoseconds (the agents' clock) as the `time` column's seconds.
+pub fn secs(ns: u64) -> f64 {
+    // Whole seconds apart, so the fraction rounds like the written decimals.
+    (ns / 1_000_000_000) as f64 + (ns % 1_000_000_000) as f64 / 1e9
+}
+
+impl From<&HostSample> for HostRow {
+    /// The monitor's row of an agent's sample (per-device detail is not in
+    /// the CSV).
+    fn from(h: &HostSample) -> HostRow {
+        HostRow {
+            time: secs(h.time_ns),
+            host: h.host.clone(),
+            cpu_user_ratio: h.cpu_user_ratio,
+            cpu_system_ratio: h.cpu_system_ratio,
+            cpu_iowait_ratio: h.cpu_iowait_ratio,
+            load1: h.load1,
+            memory_used_bytes: h.memory_used_bytes,
+            major_faults_per_second: h.major_faults_per_second,
+            disk_ops_per_second: h.disk_ops_per_second,
+            disk_busy_ratio: h.disk_busy_ratio,
+            net_rx_bytes_per_second: h.net_rx_bytes_per_second,
+            net_tx_bytes_per_second: h.net_tx_bytes_per_second,
+            cpu_idle_ratio: Some(h.cpu_idle_ratio),
+            load5: Some(h.load5),
+            load15: Some(h.load15),
+            runnable_tasks: Some(h.runnable_tasks as f64),
+            context_switches_per_second: Some(h.context_switches_per_second),
+            interrupts_per_second: Some(h.interrupts_per_second),
+            softirqs_per_second: Some(h.softirqs_per_second),
+            memory_total_bytes: Some(h.memory_total_bytes),
+            memory_available_bytes: Some(h.memory_available_bytes),
+            disk_read_bytes_per_second: Some(h.disk_read_bytes_per_second),
+            disk_write_bytes_per_second: Some(h.disk_write_bytes_per_second),
+            psi_cpu_some_avg10: h.psi_cpu_some_avg10,
+            psi_memory_some_avg10: h.psi_memory_some_avg10,
+            psi_io_some_avg10: h.psi_io_some_avg10,
+            cores: Some(h.cores),
+        }
+    }
+}
+
+impl ContainerRow {
+    /// The monitor's row of an agent's sample; `kind` is known to scenario
+    /// runs only.
+    pub fn from_sample(c: &ContainerSample, kind: Option<&str>) -> ContainerRow {
+        ContainerRow {
+            time: secs(c.time_ns),
+            host: c.host.clone(),
+            container: c.container.clone(),
+            cpu_usage_cores: c.cpu_usage_cores,
+            memory_bytes: c.memory_bytes,
+            major_faults_per_second: c.major_faults_per_second,
+            io_read_ops_per_second: c.io_read_ops_per_second,
+            io_write_ops_per_second: c.io_write_ops_per_second,
+            pids: c.pids.min(u32::MAX as u64) as u32,
+            ops_per_second: c.ops_per_second,
+            cpu_throttled_ratio: Some(c.cpu_throttled_ratio),
+            cpu_throttled_seconds_per_second: Some(c.cpu_throttled_seconds_per_second),
+            io_read_bytes_per_second: Some(c.io_read_bytes_per_second),
+            io_write_bytes_per_second: Some(c.io_write_bytes_per_second),
+            psi_cpu_some_avg10: c.psi_cpu_some_avg10,
+            psi_memory_some_avg10: c.psi_memory_some_avg10,
+            psi_io_some_avg10: c.psi_io_some_avg10,
+            kind: kind.map(str::to_string),
+        }
+    }
 }
 
 /// A parsed line with its header, for [`CsvRow::from_fields`].
 pub struct Fields<'a> {
     index: &'a HashMap<String, usize>,
-    values: &'a [String],
+    values: &'a csv::StringRecord,
 }
 
 impl Fields<'_> {
@@ -203,7 +336,6 @@ impl Fields<'_> {
         self.index
             .get(column)
             .and_then(|&i| self.values.get(i))
-            .map(|s| s.as_str())
             .unwrap_or("")
     }
     pub fn string(&self, column: &str) -> String {
@@ -235,14 +367,22 @@ impl Fields<'_> {
             _ => Err(format!("{column}: {v:?} is not a non-negative integer")),
         })
     }
+    pub fn opt_u64(&self, column: &str) -> Result<Option<u64>, String> {
+        if self.raw(column).trim().is_empty() {
+            Ok(None)
+        } else {
+            self.u64(column).map(Some)
+        }
+    }
     pub fn opt_string(&self, column: &str) -> Option<String> {
         let v = self.raw(column);
         (!v.is_empty()).then(|| v.to_string())
     }
 }
 
-/// A number as written to every file: integers without a decimal point,
-/// others rounded to 4 decimals with trailing zeros dropped.
+/// A number of no fixed precision (`cores`, `runnable_tasks`,
+/// `frozen_seconds`): integers without a decimal point, others rounded to 4
+/// decimals with trailing zeros dropped.
 pub fn fmt_num(x: f64) -> String {
     if !x.is_finite() {
         return String::new();
@@ -263,31 +403,84 @@ pub fn fmt_num(x: f64) -> String {
     s
 }
 
-fn fmt_opt(x: Option<f64>) -> String {
-    x.map(fmt_num).unwrap_or_default()
+// Cell writers: `d` decimals, fixed.
+fn fixed(out: &mut String, x: f64, d: usize) {
+    let _ = write!(out, "{x:.d$}");
+}
+fn opt_fixed(out: &mut String, x: Option<f64>, d: usize) {
+    if let Some(x) = x {
+        fixed(out, x, d);
+    }
+}
+fn short(out: &mut String, x: Option<f64>) {
+    if let Some(x) = x {
+        out.push_str(&fmt_num(x));
+    }
+}
+fn int(out: &mut String, x: impl std::fmt::Display) {
+    let _ = write!(out, "{x}");
+}
+fn opt_int(out: &mut String, x: Option<u64>) {
+    if let Some(x) = x {
+        int(out, x);
+    }
+}
+/// `time`: seconds, milliseconds decimals.
+fn time(out: &mut String, t: f64) {
+    fixed(out, t, 3);
 }
 
 impl CsvRow for HostRow {
     const FILE: &'static str = "hosts.csv";
-    const REQUIRED: &'static [&'static str] = HOSTS_COLUMNS;
-    const EXTRA: &'static [&'static str] = &["cores", "runnable_tasks"];
-    fn write_fields(&self, out: &mut Vec<String>) {
-        out.extend([
-            fmt_num(self.time),
-            self.host.clone(),
-            fmt_num(self.cpu_user_ratio),
-            fmt_num(self.cpu_system_ratio),
-            fmt_num(self.cpu_iowait_ratio),
-            fmt_num(self.load1),
-            self.memory_used_bytes.to_string(),
-            fmt_num(self.major_faults_per_second),
-            fmt_num(self.disk_ops_per_second),
-            fmt_num(self.disk_busy_ratio),
-            fmt_num(self.net_rx_bytes_per_second),
-            fmt_num(self.net_tx_bytes_per_second),
-            fmt_opt(self.cores),
-            fmt_opt(self.runnable_tasks),
-        ]);
+    const COLUMNS: &'static [&'static str] = HOSTS_COLUMNS;
+    const REQUIRED: usize = 12;
+    const WRITTEN: &'static [&'static str] = &[
+        "time",
+        "host",
+        "cpu_user_ratio",
+        "cpu_system_ratio",
+        "cpu_iowait_ratio",
+        "load1",
+        "memory_used_bytes",
+        "major_faults_per_second",
+        "disk_ops_per_second",
+        "disk_busy_ratio",
+        "net_rx_bytes_per_second",
+        "net_tx_bytes_per_second",
+        "cores",
+        "runnable_tasks",
+    ];
+    fn write_cell(&self, col: usize, o: &mut String) {
+        match col {
+            0 => time(o, self.time),
+            1 => o.push_str(&self.host),
+            2 => fixed(o, self.cpu_user_ratio, 4),
+            3 => fixed(o, self.cpu_system_ratio, 4),
+            4 => fixed(o, self.cpu_iowait_ratio, 4),
+            5 => fixed(o, self.load1, 2),
+            6 => int(o, self.memory_used_bytes),
+            7 => fixed(o, self.major_faults_per_second, 3),
+            8 => fixed(o, self.disk_ops_per_second, 3),
+            9 => fixed(o, self.disk_busy_ratio, 4),
+            10 => fixed(o, self.net_rx_bytes_per_second, 3),
+            11 => fixed(o, self.net_tx_bytes_per_second, 3),
+            12 => opt_fixed(o, self.cpu_idle_ratio, 4),
+            13 => opt_fixed(o, self.load5, 2),
+            14 => opt_fixed(o, self.load15, 2),
+            15 => short(o, self.runnable_tasks),
+            16 => opt_fixed(o, self.context_switches_per_second, 3),
+            17 => opt_fixed(o, self.interrupts_per_second, 3),
+            18 => opt_fixed(o, self.softirqs_per_second, 3),
+            19 => opt_int(o, self.memory_total_bytes),
+            20 => opt_int(o, self.memory_available_bytes),
+            21 => opt_fixed(o, self.disk_read_bytes_per_second, 3),
+            22 => opt_fixed(o, self.disk_write_bytes_per_second, 3),
+            23 => opt_fixed(o, self.psi_cpu_some_avg10, 2),
+            24 => opt_fixed(o, self.psi_memory_some_avg10, 2),
+            25 => opt_fixed(o, self.psi_io_some_avg10, 2),
+            26 => short(o, self.cores),
+            _ => {}
+        }
     }
     fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
         Ok(HostRow {
@@ -303,30 +496,64 @@ impl CsvRow for HostRow {
             disk_busy_ratio: f.f64("disk_busy_ratio")?,
             net_rx_bytes_per_second: f.f64("net_rx_bytes_per_second")?,
             net_tx_bytes_per_second: f.f64("net_tx_bytes_per_second")?,
-            cores: f.opt_f64("cores")?,
+            cpu_idle_ratio: f.opt_f64("cpu_idle_ratio")?,
+            load5: f.opt_f64("load5")?,
+            load15: f.opt_f64("load15")?,
             runnable_tasks: f.opt_f64("runnable_tasks")?,
+            context_switches_per_second: f.opt_f64("context_switches_per_second")?,
+            interrupts_per_second: f.opt_f64("interrupts_per_second")?,
+            softirqs_per_second: f.opt_f64("softirqs_per_second")?,
+            memory_total_bytes: f.opt_u64("memory_total_bytes")?,
+            memory_available_bytes: f.opt_u64("memory_available_bytes")?,
+            disk_read_bytes_per_second: f.opt_f64("disk_read_bytes_per_second")?,
+            disk_write_bytes_per_second: f.opt_f64("disk_write_bytes_per_second")?,
+            psi_cpu_some_avg10: f.opt_f64("psi_cpu_some_avg10")?,
+            psi_memory_some_avg10: f.opt_f64("psi_memory_some_avg10")?,
+            psi_io_some_avg10: f.opt_f64("psi_io_some_avg10")?,
+            cores: f.opt_f64("cores")?,
         })
     }
 }
 
 impl CsvRow for ContainerRow {
     const FILE: &'static str = "containers.csv";
-    const REQUIRED: &'static [&'static str] = CONTAINERS_COLUMNS;
-    const EXTRA: &'static [&'static str] = &["kind"];
-    fn write_fields(&self, out: &mut Vec<String>) {
-        out.extend([
-            fmt_num(self.time),
-            self.host.clone(),
-            self.container.clone(),
-            fmt_num(self.cpu_usage_cores),
-            self.memory_bytes.to_string(),
-            fmt_num(self.major_faults_per_second),
-            fmt_num(self.io_read_ops_per_second),
-            fmt_num(self.io_write_ops_per_second),
-            self.pids.to_string(),
-            fmt_opt(self.ops_per_second),
-            self.kind.clone().unwrap_or_default(),
-        ]);
+    const COLUMNS: &'static [&'static str] = CONTAINERS_COLUMNS;
+    const REQUIRED: usize = 10;
+    const WRITTEN: &'static [&'static str] = &[
+        "time",
+        "host",
+        "container",
+        "cpu_usage_cores",
+        "memory_bytes",
+        "major_faults_per_second",
+        "io_read_ops_per_second",
+        "io_write_ops_per_second",
+        "pids",
+        "ops_per_second",
+        "kind",
+    ];
+    fn write_cell(&self, col: usize, o: &mut String) {
+        match col {
+            0 => time(o, self.time),
+            1 => o.push_str(&self.host),
+            2 => o.push_str(&self.container),
+            3 => fixed(o, self.cpu_usage_cores, 4),
+            4 => int(o, self.memory_bytes),
+            5 => fixed(o, self.major_faults_per_second, 3),
+            6 => fixed(o, self.io_read_ops_per_second, 3),
+            7 => fixed(o, self.io_write_ops_per_second, 3),
+            8 => int(o, self.pids),
+            9 => opt_fixed(o, self.ops_per_second, 2),
+            10 => opt_fixed(o, self.cpu_throttled_ratio, 4),
+            11 => opt_fixed(o, self.cpu_throttled_seconds_per_second, 4),
+            12 => opt_fixed(o, self.io_read_bytes_per_second, 3),
+            13 => opt_fixed(o, self.io_write_bytes_per_second, 3),
+            14 => opt_fixed(o, self.psi_cpu_some_avg10, 2),
+            15 => opt_fixed(o, self.psi_memory_some_avg10, 2),
+            16 => opt_fixed(o, self.psi_io_some_avg10, 2),
+            17 => o.push_str(self.kind.as_deref().unwrap_or("")),
+            _ => {}
+        }
     }
     fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
         let pids = f.u64("pids")?;
@@ -341,6 +568,13 @@ impl CsvRow for ContainerRow {
             io_write_ops_per_second: f.f64("io_write_ops_per_second")?,
             pids: u32::try_from(pids).map_err(|_| format!("pids: {pids} is too large"))?,
             ops_per_second: f.opt_f64("ops_per_second")?,
+            cpu_throttled_ratio: f.opt_f64("cpu_throttled_ratio")?,
+            cpu_throttled_seconds_per_second: f.opt_f64("cpu_throttled_seconds_per_second")?,
+            io_read_bytes_per_second: f.opt_f64("io_read_bytes_per_second")?,
+            io_write_bytes_per_second: f.opt_f64("io_write_bytes_per_second")?,
+            psi_cpu_some_avg10: f.opt_f64("psi_cpu_some_avg10")?,
+            psi_memory_some_avg10: f.opt_f64("psi_memory_some_avg10")?,
+            psi_io_some_avg10: f.opt_f64("psi_io_some_avg10")?,
             kind: f.opt_string("kind"),
         })
     }
@@ -348,18 +582,20 @@ impl CsvRow for ContainerRow {
 
 impl CsvRow for MigrationRow {
     const FILE: &'static str = "migrations.csv";
-    const REQUIRED: &'static [&'static str] = MIGRATIONS_COLUMNS;
-    const EXTRA: &'static [&'static str] = &["frozen_seconds"];
-    fn write_fields(&self, out: &mut Vec<String>) {
-        out.extend([
-            fmt_num(self.time),
-            self.container.clone(),
-            self.from.clone(),
-            self.to.clone(),
-            self.event.as_str().to_string(),
-            self.count.to_string(),
-            fmt_opt(self.frozen_seconds),
-        ]);
+    const COLUMNS: &'static [&'static str] = MIGRATIONS_COLUMNS;
+    const REQUIRED: usize = 6;
+    const WRITTEN: &'static [&'static str] = MIGRATIONS_COLUMNS;
+    fn write_cell(&self, col: usize, o: &mut String) {
+        match col {
+            0 => time(o, self.time),
+            1 => o.push_str(&self.container),
+            2 => o.push_str(&self.from),
+            3 => o.push_str(&self.to),
+            4 => o.push_str(self.event.as_str()),
+            5 => int(o, self.count),
+            6 => short(o, self.frozen_seconds),
+            _ => {}
+        }
     }
     fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
         let count = f.u64("count")?;
@@ -377,18 +613,20 @@ impl CsvRow for MigrationRow {
 
 impl CsvRow for DecisionRow {
     const FILE: &'static str = "decisions.csv";
-    const REQUIRED: &'static [&'static str] = DECISIONS_COLUMNS;
-    const EXTRA: &'static [&'static str] = &[];
-    fn write_fields(&self, out: &mut Vec<String>) {
-        out.extend([
-            fmt_num(self.time),
-            self.policy.clone(),
-            self.container.clone(),
-            self.from.clone(),
-            self.to.clone(),
-            self.reason.clone(),
-            self.outcome.clone(),
-        ]);
+    const COLUMNS: &'static [&'static str] = DECISIONS_COLUMNS;
+    const REQUIRED: usize = 7;
+    const WRITTEN: &'static [&'static str] = DECISIONS_COLUMNS;
+    fn write_cell(&self, col: usize, o: &mut String) {
+        match col {
+            0 => time(o, self.time),
+            1 => o.push_str(&self.policy),
+            2 => o.push_str(&self.container),
+            3 => o.push_str(&self.from),
+            4 => o.push_str(&self.to),
+            5 => o.push_str(&self.reason),
+            6 => o.push_str(&self.outcome),
+            _ => {}
+        }
     }
     fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
         Ok(DecisionRow {
@@ -403,74 +641,99 @@ impl CsvRow for DecisionRow {
     }
 }
 
-fn push_field(line: &mut String, v: &str) {
-    if v.contains([',', '"', '\n', '\r']) {
-        line.push('"');
-        line.push_str(&v.replace('"', "\"\""));
-        line.push('"');
-    } else {
-        line.push_str(v);
-    }
+/// The required columns of `R`'s file.
+pub fn required<R: CsvRow>() -> &'static [&'static str] {
+    &R::COLUMNS[..R::REQUIRED]
 }
 
 /// Writes one file: the header on creation, then one line per row.
 pub struct CsvWriter<W: Write, R: CsvRow> {
-    out: W,
+    out: csv::Writer<W>,
     path: PathBuf,
-    line: String,
-    fields: Vec<String>,
+    /// Indexes into `R::COLUMNS`, in the order written.
+    columns: Vec<usize>,
+    cells: Vec<String>,
     _row: std::marker::PhantomData<R>,
 }
 
 impl<R: CsvRow> CsvWriter<std::io::BufWriter<std::fs::File>, R> {
-    /// Creates (truncates) `dir/R::FILE` and writes the header.
+    /// Creates (truncates) `dir/R::FILE` and writes the header of
+    /// `R::WRITTEN`.
     pub fn create_in(dir: &Path) -> Result<Self, CsvError> {
+        Self::create_with(dir, R::WRITTEN)
+    }
+
+    /// Creates (truncates) `dir/R::FILE` with these columns (names of
+    /// `R::COLUMNS`).
+    pub fn create_with(dir: &Path, columns: &[&str]) -> Result<Self, CsvError> {
         let path = dir.join(R::FILE);
         let f = std::fs::File::create(&path).map_err(|source| CsvError::Io {
             path: path.clone(),
             source,
         })?;
-        Self::new(std::io::BufWriter::new(f), path)
+        Self::with_columns(std::io::BufWriter::new(f), path, columns)
     }
 }
 
 impl<W: Write, R: CsvRow> CsvWriter<W, R> {
-    /// Wraps `out` (named `path` in errors) and writes the header.
+    /// Wraps `out` (named `path` in errors) and writes the header of
+    /// `R::WRITTEN`.
     pub fn new(out: W, path: PathBuf) -> Result<Self, CsvError> {
+        Self::with_columns(out, path, R::WRITTEN)
+    }
+
+    /// [`new`](Self::new) with these columns: every required one, then any
+    /// of the optional ones, by name.
+    pub fn with_columns(out: W, path: PathBuf, names: &[&str]) -> Result<Self, CsvError> {
+        let mut columns = Vec::with_capacity(names.len());
+        for n in names {
+            match R::COLUMNS.iter().position(|c| c == n) {
+                Some(i) => columns.push(i),
+                None => {
+                    return Err(CsvError::Bad {
+                        path,
+                        line: 1,
+                        msg: format!("{n:?} is not a column of {}", R::FILE),
+                    })
+                }
+            }
+        }
+        for (i, c) in required::<R>().iter().enumerate() {
+            if !columns.contains(&i) {
+                return Err(CsvError::MissingColumn { path, column: c });
+            }
+        }
         let mut w = CsvWriter {
-            out,
+            out: csv::WriterBuilder::new()
+                .terminator(csv::Terminator::Any(b'\n'))
+                .from_writer(out),
             path,
-            line: String::new(),
-            fields: Vec::new(),
+            cells: vec![String::new(); columns.len()],
+            columns,
             _row: std::marker::PhantomData,
         };
-        let header: Vec<&str> = R::REQUIRED.iter().chain(R::EXTRA).copied().collect();
-        w.line = header.join(",");
-        w.line.push('\n');
-        w.flush_line()?;
+        let header: Vec<&str> = w.columns.iter().map(|&i| R::COLUMNS[i]).collect();
+        w.out.write_record(&header).map_err(|e| w.err(e))?;
         Ok(w)
     }
 
-    pub fn write(&mut self, row: &R) -> Result<(), CsvError> {
-        self.fields.clear();
-        row.write_fields(&mut self.fields);
-        self.line.clear();
-        for (i, f) in self.fields.iter().enumerate() {
-            if i > 0 {
-                self.line.push(',');
-            }
-            push_field(&mut self.line, f);
+    fn err(&self, source: csv::Error) -> CsvError {
+        CsvError::Csv {
+            path: self.path.clone(),
+            source,
         }
-        self.line.push('\n');
-        self.flush_line()
     }
 
-    fn flush_line(&mut self) -> Result<(), CsvError> {
+    pub fn write(&mut self, row: &R) -> Result<(), CsvError> {
+        for (cell, &col) in self.cells.iter_mut().zip(&self.columns) {
+            cell.clear();
+            row.write_cell(col, cell);
+        }
         self.out
-            .write_all(self.line.as_bytes())
-            .map_err(|source| CsvError::Io {
+            .write_record(&self.cells)
+            .map_err(|e| CsvError::Csv {
                 path: self.path.clone(),
-                source,
+                source: e,
             })
     }
 
@@ -482,48 +745,13 @@ impl<W: Write, R: CsvRow> CsvWriter<W, R> {
     }
 
     /// Flushes and hands back the inner writer.
-    pub fn into_inner(mut self) -> Result<W, CsvError> {
-        self.flush()?;
-        Ok(self.out)
+    pub fn into_inner(self) -> Result<W, CsvError> {
+        let path = self.path;
+        self.out.into_inner().map_err(|e| CsvError::Io {
+            path,
+            source: std::io::Error::other(e.to_string()),
+        })
     }
-}
-
-/// Splits one CSV line (RFC 4180 quoting). A line break inside a quoted
-/// field is not supported: the reader then reports an unterminated field.
-fn split_line(line: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    let mut cur = String::new();
-    let mut chars = line.chars().peekable();
-    let mut quoted = false;
-    let mut at_start = true;
-    while let Some(c) = chars.next() {
-        if quoted {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    cur.push('"');
-                } else {
-                    quoted = false;
-                }
-            } else {
-                cur.push(c);
-            }
-        } else if c == '"' && at_start {
-            quoted = true;
-            at_start = false;
-        } else if c == ',' {
-            out.push(std::mem::take(&mut cur));
-            at_start = true;
-        } else {
-            cur.push(c);
-            at_start = false;
-        }
-    }
-    if quoted {
-        return Err("unterminated quoted field".into());
-    }
-    out.push(cur);
-    Ok(out)
 }
 
 /// Reads every row of `path`.
@@ -532,7 +760,7 @@ pub fn read_file<R: CsvRow>(path: &Path) -> Result<Vec<R>, CsvError> {
         path: path.to_path_buf(),
         source,
     })?;
-    read_from(BufReader::new(f), path)
+    read_from(std::io::BufReader::new(f), path)
 }
 
 /// Reads `dir/R::FILE`.
@@ -541,34 +769,34 @@ pub fn read_in<R: CsvRow>(dir: &Path) -> Result<Vec<R>, CsvError> {
 }
 
 /// Reads rows from `input` (named `path` in errors). The header must hold
-/// every required column; other columns are ignored unless known extras.
-pub fn read_from<R: CsvRow>(input: impl BufRead, path: &Path) -> Result<Vec<R>, CsvError> {
-    let io = |source| CsvError::Io {
+/// every required column; other columns are ignored unless known.
+pub fn read_from<R: CsvRow>(input: impl Read, path: &Path) -> Result<Vec<R>, CsvError> {
+    let mut r = csv::ReaderBuilder::new()
+        .flexible(true)
+        .has_headers(false)
+        .from_reader(input);
+    let bad = |line: u64, msg: String| CsvError::Bad {
         path: path.to_path_buf(),
-        source,
-    };
-    let mut lines = input.lines();
-    let header = match lines.next() {
-        Some(l) => l.map_err(io)?,
-        None => {
-            return Err(CsvError::Bad {
-                path: path.to_path_buf(),
-                line: 1,
-                msg: "empty file (no header)".into(),
-            })
-        }
-    };
-    let names = split_line(header.trim_end_matches('\r')).map_err(|msg| CsvError::Bad {
-        path: path.to_path_buf(),
-        line: 1,
+        line: line as usize,
         msg,
-    })?;
-    let index: HashMap<String, usize> = names
-        .into_iter()
+    };
+    let csv_err = |e: csv::Error| match e.position() {
+        Some(p) => bad(p.line(), e.to_string()),
+        None => CsvError::Csv {
+            path: path.to_path_buf(),
+            source: e,
+        },
+    };
+    let mut rec = csv::StringRecord::new();
+    if !r.read_record(&mut rec).map_err(csv_err)? {
+        return Err(bad(1, "empty file (no header)".into()));
+    }
+    let index: HashMap<String, usize> = rec
+        .iter()
         .enumerate()
         .map(|(i, n)| (n.trim().to_string(), i))
         .collect();
-    for c in R::REQUIRED {
+    for c in required::<R>() {
         if !index.contains_key(*c) {
             return Err(CsvError::MissingColumn {
                 path: path.to_path_buf(),
@@ -577,46 +805,46 @@ pub fn read_from<R: CsvRow>(input: impl BufRead, path: &Path) -> Result<Vec<R>, 
         }
     }
     let mut rows = Vec::new();
-    for (n, line) in lines.enumerate() {
-        let line = line.map_err(io)?;
-        let line = line.trim_end_matches('\r');
-        if line.is_empty() {
+    while r.read_record(&mut rec).map_err(csv_err)? {
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.len() == 1 && rec.get(0).is_some_and(|f| f.trim().is_empty()) {
             continue;
         }
-        let bad = |msg: String| CsvError::Bad {
-            path: path.to_path_buf(),
-            line: n + 2,
-            msg,
-        };
-        let values = split_line(line).map_err(bad)?;
-        if values.len() < R::REQUIRED.len() {
-            return Err(bad(format!(
-                "{} fields, expected at least {}",
-                values.len(),
-                R::REQUIRED.len()
-            )));
+        if rec.len() < R::REQUIRED {
+            return Err(bad(
+                line,
+                format!("{} fields, expected at least {}", rec.len(), R::REQUIRED),
+            ));
         }
         let f = Fields {
             index: &index,
-            values: &values,
+            values: &rec,
         };
-        rows.push(R::from_fields(&f).map_err(bad)?);
+        rows.push(R::from_fields(&f).map_err(|m| bad(line, m))?);
     }
     Ok(rows)
 }
 
-/// Formats a row the way [`CsvWriter`] would (for logs and tests).
+/// Formats a row the way [`CsvWriter::new`] would (for logs and tests).
 pub fn to_line<R: CsvRow>(row: &R) -> String {
-    let mut fields = Vec::new();
-    row.write_fields(&mut fields);
-    let mut line = String::new();
-    for (i, f) in fields.iter().enumerate() {
-        if i > 0 {
-            line.push(',');
-        }
-        push_field(&mut line, f);
+    to_line_with(row, R::WRITTEN)
+}
+
+/// Formats a row the way [`CsvWriter::with_columns`] would.
+pub fn to_line_with<R: CsvRow>(row: &R, columns: &[&str]) -> String {
+    let Ok(mut w) = CsvWriter::<Vec<u8>, R>::with_columns(Vec::new(), PathBuf::new(), columns)
+    else {
+        return String::new();
+    };
+    if w.write(row).is_err() {
+        return String::new();
     }
-    line
+    let bytes = w.into_inner().unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes);
+    // Drop the header line and the terminator.
+    text.split_once('\n')
+        .map(|(_, l)| l.trim_end_matches('\n').to_string())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -707,5 +935,80 @@ mod tests {
         assert_eq!(fmt_num(2.5), "2.5");
         assert_eq!(fmt_num(-0.00001), "0");
         assert_eq!(fmt_num(f64::NAN), "");
+    }
+
+    // Ported from herd-metrics' CSV tests: the monitor's rows (all columns).
+    use herd_wire::monitor::{ContainerSample, HostSample};
+
+    fn one<R: CsvRow>(line: &str) -> Result<R, CsvError> {
+        let text = format!("{}\n{line}\n", R::COLUMNS.join(","));
+        let mut v = read_from::<R>(text.as_bytes(), Path::new(R::FILE))?;
+        Ok(v.remove(0))
+    }
+
+    #[test]
+    fn monitor_rows_round_trip_and_headers_match() {
+        let h = HostSample {
+            time_ns: 1_700_000_000_123_000_000,
+            host: "n1".into(),
+            cpu_user_ratio: 0.25,
+            load1: 1.5,
+            memory_used_bytes: 123,
+            psi_io_some_avg10: Some(0.5),
+            cores: 2.0,
+            ..Default::default()
+        };
+        let h = HostRow::from(&h);
+        let row = to_line_with(&h, HostRow::COLUMNS);
+        assert!(row.starts_with("1700000000.123,n1,0.2500,"));
+        assert_eq!(row.split(',').count(), HostRow::COLUMNS.len(), "{row}");
+        assert_eq!(one::<HostRow>(&row).unwrap(), h);
+        let c = ContainerSample {
+            time_ns: 5_000_000,
+            host: "n2".into(),
+            container: "c,1".into(),
+            cpu_usage_cores: 2.0,
+            pids: 3,
+            ops_per_second: Some(10.0),
+            ..Default::default()
+        };
+        let c = ContainerRow::from_sample(&c, None);
+        let row = to_line_with(&c, ContainerRow::COLUMNS);
+        let back: ContainerRow = one(&row).unwrap();
+        assert_eq!(back, c);
+        let m = MigrationRow {
+            time: 2.0,
+            container: "c1".into(),
+            from: "n1".into(),
+            to: "n2".into(),
+            event: MigrationEvent::Moved,
+            count: 3,
+            frozen_seconds: None,
+        };
+        let line = to_line_with(&m, required::<MigrationRow>());
+        assert_eq!(line, "2.000,c1,n1,n2,moved,3");
+        assert_eq!(one::<MigrationRow>(&line).unwrap(), m);
+    }
+
+    #[test]
+    fn issue_columns_come_first_in_order() {
+        assert!(HOSTS_COLUMNS.join(",").starts_with(
+            "time,host,cpu_user_ratio,cpu_system_ratio,cpu_iowait_ratio,load1,memory_used_bytes,\
+major_faults_per_second,disk_ops_per_second,disk_busy_ratio,net_rx_bytes_per_second,\
+net_tx_bytes_per_second"
+        ));
+        assert!(CONTAINERS_COLUMNS.join(",").starts_with(
+            "time,host,container,cpu_usage_cores,memory_bytes,major_faults_per_second,\
+io_read_ops_per_second,io_write_ops_per_second,pids,ops_per_second"
+        ));
+    }
+
+    #[test]
+    fn bad_monitor_rows_are_clear_errors() {
+        assert!(one::<HostRow>("1.0,n1").is_err());
+        let e = one::<MigrationRow>("1.0,c,a,b,teleported,1").unwrap_err();
+        assert!(e.to_string().contains("teleported"), "{e}");
+        let e = one::<MigrationRow>("x,c,a,b,moved,1").unwrap_err();
+        assert!(e.to_string().contains("time"), "{e}");
     }
 }

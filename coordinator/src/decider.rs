@@ -21,7 +21,8 @@
 
 use crate::csv::{ContainerRow, HostRow, MigrationRow};
 use crate::policy::{PlacementConfig, Plan, Policy};
-use crate::view::{ClusterView, HostInfo, MigrationTracker, Window};
+use crate::tracker::MigrationTracker;
+use crate::view::{ClusterView, HostInfo, Window};
 
 /// The decision loop of one policy.
 pub struct Decider {

@@ -2,9 +2,11 @@
 //! forecasting, scenario generator, simulator and reports.
 //!
 //! * [`csv`]: the monitor's CSV files (hosts, containers, migrations,
-//!   decisions), written and read in one place.
+//!   decisions): one schema, one codec, one row type per file.
+//! * [`tracker`]: the migration tracker (agents' facts -> migrations.csv
+//!   rows; moves, cooldowns and in-flight moves per container).
 //! * [`view`]: [`view::ClusterView`], what a policy decides on, built from a
-//!   window of samples; the migration tracker.
+//!   window of samples.
 //! * [`policy`]: `decide(&ClusterView) -> Vec<Plan>` policies and their
 //!   registry.
 //! * [`decider`]: the decision loop (window, move tracker, schedule) that
@@ -22,4 +24,5 @@ pub mod policy;
 pub mod report;
 pub mod scenario;
 pub mod sim;
+pub mod tracker;
 pub mod view;

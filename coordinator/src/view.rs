@@ -1,6 +1,6 @@
 //! The snapshot a policy decides on: [`ClusterView`], built from a window of
-//! monitor samples by [`Window`], plus the [`MigrationTracker`] that gives
-//! each container its move history (for the cooldown).
+//! monitor samples by [`Window`], with each container's move history from
+//! the [`MigrationTracker`] (for the cooldown).
 //!
 //! A view holds per host and per container the mean of every metric over
 //! the samples of the window (the rows of hosts.csv / containers.csv whose
@@ -20,8 +20,9 @@
 
 use std::collections::HashMap;
 
-use crate::csv::{ContainerRow, HostRow, MigrationEvent, MigrationRow};
+use crate::csv::{ContainerRow, HostRow};
 use crate::scenario::WorkloadKind;
+use crate::tracker::MigrationTracker;
 
 /// One host as the window saw it (means over the window).
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -127,48 +128,6 @@ impl ClusterView {
 
     pub fn container(&self, name: &str) -> Option<&ContainerView> {
         self.containers.iter().find(|c| c.name == name)
-    }
-}
-
-/// Moves per container, fed with migrations.csv events (live: from the
-/// monitor; simulated: from the simulator's own moves).
-#[derive(Debug, Clone, Default)]
-pub struct MigrationTracker {
-    last: HashMap<String, (f64, u32)>,
-    in_flight: HashMap<String, f64>,
-}
-
-impl MigrationTracker {
-    pub fn record(&mut self, ev: &MigrationRow) {
-        match ev.event {
-            MigrationEvent::Moved => {
-                let e = self.last.entry(ev.container.clone()).or_insert((0.0, 0));
-                *e = (ev.time, e.1.max(ev.count));
-                self.in_flight.remove(&ev.container);
-            }
-            MigrationEvent::Removed => {
-                self.last.remove(&ev.container);
-                self.in_flight.remove(&ev.container);
-            }
-            MigrationEvent::Added => {}
-        }
-    }
-    /// A plan for `container` was handed to an executor at `time`.
-    pub fn started(&mut self, container: &str, time: f64) {
-        self.in_flight.insert(container.to_string(), time);
-    }
-    /// The executor gave up on `container`'s move: it counts as a move for
-    /// the cooldown (so a failing move is not retried at once).
-    pub fn failed(&mut self, container: &str, time: f64) {
-        self.in_flight.remove(container);
-        let e = self.last.entry(container.to_string()).or_insert((0.0, 0));
-        e.0 = time;
-    }
-    pub fn last_moved(&self, container: &str) -> Option<(f64, u32)> {
-        self.last.get(container).copied()
-    }
-    pub fn migrating(&self, container: &str) -> bool {
-        self.in_flight.contains_key(container)
     }
 }
 
@@ -426,6 +385,7 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::csv::{MigrationEvent, MigrationRow};
 
     fn host(t: f64, name: &str, user: f64) -> HostRow {
         HostRow {

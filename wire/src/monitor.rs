@@ -1,5 +1,5 @@
-//! Monitoring: the samples an agent takes, the stream that carries them to
-//! subscribers, and the CSV row layout every Herd tool shares.
+//! Monitoring: the samples an agent takes and the stream that carries them
+//! to subscribers.
 //!
 //! # Subscribe stream
 //!
@@ -26,14 +26,14 @@
 //! Agents report facts they know: `Added` (run, imported), `Removed` (rm),
 //! `MovedOut{to}` (the source, once the target confirmed the restore) and
 //! `MovedIn{from}` (the target, after its restore). A move is thus reported
-//! twice, by two agents, in either order; [`MigrationTracker`] turns the
-//! facts into one `moved` row per move with the container's running count
-//! (`herd_metrics::migrations::MigrationTracker`).
+//! twice, by two agents, in either order; the migration tracker
+//! (`herd_coordinator::tracker::MigrationTracker`) turns the facts into one
+//! `moved` row per move with the container's running count.
 //! While a container is frozen between hosts neither agent samples it, so
 //! it is never counted on two hosts.
 //!
-//! The CSV rows and Prometheus text made of these samples live in the
-//! `herd-metrics` crate.
+//! The CSV rows made of these samples live in `herd_coordinator::csv`, the
+//! Prometheus text in the `herd-metrics` crate.
 
 use serde::{Deserialize, Serialize};
 

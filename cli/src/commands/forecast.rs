@@ -7,9 +7,11 @@ use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
 use herd_coordinator::forecast::dataset::{self, Dataset, Row, DEFAULT_WINDOW_S};
 use herd_coordinator::forecast::metrics::Report;
-use herd_coordinator::forecast::model::{split_runs, split_single_run, Model, TrainParams};
+use herd_coordinator::forecast::model::{
+    split_runs, split_single_run, Learner, Model, TrainParams,
+};
 use herd_coordinator::forecast::policy::placement_excluded;
-use herd_coordinator::forecast::{plot, synth};
+use herd_coordinator::forecast::{cost, plot, synth};
 
 #[derive(Subcommand, Debug)]
 pub enum ForecastCmd {
@@ -122,9 +124,18 @@ pub struct ParamArgs {
     /// Rounds without a better held-out loss before stopping.
     #[arg(long, default_value_t = 30)]
     patience: usize,
-    /// Quantile bins per feature (0: raw values).
+    /// Tree learner: hist (histogram, fast, threads) or gbdt (the gbdt crate's exact greedy trees).
+    #[arg(long, default_value = "hist")]
+    learner: Learner,
+    /// Quantile bins per feature (hist: at most 256, 0 = 256; gbdt: 0 = raw values).
     #[arg(long, default_value_t = 0)]
     bins: usize,
+    /// L2 penalty on leaf values (hist only).
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Training threads (hist only; 0 = every core); the model is the same for any count.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
     /// Fraction of rows per tree.
     #[arg(long, default_value_t = 1.0)]
     subsample: f64,
@@ -155,6 +166,9 @@ impl ParamArgs {
             min_leaf: self.min_leaf,
             patience: self.patience,
             bins: self.bins,
+            learner: self.learner,
+            lambda: self.lambda,
+            threads: self.threads,
             subsample: self.subsample,
             valid_fraction: self.valid_fraction,
             seed: self.seed,
@@ -194,7 +208,8 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             json,
         } => {
             let ds = load(&data.data, data.window, &data.scenario)?;
-            let model = Model::train(&ds, &params.params())?;
+            let mut model = Model::train(&ds, &params.params())?;
+            model.summary.migration_cost = cost::measure(&data.data)?;
             model
                 .save(out)
                 .with_context(|| format!("saving the model to {}", out.display()))?;
@@ -202,6 +217,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
             if *json {
                 print_json(&serde_json::json!({
                     "model": out,
+                    "learner": model.learner().as_str(),
                     "train_runs": s.train_runs,
                     "valid_runs": s.valid_runs,
                     "train_rows": s.train_rows,
@@ -211,6 +227,7 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
                     "train_seconds": s.train_seconds,
                     "valid": s.valid_report,
                     "valid_mean_predictor": s.valid_mean_predictor,
+                    "migration_cost": s.migration_cost,
                     "notes": s.notes,
                 }))?;
                 return Ok(0);
@@ -226,8 +243,12 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
                 s.valid_rows
             );
             println!(
-                "trees: {} trained, {} kept (early stopping, patience {}); boosting took {:.2} s",
-                s.trees_trained, s.trees_kept, params.patience, s.train_seconds
+                "{} trees: {} trained, {} kept (early stopping, patience {}); boosting took {:.2} s",
+                model.learner().as_str(),
+                s.trees_trained,
+                s.trees_kept,
+                params.patience,
+                s.train_seconds
             );
             if let (Some(r), Some(m)) = (&s.valid_report, &s.valid_mean_predictor) {
                 println!("held-out runs: {}", s.valid_runs.join(", "));
@@ -238,6 +259,15 @@ pub fn run(cmd: &ForecastCmd) -> Result<i32> {
                 );
             } else {
                 println!("no run held out: no early stopping, no held-out report");
+            }
+            if let Some(c) = &s.migration_cost {
+                println!(
+                    "moves on these runs: {}, {:.1} s without output each (frozen {})",
+                    c.moves,
+                    c.mean_lost_s,
+                    c.mean_frozen_s
+                        .map_or("unknown".into(), |f| format!("{f:.1} s"))
+                );
             }
             println!("model written to {}", out.display());
         }

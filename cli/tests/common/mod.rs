@@ -240,3 +240,155 @@ pub fn restart_with_fault(lab: &Lab, node: &str, fault: &str) {
         .expect("run herd lab restart");
     assert!(o.status.success(), "lab restart {node}:\n{}", text(&o));
 }
+
+/// `herd` without a lab (simulator, forecaster): no cluster from the
+/// environment.
+pub fn herd(args: &[&str]) -> Output {
+    Command::new(herd_bin())
+        .args(args)
+        .env_remove("HERD_CLUSTER")
+        .output()
+        .expect("run herd")
+}
+
+/// [`herd`] that must succeed; its stdout.
+pub fn herd_ok(args: &[&str]) -> String {
+    let o = herd(args);
+    assert!(
+        o.status.success(),
+        "herd {args:?} failed:\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A path as a command-line argument.
+pub fn path_arg(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+/// Alive and not a zombie.
+pub fn process_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.contains(") Z"),
+        Err(_) => false,
+    }
+}
+
+/// The lab's cluster.json.
+pub fn cluster_json(lab: &Lab) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap()
+}
+
+/// The pid of `node`'s agent.
+pub fn agent_pid(lab: &Lab, node: &str) -> i32 {
+    cluster_json(lab)["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .unwrap_or_else(|| panic!("no {node} in cluster.json"))["pid"]
+        .as_i64()
+        .unwrap() as i32
+}
+
+/// One TCP connection sending `<n>\n` every 50 ms and checking each echo
+/// (the echo workload: `herd-work echo`).
+pub struct Pinger {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    answered: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    handle: std::thread::JoinHandle<Result<(u64, std::time::Duration), String>>,
+    patience_secs: u64,
+}
+
+impl Pinger {
+    /// Connect (retrying for `connect_secs`, each try `try_secs`), reads
+    /// time out after `read_secs`, [`Pinger::wait_more`] waits `patience_secs`.
+    pub fn start_with(
+        to: std::net::SocketAddr,
+        connect_secs: u64,
+        try_secs: u64,
+        read_secs: u64,
+        patience_secs: u64,
+    ) -> Pinger {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::Arc;
+        use std::time::{Duration, Instant};
+        let stop = Arc::new(AtomicBool::new(false));
+        let answered = Arc::new(AtomicU64::new(0));
+        let (s, a) = (stop.clone(), answered.clone());
+        let handle = std::thread::spawn(move || {
+            let conn = wait_for(connect_secs, || {
+                std::net::TcpStream::connect_timeout(&to, Duration::from_secs(try_secs)).ok()
+            })
+            .ok_or(format!("cannot connect to {to}"))?;
+            conn.set_read_timeout(Some(Duration::from_secs(read_secs)))
+                .ok();
+            conn.set_nodelay(true).ok();
+            let mut w = conn.try_clone().map_err(|e| e.to_string())?;
+            let mut r = BufReader::new(conn);
+            let (mut last, mut maxgap) = (Instant::now(), Duration::ZERO);
+            let mut line = String::new();
+            let mut n = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                n += 1;
+                w.write_all(format!("{n}\n").as_bytes())
+                    .map_err(|e| format!("send {n}: {e}"))?;
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) => return Err(format!("connection closed at {n}")),
+                    Err(e) => return Err(format!("read {n}: {e}")),
+                    Ok(_) if line.trim() != n.to_string() => {
+                        return Err(format!("sent {n}, got {:?}", line.trim()))
+                    }
+                    Ok(_) => {}
+                }
+                maxgap = maxgap.max(last.elapsed());
+                last = Instant::now();
+                a.store(n, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok((n, maxgap))
+        });
+        Pinger {
+            stop,
+            answered,
+            handle,
+            patience_secs,
+        }
+    }
+
+    /// A lab's pinger: connect within 10 s, 20 s read timeout, 30 s patience.
+    pub fn start(to: std::net::SocketAddr) -> Pinger {
+        Pinger::start_with(to, 10, 1, 20, 30)
+    }
+
+    /// Wait until `k` more answers came than now.
+    pub fn wait_more(&self, k: u64) {
+        use std::sync::atomic::Ordering;
+        let from = self.answered.load(Ordering::Relaxed);
+        let ok = wait_for(self.patience_secs, || {
+            (self.answered.load(Ordering::Relaxed) >= from + k).then_some(())
+        });
+        assert!(
+            ok.is_some(),
+            "the connection stopped answering after {from} lines"
+        );
+    }
+
+    /// Stop; the lines echoed and the longest gap between two answers.
+    pub fn finish(self) -> (u64, std::time::Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        match self.handle.join() {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => panic!("the TCP connection broke: {e}"),
+            Err(_) => panic!("pinger thread panicked"),
+        }
+    }
+}
+
+/// A command's stderr, trimmed.
+pub fn stderr_of(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).trim().to_string()
+}

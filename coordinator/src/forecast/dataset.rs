@@ -21,8 +21,9 @@ use super::{ForecastError, Result};
 /// Default resampling window, seconds.
 pub const DEFAULT_WINDOW_S: f64 = 5.0;
 
-pub const HOSTS_FILE: &str = "hosts.csv";
-pub const CONTAINERS_FILE: &str = "containers.csv";
+// Files and column names are the schema's (crate::csv).
+pub const HOSTS_FILE: &str = <crate::csv::HostRow as crate::csv::CsvRow>::FILE;
+pub const CONTAINERS_FILE: &str = <crate::csv::ContainerRow as crate::csv::CsvRow>::FILE;
 
 /// Metric columns of hosts.csv after `time,host`.
 pub const HOST_METRICS: [&str; 10] = [

@@ -29,7 +29,9 @@
 //! Runs are the unit of hold-out: rows of one run are correlated in time, so a
 //! random row split would score the model on its own training data.
 
+pub mod cost;
 pub mod dataset;
+pub mod hist;
 pub mod metrics;
 pub mod model;
 pub mod plot;

@@ -1,21 +1,32 @@
-//! The ops/s model: gradient boosting over gbdt's regression trees, with
-//! early stopping on held-out runs, permutation importance and save/load.
+//! The ops/s model: gradient boosting with early stopping on held-out runs,
+//! permutation importance and save/load. The tree learner is pluggable
+//! ([`Learner`]): `hist` (ours, [`super::hist`]: binned features, histogram
+//! subtraction, threads; the default) or `gbdt` (the gbdt crate's exact-greedy
+//! `DecisionTree`, the first learner; 9-16x slower than XGBoost's `hist` on
+//! one thread, benches/README.md).
 //!
 //! Algorithm (squared error on `y = ln(1 + ops)` when `log_target`):
 //! ```text
 //! F0 = mean(y_train); for m in 1..=max_trees:
 //!     r_i = y_i - F(x_i)                     (residuals = negative gradient)
-//!     tree_m = gbdt DecisionTree fitted to r  (exact greedy, depth <= max_depth)
+//!     tree_m = the learner's tree fitted to r (depth <= max_depth)
 //!     F += eta * tree_m   on train and on held-out rows
 //!     L_m = mean((y_valid - F_valid)^2)
 //!     stop when m - argmin L >= patience; keep trees 1..=argmin L
 //! ```
-//! Features can be binned first (`bins` > 0): each feature is replaced by
-//! the index of its quantile bin (edges from the training rows), which leaves
-//! the exact-greedy learner fewer distinct thresholds; edges are saved with
-//! the model and applied to every input. Nothing is random unless
+//! `hist` bins every feature into at most `bins` (0: 256) quantile bins and
+//! leaves get `sum(r) / (rows + lambda)`. For `gbdt`, features can be binned
+//! first (`bins` > 0): each feature is replaced by the index of its quantile
+//! bin (edges from the training rows), which leaves the exact-greedy learner
+//! fewer distinct thresholds; edges are saved with the model and applied to
+//! every input; `lambda` does not apply. Nothing is random unless
 //! `subsample` < 1 (rows drawn per tree from a generator seeded by `seed`);
 //! gbdt's own feature sampling, which uses an unseeded generator, stays off.
+//! `threads` changes the speed only: `hist` trees are bit-identical for any
+//! thread count (gbdt trains on one).
+//!
+//! Files: JSON, `format` + `version`. Version 1 (gbdt only, no `learner`)
+//! still loads as a gbdt model; version 2 records `params.learner`.
 
 use std::path::Path;
 use std::time::Instant;
@@ -28,11 +39,54 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use super::dataset::{Dataset, Row, FEATURE_NAMES};
+use super::hist::{self, Cuts, HistParams};
 use super::metrics::Report;
 use super::{ForecastError, Result};
 
 pub const FORMAT: &str = "herd-forecast-gbdt";
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
+/// Versions [`Model::load`] reads.
+pub const READS: [u32; 2] = [1, 2];
+
+/// Which tree learner the boosting loop uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Learner {
+    /// Histogram learner ([`super::hist`]).
+    #[default]
+    Hist,
+    /// The gbdt crate's exact-greedy trees.
+    Gbdt,
+}
+
+impl Learner {
+    /// Version 1 files have no `learner`: they are gbdt's.
+    fn legacy() -> Learner {
+        Learner::Gbdt
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Learner::Hist => "hist",
+            Learner::Gbdt => "gbdt",
+        }
+    }
+}
+
+impl std::str::FromStr for Learner {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "hist" => Ok(Learner::Hist),
+            "gbdt" => Ok(Learner::Gbdt),
+            _ => Err(format!("learner `{s}`: hist or gbdt")),
+        }
+    }
+}
+
+fn one() -> usize {
+    1
+}
 
 /// Training knobs. The defaults suit a few thousand rows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +109,14 @@ pub struct TrainParams {
     /// Features the model must not use (always seen as missing).
     #[serde(default)]
     pub exclude: Vec<String>,
+    #[serde(default = "Learner::legacy")]
+    pub learner: Learner,
+    /// L2 penalty on leaf values (`hist` only).
+    #[serde(default)]
+    pub lambda: f64,
+    /// Training threads (`hist` only; 0 = every core). The model is the same for any count.
+    #[serde(default = "one")]
+    pub threads: usize,
 }
 
 impl Default for TrainParams {
@@ -71,6 +133,9 @@ impl Default for TrainParams {
             seed: 1,
             log_target: true,
             exclude: Vec::new(),
+            learner: Learner::Hist,
+            lambda: 1.0,
+            threads: 1,
         }
     }
 }
@@ -95,6 +160,15 @@ impl TrainParams {
         }
         if self.bins == 1 {
             return bad("bins must be 0 (off) or at least 2");
+        }
+        if self.learner == Learner::Hist && self.bins > hist::MAX_BINS {
+            return Err(ForecastError::Invalid(format!(
+                "bins must be at most {} for the hist learner",
+                hist::MAX_BINS
+            )));
+        }
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return bad("lambda must be a number >= 0");
         }
         if let Some(x) = self
             .exclude
@@ -193,6 +267,9 @@ pub struct TrainSummary {
     /// Held-out loss after each tree.
     pub valid_curve: Vec<f64>,
     pub notes: Vec<String>,
+    /// What a move cost on the training runs (`herd forecast train` measures it).
+    #[serde(default)]
+    pub migration_cost: Option<super::cost::MigrationCost>,
 }
 
 /// A trained model.
@@ -204,9 +281,23 @@ pub struct Model {
     pub window_s: f64,
     pub params: TrainParams,
     pub bias: f64,
+    /// gbdt's input binning (`bins` > 0).
     pub bins: Option<Bins>,
+    /// gbdt's trees (learner `gbdt`; a version 1 file has only these).
+    #[serde(default)]
     trees: Vec<DecisionTree>,
+    /// The hist learner's cuts and trees (learner `hist`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hist: Option<HistForest>,
     pub summary: TrainSummary,
+}
+
+/// What the hist learner saves: its cuts (for the record: prediction uses
+/// the float thresholds) and trees (eta included in the leaves).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistForest {
+    pub cuts: Cuts,
+    pub trees: Vec<hist::Tree>,
 }
 
 /// Runs held out for validation: a seeded shuffle of the sorted run names,
@@ -312,7 +403,7 @@ impl Model {
 
         let started = Instant::now();
         let mask = params.mask();
-        let bins = (params.bins > 0).then(|| {
+        let bins = (params.learner == Learner::Gbdt && params.bins > 0).then(|| {
             let f: Vec<Vec<f32>> = train
                 .iter()
                 .map(|r| prepare(&r.features, &mask, None))
@@ -320,65 +411,81 @@ impl Model {
             let f: Vec<&[f32]> = f.iter().map(|r| r.as_slice()).collect();
             Bins::fit(&f, nf, params.bins)
         });
-        let prep = |rows: &[&Row]| -> (DataVec, Vec<f64>) {
-            let y: Vec<f64> = rows
-                .iter()
-                .map(|r| target(r.ops, params.log_target))
-                .collect();
-            let dv = rows
-                .iter()
-                .zip(&y)
-                .map(|(r, &y)| {
-                    let f = prepare(&r.features, &mask, bins.as_ref());
-                    Data::new_training_data(f, 1.0, y as f32, None)
+        let ty: Vec<f64> = train
+            .iter()
+            .map(|r| target(r.ops, params.log_target))
+            .collect();
+        let vy: Vec<f64> = valid
+            .iter()
+            .map(|r| target(r.ops, params.log_target))
+            .collect();
+        let tf: Vec<Vec<f32>> = train
+            .iter()
+            .map(|r| prepare(&r.features, &mask, bins.as_ref()))
+            .collect();
+        let vf: Vec<Vec<f32>> = valid
+            .iter()
+            .map(|r| prepare(&r.features, &mask, bins.as_ref()))
+            .collect();
+        let mut learner: Box<dyn TreeLearner> = match params.learner {
+            Learner::Gbdt => Box::new(GbdtLearner::new(params, tf, vf)),
+            Learner::Hist => {
+                let threads = match params.threads {
+                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+                    n => n,
+                };
+                let hp = HistParams {
+                    max_depth: params.max_depth,
+                    min_leaf: params.min_leaf,
+                    lambda: params.lambda,
+                    eta: params.eta,
+                    threads,
+                };
+                let max_bins = if params.bins == 0 {
+                    hist::MAX_BINS
+                } else {
+                    params.bins
+                };
+                let cuts = Cuts::fit(&tf, nf, max_bins);
+                Box::new(HistLearner {
+                    inner: hist::Learner::new(hp, cuts, &tf, &vf),
+                    trees: Vec::new(),
                 })
-                .collect();
-            (dv, y)
+            }
         };
-        let (mut tdv, ty) = prep(&train);
-        let (vdv, vy) = prep(&valid);
 
-        let bias = ty.iter().sum::<f64>() / ty.len() as f64;
-        let mut tp = vec![bias; ty.len()];
+        let n_train = ty.len();
+        let bias = ty.iter().sum::<f64>() / n_train as f64;
+        let mut tp = vec![bias; n_train];
         let mut vp = vec![bias; vy.len()];
-        let mut cache = TrainingCache::get_cache(nf, &tdv, 2);
         let mut rng = StdRng::seed_from_u64(params.seed);
-        let n_sub = ((tdv.len() as f64 * params.subsample).ceil() as usize).clamp(1, tdv.len());
-        let all: Vec<usize> = (0..tdv.len()).collect();
+        let n_sub = ((n_train as f64 * params.subsample).ceil() as usize).clamp(1, n_train);
+        let all: Vec<usize> = (0..n_train).collect();
+        let mut resid = vec![0.0; n_train];
 
-        let mut trees: Vec<DecisionTree> = Vec::new();
         let mut curve = Vec::new();
         let (mut best, mut best_loss) = (0usize, f64::INFINITY);
+        let mut trained = 0;
         for m in 0..params.max_trees {
-            for (d, (y, p)) in tdv.iter_mut().zip(ty.iter().zip(&tp)) {
-                d.target = (y - p) as f32;
+            for (r, (y, p)) in resid.iter_mut().zip(ty.iter().zip(&tp)) {
+                *r = y - p;
             }
-            let mut tree = DecisionTree::new();
-            tree.set_feature_size(nf);
-            tree.set_max_depth(params.max_depth);
-            tree.set_min_leaf_size(params.min_leaf);
-            tree.set_loss(Loss::SquaredError);
-            if n_sub < tdv.len() {
+            let subset = (n_sub < n_train).then(|| {
                 let mut s = all.clone();
                 s.shuffle(&mut rng);
                 s.truncate(n_sub);
                 s.sort_unstable();
-                tree.fit_n(&tdv, &s, &mut cache);
-            } else {
-                tree.fit(&tdv, &mut cache);
+                s
+            });
+            let (t_out, v_out) = learner.round(&resid, subset.as_deref());
+            trained += 1;
+            for (p, v) in tp.iter_mut().zip(t_out) {
+                *p += v;
             }
-            // Not the cache's predictions: gbdt leaves them stale for rows
-            // outside the subset and for rows missing the split feature.
-            for (p, v) in tp.iter_mut().zip(tree.predict(&tdv)) {
-                *p += params.eta * v as f64;
+            for (p, v) in vp.iter_mut().zip(v_out) {
+                *p += v;
             }
-            if !vdv.is_empty() {
-                for (p, v) in vp.iter_mut().zip(tree.predict(&vdv)) {
-                    *p += params.eta * v as f64;
-                }
-            }
-            trees.push(tree);
-            let loss = if vdv.is_empty() {
+            let loss = if vy.is_empty() {
                 mse(&ty, &tp)
             } else {
                 mse(&vy, &vp)
@@ -387,12 +494,11 @@ impl Model {
             if loss < best_loss {
                 best_loss = loss;
                 best = m;
-            } else if !vdv.is_empty() && m - best >= params.patience {
+            } else if !vy.is_empty() && m - best >= params.patience {
                 break;
             }
         }
-        let trained = trees.len();
-        trees.truncate(best + 1);
+        let (trees, hist) = learner.finish(best + 1);
         let train_seconds = started.elapsed().as_secs_f64();
 
         let mut model = Model {
@@ -404,6 +510,7 @@ impl Model {
             bias,
             bins,
             trees,
+            hist,
             summary: TrainSummary {
                 train_rows: train.len(),
                 valid_rows: valid.len(),
@@ -417,7 +524,7 @@ impl Model {
                 ..Default::default()
             },
         };
-        model.summary.trees_kept = model.trees.len();
+        model.summary.trees_kept = model.trees();
 
         let scored: &[&Row] = if valid.is_empty() { &train } else { &valid };
         if !valid.is_empty() {
@@ -436,17 +543,25 @@ impl Model {
     /// Predicted ops/s for feature vectors (in [`FEATURE_NAMES`] order).
     pub fn predict(&self, features: &[Vec<f32>]) -> Vec<f64> {
         let mask = self.params.mask();
-        let dv: DataVec = features
+        let prepared = features
             .iter()
-            .map(|f| Data::new_test_data(prepare(f, &mask, self.bins.as_ref()), None))
-            .collect();
-        let mut p = vec![self.bias; dv.len()];
-        for t in &self.trees {
-            for (p, v) in p.iter_mut().zip(t.predict(&dv)) {
-                *p += self.params.eta * v as f64;
+            .map(|f| prepare(f, &mask, self.bins.as_ref()));
+        let raw: Vec<f64> = match &self.hist {
+            Some(h) => prepared
+                .map(|f| self.bias + h.trees.iter().map(|t| t.predict(&f)).sum::<f64>())
+                .collect(),
+            None => {
+                let dv: DataVec = prepared.map(|f| Data::new_test_data(f, None)).collect();
+                let mut p = vec![self.bias; dv.len()];
+                for t in &self.trees {
+                    for (p, v) in p.iter_mut().zip(t.predict(&dv)) {
+                        *p += self.params.eta * v as f64;
+                    }
+                }
+                p
             }
-        }
-        p.into_iter()
+        };
+        raw.into_iter()
             .map(|y| untarget(y, self.params.log_target))
             .collect()
     }
@@ -457,12 +572,25 @@ impl Model {
     }
 
     pub fn trees(&self) -> usize {
-        self.trees.len()
+        self.hist
+            .as_ref()
+            .map_or(self.trees.len(), |h| h.trees.len())
+    }
+
+    /// The learner that made this model.
+    pub fn learner(&self) -> Learner {
+        self.params.learner
     }
 
     /// Number of splits on each feature over all trees.
     pub fn split_counts(&self) -> Vec<usize> {
         let mut counts = vec![0; self.feature_names.len()];
+        if let Some(h) = &self.hist {
+            for t in &h.trees {
+                t.split_counts(&mut counts);
+            }
+            return counts;
+        }
         for t in &self.trees {
             if let Ok(v) = serde_json::to_value(t) {
                 for n in tree_nodes(&v) {
@@ -562,9 +690,10 @@ impl Model {
         if v.get("format").and_then(|f| f.as_str()) != Some(FORMAT) {
             return Err(bad(format!("not a {FORMAT} model")));
         }
-        if v.get("version").and_then(|f| f.as_u64()) != Some(VERSION as u64) {
+        let version = v.get("version").and_then(|f| f.as_u64());
+        if !version.is_some_and(|x| READS.iter().any(|&r| r as u64 == x)) {
             return Err(bad(format!(
-                "version {:?}, this build reads {VERSION}",
+                "version {:?}, this build reads {READS:?}",
                 v.get("version")
             )));
         }
@@ -585,6 +714,18 @@ impl Model {
             if b.edges.len() != nf {
                 return Err(bad("bins do not match the features".into()));
             }
+        }
+        match (m.params.learner, &m.hist) {
+            (Learner::Hist, Some(h)) => {
+                if h.cuts.cuts.len() != nf {
+                    return Err(bad("cuts do not match the features".into()));
+                }
+                for (i, t) in h.trees.iter().enumerate() {
+                    t.check(nf).map_err(|e| bad(format!("tree {i}: {e}")))?;
+                }
+            }
+            (Learner::Gbdt, None) => {}
+            (l, _) => return Err(bad(format!("learner {} without its trees", l.as_str()))),
         }
         Ok(m)
     }
@@ -628,4 +769,103 @@ fn check_tree(t: &serde_json::Value, nf: usize) -> std::result::Result<(), Strin
         }
     }
     Ok(())
+}
+
+/// The tree learner of one boosting round.
+trait TreeLearner {
+    /// Fits a tree to the residuals `r` of the training rows in `subset`
+    /// (sorted; all when `None`); returns its output, eta included, on every
+    /// training row and every held-out row.
+    fn round(&mut self, r: &[f64], subset: Option<&[usize]>) -> (Vec<f64>, Vec<f64>);
+    /// The first `keep` trees: gbdt's, or the hist forest.
+    fn finish(self: Box<Self>, keep: usize) -> (Vec<DecisionTree>, Option<HistForest>);
+}
+
+struct GbdtLearner {
+    train: DataVec,
+    valid: DataVec,
+    cache: TrainingCache,
+    params: TrainParams,
+    trees: Vec<DecisionTree>,
+}
+
+impl GbdtLearner {
+    fn new(params: &TrainParams, train: Vec<Vec<f32>>, valid: Vec<Vec<f32>>) -> GbdtLearner {
+        let train: DataVec = train
+            .into_iter()
+            .map(|f| Data::new_training_data(f, 1.0, 0.0, None))
+            .collect();
+        let valid: DataVec = valid
+            .into_iter()
+            .map(|f| Data::new_test_data(f, None))
+            .collect();
+        GbdtLearner {
+            cache: TrainingCache::get_cache(FEATURE_NAMES.len(), &train, 2),
+            train,
+            valid,
+            params: params.clone(),
+            trees: Vec::new(),
+        }
+    }
+}
+
+impl TreeLearner for GbdtLearner {
+    fn round(&mut self, r: &[f64], subset: Option<&[usize]>) -> (Vec<f64>, Vec<f64>) {
+        for (d, r) in self.train.iter_mut().zip(r) {
+            d.target = *r as f32;
+        }
+        let mut tree = DecisionTree::new();
+        tree.set_feature_size(FEATURE_NAMES.len());
+        tree.set_max_depth(self.params.max_depth);
+        tree.set_min_leaf_size(self.params.min_leaf);
+        tree.set_loss(Loss::SquaredError);
+        match subset {
+            Some(s) => tree.fit_n(&self.train, s, &mut self.cache),
+            None => tree.fit(&self.train, &mut self.cache),
+        }
+        // Not the cache's predictions: gbdt leaves them stale for rows
+        // outside the subset and for rows missing the split feature.
+        let eta = self.params.eta;
+        let t: Vec<f64> = tree
+            .predict(&self.train)
+            .into_iter()
+            .map(|v| eta * v as f64)
+            .collect();
+        let v: Vec<f64> = if self.valid.is_empty() {
+            Vec::new()
+        } else {
+            tree.predict(&self.valid)
+                .into_iter()
+                .map(|v| eta * v as f64)
+                .collect()
+        };
+        self.trees.push(tree);
+        (t, v)
+    }
+
+    fn finish(self: Box<Self>, keep: usize) -> (Vec<DecisionTree>, Option<HistForest>) {
+        let mut t = self.trees;
+        t.truncate(keep);
+        (t, None)
+    }
+}
+
+struct HistLearner {
+    inner: hist::Learner,
+    trees: Vec<hist::Tree>,
+}
+
+impl TreeLearner for HistLearner {
+    fn round(&mut self, r: &[f64], subset: Option<&[usize]>) -> (Vec<f64>, Vec<f64>) {
+        let (tree, t, v) = self.inner.fit(r, subset);
+        self.trees.push(tree);
+        (t, v)
+    }
+
+    fn finish(self: Box<Self>, keep: usize) -> (Vec<DecisionTree>, Option<HistForest>) {
+        let mut trees = self.trees;
+        trees.truncate(keep);
+        let cuts = self.inner.cuts().clone();
+        (Vec::new(), Some(HistForest { cuts, trees }))
+    }
 }

@@ -2,19 +2,30 @@
 //!
 //! For a container `c` on host `S` and each other host `T`:
 //! ```text
+//! here(c)         = model(features(c, S as it is, S's other containers))
 //! predicted(c, T) = model(features(c, T as it would be with c on it, T's containers))
-//! cost(c)         = ops(c) * migration_cost_s / horizon_s
-//! net_gain(c, T)  = predicted(c, T) - ops(c) - cost(c)
+//! gain_ratio      = predicted(c, T) / here(c) - 1
+//! cost_ratio      = migration_cost_s / horizon_s
+//! net_gain(c, T)  = ops(c) * (gain_ratio - cost_ratio)          (ops/s)
+//! move when gain_ratio - cost_ratio > max(min_gain_ratio, error_margin * err(kind))
+//!       and net_gain > min_gain_ops
 //! ```
-//! `ops(c)` is the measured current rate; the cost spreads the work lost while
-//! moving (downtime and warm-up, `migration_cost_s` seconds of it) over the
-//! period the gain is expected to last (`horizon_s`, the evaluation period).
-//! A move is proposed when its best net gain exceeds both `min_gain_ops` and
-//! `min_gain_ratio * ops(c)`. Anti-bounce, as the other policies: a container
-//! needs `min_samples` samples and must not have moved in the last
-//! `cooldown_s`; at most one container moves into or out of a host per round
-//! (each prediction assumes the hosts as they are now), best gains first, and
-//! at most `max_moves` per round.
+//! The model is compared with itself (`here` against `predicted`), not with
+//! the measured `ops(c)`: what the model gets wrong about this container
+//! (its own speed, what the window missed) is common to both hosts and
+//! cancels; the measured rate only scales the ratio into ops/s.
+//! `err(kind)` is the model's held-out relative error for c's workload kind
+//! (MAPE / 100 from training, the overall one for a kind it never saw): a
+//! predicted gain within the model's own error is no reason to move.
+//! `migration_cost_s` is the mean time a moved container produced nothing on
+//! the training runs ([`super::cost`]), unless set; it is spread over
+//! `horizon_s`, how long a move's gain is expected to last (at least the
+//! cooldown, since the container stays put that long).
+//! Anti-bounce, as the other policies: a container needs `min_samples`
+//! samples and must not have moved in the last `cooldown_s`; at most one
+//! container moves into or out of a host per round (each prediction assumes
+//! the hosts as they are now), best gains first, and at most `max_moves` per
+//! round.
 //!
 //! The model for this policy must not see the container's achieved rates
 //! ([`ACHIEVED_RATE_FEATURES`]): on a contended host they are what contention
@@ -28,7 +39,7 @@
 //! target's CPU ratio, load, memory and disk figures get c's own usage added,
 //! since the training rows always include the container in its host's figures.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -83,6 +94,12 @@ pub struct PolicyConfig {
     pub cooldown_s: f64,
     pub min_samples: usize,
     pub max_moves: usize,
+    /// How many of the model's held-out relative errors a gain must exceed.
+    pub error_margin: f64,
+    /// The model's held-out relative error (MAPE / 100) per workload kind.
+    pub kind_error: BTreeMap<String, f64>,
+    /// ... and overall, for kinds not in `kind_error`.
+    pub error: f64,
 }
 
 impl Default for PolicyConfig {
@@ -95,7 +112,35 @@ impl Default for PolicyConfig {
             cooldown_s: 150.0,
             min_samples: 6,
             max_moves: 4,
+            error_margin: 1.0,
+            kind_error: BTreeMap::new(),
+            error: 0.0,
         }
+    }
+}
+
+impl PolicyConfig {
+    /// The model's held-out errors and measured migration cost, when it has them.
+    pub fn calibrate(&mut self, model: &Model) {
+        let s = &model.summary;
+        if let Some(r) = &s.valid_report {
+            let rel = |m: f64| if m.is_finite() { m / 100.0 } else { 0.0 };
+            self.error = rel(r.overall.mape);
+            self.kind_error = r
+                .per_kind
+                .iter()
+                .map(|(k, e)| (k.clone(), rel(e.mape)))
+                .collect();
+        }
+        if let Some(c) = &s.migration_cost {
+            self.migration_cost_s = c.mean_lost_s;
+        }
+    }
+
+    /// The relative gain a move of a `kind` container must exceed, after its cost.
+    pub fn required_ratio(&self, kind: &str) -> f64 {
+        let e = self.kind_error.get(kind).copied().unwrap_or(self.error);
+        self.min_gain_ratio.max(self.error_margin * e)
     }
 }
 
@@ -123,7 +168,13 @@ pub struct ContainerState {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Candidate {
     pub host: String,
+    /// The model's ops/s for c there.
     pub predicted_ops: f64,
+    /// The model's ops/s for c where it is.
+    pub predicted_here: f64,
+    /// predicted / here - 1 - cost ratio.
+    pub net_ratio: f64,
+    /// Measured ops x net_ratio.
     pub net_gain: f64,
 }
 
@@ -134,6 +185,8 @@ pub struct Move {
     pub to: String,
     pub current_ops: f64,
     pub predicted_ops: f64,
+    pub predicted_here: f64,
+    pub net_ratio: f64,
     pub net_gain: f64,
 }
 
@@ -158,6 +211,15 @@ fn with_newcomer(host: &HostState, c: &ContainerMetrics) -> HostMetrics {
     m
 }
 
+fn neighbours_on(host: &str, c: &ContainerState, containers: &[ContainerState]) -> Neighbours {
+    Neighbours::of(
+        containers
+            .iter()
+            .filter(|o| o.host == host && o.name != c.name)
+            .map(|o| &o.metrics),
+    )
+}
+
 /// Predicted ops and net gain of `c` on every other host.
 pub fn score(
     model: &dyn Predictor,
@@ -166,27 +228,37 @@ pub fn score(
     hosts: &[HostState],
     cfg: &PolicyConfig,
 ) -> Vec<Candidate> {
+    let Some(here) = hosts.iter().find(|h| h.name == c.host) else {
+        return Vec::new();
+    };
     let targets: Vec<&HostState> = hosts.iter().filter(|h| h.name != c.host).collect();
-    let f: Vec<Vec<f32>> = targets
-        .iter()
-        .map(|h| {
-            let n = Neighbours::of(
-                containers
-                    .iter()
-                    .filter(|o| o.host == h.name && o.name != c.name)
-                    .map(|o| &o.metrics),
-            );
-            features(&c.metrics, &with_newcomer(h, &c.metrics), &n)
-        })
-        .collect();
-    let cost = c.ops * cfg.migration_cost_s / cfg.horizon_s.max(1e-9);
+    let mut f: Vec<Vec<f32>> = vec![features(
+        &c.metrics,
+        &here.metrics,
+        &neighbours_on(&here.name, c, containers),
+    )];
+    f.extend(targets.iter().map(|h| {
+        features(
+            &c.metrics,
+            &with_newcomer(h, &c.metrics),
+            &neighbours_on(&h.name, c, containers),
+        )
+    }));
+    let p = model.predict(&f);
+    let p_here = p[0];
+    let cost_ratio = cfg.migration_cost_s / cfg.horizon_s.max(1e-9);
     targets
         .iter()
-        .zip(model.predict(&f))
-        .map(|(h, p)| Candidate {
-            host: h.name.clone(),
-            predicted_ops: p,
-            net_gain: p - c.ops - cost,
+        .zip(&p[1..])
+        .map(|(h, &pt)| {
+            let net_ratio = pt / p_here.max(1e-9) - 1.0 - cost_ratio;
+            Candidate {
+                host: h.name.clone(),
+                predicted_ops: pt,
+                predicted_here: p_here,
+                net_ratio,
+                net_gain: c.ops * net_ratio,
+            }
         })
         .collect()
 }
@@ -206,14 +278,17 @@ pub fn decide(
         .filter_map(|c| {
             let best = score(model, c, containers, hosts, cfg)
                 .into_iter()
-                .max_by(|a, b| a.net_gain.total_cmp(&b.net_gain))?;
-            let threshold = cfg.min_gain_ops.max(cfg.min_gain_ratio * c.ops);
-            (best.net_gain > threshold).then(|| Move {
+                .max_by(|a, b| a.net_ratio.total_cmp(&b.net_ratio))?;
+            let worth = best.net_ratio > cfg.required_ratio(&c.metrics.kind)
+                && best.net_gain > cfg.min_gain_ops;
+            worth.then(|| Move {
                 container: c.name.clone(),
                 from: c.host.clone(),
                 to: best.host,
                 current_ops: c.ops,
                 predicted_ops: best.predicted_ops,
+                predicted_here: best.predicted_here,
+                net_ratio: best.net_ratio,
                 net_gain: best.net_gain,
             })
         })
@@ -281,29 +356,52 @@ mod tests {
         let cs = [cont("x", "a", 100.0)];
         let cfg = PolicyConfig::default();
         let s = score(&IdleIsFast, &cs[0], &cs, &hosts, &cfg);
-        // c with x on it: 0 + 1/4 cores -> 750 predicted; cost 100*2/150.
+        // Here: 100 predicted. c with x on it: 0 + 1/4 cores -> 750; cost 2/150.
         let c = s.iter().find(|c| c.host == "c").unwrap();
         assert!((c.predicted_ops - 750.0).abs() < 1e-3);
-        assert!((c.net_gain - (750.0 - 100.0 - 100.0 * 2.0 / 150.0)).abs() < 1e-3);
+        assert!((c.predicted_here - 100.0).abs() < 1e-3);
+        let ratio = 750.0 / 100.0 - 1.0 - 2.0 / 150.0;
+        assert!((c.net_ratio - ratio).abs() < 1e-4, "{c:?}");
+        assert!((c.net_gain - 100.0 * ratio).abs() < 1e-3);
         let m = decide(&IdleIsFast, &cs, &hosts, 0.0, &cfg);
         assert_eq!(m.len(), 1);
         assert_eq!(m[0].to, "c");
     }
 
     #[test]
-    fn threshold_cooldown_and_samples_hold_moves_back() {
-        let hosts = [host("a", 0.5), host("b", 0.45)];
+    fn threshold_error_cooldown_and_samples_hold_moves_back() {
         let cfg = PolicyConfig::default();
-        // b with x on it: 0.45 + 1/4 -> 300 predicted, vs 400 now: no gain.
-        assert!(decide(&IdleIsFast, &[cont("x", "a", 400.0)], &hosts, 0.0, &cfg).is_empty());
-        // A gain of 16, under 10 % of 280.
-        assert!(decide(&IdleIsFast, &[cont("x", "a", 280.0)], &hosts, 0.0, &cfg).is_empty());
-        // Clear gain.
+        let x = || cont("x", "a", 400.0);
+        // Here 500; b with x on it: 0.45 + 1/4 -> 300: a loss.
+        let hosts = [host("a", 0.5), host("b", 0.45)];
+        assert!(decide(&IdleIsFast, &[x()], &hosts, 0.0, &cfg).is_empty());
+        // 540 / 500: +8 % before the cost, under 10 %.
+        let hosts = [host("a", 0.5), host("b", 0.21)];
+        assert!(decide(&IdleIsFast, &[x()], &hosts, 0.0, &cfg).is_empty());
+        // 750 / 500: clear gain.
+        let hosts = [host("a", 0.5), host("b", 0.0)];
+        assert_eq!(decide(&IdleIsFast, &[x()], &hosts, 0.0, &cfg).len(), 1);
+        // ... but within the model's own error on cpu containers (60 %).
+        let noisy = PolicyConfig {
+            kind_error: [("cpu".to_string(), 0.6)].into(),
+            error: 0.05,
+            ..cfg.clone()
+        };
+        assert!(decide(&IdleIsFast, &[x()], &hosts, 0.0, &noisy).is_empty());
         assert_eq!(
-            decide(&IdleIsFast, &[cont("x", "a", 200.0)], &hosts, 0.0, &cfg).len(),
-            1
+            noisy.required_ratio("io"),
+            0.1,
+            "other kinds: the overall error"
         );
-        let mut c = cont("x", "a", 200.0);
+        // ... or the same ratio worth under min_gain_ops.
+        assert!(decide(&IdleIsFast, &[cont("x", "a", 1.0)], &hosts, 0.0, &cfg).is_empty());
+        // ... or a migration cost of 100 s over the 150 s horizon.
+        let dear = PolicyConfig {
+            migration_cost_s: 100.0,
+            ..cfg.clone()
+        };
+        assert!(decide(&IdleIsFast, &[x()], &hosts, 0.0, &dear).is_empty());
+        let mut c = x();
         c.last_moved = Some(100.0);
         assert!(decide(&IdleIsFast, &[c.clone()], &hosts, 200.0, &cfg).is_empty());
         assert_eq!(
@@ -321,6 +419,9 @@ mod tests {
         let cs = [cont("x", "a", 100.0), cont("y", "b", 50.0)];
         let m = decide(&IdleIsFast, &cs, &hosts, 0.0, &PolicyConfig::default());
         assert_eq!(m.len(), 1);
-        assert_eq!(m[0].container, "y", "the larger net gain goes first");
+        assert_eq!(
+            m[0].container, "x",
+            "same ratio: the larger net gain in ops/s goes first"
+        );
     }
 }

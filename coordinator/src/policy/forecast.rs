@@ -5,9 +5,12 @@
 //!
 //! Options (`--policy-opt KEY=VALUE`): `model=PATH` (required: a model from
 //! `herd forecast train --for-placement`), `min_gain_ops`, `min_gain_ratio`,
-//! `migration_cost_s`. Anti-bounce (min samples, cooldown), the horizon (the
-//! evaluation period) and the moves per decision come from the
-//! [`PlacementConfig`] as for every policy.
+//! `error_margin` (default 1: a gain must beat the model's held-out error for
+//! the container's kind), `migration_cost_s` (default: what moves cost on
+//! the model's training runs, else 2 s), `horizon_s` (default: the longer of
+//! the evaluation period and the cooldown). Anti-bounce (min samples,
+//! cooldown) and the moves per decision come from the [`PlacementConfig`] as
+//! for every policy.
 
 use std::path::Path;
 
@@ -48,14 +51,18 @@ impl Forecast {
         let mut cfg = PolicyConfig {
             min_samples: c.anti_bounce.min_samples as usize,
             cooldown_s: c.anti_bounce.cooldown_s,
-            horizon_s: c.period_s,
+            // A moved container stays at least the cooldown: its gain lasts that long.
+            horizon_s: c.period_s.max(c.anti_bounce.cooldown_s),
             max_moves: c.max_moves,
             ..Default::default()
         };
+        cfg.calibrate(&model);
         for (k, slot) in [
             ("min_gain_ops", &mut cfg.min_gain_ops),
             ("min_gain_ratio", &mut cfg.min_gain_ratio),
             ("migration_cost_s", &mut cfg.migration_cost_s),
+            ("error_margin", &mut cfg.error_margin),
+            ("horizon_s", &mut cfg.horizon_s),
         ] {
             if let Some(v) = c.options.get(k) {
                 *slot = v
@@ -125,8 +132,13 @@ impl Policy for Forecast {
             .into_iter()
             .map(|m| Plan {
                 reason: format!(
-                    "forecast {:.0} -> {:.0} ops/s on {} (net {:+.0})",
-                    m.current_ops, m.predicted_ops, m.to, m.net_gain
+                    "forecast {:.0} -> {:.0} ops/s on {} (now {:.0}; net {:+.0}%, {:+.0} ops/s)",
+                    m.predicted_here,
+                    m.predicted_ops,
+                    m.to,
+                    m.current_ops,
+                    100.0 * m.net_ratio,
+                    m.net_gain
                 ),
                 container: m.container,
                 from: m.from,

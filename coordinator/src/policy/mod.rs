@@ -2,7 +2,7 @@
 //! [`Plan`]s. The same code decides live (the coordinator), in the
 //! simulator and in unit tests; a policy holds only its configuration, never
 //! state between decisions (the move history it needs for the cooldown
-//! comes in the view, from the [`MigrationTracker`](crate::view::MigrationTracker)).
+//! comes in the view, from the [`MigrationTracker`](crate::tracker::MigrationTracker)).
 //!
 //! | name | what it does |
 //! |---|---|
