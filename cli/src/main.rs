@@ -1,42 +1,15 @@
 //! `herd`: the command line for people.
 //!
 //! This file is the table of contents: the top of the clap tree and the
-//! dispatch. Each command lives in [`commands`] (an args struct and a `run`);
-//! what they share is below.
+//! dispatch. Each command lives in `herd::commands` (an args struct and a
+//! `run`); the library (`src/lib.rs`) holds what they share.
 
-mod commands;
-
-// What the commands share: context, talking to agents, showing results.
-mod args;
-mod client;
-mod cluster;
-mod context;
-mod migrate;
-mod paths;
-mod process;
-mod ui;
-
-// The machinery behind the bigger commands.
-mod bench;
-mod bench_migrate;
-mod bench_monitor;
-mod bench_sim;
-mod coordinator;
-mod lab;
-mod lab_vm;
-mod monitor;
-mod network;
-mod node;
-mod rootfs;
-mod top;
+use herd::{commands as cmd, context::GlobalArgs};
 
 use std::time::Duration;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-
-use commands as cmd;
-use context::GlobalArgs;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -90,9 +63,9 @@ enum Cmd {
     /// The nodes of a cluster file for real hosts (`--cluster FILE`).
     #[command(subcommand)]
     Node(cmd::node::NodeCmd),
-    /// Benchmarks (checkpoint and migrate start and remove their own lab).
-    #[command(subcommand)]
-    Bench(cmd::bench::BenchCmd),
+    /// Benchmarks: runs `herd-bench` (next to this binary) with the same
+    /// arguments (checkpoint, migrate and monitor start and remove their own lab).
+    Bench(cmd::bench::BenchArgs),
     /// Placement scenarios.
     #[command(subcommand)]
     Scenario(cmd::scenario::ScenarioCmd),
@@ -133,7 +106,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Ca(c) => cmd::ca::run(c),
         Cmd::Lab(c) => cmd::lab::run(g, c).await,
         Cmd::Node(c) => cmd::node::run(g, c).await,
-        Cmd::Bench(c) => cmd::bench::run(c).await,
+        Cmd::Bench(a) => cmd::bench::run(a),
         Cmd::Scenario(c) => cmd::scenario::run(g, c).await,
         Cmd::Sim(a) => cmd::sim::run(a),
         Cmd::Report(a) => cmd::report::run(a),

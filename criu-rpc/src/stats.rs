@@ -309,6 +309,61 @@ mod tests {
         e
     }
 
+    fn stats_file(outer: u64, fields: &[(u64, u64)]) -> Vec<u8> {
+        let mut sub = Vec::new();
+        for &(f, v) in fields {
+            varint(f << 3, &mut sub);
+            varint(v, &mut sub);
+        }
+        let mut body = Vec::new();
+        varint((outer << 3) | 2, &mut body);
+        varint(sub.len() as u64, &mut body);
+        body.extend_from_slice(&sub);
+        file(&body)
+    }
+
+    // Moved here with `herd bench checkpoint`'s own decoder, which this
+    // reader replaced.
+    #[test]
+    fn reads_frozen_and_restore_times() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (dump, restore) = (
+            dir.path().join("stats-dump"),
+            dir.path().join("stats-restore"),
+        );
+        // Every field CRIU marks required (the old decoder read one field and
+        // took fixtures without the others).
+        let d = stats_file(
+            1,
+            &[
+                (1, 1200),
+                (2, 81_234),
+                (3, 300),
+                (4, 20),
+                (5, 9),
+                (6, 0),
+                (7, 70_000),
+                (9, 0),
+            ],
+        );
+        std::fs::write(&dump, &d).expect("write");
+        assert_eq!(read_dump_stats(dir.path()).unwrap().frozen_time_us, 81_234);
+        std::fs::write(&restore, &d).expect("write");
+        assert!(read_restore_stats(dir.path()).is_err());
+        let r = stats_file(2, &[(1, 0), (2, 0), (3, 500), (4, 65_000), (5, 1)]);
+        std::fs::write(&restore, &r).expect("write");
+        assert_eq!(
+            read_restore_stats(dir.path()).unwrap().restore_time_us,
+            65_000
+        );
+        let mut bad = d.clone();
+        bad[0] ^= 1;
+        std::fs::write(&dump, &bad).expect("write");
+        assert!(read_dump_stats(dir.path()).is_err());
+        std::fs::write(&dump, &d[..d.len() - 1]).expect("write");
+        assert!(read_dump_stats(dir.path()).is_err());
+    }
+
     #[test]
     fn decodes_a_restore_entry() {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,73 +1,30 @@
-//! `herd bench checkpoint|migrate|monitor|sim`: the benchmarks (checkpoint,
-//! migrate and monitor start and remove their own lab).
+//! `herd bench ...`: runs `herd-bench` (the benchmarks' own binary, built
+//! from benches/ next to `herd`) with the same arguments, so its output and
+//! exit status are `herd bench`'s.
 
-use anyhow::Result;
-use clap::Subcommand;
+use std::os::unix::process::CommandExt;
 
-use crate::{bench, bench_migrate, bench_monitor, bench_sim};
+use anyhow::{Context, Result};
+use clap::Args;
 
-#[derive(Subcommand, Debug)]
-pub enum BenchCmd {
-    /// The simulator at scale: a tick and a policy decision over 10,000 hosts.
-    Sim(crate::bench_sim::BenchSimArgs),
-    /// Checkpoint and restore through Herd vs plain `criu dump` / `criu restore`.
-    Checkpoint {
-        /// Runs per workload size.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        /// Print the results as JSON.
-        #[arg(long)]
-        json: bool,
-        /// Leave the bench lab (hbench) up afterwards.
-        #[arg(long)]
-        keep_lab: bool,
-    },
-    /// Live migration (small and 256 MiB; fs diff, diff+zstd, none, whole)
-    /// vs a checkpoint + restore on one host, with a TCP client's longest gap.
-    Migrate {
-        /// Runs per mode and size.
-        #[arg(long, default_value_t = 5)]
-        runs: usize,
-        #[arg(long)]
-        json: bool,
-        /// Leave the bench lab (hbenchm) up afterwards.
-        #[arg(long)]
-        keep_lab: bool,
-    },
-    /// Sampler cost with many real containers vs a naive Python loop.
-    Monitor {
-        #[arg(long, default_value_t = 1000)]
-        containers: usize,
-        /// Measured seconds.
-        #[arg(long, default_value_t = 60)]
-        seconds: u64,
-        #[arg(long)]
-        json: bool,
-        /// Leave the bench lab (hmonbench) up afterwards.
-        #[arg(long)]
-        keep_lab: bool,
-    },
+#[derive(Args, Debug)]
+#[command(disable_help_flag = true)]
+pub struct BenchArgs {
+    /// `checkpoint`, `migrate`, `monitor` or `sim`, and their flags
+    /// (`herd bench --help` lists them).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
-pub async fn run(bc: &BenchCmd) -> Result<i32> {
-    match bc {
-        BenchCmd::Sim(a) => return bench_sim::bench(a),
-        BenchCmd::Checkpoint {
-            runs,
-            json,
-            keep_lab,
-        } => bench::checkpoint(*runs, *json, *keep_lab).await?,
-        BenchCmd::Migrate {
-            runs,
-            json,
-            keep_lab,
-        } => bench_migrate::migrate(*runs, *json, *keep_lab).await?,
-        BenchCmd::Monitor {
-            containers,
-            seconds,
-            json,
-            keep_lab,
-        } => bench_monitor::run(*containers, *seconds, *json, *keep_lab).await?,
-    }
-    Ok(0)
+pub fn run(a: &BenchArgs) -> Result<i32> {
+    let exe = std::env::current_exe().context("cannot find the herd binary")?;
+    let bench = exe.with_file_name("herd-bench");
+    // exec: herd-bench takes over this process (its output, its exit code).
+    let err = std::process::Command::new(&bench).args(&a.args).exec();
+    Err(err).with_context(|| {
+        format!(
+            "cannot run {} (built with `cargo build --release -p herd-bench`; scripts/setup builds it)",
+            bench.display()
+        )
+    })
 }

@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use herd_wire::{Request, Response, RunSpec};
 
-use crate::client::{unexpected, Client};
-use crate::cluster::Cluster;
-use crate::{lab, monitor};
+use herd::client::{unexpected, Client};
+use herd::cluster::Cluster;
+use herd::{lab, monitor};
 
 const LAB: &str = "hmonbench";
 const NODE: &str = "n1";
@@ -89,7 +89,7 @@ pub async fn run(containers: usize, seconds: u64, json: bool, keep_lab: bool) ->
     } else {
         eprintln!("bench: removing the containers and the lab");
         let r = lab::down(LAB).await.map(|_| ());
-        crate::bench::kill_log_shims(&cl.dir);
+        crate::checkpoint::kill_log_shims(&cl.dir);
         r
     };
     let res = r?;
@@ -189,7 +189,7 @@ async fn measure(
     let mut c = Client::new(cl.clone())?;
     let img = cl.dir.join("bench-rootfs");
     fs::create_dir_all(&img)?;
-    crate::rootfs::build_busybox(&img, &[])?;
+    herd::rootfs::build_busybox(&img, &[])?;
     match c
         .call(
             NODE,

@@ -47,9 +47,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use herd_wire::{Request, Response, RunSpec};
 
-use crate::client::{unexpected, Client};
-use crate::cluster::Cluster;
-use crate::{lab, rootfs};
+use herd::client::{unexpected, Client};
+use herd::cluster::Cluster;
+use herd::{lab, rootfs};
 
 const LAB: &str = "hbench";
 const NODE: &str = "n1";
@@ -178,7 +178,7 @@ pub(crate) fn kill_log_shims(lab_dir: &Path) -> usize {
         }
         let p = Proc {
             pid,
-            start: crate::process::proc_start(pid),
+            start: herd::process::proc_start(pid),
             child: None,
         };
         if p.alive() {
@@ -644,7 +644,7 @@ struct Proc {
 
 impl Proc {
     fn alive(&self) -> bool {
-        self.start.is_some() && crate::process::proc_start(self.pid) == self.start
+        self.start.is_some() && herd::process::proc_start(self.pid) == self.start
     }
 }
 
@@ -748,7 +748,7 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
     let err = child.stderr.take().map(OwnedFd::from);
     let mut proc_ = Proc {
         pid,
-        start: crate::process::proc_start(pid),
+        start: herd::process::proc_start(pid),
         child: Some(child),
     };
     let (Some(out), Some(err)) = (out, err) else {
@@ -791,8 +791,12 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
         std::thread::sleep(Duration::from_millis(5));
     }
     let before = out.count();
-    let dump_stat = |field| criu_stat(&dir.join("stats-dump"), 1, field);
-    let (frozen_us, memdump_us, memwrite_us) = (dump_stat(2)?, dump_stat(3)?, dump_stat(4)?);
+    let dump = herd_criu::read_dump_stats(dir)?;
+    let (frozen_us, memdump_us, memwrite_us) = (
+        dump.frozen_time_us,
+        dump.memdump_time_us,
+        dump.memwrite_time_us,
+    );
     let image_bytes = dir_bytes(dir);
 
     // Restore, with new pipes for the dumped stdio.
@@ -846,7 +850,7 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
         .and_then(|s| s.trim().parse::<i32>().ok());
     let _restored = restored_pid.map(|p| Proc {
         pid: p,
-        start: crate::process::proc_start(p),
+        start: herd::process::proc_start(p),
         child: None,
     });
     if !o.status.success() {
@@ -864,7 +868,7 @@ fn floor_run(work: &Path, criu: &Path, dir: &Path, mib: u64) -> Result<FloorSamp
     wait_pipe_count(&out, &err, before + 1, RESUME_TIMEOUT)
         .context("the restored process did not count on")?;
     drop(stdin);
-    let restore_us = criu_stat(&dir.join("stats-restore"), 2, 4)?;
+    let restore_us = herd_criu::read_restore_stats(dir)?.restore_time_us;
     Ok(FloorSample {
         dump_ms,
         frozen_ms: frozen_us as f64 / 1e3,
@@ -891,94 +895,6 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-// -------------------------------------------------------- CRIU stats files
-
-const IMG_SERVICE_MAGIC: u32 = 0x5510_5940;
-const STATS_MAGIC: u32 = 0x5709_3306;
-
-/// One number from CRIU's `stats-dump` / `stats-restore`: two magics, a
-/// little-endian u32 size, a protobuf `stats_entry` (field 1: dump stats,
-/// field 2: restore stats); `inner` is the field inside that (dump: 2 =
-/// frozen_time; restore: 4 = restore_time; microseconds).
-fn criu_stat(path: &Path, outer: u64, inner: u64) -> Result<u64> {
-    let data = fs::read(path).with_context(|| format!("read {}", path.display()))?;
-    stat_from_bytes(&data, outer, inner).with_context(|| format!("{}", path.display()))
-}
-
-fn stat_from_bytes(data: &[u8], outer: u64, inner: u64) -> Result<u64> {
-    let word = |at: usize| {
-        data.get(at..at + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    let (Some(m0), Some(m1), Some(size)) = (word(0), word(4), word(8)) else {
-        bail!("truncated ({} bytes)", data.len());
-    };
-    if m0 != IMG_SERVICE_MAGIC || m1 != STATS_MAGIC {
-        bail!("not a CRIU stats file (magics {m0:#010x} {m1:#010x})");
-    }
-    let body = data
-        .get(12..12 + size as usize)
-        .context("truncated entry")?;
-    let Some(Pb::Bytes(sub)) = pb_field(body, outer)? else {
-        bail!("no statistics entry {outer}");
-    };
-    match pb_field(sub, inner)? {
-        Some(Pb::Varint(v)) => Ok(v),
-        _ => bail!("no field {inner} in statistics entry {outer}"),
-    }
-}
-
-enum Pb<'a> {
-    Varint(u64),
-    Bytes(&'a [u8]),
-}
-
-fn pb_varint(buf: &mut &[u8]) -> Result<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = buf.split_first().context("truncated varint")?;
-        *buf = rest;
-        v |= u64::from(b & 0x7f) << shift;
-        if b & 0x80 == 0 {
-            return Ok(v);
-        }
-    }
-    bail!("varint too long")
-}
-
-/// The first occurrence of field `want` in a protobuf message.
-fn pb_field(mut buf: &[u8], want: u64) -> Result<Option<Pb<'_>>> {
-    while !buf.is_empty() {
-        let key = pb_varint(&mut buf)?;
-        let (field, wire) = (key >> 3, key & 7);
-        let val = match wire {
-            0 => Some(Pb::Varint(pb_varint(&mut buf)?)),
-            2 => {
-                let n = usize::try_from(pb_varint(&mut buf)?)?;
-                if n > buf.len() {
-                    bail!("truncated field {field}");
-                }
-                let (a, rest) = buf.split_at(n);
-                buf = rest;
-                Some(Pb::Bytes(a))
-            }
-            1 | 5 => {
-                let n = if wire == 1 { 8 } else { 4 };
-                buf = buf.get(n..).context("truncated fixed field")?;
-                None
-            }
-            w => bail!("protobuf wire type {w} unexpected"),
-        };
-        if field == want {
-            return Ok(val);
-        }
-    }
-    Ok(None)
-}
-
-// ------------------------------------------------------------------ output
-
-/// Three decimals (milliseconds to the microsecond), for JSON.
 fn round3(x: f64) -> f64 {
     (x * 1e3).round() / 1e3
 }
@@ -1074,8 +990,8 @@ fn print_table(rows: &[Row], runs: usize) {
             println!(
                 "{} checkpoint (medians): images herd {}, floor {}; CRIU memory dump / write ms: herd {} / {}, floor {} / {}",
                 r.size,
-                crate::ui::human_bytes(h as u64),
-                crate::ui::human_bytes(fl as u64),
+                herd::ui::human_bytes(h as u64),
+                herd::ui::human_bytes(fl as u64),
                 f(median(&r.herd_memdump)),
                 f(median(&r.herd_memwrite)),
                 f(median(&r.floor_memdump)),
@@ -1088,49 +1004,6 @@ fn print_table(rows: &[Row], runs: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        loop {
-            let b = (v & 0x7f) as u8;
-            v >>= 7;
-            if v == 0 {
-                out.push(b);
-                return;
-            }
-            out.push(b | 0x80);
-        }
-    }
-
-    fn stats_file(outer: u64, fields: &[(u64, u64)]) -> Vec<u8> {
-        let mut sub = Vec::new();
-        for &(f, v) in fields {
-            varint(f << 3, &mut sub);
-            varint(v, &mut sub);
-        }
-        let mut body = Vec::new();
-        varint((outer << 3) | 2, &mut body);
-        varint(sub.len() as u64, &mut body);
-        body.extend_from_slice(&sub);
-        let mut data = Vec::new();
-        data.extend_from_slice(&IMG_SERVICE_MAGIC.to_le_bytes());
-        data.extend_from_slice(&STATS_MAGIC.to_le_bytes());
-        data.extend_from_slice(&(body.len() as u32).to_le_bytes());
-        data.extend_from_slice(&body);
-        data
-    }
-
-    #[test]
-    fn reads_frozen_and_restore_times() {
-        let d = stats_file(1, &[(1, 1200), (2, 81_234), (3, 300), (7, 70_000)]);
-        assert_eq!(stat_from_bytes(&d, 1, 2).unwrap(), 81_234);
-        assert!(stat_from_bytes(&d, 2, 4).is_err());
-        let r = stats_file(2, &[(3, 500), (4, 65_000), (5, 1)]);
-        assert_eq!(stat_from_bytes(&r, 2, 4).unwrap(), 65_000);
-        let mut bad = d.clone();
-        bad[0] ^= 1;
-        assert!(stat_from_bytes(&bad, 1, 2).is_err());
-        assert!(stat_from_bytes(&d[..d.len() - 1], 1, 2).is_err());
-    }
 
     #[test]
     fn summaries() {

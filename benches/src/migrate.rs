@@ -32,9 +32,9 @@ use anyhow::{bail, Context, Result};
 use herd_wire::migrate::{FsMode, MigrateReport};
 use herd_wire::{Request, Response, RunSpec};
 
-use crate::client::{unexpected, Client};
-use crate::cluster::Cluster;
-use crate::{lab, network, rootfs};
+use herd::client::{unexpected, Client};
+use herd::cluster::Cluster;
+use herd::{lab, network, rootfs};
 
 const LAB: &str = "hbenchm";
 const IMAGE: &str = "hbench-busybox";

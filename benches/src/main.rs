@@ -1,0 +1,126 @@
+//! `herd-bench`: Herd's benchmarks, each printing its plain-CRIU or peer
+//! baseline from the same run and the ratio. `herd bench ...` runs this
+//! binary with the same arguments.
+//!
+//! | file | what lives there |
+//! |---|---|
+//! | `src/checkpoint.rs` | `checkpoint`: Herd's checkpoint/restore vs plain `criu dump` / `criu restore` |
+//! | `src/migrate.rs` | `migrate`: live migration per fs mode and size vs checkpoint + restore on one host, a TCP client's longest gap |
+//! | `src/monitor.rs` | `monitor`: the agent's sampler with many real containers vs a naive loop |
+//! | `src/sim.rs` | `sim`: the simulator's tick and a policy decision at scale |
+
+mod checkpoint;
+mod migrate;
+mod monitor;
+mod sim;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Benchmarks (checkpoint, migrate and monitor start and remove their own lab).
+#[derive(Parser, Debug)]
+#[command(name = "herd bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: BenchCmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCmd {
+    /// The simulator at scale: a tick and a policy decision over 10,000 hosts.
+    Sim(sim::BenchSimArgs),
+    /// Checkpoint and restore through Herd vs plain `criu dump` / `criu restore`.
+    Checkpoint {
+        /// Runs per workload size.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print the results as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hbench) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+    /// Live migration (small and 256 MiB; fs diff, diff+zstd, none, whole)
+    /// vs a checkpoint + restore on one host, with a TCP client's longest gap.
+    Migrate {
+        /// Runs per mode and size.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hbenchm) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+    /// Sampler cost with many real containers vs a naive Python loop.
+    Monitor {
+        #[arg(long, default_value_t = 1000)]
+        containers: usize,
+        /// Measured seconds.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+        #[arg(long)]
+        json: bool,
+        /// Leave the bench lab (hmonbench) up afterwards.
+        #[arg(long)]
+        keep_lab: bool,
+    },
+}
+
+async fn run(bc: &BenchCmd) -> Result<i32> {
+    match bc {
+        BenchCmd::Sim(a) => return sim::bench(a),
+        BenchCmd::Checkpoint {
+            runs,
+            json,
+            keep_lab,
+        } => checkpoint::checkpoint(*runs, *json, *keep_lab).await?,
+        BenchCmd::Migrate {
+            runs,
+            json,
+            keep_lab,
+        } => migrate::migrate(*runs, *json, *keep_lab).await?,
+        BenchCmd::Monitor {
+            containers,
+            seconds,
+            json,
+            keep_lab,
+        } => monitor::run(*containers, *seconds, *json, *keep_lab).await?,
+    }
+    Ok(0)
+}
+
+fn main() {
+    // SAFETY: signal(2) with a constant disposition, before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    let cli = Cli::parse();
+    if std::env::var_os("HERD_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("HERD_LOG"))
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("herd: error: cannot start runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = match rt.block_on(run(&cli.cmd)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herd: error: {e:#}");
+            1
+        }
+    };
+    rt.shutdown_timeout(Duration::from_millis(200));
+    std::process::exit(code);
+}
