@@ -24,7 +24,11 @@
 //! anywhere in the cluster. Why a user cannot send `MigrateIn`: it pushes
 //! checkpoint images that CRIU restores as root, so only a peer agent may.
 //! A node's identity is bound to its certificate: any node name a request
-//! carries (today `Prepare.source_node`) must be the certificate's name.
+//! carries (today `Prepare.source_node`) must be the certificate's name,
+//! and a request that names a migration (`Handoff`'s id, `Prepare.id`) must
+//! name one whose other side, as this agent recorded it, is that same node
+//! ([`migration_peer`]); an id this agent does not know is answered as such
+//! (`Unknown` / `Gone`), which tells the asker nothing.
 //!
 //! A refused request gets [`ErrorKind::Unauthorized`] and a warning in the
 //! agent's log naming the peer's certificate (role, name) and address.
@@ -32,6 +36,7 @@
 //! not compile until it has a row here.
 
 use herd_quic::{Identity, Role};
+use herd_wire::handoff::Query;
 use herd_wire::Request;
 
 /// The name of a request in the table above (for logs and errors).
@@ -128,6 +133,28 @@ pub fn claims_node(peer: &Identity, claimed: &str) -> Result<(), String> {
     }
 }
 
+/// The migration a request names, if any.
+pub fn migration_id(req: &Request) -> Option<&str> {
+    match req {
+        Request::Handoff(Query::Decide { id, .. } | Query::Forget { id }) => Some(id),
+        Request::MigrateIn(p) => Some(&p.id),
+        _ => None,
+    }
+}
+
+/// A node may act only on its own migrations: `recorded` is the node this
+/// agent has migration `id` with (from its journal or its incoming side),
+/// `None` when it knows no such migration.
+pub fn migration_peer(peer: &Identity, id: &str, recorded: Option<&str>) -> Result<(), String> {
+    match recorded {
+        Some(other) if peer.role != Role::Node || other != peer.name => Err(format!(
+            "certificate {peer} names migration {id:?}, which this agent has with node \
+             {other:?}; a node may only act on its own migrations"
+        )),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +207,28 @@ mod tests {
         assert!(authorize(&n1, &migrate_in("n1")).is_ok());
         let e = authorize(&n1, &migrate_in("n2")).unwrap_err();
         assert!(e.contains("\"n2\"") && e.contains("node:n1"), "{e}");
+    }
+
+    #[test]
+    fn a_node_acts_only_on_its_own_migrations() {
+        let n1 = id(Role::Node, "n1");
+        let n3 = id(Role::Node, "n3");
+        let q = Request::Handoff(Query::Decide {
+            id: "n1.c1.7".into(),
+            decision: herd_wire::handoff::Decision::Go,
+        });
+        assert_eq!(migration_id(&q), Some("n1.c1.7"));
+        assert_eq!(migration_id(&migrate_in("n1")), Some("m1"));
+        assert_eq!(migration_id(&Request::List), None);
+        assert!(migration_peer(&n1, "n1.c1.7", Some("n1")).is_ok());
+        let e = migration_peer(&n3, "n1.c1.7", Some("n1")).unwrap_err();
+        assert!(
+            e.contains("node:n3") && e.contains("\"n1.c1.7\"") && e.contains("\"n1\""),
+            "{e}"
+        );
+        // A user certificate named like the node is not that node.
+        assert!(migration_peer(&id(Role::User, "n1"), "x", Some("n1")).is_err());
+        // Unknown ids: the answer says so.
+        assert!(migration_peer(&n3, "n1.c1.8", None).is_ok());
     }
 }

@@ -159,11 +159,20 @@ impl LogReader {
 
     /// All complete lines appended since the last call.
     pub fn read_new(&mut self) -> Result<Vec<LogLine>> {
+        self.read_some(u64::MAX)
+    }
+
+    /// The complete lines of at most `max` more bytes of the file (so a
+    /// reader of a big log holds one batch, not the whole log).
+    pub fn read_some(&mut self, max: u64) -> Result<Vec<LogLine>> {
         self.file
             .seek(SeekFrom::Start(self.pos))
             .ctx(|| "seek log".into())?;
         let mut buf = Vec::new();
-        let n = self.file.read_to_end(&mut buf).ctx(|| "read log".into())?;
+        let n = (&mut self.file)
+            .take(max)
+            .read_to_end(&mut buf)
+            .ctx(|| "read log".into())?;
         self.pos += n as u64;
         self.partial.extend_from_slice(&buf);
         let mut out = Vec::new();
@@ -178,6 +187,14 @@ impl LogReader {
         }
         self.partial.drain(..start);
         Ok(out)
+    }
+
+    /// True when everything written so far has been read.
+    pub fn at_end(&self) -> bool {
+        self.file
+            .metadata()
+            .map(|m| m.len() <= self.pos)
+            .unwrap_or(true)
     }
 }
 

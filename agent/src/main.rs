@@ -73,7 +73,9 @@ struct Args {
     #[arg(long, env = "HERD_REQUEST_TIMEOUT_S", default_value_t = Limits::DEFAULT_REQUEST_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_s: u64,
-    /// Seconds an incoming migration stream may go without a frame.
+    /// Seconds an incoming migration stream may go without a frame, and
+    /// any stream's peer without taking data the agent writes (log follow,
+    /// monitor subscriptions, replies): then the stream is dropped.
     #[arg(long, env = "HERD_STREAM_IDLE_TIMEOUT_S", default_value_t = Limits::DEFAULT_STREAM_IDLE.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     stream_idle_timeout_s: u64,
@@ -194,6 +196,10 @@ fn main() -> anyhow::Result<()> {
         cert: args.cert,
         key: args.key,
     };
+    // Every stream's writes: a peer that stops reading is dropped.
+    herd_quic::rpc::set_write_timeout(Some(std::time::Duration::from_secs(
+        args.stream_idle_timeout_s,
+    )));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -6,6 +6,10 @@
 //! stream is reset), the peer must hold fewer than its cap of concurrent
 //! streams, and [`crate::auth::authorize`] must allow the request for the
 //! peer's certificate (the authorization table is in [`crate::auth`]).
+//! Every write on every stream (replies, log follow, monitor subscriptions,
+//! migration progress) must make progress within the stream idle timeout,
+//! else the stream is reset and its task ends (`herd_quic::rpc::set_write_timeout`,
+//! set by the agent's main).
 //! Limits and their defaults: [`crate::limits`].
 
 use std::collections::HashMap;
@@ -104,8 +108,12 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
                         let _ = recv.stop(0u32.into());
                         return;
                     };
-                    if let Err(e) = handle_stream(agent, ep, &peer, remote, send, recv).await {
-                        tracing::debug!(%remote, "stream ended: {e}");
+                    match handle_stream(agent, ep, &peer, remote, send, recv).await {
+                        Err(e) if e.is_stalled() => {
+                            tracing::warn!(%remote, peer = %peer, "dropped a stream: {e}");
+                        }
+                        Err(e) => tracing::debug!(%remote, "stream ended: {e}"),
+                        Ok(()) => {}
                     }
                 });
             }
@@ -122,6 +130,7 @@ async fn handle_stream(
     mut recv: quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
     let timeout = agent.limits().request_timeout;
+    let idle = agent.limits().stream_idle;
     let read = tokio::time::timeout(
         timeout,
         herd_quic::rpc::recv_msg::<Envelope>(&mut recv, MAX_REQUEST),
@@ -183,7 +192,7 @@ async fn handle_stream(
             r?;
         }
         Request::Subscribe(sub) => {
-            crate::monitor::serve_subscribe(agent, sub, &mut send).await;
+            crate::monitor::serve_subscribe(agent, sub, &mut send).await?;
         }
         Request::Migrate {
             name,
@@ -191,7 +200,7 @@ async fn handle_stream(
             to_addr,
             fs,
             compress,
-            progress,
+            mut progress,
         } => {
             let target = crate::migrate::source::Target {
                 node: to,
@@ -216,8 +225,11 @@ async fn handle_stream(
                     _ = tick.tick(), if progress => {
                         let (phase, done, total) = p.get();
                         let f = Response::Progress { phase: phase.into(), done_bytes: done, total_bytes: total };
-                        // A client that went away must not stop the migration.
-                        let _ = herd_quic::rpc::send_msg(&mut send, &f).await;
+                        // A client that went away (or stopped reading) must
+                        // not stop the migration: it just gets no more progress.
+                        if herd_quic::rpc::send_msg(&mut send, &f).await.is_err() {
+                            progress = false;
+                        }
                     }
                 }
             };
@@ -239,7 +251,11 @@ async fn handle_stream(
         }
     }
     let _ = send.finish();
-    let _ = send.stopped().await;
+    // Until the peer has the last frame, within the write timeout: one that
+    // stopped reading must not hold this task.
+    if tokio::time::timeout(idle, send.stopped()).await.is_err() {
+        let _ = send.reset(0u32.into());
+    }
     Ok(())
 }
 
@@ -342,27 +358,46 @@ async fn stream_logs(
         Ok(r) => r,
         Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
     };
+    // In batches: a big log (or a fast writer) costs one batch of memory.
+    const BATCH: u64 = 1 << 20;
     let mut first = true;
     loop {
         // Read whether it was running *before* reading, so the last lines
         // written before exit are not missed.
         let running = agent.is_running(name);
-        let mut lines = match reader.read_new() {
-            Ok(l) => l,
-            Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
-        };
-        if first {
-            if let Some(t) = tail {
+        let lines = match (first, tail) {
+            (true, Some(t)) => {
                 // u64 on the wire: on 32-bit hosts a huge tail means "all".
-                let skip = lines
-                    .len()
-                    .saturating_sub(usize::try_from(t).unwrap_or(usize::MAX));
-                lines.drain(..skip);
+                let t = usize::try_from(t).unwrap_or(usize::MAX);
+                let mut keep = std::collections::VecDeque::new();
+                loop {
+                    let batch = match reader.read_some(BATCH) {
+                        Ok(l) => l,
+                        Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
+                    };
+                    for l in batch {
+                        keep.push_back(l);
+                        if keep.len() > t {
+                            keep.pop_front();
+                        }
+                    }
+                    if reader.at_end() {
+                        break;
+                    }
+                }
+                Vec::from(keep)
             }
-            first = false;
-        }
+            _ => match reader.read_some(BATCH) {
+                Ok(l) => l,
+                Err(e) => return herd_quic::rpc::send_msg(send, &e.to_response()).await,
+            },
+        };
+        first = false;
         for l in lines {
             herd_quic::rpc::send_msg(send, &Response::Log(l)).await?;
+        }
+        if !reader.at_end() {
+            continue;
         }
         if !follow || !running {
             break;

@@ -19,7 +19,11 @@ fn small_limits() {
     std::env::set_var("HERD_MAX_UNPACK_BYTES", (64u64 << 20).to_string());
     std::env::set_var("HERD_REQUEST_TIMEOUT_S", "2");
     std::env::set_var("HERD_STREAM_IDLE_TIMEOUT_S", "2");
+    std::env::set_var("HERD_MAX_STREAMS_PER_PEER", STREAM_CAP.to_string());
 }
+
+/// The per-peer stream cap of this binary's agents.
+const STREAM_CAP: usize = 4;
 
 fn node_addr(lab: &Lab, node: &str) -> SocketAddr {
     let c: serde_json::Value =
@@ -113,14 +117,35 @@ fn traces_of(lab: &Lab, name: &str) -> Vec<String> {
         // Whole name parts only: the lab's own name may contain `name`.
         .filter(|l| l.split([' ', '-', '/']).any(|part| part == name))
         .collect();
-    let state = lab.dir().join("n1/state");
-    if state.join("containers").join(name).exists() {
-        v.push(format!("container dir {name}"));
-    }
-    for e in std::fs::read_dir(&state).unwrap().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("migrate-in-") || n.starts_with("import-") {
-            v.push(format!("staging {n}"));
+    for node in ["n1", "n2"] {
+        let state = lab.dir().join(node).join("state");
+        if !state.exists() {
+            continue;
+        }
+        if state.join("containers").join(name).exists() {
+            v.push(format!("{node}: container dir {name}"));
+        }
+        for e in std::fs::read_dir(&state).unwrap().flatten() {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if n.starts_with("migrate-in-") || n.starts_with("import-") {
+                v.push(format!("{node}: staging {n}"));
+            }
+        }
+        // The container's own cgroup in every hierarchy (v1 controllers,
+        // the hybrid cgroup2, or a pure cgroup2 root).
+        let rel = format!("herd/{}/{node}/{name}", lab.name);
+        let roots = std::fs::read_dir("/sys/fs/cgroup")
+            .map(|rd| rd.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default();
+        for root in roots
+            .iter()
+            .map(PathBuf::as_path)
+            .chain([Path::new("/sys/fs/cgroup")])
+        {
+            let p = root.join(&rel);
+            if p.is_dir() {
+                v.push(format!("{node}: cgroup {}", p.display()));
+            }
         }
     }
     v
@@ -288,6 +313,61 @@ fn archive(path: &Path, layers: &[String], files: &[(&str, Vec<u8>)], claim: Opt
     b.into_inner().unwrap().flush().unwrap();
 }
 
+/// Copy export archive `from` to `to` with the checkpoint image `image`
+/// replaced by garbage, its manifest entry (size, sha256) made to match.
+fn break_image(from: &Path, to: &Path, image: &str) {
+    use sha2::Digest;
+    use std::io::Read;
+    let mut entries: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut a = tar::Archive::new(std::fs::File::open(from).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if !e.header().entry_type().is_file() {
+            continue;
+        }
+        let path = e.path().unwrap().to_string_lossy().into_owned();
+        let mut d = Vec::new();
+        e.read_to_end(&mut d).unwrap();
+        entries.push((path, d));
+    }
+    let garbage = b"not a CRIU image at all".to_vec();
+    let target = format!("checkpoint/{image}");
+    assert!(
+        entries.iter().any(|(p, _)| *p == target),
+        "{} has no {target}",
+        from.display()
+    );
+    for (p, d) in entries.iter_mut() {
+        if *p == target {
+            *d = garbage.clone();
+        }
+    }
+    let (_, m) = entries
+        .iter_mut()
+        .find(|(p, _)| p == "herd-export.json")
+        .expect("manifest");
+    let mut v: serde_json::Value = serde_json::from_slice(m).unwrap();
+    for f in v["files"].as_array_mut().unwrap() {
+        if f["path"] == target.as_str() {
+            f["size"] = garbage.len().into();
+            f["sha256"] = hex::encode(sha2::Sha256::digest(&garbage)).into();
+        }
+    }
+    *m = serde_json::to_vec(&v).unwrap();
+    let mut b = tar::Builder::new(std::fs::File::create(to).unwrap());
+    for (p, d) in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(d.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_entry_type(tar::EntryType::Regular);
+        b.append_data(&mut h, p, d.as_slice()).unwrap();
+    }
+    b.into_inner().unwrap().flush().unwrap();
+}
+
 #[test]
 fn failed_imports_leave_nothing_and_bombs_stop_at_the_limits() {
     small_limits();
@@ -319,6 +399,22 @@ fn failed_imports_leave_nothing_and_bombs_stop_at_the_limits() {
     assert!(text(&o).contains("OCI spec"), "{}", text(&o));
     assert!(lab.container("imp").is_none());
     assert_eq!(traces_of(&lab, "imp"), Vec::<String>::new());
+
+    // A well-formed archive of a real checkpoint whose process tree image
+    // CRIU cannot read: the restore gets as far as CRIU (netns, overlay,
+    // cgroup made) and fails there.
+    lab.ok(&["run", "--name", "imq", "busybox", "--", "sleep", "1000"]);
+    let real = t.path().join("real.tar");
+    lab.ok(&["checkpoint", "--export", real.to_str().unwrap(), "imq"]);
+    lab.ok(&["rm", "-f", "imq"]);
+    assert_eq!(traces_of(&lab, "imq"), Vec::<String>::new());
+    let broken = t.path().join("broken-pstree.tar");
+    break_image(&real, &broken, "pstree.img");
+    let o = lab.herd(&["restore", "--import", broken.to_str().unwrap()]);
+    assert!(!o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("CRIU"), "{}", text(&o));
+    assert!(lab.container("imq").is_none(), "{}", text(&o));
+    assert_eq!(traces_of(&lab, "imq"), Vec::<String>::new(), "{}", text(&o));
 
     // An archive whose manifest announces more than the unpack limit.
     let big = t.path().join("big.tar");
@@ -532,4 +628,275 @@ fn the_agent_does_not_keep_or_pass_on_inherited_descriptors() {
         "the inherited lock is still held: {}",
         std::io::Error::last_os_error()
     );
+}
+
+/// The agent's pid (from the lab's cluster file).
+fn agent_pid(lab: &Lab, node: &str) -> i32 {
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
+    c["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == node)
+        .and_then(|n| n["pid"].as_i64())
+        .unwrap_or_else(|| panic!("no pid of {node} in cluster.json")) as i32
+}
+
+fn rss_bytes(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = s
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS for {pid}"));
+    kb * 1024
+}
+
+/// Open a stream, send `req` and finish our side; the caller reads (or not).
+async fn open_request(
+    conn: &quinn::Connection,
+    req: Request,
+) -> (quinn::SendStream, quinn::RecvStream) {
+    let (mut send, recv) = conn.open_bi().await.unwrap();
+    herd_quic::rpc::send_msg(&mut send, &Envelope::new(req))
+        .await
+        .unwrap();
+    let _ = send.finish();
+    (send, recv)
+}
+
+fn subscribe(logs: bool) -> Request {
+    Request::Subscribe(herd_wire::monitor::Subscribe {
+        logs,
+        log_since: Vec::new(),
+    })
+}
+
+/// `common::wait_for` for inside the runtime: the connection's driver must
+/// keep running (ACKs, keep-alives) while the test waits.
+async fn wait_async<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let t0 = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        if t0.elapsed() > Duration::from_secs(secs) {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn lines_with(log: &str, all: &[&str]) -> usize {
+    log.lines()
+        .filter(|l| all.iter().all(|w| l.contains(w)))
+        .count()
+}
+
+#[test]
+fn streams_over_the_per_peer_cap_are_refused_and_other_peers_are_served() {
+    small_limits();
+    let Some(lab) = Lab::up(
+        "streams_over_the_per_peer_cap_are_refused_and_other_peers_are_served",
+        "caps",
+        2,
+    ) else {
+        return;
+    };
+    let rt = rt();
+    let user = user_tls(&lab);
+    let n2 = node_tls(&lab, "n2");
+    rt.block_on(async {
+        // STREAM_CAP long-lived streams (monitor subscriptions) from one
+        // certificate, each seen to be served (its Hello arrived).
+        let held = connect(&lab, &user, "n1").await;
+        let mut streams = Vec::new();
+        for i in 0..STREAM_CAP {
+            let (send, mut recv) = open_request(&held, subscribe(false)).await;
+            let first: Option<Response> =
+                herd_quic::rpc::recv_msg(&mut recv, 1 << 20).await.unwrap();
+            assert!(
+                matches!(
+                    first,
+                    Some(Response::Monitor(
+                        herd_wire::monitor::MonitorMsg::Hello { .. }
+                    ))
+                ),
+                "subscription {i}: {first:?}"
+            );
+            streams.push((send, recv));
+        }
+
+        // One more from the same certificate, on another connection: refused.
+        let r = call(&lab, &user, "n1", Request::Ping).await;
+        match &r {
+            Response::Error(e) => assert!(
+                e.message.contains("user:admin")
+                    && e.message.contains(&STREAM_CAP.to_string())
+                    && e.message.contains("--max-streams-per-peer"),
+                "{e}"
+            ),
+            other => panic!("stream over the cap: {other:?}"),
+        }
+
+        // Another peer is served meanwhile.
+        assert!(
+            matches!(
+                call(&lab, &n2, "n1", Request::Ping).await,
+                Response::Pong { .. }
+            ),
+            "another peer was refused while admin was at its cap"
+        );
+
+        // The held streams are still served (samples keep coming).
+        let (_, recv) = &mut streams[0];
+        let next: Option<Response> = herd_quic::rpc::recv_msg(recv, 1 << 20).await.unwrap();
+        assert!(matches!(next, Some(Response::Monitor(_))), "{next:?}");
+
+        // Closing them gives the certificate its streams back.
+        drop(streams);
+        held.close(0u32.into(), b"done");
+    });
+    let log = agent_log(&lab, "n1");
+    assert!(
+        lines_with(&log, &["too many concurrent streams", "user:admin"]) >= 1,
+        "no refusal naming user:admin in n1's log:\n{log}"
+    );
+    let again = common::wait_for(30, || {
+        match rt.block_on(call(&lab, &user, "n1", Request::Ping)) {
+            Response::Pong { .. } => Some(()),
+            _ => None,
+        }
+    });
+    assert!(
+        again.is_some(),
+        "admin's streams were not released after closing them"
+    );
+}
+
+#[test]
+fn a_peer_that_stops_reading_a_follow_or_subscribe_stream_is_dropped() {
+    small_limits();
+    let Some(lab) = Lab::up(
+        "a_peer_that_stops_reading_a_follow_or_subscribe_stream_is_dropped",
+        "deaf",
+        1,
+    ) else {
+        return;
+    };
+    lab.import_busybox();
+    let rt = rt();
+    let user = user_tls(&lab);
+    // A container that writes 20 MB of log at once, then idles.
+    let line = "0123456789".repeat(10);
+    let cmd = format!("yes {line} | head -n 200000; sleep 1000");
+    let r = rt.block_on(call(
+        &lab,
+        &user,
+        "n1",
+        Request::Run(herd_wire::RunSpec {
+            name: "chat".into(),
+            image: "busybox".into(),
+            cmd: vec!["sh".into(), "-c".into(), cmd],
+            ..Default::default()
+        }),
+    ));
+    assert!(matches!(r, Response::Container(_)), "run: {r:?}");
+    let log_file = lab.dir().join("n1/state/containers/chat/log");
+    let want = 200_000 * (line.len() as u64 + 1);
+    let log_bytes = common::wait_for(120, || {
+        let n = std::fs::metadata(&log_file).map(|m| m.len()).ok()?;
+        (n >= want).then_some(n)
+    })
+    .unwrap_or_else(|| panic!("{} never reached {want} bytes", log_file.display()));
+    // Let the sampler read it once (it tails every container's log).
+    std::thread::sleep(Duration::from_secs(3));
+    let pid = agent_pid(&lab, "n1");
+    let rss0 = rss_bytes(pid);
+
+    let (follow_reset, rss_stalled) = rt.block_on(async {
+        let conn = connect(&lab, &user, "n1").await;
+        // Follow the log and never read: the agent's writes fill the flow
+        // control window, then stop.
+        let (_fs, mut follow) = open_request(
+            &conn,
+            Request::Logs {
+                name: "chat".into(),
+                follow: true,
+                tail: None,
+            },
+        )
+        .await;
+        // Others are served meanwhile, on the same connection too.
+        assert!(matches!(
+            herd_quic::rpc::call::<_, Response>(&conn, &Envelope::new(Request::List))
+                .await
+                .unwrap(),
+            Response::Containers(_)
+        ));
+        let log_of = || agent_log(&lab, "n1");
+        let dropped = wait_async(60, || {
+            (lines_with(
+                &log_of(),
+                &["dropped a stream", "user:admin", "stopped reading"],
+            ) >= 1)
+                .then_some(())
+        })
+        .await;
+        let rss = rss_bytes(pid);
+        assert!(
+            dropped.is_some(),
+            "the agent kept a follow stream nobody reads:\n{}",
+            log_of()
+        );
+        // What we read now: what was in flight, then the reset (not the
+        // whole log, and not a wait for more lines).
+        let end = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                match herd_quic::rpc::recv_msg::<Response>(&mut follow, 1 << 20).await {
+                    Ok(Some(Response::Log(_))) => continue,
+                    other => break other,
+                }
+            }
+        })
+        .await
+        .expect("the follow stream stayed open after the agent dropped it");
+
+        // A monitor subscription with the log backfill, never read.
+        let (_ss, _sub) = open_request(&conn, subscribe(true)).await;
+        let dropped = wait_async(60, || {
+            (lines_with(&log_of(), &["dropped a stream", "user:admin"]) >= 2).then_some(())
+        })
+        .await;
+
+        assert!(
+            dropped.is_some(),
+            "the agent kept a subscription nobody reads:\n{}",
+            log_of()
+        );
+        (end, rss)
+    });
+    assert!(
+        follow_reset.is_err(),
+        "the dropped follow stream ended with {follow_reset:?}, not a reset"
+    );
+    eprintln!(
+        "agent RSS {rss0} bytes before, {rss_stalled} when the stalled follow of a \
+         {log_bytes}-byte log was dropped"
+    );
+    // The agent held one batch and the stream's window for the stalled
+    // reader, not the log it was asked to follow.
+    assert!(
+        rss_stalled < rss0 + log_bytes / 2,
+        "agent RSS {rss0} -> {rss_stalled} bytes while a reader of a {log_bytes}-byte log stalled"
+    );
+    // Still healthy: it serves, the container runs, and the cap's slots came back.
+    for _ in 0..=STREAM_CAP {
+        assert!(matches!(
+            rt.block_on(call(&lab, &user, "n1", Request::Ping)),
+            Response::Pong { .. }
+        ));
+    }
+    assert_eq!(lab.container("chat").unwrap()["status"], "Running");
 }

@@ -12,7 +12,8 @@
 //!   `scripts/test` runs it briefly (`HERD_FUZZ_SECONDS`, default 60 in all).
 //! * cargo-fuzz (libFuzzer, nightly): `fuzz/cargo-fuzz/` has one
 //!   `fuzz_target!` per target calling the same function
-//!   (`cd fuzz/cargo-fuzz && cargo +nightly fuzz run frame`); seed it with
+//!   (`cargo +nightly fuzz run --fuzz-dir fuzz/cargo-fuzz frame` from the
+//!   repository root; without `--fuzz-dir` cargo-fuzz looks for `fuzz/fuzz/`); seed it with
 //!   `herd-fuzz --write-corpus DIR`.
 //!
 //! | target | what it feeds |

@@ -132,6 +132,10 @@ pub enum Error {
     /// The peer closed the stream without answering a request.
     #[error("{peer} closed the stream without a response")]
     NoResponse { peer: Peer },
+
+    /// The peer took no data for the write timeout; the stream was reset.
+    #[error("{peer} stopped reading: no data taken for {after:?}, stream reset")]
+    Stalled { peer: Peer, after: Duration },
 }
 
 /// The remote end of a stream, when known.
@@ -161,6 +165,7 @@ impl Error {
             | Error::Truncated { peer, .. }
             | Error::Lost { peer, .. }
             | Error::NoResponse { peer }
+            | Error::Stalled { peer, .. }
                 if peer.0.is_none() =>
             {
                 peer.0 = Some(addr);
@@ -168,6 +173,11 @@ impl Error {
             _ => {}
         }
         self
+    }
+
+    /// True when the peer stopped reading (see [`crate::rpc::set_write_timeout`]).
+    pub fn is_stalled(&self) -> bool {
+        matches!(self, Error::Stalled { .. })
     }
 
     /// True when this is a frame whose header announced more than the limit.

@@ -9,6 +9,14 @@
 //!
 //! Every length header is checked against the caller's limit before the
 //! body buffer is allocated or read.
+//!
+//! A process that serves strangers (the agent) bounds its writes with
+//! [`set_write_timeout`]: a peer that keeps its flow-control window full
+//! (stops reading) for that long gets the stream reset, which frees the
+//! data buffered for it, and the writer gets [`Error::Stalled`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -18,13 +26,54 @@ use quinn::{Connection, ReadExactError, RecvStream, SendStream};
 
 use crate::error::{Error, Peer, Result};
 
-/// Encode `msg` as one frame and write it to `send`.
-pub async fn send_msg<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<()> {
-    let bytes = frame::encode(msg).map_err(|source| Error::Frame {
-        peer: Peer::default(),
-        source,
-    })?;
-    send.write_all(&bytes).await.map_err(|source| match source {
+/// Milliseconds a write may wait for the peer to take data; 0: no bound.
+static WRITE_TIMEOUT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Bound every write of [`send_msg`] and [`write_all`] in this process: when
+/// the peer takes no byte for `timeout` (`None`: wait forever, the default)
+/// the stream is reset and the write fails with [`Error::Stalled`].
+pub fn set_write_timeout(timeout: Option<Duration>) {
+    let ms = timeout.map_or(0, |d| {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    });
+    WRITE_TIMEOUT_MS.store(ms, Ordering::Relaxed);
+}
+
+/// The bound set by [`set_write_timeout`].
+pub fn write_timeout() -> Option<Duration> {
+    match WRITE_TIMEOUT_MS.load(Ordering::Relaxed) {
+        0 => None,
+        ms => Some(Duration::from_millis(ms)),
+    }
+}
+
+/// Write all of `bytes` to `send`, within the write timeout per step of
+/// progress (a slow peer that keeps taking data is fine).
+pub async fn write_all(send: &mut SendStream, bytes: &[u8]) -> Result<()> {
+    let Some(limit) = write_timeout() else {
+        return send.write_all(bytes).await.map_err(write_err);
+    };
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        match tokio::time::timeout(limit, send.write(rest)).await {
+            Ok(Ok(n)) => rest = &rest[n..],
+            Ok(Err(e)) => return Err(write_err(e)),
+            Err(_) => {
+                // Drops what is buffered for this stream: the peer cannot
+                // make us hold it.
+                let _ = send.reset(0u32.into());
+                return Err(Error::Stalled {
+                    peer: Peer::default(),
+                    after: limit,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn write_err(source: quinn::WriteError) -> Error {
+    match source {
         quinn::WriteError::ConnectionLost(source) => Error::Lost {
             peer: Peer::default(),
             source,
@@ -33,7 +82,16 @@ pub async fn send_msg<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<()
             peer: Peer::default(),
             source,
         },
-    })
+    }
+}
+
+/// Encode `msg` as one frame and write it to `send` (see [`write_all`]).
+pub async fn send_msg<T: Serialize>(send: &mut SendStream, msg: &T) -> Result<()> {
+    let bytes = frame::encode(msg).map_err(|source| Error::Frame {
+        peer: Peer::default(),
+        source,
+    })?;
+    write_all(send, &bytes).await
 }
 
 /// Send `msg` as the last frame on `send` and finish the stream.

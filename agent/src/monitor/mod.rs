@@ -352,7 +352,12 @@ pub fn spawn_sampler(agent: Arc<Agent>, interval: Duration) -> std::io::Result<(
 }
 
 /// Serve one `Subscribe` stream until the subscriber goes away.
-pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn::SendStream) {
+/// Ends with an error when the subscriber stopped reading (write timeout).
+pub async fn serve_subscribe(
+    agent: Arc<Agent>,
+    sub: Subscribe,
+    send: &mut quinn::SendStream,
+) -> Result<(), herd_quic::Error> {
     let hub = &agent.monitor;
     // Subscribe before the backfill: a line is then sent twice rather than never.
     let mut rx = hub.tx.subscribe();
@@ -407,12 +412,7 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
         first.extend(backfill);
     }
     for m in first {
-        if herd_quic::rpc::send_msg(send, &Response::Monitor(m))
-            .await
-            .is_err()
-        {
-            return;
-        }
+        herd_quic::rpc::send_msg(send, &Response::Monitor(m)).await?;
     }
     loop {
         let bytes = match rx.recv().await {
@@ -420,16 +420,12 @@ pub async fn serve_subscribe(agent: Arc<Agent>, sub: Subscribe, send: &mut quinn
             Ok(e) => e,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
                 let m = Response::Monitor(MonitorMsg::Lagged { missed });
-                if herd_quic::rpc::send_msg(send, &m).await.is_err() {
-                    return;
-                }
+                herd_quic::rpc::send_msg(send, &m).await?;
                 continue;
             }
-            Err(broadcast::error::RecvError::Closed) => return,
+            Err(broadcast::error::RecvError::Closed) => return Ok(()),
         };
-        if send.write_all(&bytes.bytes).await.is_err() {
-            return;
-        }
+        herd_quic::rpc::write_all(send, &bytes.bytes).await?;
     }
 }
 
