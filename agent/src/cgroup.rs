@@ -84,10 +84,37 @@ pub fn remove(cgroup_path: &str) {
         return;
     }
     for root in hierarchies() {
-        let dir = root.join(rel);
-        if dir.exists() {
-            if let Err(e) = fs::remove_dir(&dir) {
+        remove_tree(&root.join(rel));
+    }
+}
+
+/// rmdir a cgroup and every cgroup under it, deepest first: a CRIU restore
+/// on a hybrid host can leave a nested copy of the container's path in the
+/// named `systemd` and the unified hierarchy, and a cgroup with children
+/// cannot go. Tasks just killed leave cgroup.procs only once reaped: until
+/// then rmdir says EBUSY, so wait a little for them.
+fn remove_tree(dir: &Path) {
+    if !dir.is_dir() {
+        return;
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path());
+            }
+        }
+    }
+    let mut tries = 0;
+    while dir.exists() {
+        match fs::remove_dir(dir) {
+            Ok(()) => break,
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 250 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => {
                 tracing::warn!(cgroup = %dir.display(), "cannot remove: {e}");
+                break;
             }
         }
     }
@@ -97,6 +124,29 @@ pub fn remove(cgroup_path: &str) {
 /// root: libcontainer's v1 manager leaves the named `systemd` and the
 /// unified hierarchy of a hybrid host alone, and a task at a hierarchy's
 /// root makes CRIU dump (and restore) that hierarchy's whole tree.
+/// [`join_all`] for `init` and every task already in the container's pids
+/// cgroup: tasks forked before the join (a shell's pipeline starts at once)
+/// or restored by CRIU would stay at the root of the hierarchies
+/// libcontainer leaves alone, and the next dump would record them there.
+/// Twice, for a task forked while the first pass ran.
+pub fn join_container(cgroup_path: &str, init: i32) -> Result<()> {
+    for _ in 0..2 {
+        let mut tasks = procs(cgroup_path);
+        if !tasks.contains(&init) {
+            tasks.push(init);
+        }
+        for p in tasks {
+            match join_all(cgroup_path, p) {
+                Ok(()) => {}
+                // A task that exited meanwhile has nothing left to join.
+                Err(_) if p != init && !Path::new(&format!("/proc/{p}")).exists() => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
 pub fn join_all(cgroup_path: &str, pid: i32) -> Result<()> {
     let cg = fs::read_to_string(format!("/proc/{pid}/cgroup"))
         .ctx(|| format!("read /proc/{pid}/cgroup"))?;
@@ -124,6 +174,27 @@ pub fn join_all(cgroup_path: &str, pid: i32) -> Result<()> {
             .ctx(|| format!("move {pid} into {}", dir.display()))?;
     }
     Ok(())
+}
+
+/// Every process in `cgroup_path`, in any hierarchy (a migration target
+/// signals each of them; a discard kills them).
+pub fn procs(cgroup_path: &str) -> Vec<i32> {
+    let rel = cgroup_path.trim_start_matches('/');
+    let mut v: Vec<i32> = Vec::new();
+    if rel.is_empty() {
+        return v;
+    }
+    for root in hierarchies() {
+        let f = root.join(rel).join("cgroup.procs");
+        for l in fs::read_to_string(&f).unwrap_or_default().lines() {
+            if let Ok(p) = l.trim().parse::<i32>() {
+                if !v.contains(&p) {
+                    v.push(p);
+                }
+            }
+        }
+    }
+    v
 }
 
 /// CPUs of the machine this process may use.

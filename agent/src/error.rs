@@ -53,6 +53,9 @@ pub enum AgentError {
     /// missing and where it can be done).
     #[error("{what} is not possible here: {reason}")]
     Unsupported { what: String, reason: String },
+    /// The container is in a migration (one operation at a time).
+    #[error("{0}")]
+    Busy(String),
     #[error("bad archive {path}: {reason}")]
     BadArchive { path: String, reason: String },
     #[error("{0}")]
@@ -67,7 +70,7 @@ impl AgentError {
             AgentError::NoSuchContainer(_) => ErrorKind::NotFound,
             AgentError::ContainerExists(_) => ErrorKind::AlreadyExists,
             AgentError::Invalid { .. } => ErrorKind::InvalidInput,
-            AgentError::Conflict { .. } => ErrorKind::Conflict,
+            AgentError::Conflict { .. } | AgentError::Busy(_) => ErrorKind::Conflict,
             AgentError::Image(e) => image_kind(e.as_ref()),
             AgentError::BadArchive { .. } => ErrorKind::InvalidInput,
             AgentError::Unsupported { .. } => ErrorKind::Unsupported,

@@ -223,6 +223,8 @@ fn main() -> anyhow::Result<()> {
                 async move { herd_agent::monitor::prometheus(&a) }
             }));
         }
+        // Migrations a previous run journalled: finish or undo them.
+        herd_agent::migrate::resume_all(agent.clone(), ep.clone());
         tracing::info!(node = %args.node, listen = %args.listen, "agent ready");
         let serve = server::serve(agent, ep.clone());
         tokio::select! {

@@ -178,18 +178,27 @@ async fn handle_stream(
         let _ = send.finish();
         return Ok(());
     }
+    if let Some(id) = crate::auth::migration_id(&env.request) {
+        let recorded = agent.handoff.peer_of(id);
+        if let Err(why) = crate::auth::migration_peer(peer, id, recorded.as_deref()) {
+            tracing::warn!(%remote, peer = %peer, request = crate::auth::verb(&env.request), "refused: {why}");
+            let r = Response::error(ErrorKind::Unauthorized, why);
+            herd_quic::rpc::send_msg(&mut send, &r).await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    }
     match env.request {
         Request::Logs { name, follow, tail } => {
             stream_logs(agent, &name, follow, tail, &mut send).await?;
         }
         Request::MigrateIn(prepare) => {
-            let (name, from) = (prepare.spec.name.clone(), prepare.source_node.clone());
-            let r = crate::migrate::migrate_in(agent.clone(), prepare, &mut send, &mut recv).await;
-            // The name was free before (checked), so a running one arrived.
-            if agent.is_running(&name) {
-                agent.monitor.event(&name, EventKind::MovedIn { from });
-            }
-            r?;
+            // MovedIn is sent when the copy runs (after Go).
+            crate::migrate::migrate_in(agent.clone(), prepare, &mut send, &mut recv).await?;
+        }
+        Request::Handoff(q) => {
+            let r = crate::migrate::serve_query(agent, q).await;
+            herd_quic::rpc::send_msg(&mut send, &r).await?;
         }
         Request::Subscribe(sub) => {
             crate::monitor::serve_subscribe(agent, sub, &mut send).await?;
@@ -206,13 +215,12 @@ async fn handle_stream(
                 node: to,
                 addr: to_addr,
             };
-            let to = target.node.clone();
             let p = Arc::new(crate::migrate::source::Progress::default());
             // Its own task: a client slow to read progress never holds it up.
             let mut run = tokio::spawn(crate::migrate::migrate_out(
                 agent.clone(),
                 ep,
-                name.clone(),
+                name,
                 target,
                 fs,
                 compress,
@@ -233,11 +241,9 @@ async fn handle_stream(
                     }
                 }
             };
+            // MovedOut is sent when the move is done (maybe later, if pending).
             let resp = match result {
-                Ok(Ok(r)) => {
-                    agent.monitor.event(&name, EventKind::MovedOut { to });
-                    Response::Migrated(r)
-                }
+                Ok(Ok(r)) => Response::Migrated(r),
                 Ok(Err(e)) => e.to_response(),
                 Err(e) => {
                     Response::error(ErrorKind::Internal, format!("migration task failed: {e}"))
@@ -263,6 +269,17 @@ async fn handle_stream(
 pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
     let a = agent.clone();
     let out = tokio::task::spawn_blocking(move || -> Result<Response, crate::AgentError> {
+        // One operation at a time: nothing touches a container in a migration.
+        if let Request::Run(herd_wire::RunSpec { name, .. })
+        | Request::Stop { name, .. }
+        | Request::Kill { name, .. }
+        | Request::Remove { name, .. }
+        | Request::Restore { name }
+        | Request::Checkpoint { name, .. }
+        | Request::Exec { name, .. } = &req
+        {
+            a.not_migrating(name)?;
+        }
         Ok(match req {
             Request::Ping => Response::Pong {
                 node: a.node().to_string(),

@@ -83,8 +83,11 @@ impl Client {
     }
 
     /// Which node holds container `name` (asks every node).
+    /// A node where it runs wins over one that keeps a frozen copy during
+    /// a migration.
     pub async fn locate(&mut self, name: &str) -> Result<String> {
         let mut unreachable = Vec::new();
+        let mut held = None;
         for node in self.node_names() {
             match self
                 .call(
@@ -95,12 +98,18 @@ impl Client {
                 )
                 .await
             {
+                Ok(Response::Container(c)) if c.status == herd_wire::ContainerStatus::Migrating => {
+                    held.get_or_insert(node);
+                }
                 Ok(_) => return Ok(node),
                 Err(e) => match e.downcast_ref::<AgentFailure>() {
                     Some(f) if f.err.kind == ErrorKind::NotFound => {}
                     _ => unreachable.push(format!("{e:#}")),
                 },
             }
+        }
+        if let Some(n) = held {
+            return Ok(n);
         }
         if unreachable.is_empty() {
             bail!("no such container: {name}")
@@ -110,6 +119,34 @@ impl Client {
             unreachable.join("; ")
         ))
     }
+}
+
+/// A migration that did not move the container; the report says where it
+/// runs now (`outcome`, `phase`, `reason`, `runs_on`).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", describe(.0))]
+pub struct MigrateFailed(pub herd_wire::migrate::MigrateReport);
+
+fn describe(r: &herd_wire::migrate::MigrateReport) -> String {
+    use herd_wire::handoff::Outcome;
+    let phase = r.phase.map(|p| p.as_str()).unwrap_or("?");
+    let why = r.reason.as_deref().unwrap_or("no reason given");
+    let (c, to, from) = (&r.container, &r.to, &r.from);
+    let now = match (r.outcome, &r.runs_on) {
+        (Outcome::RolledBack, Some(n)) => format!("rolled back: {c} runs on {n} again"),
+        (Outcome::RolledBack, None) => format!("rolled back to {from}, but {c} does not run"),
+        (Outcome::Untouched, Some(n)) => format!("nothing was changed: {c} runs on {n}"),
+        (Outcome::Untouched, None) => {
+            format!("nothing was changed, but {c} does not run on {from}")
+        }
+        (Outcome::Pending, _) => {
+            return format!(
+                "migration of {c} to {to} is pending (phase {phase}): {why} (see `herd ps`)"
+            )
+        }
+        (Outcome::Moved, _) => format!("{c} runs on {to}"),
+    };
+    format!("migration of {c} to {to} failed in phase {phase}: {why}; {now}")
 }
 
 pub fn unexpected(r: Response) -> anyhow::Error {

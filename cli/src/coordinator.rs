@@ -222,7 +222,10 @@ impl Live {
             Ok(r) => {
                 self.moves_ok += 1;
                 self.frozen_ms += r.frozen_ms;
-                format!("ok: {:.0} ms, frozen {:.0} ms", r.total_ms, r.frozen_ms)
+                format!(
+                    "ok: moved, {:.0} ms, frozen {:.0} ms",
+                    r.total_ms, r.frozen_ms
+                )
             }
             Err(e) => {
                 self.moves_failed += 1;
@@ -230,7 +233,12 @@ impl Live {
                     d.failed(&o.plan.container, now_s());
                 }
                 eprintln!("herd: move of {} failed: {e:#}", o.plan.container);
-                format!("failed: {e:#}").replace(['\n', '\r'], " ")
+                // The typed outcome first: rolled_back, untouched or pending.
+                let kind = e
+                    .downcast_ref::<crate::client::MigrateFailed>()
+                    .map(|f| f.0.outcome.as_str())
+                    .unwrap_or("untouched");
+                format!("failed: {kind}: {e:#}").replace(['\n', '\r'], " ")
             }
         };
         self.decisions.write(&DecisionRow {

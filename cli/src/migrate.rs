@@ -60,6 +60,11 @@ pub async fn migrate(
                     eprintln!();
                 }
                 return match other {
+                    Some(Response::Migrated(rep))
+                        if rep.outcome != herd_wire::handoff::Outcome::Moved =>
+                    {
+                        Err(client::MigrateFailed(rep).into())
+                    }
                     Some(Response::Migrated(rep)) => Ok(rep),
                     Some(Response::Error(err)) => Err(client::AgentFailure {
                         node: from.clone(),

@@ -252,7 +252,7 @@ fn a_forged_migrate_in_and_commit_with_nothing_staged_leaves_nothing() {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(first, Response::Ok), "prepare: {first:?}");
+        assert!(is_prepared(&first), "prepare: {first:?}");
         herd_quic::rpc::send_msg(&mut send, &MigrateMsg::Commit)
             .await
             .unwrap();
@@ -263,7 +263,10 @@ fn a_forged_migrate_in_and_commit_with_nothing_staged_leaves_nothing() {
             .unwrap()
     });
     assert!(
-        matches!(reply, Response::Error(_)),
+        matches!(
+            reply,
+            Response::Error(_) | Response::Handoff(herd_wire::handoff::TargetMsg::Failed(_))
+        ),
         "forged commit: {reply:?}"
     );
     assert!(lab.container("forged").is_none());
@@ -500,7 +503,7 @@ fn stalled_streams_are_closed_after_their_timeout() {
             .await
             .unwrap()
             .unwrap();
-        assert!(matches!(first, Response::Ok), "prepare: {first:?}");
+        assert!(is_prepared(&first), "prepare: {first:?}");
         send.write_all(&[0, 0, 1]).await.unwrap();
         let r = tokio::time::timeout(
             Duration::from_secs(120),
@@ -510,10 +513,22 @@ fn stalled_streams_are_closed_after_their_timeout() {
         .expect("the agent kept a stalled migration stream open");
         match r {
             Ok(Some(Response::Error(e))) => assert!(e.message.contains("no frame"), "{e}"),
+            Ok(Some(Response::Handoff(herd_wire::handoff::TargetMsg::Failed(m)))) => {
+                assert!(m.contains("no frame"), "{m}")
+            }
             other => panic!("stalled migration: {other:?}"),
         }
     });
     assert_eq!(traces_of(&lab, "quiet"), Vec::<String>::new());
+}
+
+/// The target's first answer to a MigrateIn: prepared (protocol 2 answers
+/// with the handoff's `Prepared`).
+fn is_prepared(r: &Response) -> bool {
+    matches!(
+        r,
+        Response::Ok | Response::Handoff(herd_wire::handoff::TargetMsg::Prepared { .. })
+    )
 }
 
 async fn conn_for(lab: &Lab, tls: &TlsFiles) -> quinn::Connection {

@@ -644,6 +644,10 @@ pub struct Receiver {
     file: Option<OpenFile>,
     files: std::collections::BTreeSet<String>,
     abort_asked: bool,
+    /// Bytes staged so far, against `max_bytes` (the agent's limit).
+    total: u64,
+    max_bytes: u64,
+    max_files: u64,
 }
 
 /// Paths a migration may stage (relative to its staging dir).
@@ -671,7 +675,18 @@ impl Receiver {
             file: None,
             files: Default::default(),
             abort_asked: false,
+            total: 0,
+            max_bytes: u64::MAX,
+            max_files: u64::MAX,
         }
+    }
+
+    /// Bound what the source may stage: all files together at most
+    /// `bytes` (plain), at most `files` files.
+    pub fn with_limits(mut self, bytes: u64, files: u64) -> Self {
+        self.max_bytes = bytes;
+        self.max_files = files;
+        self
     }
 
     /// A restarted T: a migration it never voted for is discarded at once;
@@ -728,6 +743,12 @@ impl Receiver {
                 if !allowed_path(&path) {
                     return Err(format!("refusing file {path:?}"));
                 }
+                if self.files.len() as u64 >= self.max_files {
+                    return Err(format!(
+                        "more than {} files (--max-unpack-entries)",
+                        self.max_files
+                    ));
+                }
                 if !self.files.insert(path.clone()) {
                     return Err(format!("file {path} sent twice"));
                 }
@@ -745,6 +766,13 @@ impl Receiver {
                         "{}: chunk of {} bytes exceeds {CHUNK}",
                         f.path,
                         bytes.len()
+                    ));
+                }
+                self.total += bytes.len() as u64;
+                if self.total > self.max_bytes {
+                    return Err(format!(
+                        "the migration carries more than {} bytes (--max-migration-bytes)",
+                        self.max_bytes
                     ));
                 }
                 f.hasher.update(&bytes);

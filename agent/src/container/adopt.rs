@@ -60,8 +60,16 @@ impl Agent {
     }
 
     /// Remove what a container that never got a record may have left.
-    fn remove_orphan(&self, name: &str) {
+    pub(crate) fn remove_orphan(&self, name: &str) {
+        let cg = self.cgroup_path(name);
+        for p in crate::cgroup::procs(&cg) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
         super::run::destroy_runtime(&self.state.runtime(), name);
+        crate::cgroup::remove(&cg);
         let merged = self.state.container(name).fs().join("merged");
         if herd_overlay::is_mount_point(&merged).unwrap_or(false) {
             let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);

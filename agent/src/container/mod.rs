@@ -121,6 +121,8 @@ pub struct Agent {
     pub(crate) criu_lock: Mutex<()>,
     /// Samples and container events for subscribers (see [`crate::monitor`]).
     pub monitor: crate::monitor::Hub,
+    /// Migrations in flight and their journals (see [`crate::migrate`]).
+    pub handoff: crate::migrate::Handoff,
 }
 
 impl Agent {
@@ -134,7 +136,9 @@ impl Agent {
         let images = ImageStore::open(state.images())?.with_limits(cfg.limits.unpack);
         let nets = crate::net::NetStore::open(state.root().join("networks"))?;
         let monitor = crate::monitor::Hub::new(&cfg.node);
+        let handoff = crate::migrate::Handoff::open(state.root())?;
         let agent = Arc::new(Agent {
+            handoff,
             monitor,
             cfg,
             state,
@@ -145,6 +149,9 @@ impl Agent {
         });
         agent.remove_stale_staging();
         agent.adopt_all()?;
+        // Incoming migrations of a previous run: voted ones wait, stopped
+        // and fenced, for their source; the others are dropped.
+        crate::migrate::resume_targets(&agent);
         Ok(agent)
     }
 
@@ -203,14 +210,28 @@ impl Agent {
     pub fn list(&self) -> Vec<ContainerInfo> {
         let mut v: Vec<ContainerInfo> = lock(&self.containers)
             .values()
-            .map(|e| e.snapshot().info())
+            .map(|e| self.info_of(&e.snapshot()))
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name));
         v
     }
 
     pub fn inspect(&self, name: &str) -> Result<ContainerInfo> {
-        Ok(self.entry(name)?.snapshot().info())
+        Ok(self.info_of(&self.entry(name)?.snapshot()))
+    }
+
+    /// A record as clients see it: `Migrating` while in a migration.
+    fn info_of(&self, rec: &ContainerRecord) -> ContainerInfo {
+        let mut i = rec.info();
+        if let Some(m) = self.handoff.get(&rec.spec.name) {
+            i.status = ContainerStatus::Migrating;
+            i.migration = Some(herd_wire::MigrationInfo {
+                from: m.from,
+                to: m.to,
+                phase: m.progress.get().0.to_string(),
+            });
+        }
+        i
     }
 
     /// Path of a container's log file.

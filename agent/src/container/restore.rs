@@ -49,7 +49,7 @@ impl Agent {
             });
         }
         let images = self.state.container(name).checkpoint();
-        self.restore_into(&entry, &images, t0)
+        self.restore_into(&entry, &images, t0, false)
     }
 
     /// Restore a container from an archive written by `checkpoint --export`.
@@ -66,7 +66,7 @@ impl Agent {
             name: new_name.unwrap_or_else(|| m.spec.name.clone()),
             ..m.spec.clone()
         };
-        self.import_staged(&staged.dir, &spec, &m.layers, t0)
+        self.import_staged(&staged.dir, &spec, &m.layers, t0, false)
     }
 
     /// A fresh staging dir path under the state dir (not created).
@@ -81,13 +81,16 @@ impl Agent {
     /// `dir` holds `config.json` (OCI spec), `checkpoint/` (CRIU images) and
     /// optionally `upper.tar`, `upper-delta.tar` (applied in this order) and
     /// `log` (the container's log so far). `layers` must match the local
-    /// image `spec.image`. Any failure removes what was built.
+    /// image `spec.image`. Any failure removes what was built. `hold`: the
+    /// restored tree stays stopped and fenced (a migration target before
+    /// the decision) until [`Agent::release`].
     pub(crate) fn import_staged(
         self: &Arc<Self>,
         dir: &Path,
         spec: &RunSpec,
         layers: &[String],
         t0: Instant,
+        hold: bool,
     ) -> Result<RestoreReport> {
         let name = spec.name.clone();
         validate_name("container name", &name)?;
@@ -167,7 +170,7 @@ impl Agent {
         })();
         let restored = made.and_then(|_| {
             let images = self.state.container(&name).checkpoint();
-            self.restore_into(&entry, &images, t0)
+            self.restore_into(&entry, &images, t0, hold)
         });
         if restored.is_err() {
             self.discard(&entry);
@@ -175,15 +178,47 @@ impl Agent {
         restored
     }
 
+    /// Let a container restored with `hold` run: lift its fence, tell the
+    /// segment where its address is, SIGCONT every task. Idempotent.
+    pub(crate) fn release(&self, name: &str) -> Result<()> {
+        let rec = self.entry(name)?.snapshot();
+        if let Some(att) = &rec.spec.net {
+            let ns_path = herd_netlink::netns::path(&rec.netns);
+            crate::net::unfence(&ns_path)?;
+            let (_, _, ip, mac) = self.nets.check(att)?;
+            if let Err(e) = crate::net::announce(&ns_path, ip, mac) {
+                tracing::warn!(container = %name, "{e}");
+            }
+        }
+        let mut procs = crate::cgroup::procs(&rec.cgroup_path);
+        if let Some(p) = rec.pid {
+            if !procs.contains(&p) {
+                procs.push(p);
+            }
+        }
+        for p in procs {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(p),
+                nix::sys::signal::Signal::SIGCONT,
+            );
+        }
+        tracing::info!(container = %name, "released: runs");
+        Ok(())
+    }
+
     /// Remove a container this agent was building or restoring, whatever
     /// state it reached (kills a restored process).
     pub(crate) fn discard(&self, entry: &Arc<Entry>) {
         let rec = entry.snapshot();
-        if let Some(pid) = rec.pid {
+        let mut procs = crate::cgroup::procs(&rec.cgroup_path);
+        procs.extend(rec.pid);
+        for p in &procs {
             let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
+                nix::unistd::Pid::from_raw(*p),
                 nix::sys::signal::Signal::SIGKILL,
             );
+        }
+        if rec.pid.is_some() {
             entry.wait_stopped(std::time::Duration::from_secs(5));
         }
         if let Err(e) = self.teardown(&rec) {
@@ -253,6 +288,7 @@ impl Agent {
         entry: &Arc<Entry>,
         images: &Path,
         t0: Instant,
+        hold: bool,
     ) -> Result<RestoreReport> {
         let rec = entry.snapshot();
         let name = rec.spec.name.clone();
@@ -330,6 +366,7 @@ impl Agent {
             manage_cgroups: true,
             manage_cgroups_mode: Some(CgroupMode::Soft),
             rst_sibling: true,
+            leave_stopped: hold,
             inherit_fd: inherit,
             cgroup_root,
             ..RestoreOpts::new(images)
@@ -358,7 +395,7 @@ impl Agent {
             tracing::warn!(container = %name, "re-applying cgroup limits: {e}");
         }
 
-        if let Some((_, _, ip, mac)) = &net {
+        if let (Some((_, _, ip, mac)), false) = (&net, hold) {
             crate::net::unfence(&ns_path)?;
             if let Err(e) = crate::net::announce(&ns_path, *ip, *mac) {
                 tracing::warn!(container = %name, "{e}");
@@ -376,7 +413,7 @@ impl Agent {
         };
         self.save(&snapshot)?;
         self.watch(entry.clone(), pid, true);
-        tracing::info!(container = %name, pid, "restored");
+        tracing::info!(container = %name, pid, hold, "restored");
         Ok(RestoreReport {
             container: snapshot.info(),
             total_ms: t0.elapsed().as_secs_f64() * 1e3,
@@ -402,7 +439,7 @@ fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Resul
     .map_err(|e| AgentError::Other(format!("cgroup manager: {e}")))?;
     cm.add_task(nix::unistd::Pid::from_raw(pid))
         .map_err(|e| AgentError::Other(format!("add {pid} to {cgroup_path}: {e}")))?;
-    crate::cgroup::join_all(cgroup_path, pid)?;
+    crate::cgroup::join_container(cgroup_path, pid)?;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
         cm.apply(&ControllerOpt {
             resources: &res,

@@ -135,7 +135,7 @@ impl Agent {
             undo.push(move || destroy_runtime(&rt, &n));
         }
 
-        crate::cgroup::join_all(&cgroup_path, pid)?;
+        crate::cgroup::join_container(&cgroup_path, pid)?;
         let entry = self.entry(&name)?;
         let rec = {
             let mut r = lock(&entry.record);

@@ -1,15 +1,21 @@
-//! Source side: Preparing → PreSending → Dumping → Transferring →
-//! AwaitRestored → CleaningUp, or RollingBack from any state after the dump.
+//! Source side: the driver of [`herd_wire::handoff::Sender`] (its states
+//! and why they are safe are documented there).
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use herd_wire::handoff::{
+    Journal, Outcome, Query, Role, SAction, SEvent, SState, Sender, Step, TargetMsg,
+};
 use herd_wire::migrate::{FsMode, MigrateMsg, MigrateReport, Prepare, CHUNK, MIGRATE_VERSION};
-use herd_wire::{ContainerStatus, Envelope, ErrorKind, Request, Response};
+use herd_wire::monitor::EventKind;
+use herd_wire::{ContainerStatus, Envelope, Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
 
+use super::Mark;
 use crate::container::CheckpointOptions;
 use crate::error::{AgentError, Result};
 use crate::Agent;
@@ -23,7 +29,7 @@ pub struct Progress {
 }
 
 impl Progress {
-    fn enter(&self, phase: &'static str, total: u64) {
+    pub(crate) fn enter(&self, phase: &'static str, total: u64) {
         use std::sync::atomic::Ordering::Relaxed;
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
         self.done.store(0, Relaxed);
@@ -45,6 +51,7 @@ fn file_sizes(paths: &[&Path]) -> u64 {
         .sum()
 }
 
+#[derive(Clone)]
 pub struct Target {
     pub node: String,
     pub addr: std::net::SocketAddr,
@@ -57,8 +64,8 @@ struct Sent {
     progress: Option<Arc<Progress>>,
 }
 
-/// Move container `name` to `to`. On any failure the container runs on
-/// this host (it never stopped, or it was restored from the kept images).
+/// Move container `name` to `to`. The report's `outcome` says where it
+/// runs now; `Err` only when nothing was started (bad request).
 pub async fn migrate_out(
     agent: Arc<Agent>,
     ep: quinn::Endpoint,
@@ -76,9 +83,20 @@ pub async fn migrate_out(
             reason: format!("{name} already runs on {}", to.node),
         });
     }
+    let id = format!("{}.{name}.{}", agent.node(), crate::state::now_ns());
+    agent.handoff.mark(
+        &name,
+        Mark {
+            id: id.clone(),
+            role: Role::Source,
+            from: agent.node().to_string(),
+            to: to.node.clone(),
+            progress: progress.clone(),
+        },
+    )?;
     let a = agent.clone();
     let n = name.clone();
-    let (rec, oci) = blocking(move || {
+    let checked = blocking(move || {
         let rec = a.entry(&n)?.snapshot();
         if rec.status != ContainerStatus::Running {
             return Err(AgentError::Conflict {
@@ -92,9 +110,15 @@ pub async fn migrate_out(
             .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
         Ok((rec, oci))
     })
-    .await?;
-    let cdir = agent.state_dir().container(&name);
-    let mut report = MigrateReport {
+    .await;
+    let (rec, oci) = match checked {
+        Ok(x) => x,
+        Err(e) => {
+            agent.handoff.unmark(&name, &id);
+            return Err(e);
+        }
+    };
+    let report = MigrateReport {
         container: name.clone(),
         from: agent.node().to_string(),
         to: to.node.clone(),
@@ -102,21 +126,43 @@ pub async fn migrate_out(
         compress,
         ..Default::default()
     };
+    let journal = Journal {
+        id: id.clone(),
+        role: Role::Source,
+        container: name.clone(),
+        peer: to.node.clone(),
+        peer_addr: Some(to.addr.to_string()),
+        step: Step::Dumping,
+    };
+    let mut d = Driver {
+        agent: agent.clone(),
+        ep: ep.clone(),
+        name: name.clone(),
+        to,
+        core: Sender::new(id),
+        journal,
+        todo: VecDeque::new(),
+        stream: None,
+        conn: None,
+        fs,
+        compress,
+        since: SystemTime::now(),
+        sent: Sent {
+            progress: Some(progress.clone()),
+            ..Default::default()
+        },
+        report,
+        image: rec.spec.image.clone(),
+        t0,
+        t_dump: None,
+        t_transfer: None,
+        raw_before: 0,
+        live: true,
+        pending_at: None,
+        progress,
+    };
 
     // Preparing: nothing changes here until the target said yes.
-    let unreachable = |e: herd_quic::Error| {
-        AgentError::Other(format!(
-            "target {} at {} is unreachable, nothing was changed: {e}",
-            to.node, to.addr
-        ))
-    };
-    let conn = herd_quic::endpoint::connect(&ep, to.addr, &to.node)
-        .await
-        .map_err(unreachable)?;
-    let (mut send, mut recv) = conn
-        .open_bi()
-        .await
-        .map_err(|e| AgentError::Other(format!("open stream to {}: {e}", to.node)))?;
     let prepare = Prepare {
         version: MIGRATE_VERSION,
         spec: rec.spec.clone(),
@@ -126,163 +172,553 @@ pub async fn migrate_out(
         arch: std::env::consts::ARCH.to_string(),
         fs,
         source_node: agent.node().to_string(),
-        id: format!("{}.{name}.{}", agent.node(), crate::state::now_ns()),
+        id: d.core.id.clone(),
     };
-    let net = |e: herd_quic::Error| AgentError::Other(format!("link to {}: {e}", to.node));
-    herd_quic::rpc::send_msg(&mut send, &Envelope::new(Request::MigrateIn(prepare)))
-        .await
-        .map_err(net)?;
-    let mut sent = Sent {
-        progress: Some(progress.clone()),
-        ..Default::default()
-    };
-    match herd_quic::rpc::recv_msg::<Response>(&mut recv, herd_wire::frame::MAX_FRAME)
-        .await
-        .map_err(net)?
-    {
-        Some(Response::Ok) => {}
-        Some(Response::NeedLayers(layers)) => {
-            // The target lacks the image: its record and layers go first,
-            // while the container still runs here.
-            let before = sent.wire;
-            progress.enter("image", 0);
-            if let Err(e) = send_image(
-                &agent,
-                &rec.spec.image,
-                &layers,
-                &cdir.dir,
-                &mut send,
-                compress,
-                &mut sent,
-            )
-            .await
-            {
-                return Err(target_reason(&mut recv).await.unwrap_or(e));
-            }
-            report.layers_sent = layers.len() as u32;
-            report.layer_bytes = sent.wire - before;
-        }
-        Some(Response::Error(e)) => {
-            return Err(AgentError::Other(format!(
-                "target {} refused the migration, nothing was changed: {e}",
-                to.node
-            )))
-        }
-        other => {
-            return Err(AgentError::Other(format!(
-                "target {} answered {other:?} to prepare, nothing was changed",
-                to.node
-            )))
-        }
-    }
-    report.prepare_ms = ms(t0);
-
-    // PreSending: the upper layer as it is, while the container runs.
-    let since = SystemTime::now() - Duration::from_millis(2);
-    let t1 = Instant::now();
-    if fs == FsMode::Diff {
-        let tar = cdir.dir.join("presend.tar");
-        let upper = cdir.fs().join("upper");
-        let t = tar.clone();
-        blocking(move || capture(&upper, &t, None)).await?;
-        progress.enter("pre-send", file_sizes(&[&tar]));
-        let r = send_file(&mut send, "upper.tar", &tar, compress, &mut sent).await;
-        let _ = std::fs::remove_file(&tar);
-        r.map_err(net)?;
-    }
-    report.presend_ms = ms(t1);
-
-    // Dumping: frozen from here.
-    let t2 = Instant::now();
-    progress.enter("dump", 0);
-    let a = agent.clone();
-    let n = name.clone();
-    let ck = blocking(move || {
-        a.checkpoint(
-            &n,
-            CheckpointOptions {
-                leave_running: false,
-                export: None,
-            },
-        )
-    })
-    .await?; // a failed dump leaves the container running
-    report.dump_ms = ms(t2);
-    report.criu_frozen_ms = ck.frozen_ms;
-
-    // Transferring, then AwaitRestored; any failure rolls back.
-    let t3 = Instant::now();
-    let raw_before = sent.raw;
-    let result = transfer_and_commit(
-        &mut send,
-        &mut recv,
-        &cdir.dir,
-        &cdir.fs(),
-        fs,
-        since,
-        compress,
-        &mut sent,
-    )
-    .await;
-    let outcome = match result {
-        Ok(r) => Ok(r),
-        Err(e) => {
-            // Did the target get it running anyway (the answer was lost)?
-            if running_on(&ep, &to, &name).await {
-                tracing::warn!(container = %name, "answer lost, but it runs on {}", to.node);
-                Ok(None)
-            } else {
-                Err(e)
-            }
-        }
-    };
-    match outcome {
-        Ok(restored) => {
-            report.transfer_ms = ms(t3);
-            report.frozen_ms = ms(t2);
-            if let Some(r) = restored {
-                report.restore_ms = r.total_ms;
-                report.frozen_ms -= r.running_ms.min(report.frozen_ms);
-            }
-            let t4 = Instant::now();
-            progress.enter("cleanup", 0);
-            let a = agent.clone();
-            let n = name.clone();
-            blocking(move || a.remove(&n, false)).await?;
-            report.cleanup_ms = ms(t4);
-        }
-        Err(e) => {
-            send.reset(1u32.into()).ok();
-            let a = agent.clone();
-            let n = name.clone();
-            let back = blocking(move || a.restore(&n)).await;
-            return Err(match back {
-                Ok(_) => AgentError::Other(format!(
-                    "migration of {name} to {} failed: {e}; rolled back: {name} runs on {} again",
-                    to.node,
-                    agent.node()
-                )),
-                Err(b) => AgentError::Other(format!(
-                    "migration of {name} to {} failed: {e}; and restoring it here failed too: {b} \
-                     (its checkpoint is kept: `herd restore {name}`)",
-                    to.node
-                )),
+    let ev = d.open(prepare).await;
+    d.feed(ev);
+    d.report.prepare_ms = ms(t0);
+    match d.run().await {
+        Some(r) => Ok(r),
+        None => {
+            // Still resolving: say so, and go on in the background.
+            let mut r = d.report.clone();
+            r.outcome = Outcome::Pending;
+            r.phase = Some(d.core.phase());
+            r.runs_on = None;
+            r.reason = Some(format!(
+                "{}; {name} is frozen here and on {} until both can talk again: the agents \
+                 finish the handoff by themselves",
+                d.failure(),
+                d.to.node
+            ));
+            tokio::spawn(async move {
+                d.live = false;
+                d.run().await;
             });
+            Ok(r)
         }
     }
-    report.total_ms = ms(t0);
-    report.bytes = sent.wire;
-    report.raw_bytes = sent.raw;
-    if report.transfer_ms > 0.0 {
-        let raw = (sent.raw - raw_before) as f64;
-        report.throughput_mib_s = raw / (1 << 20) as f64 / (report.transfer_ms / 1e3);
-    }
-    conn.close(0u32.into(), b"done");
-    Ok(report)
 }
 
+/// Resolve an outgoing migration journalled by a previous run.
+pub(super) fn resume(agent: Arc<Agent>, ep: quinn::Endpoint, j: Journal) {
+    let Some(addr) = j.peer_addr.as_deref().and_then(|a| a.parse().ok()) else {
+        tracing::error!(id = %j.id, "journal without a target address: left alone");
+        return;
+    };
+    tracing::info!(container = %j.container, id = %j.id, step = ?j.step, "migration out: resuming");
+    let progress = Arc::new(Progress::default());
+    progress.enter("handoff", 0);
+    let _ = agent.handoff.mark(
+        &j.container,
+        Mark {
+            id: j.id.clone(),
+            role: Role::Source,
+            from: agent.node().to_string(),
+            to: j.peer.clone(),
+            progress: progress.clone(),
+        },
+    );
+    let (core, acts) = Sender::recover(j.id.clone(), j.step);
+    let mut d = Driver {
+        report: MigrateReport {
+            container: j.container.clone(),
+            from: agent.node().to_string(),
+            to: j.peer.clone(),
+            ..Default::default()
+        },
+        agent,
+        ep,
+        name: j.container.clone(),
+        to: Target {
+            node: j.peer.clone(),
+            addr,
+        },
+        core,
+        journal: j,
+        todo: acts.into(),
+        stream: None,
+        conn: None,
+        fs: FsMode::Diff,
+        compress: false,
+        since: SystemTime::now(),
+        sent: Sent::default(),
+        image: String::new(),
+        t0: Instant::now(),
+        t_dump: None,
+        t_transfer: None,
+        raw_before: 0,
+        live: false,
+        pending_at: None,
+        progress,
+    };
+    tokio::spawn(async move {
+        d.run().await;
+    });
+}
+
+/// Does what the [`Sender`] says, in order.
+struct Driver {
+    agent: Arc<Agent>,
+    ep: quinn::Endpoint,
+    name: String,
+    to: Target,
+    core: Sender,
+    journal: Journal,
+    todo: VecDeque<SAction>,
+    stream: Option<(quinn::SendStream, quinn::RecvStream)>,
+    conn: Option<quinn::Connection>,
+    fs: FsMode,
+    compress: bool,
+    since: SystemTime,
+    sent: Sent,
+    report: MigrateReport,
+    image: String,
+    t0: Instant,
+    t_dump: Option<Instant>,
+    t_transfer: Option<Instant>,
+    raw_before: u64,
+    /// A live request (not a resumed journal): answers `pending` once
+    /// resolving takes `HERD_HANDOFF_PENDING_S`.
+    live: bool,
+    pending_at: Option<Instant>,
+    progress: Arc<Progress>,
+}
+
+impl Driver {
+    fn feed(&mut self, ev: SEvent) {
+        match self.core.handle(ev) {
+            Ok(a) => self.todo.extend(a),
+            Err(e) => tracing::debug!(container = %self.name, "migration out: {e}"),
+        }
+    }
+
+    fn failure(&self) -> String {
+        self.core
+            .failure()
+            .map(|(_, r)| r.clone())
+            .unwrap_or_else(|| "the target does not answer".into())
+    }
+
+    /// Connect, send the prepare, read the answer.
+    async fn open(&mut self, prepare: Prepare) -> SEvent {
+        let node = self.to.node.clone();
+        let conn = match herd_quic::endpoint::connect(&self.ep, self.to.addr, &node).await {
+            Ok(c) => c,
+            Err(e) => {
+                return SEvent::LinkLost(format!(
+                    "target {node} at {} is unreachable: {e}",
+                    self.to.addr
+                ))
+            }
+        };
+        let (mut send, mut recv) = match conn.open_bi().await {
+            Ok(s) => s,
+            Err(e) => return SEvent::LinkLost(format!("open stream to {node}: {e}")),
+        };
+        let sent =
+            herd_quic::rpc::send_msg(&mut send, &Envelope::new(Request::MigrateIn(prepare))).await;
+        if let Err(e) = sent {
+            return SEvent::LinkLost(format!("link to {node}: {e}"));
+        }
+        let ev = match herd_quic::rpc::recv_msg::<Response>(&mut recv, herd_wire::frame::MAX_FRAME)
+            .await
+        {
+            Ok(Some(Response::Handoff(m))) => SEvent::Answer(m),
+            // An agent of another protocol version refuses the envelope.
+            Ok(Some(Response::Error(e))) => SEvent::Answer(TargetMsg::Refused(e.message)),
+            Ok(other) => SEvent::Answer(TargetMsg::Refused(format!(
+                "it answered {other:?} to prepare"
+            ))),
+            Err(e) => SEvent::LinkLost(format!("link to {node}: {e}")),
+        };
+        self.conn = Some(conn);
+        self.stream = Some((send, recv));
+        ev
+    }
+
+    /// Run actions until the core finishes (`Some`) or, for a live request,
+    /// resolving outlasts `pending_at` (`None`).
+    async fn run(&mut self) -> Option<MigrateReport> {
+        loop {
+            let Some(a) = self.todo.pop_front() else {
+                let ev = match self.core.state() {
+                    SState::AwaitReady | SState::Going => self.answer().await,
+                    s => SEvent::LinkLost(format!("the source driver has nothing to do in {s:?}")),
+                };
+                self.feed(ev);
+                continue;
+            };
+            if let SAction::Finish {
+                outcome,
+                phase,
+                reason,
+            } = a
+            {
+                return Some(self.finish(outcome, phase, reason).await);
+            }
+            if let (SAction::Query(Query::Decide { .. }), true) = (&a, self.live) {
+                let wait = super::secs("HERD_HANDOFF_PENDING_S", 15);
+                let at = *self.pending_at.get_or_insert_with(|| Instant::now() + wait);
+                if Instant::now() >= at {
+                    self.todo.push_front(a);
+                    return None;
+                }
+            }
+            let ev = self.act(a).await;
+            if let Some(ev) = ev {
+                self.feed(ev);
+            }
+        }
+    }
+
+    async fn act(&mut self, a: SAction) -> Option<SEvent> {
+        let net = |e: herd_quic::Error| SEvent::LinkLost(format!("link to the target: {e}"));
+        match a {
+            SAction::SendImage(layers) => {
+                let before = self.sent.wire;
+                self.progress.enter("image", 0);
+                let cdir = self.agent.state_dir().container(&self.name).dir;
+                let (send, recv) = self.stream.as_mut()?;
+                let r = send_image(
+                    &self.agent,
+                    &self.image,
+                    &layers,
+                    &cdir,
+                    send,
+                    self.compress,
+                    &mut self.sent,
+                )
+                .await;
+                self.report.layers_sent = layers.len() as u32;
+                self.report.layer_bytes = self.sent.wire - before;
+                Some(match r {
+                    Ok(()) => SEvent::ImageSent,
+                    Err(e) => match target_reason(recv).await {
+                        Some(m) => SEvent::Answer(TargetMsg::Failed(m)),
+                        None => SEvent::LinkLost(e.to_string()),
+                    },
+                })
+            }
+            SAction::PreSend => {
+                let t1 = Instant::now();
+                self.since = SystemTime::now() - Duration::from_millis(2);
+                let cdir = self.agent.state_dir().container(&self.name);
+                let r = if self.fs == FsMode::Diff {
+                    let tar = cdir.dir.join("presend.tar");
+                    let upper = cdir.fs().join("upper");
+                    let t = tar.clone();
+                    if let Err(e) = blocking(move || capture(&upper, &t, None)).await {
+                        return Some(SEvent::LinkLost(format!("capture the upper layer: {e}")));
+                    }
+                    self.progress.enter("pre-send", file_sizes(&[&tar]));
+                    let (send, _) = self.stream.as_mut()?;
+                    let r = send_file(send, "upper.tar", &tar, self.compress, &mut self.sent).await;
+                    let _ = std::fs::remove_file(&tar);
+                    r.map_err(net)
+                } else {
+                    Ok(())
+                };
+                self.report.presend_ms = ms(t1);
+                Some(match r {
+                    Ok(()) => SEvent::PreSent,
+                    Err(e) => e,
+                })
+            }
+            SAction::Journal(step) => {
+                if let Err(e) = self.agent.handoff.journals.step(&self.journal, step) {
+                    // Without the record nothing may go on: stay frozen.
+                    tracing::error!(container = %self.name, "cannot journal {step:?}: {e}");
+                    return Some(match step {
+                        Step::Dumping => SEvent::DumpFailed(format!("journal: {e}")),
+                        // Go unwritten is Go unsaid: T hears nothing and
+                        // waits; S stays frozen until the disk is fixed.
+                        _ => {
+                            self.todo.clear();
+                            self.todo.push_back(SAction::Query(Query::Decide {
+                                id: self.journal.id.clone(),
+                                decision: herd_wire::handoff::Decision::Abort,
+                            }));
+                            self.pending_at = Some(Instant::now());
+                            return None;
+                        }
+                    });
+                }
+                self.journal.step = step;
+                None
+            }
+            SAction::Unjournal => {
+                if let Err(e) = self.agent.handoff.journals.remove(&self.journal.id) {
+                    tracing::error!(container = %self.name, "{e}");
+                }
+                None
+            }
+            SAction::Dump => {
+                super::pause_point(&self.agent, "before-dump").await;
+                self.t_dump = Some(Instant::now());
+                self.progress.enter("dump", 0);
+                let a = self.agent.clone();
+                let n = self.name.clone();
+                let ck = blocking(move || {
+                    a.checkpoint(
+                        &n,
+                        CheckpointOptions {
+                            leave_running: false,
+                            export: None,
+                        },
+                    )
+                })
+                .await;
+                self.report.dump_ms = self.t_dump.map(ms).unwrap_or(0.0);
+                Some(match ck {
+                    Ok(ck) => {
+                        self.report.criu_frozen_ms = ck.frozen_ms;
+                        SEvent::Dumped
+                    }
+                    Err(e) => SEvent::DumpFailed(e.to_string()),
+                })
+            }
+            SAction::Transfer => {
+                self.t_transfer = Some(Instant::now());
+                self.raw_before = self.sent.raw;
+                let cdir = self.agent.state_dir().container(&self.name);
+                let (send, recv) = self.stream.as_mut()?;
+                let r = transfer(
+                    &self.agent,
+                    send,
+                    recv,
+                    &cdir.dir,
+                    &cdir.fs(),
+                    self.fs,
+                    self.since,
+                    self.compress,
+                    &mut self.sent,
+                )
+                .await;
+                Some(r.unwrap_or_else(|e| e))
+            }
+            SAction::Send(m) => {
+                let commit = m == MigrateMsg::Commit;
+                if m == MigrateMsg::Go {
+                    super::pause_point(&self.agent, "before-go").await;
+                }
+                let Some((send, _)) = self.stream.as_mut() else {
+                    return Some(SEvent::LinkLost("no stream".into()));
+                };
+                let r = herd_quic::rpc::send_msg(send, &m).await;
+                if commit {
+                    self.progress.enter("restore", 0);
+                    super::pause_point(&self.agent, "after-commit").await;
+                }
+                if m == MigrateMsg::Go {
+                    self.progress.enter("handoff", 0);
+                }
+                match r {
+                    Ok(()) => None,
+                    Err(_) if m == MigrateMsg::Abort => None,
+                    Err(e) => Some(net(e)),
+                }
+            }
+            SAction::Query(q) => {
+                let forget = matches!(q, Query::Forget { .. });
+                if let Some((mut send, _)) = self.stream.take() {
+                    let _ = send.reset(1u32.into());
+                }
+                if forget {
+                    let (ep, to) = (self.ep.clone(), self.to.clone());
+                    tokio::spawn(async move {
+                        for _ in 0..3 {
+                            if query(&ep, &to, q.clone()).await.is_some() {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    });
+                    return None;
+                }
+                self.progress.enter("handoff", 0);
+                match query(&self.ep, &self.to, q).await {
+                    Some(Response::Handoff(m)) => {
+                        if m == TargetMsg::Busy {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                        Some(SEvent::Answer(m))
+                    }
+                    other => {
+                        tracing::info!(container = %self.name, to = %self.to.node,
+                            "migration out: no answer yet ({other:?}); asking again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Some(SEvent::LinkLost("no answer".into()))
+                    }
+                }
+            }
+            SAction::RestoreOwn => Some(self.restore_own().await),
+            SAction::DeleteOwn => {
+                let t4 = Instant::now();
+                self.progress.enter("cleanup", 0);
+                let a = self.agent.clone();
+                let n = self.name.clone();
+                let r = blocking(move || match a.entry(&n) {
+                    Ok(_) => a.remove(&n, false),
+                    Err(_) => Ok(()),
+                })
+                .await;
+                if let Err(e) = r {
+                    tracing::error!(container = %self.name, "delete the moved copy: {e}");
+                }
+                if self.report.frozen_ms == 0.0 {
+                    // Go was answered through a resolution query.
+                    self.report.frozen_ms = self.t_dump.map(ms).unwrap_or(0.0);
+                }
+                self.report.cleanup_ms = ms(t4);
+                Some(SEvent::OwnDeleted)
+            }
+            SAction::Finish { .. } => None,
+        }
+    }
+
+    /// The target's next answer on the migration stream.
+    async fn answer(&mut self) -> SEvent {
+        let wait = super::secs("HERD_HANDOFF_WAIT_S", 120);
+        let Some((_, recv)) = self.stream.as_mut() else {
+            return SEvent::LinkLost("no stream".into());
+        };
+        let r = tokio::time::timeout(
+            wait,
+            herd_quic::rpc::recv_msg::<Response>(recv, herd_wire::frame::MAX_FRAME),
+        )
+        .await;
+        let ev = match r {
+            Err(_) => SEvent::LinkLost(format!(
+                "the target did not answer within {} s",
+                wait.as_secs()
+            )),
+            Ok(Err(e)) => SEvent::LinkLost(format!("link to the target: {e}")),
+            Ok(Ok(None)) => SEvent::LinkLost("the target closed the stream".into()),
+            Ok(Ok(Some(Response::Handoff(m)))) => SEvent::Answer(m),
+            Ok(Ok(Some(Response::Error(e)))) => SEvent::Answer(TargetMsg::Failed(e.message)),
+            Ok(Ok(Some(r))) => SEvent::LinkLost(format!("unexpected answer {r:?}")),
+        };
+        match &ev {
+            SEvent::Answer(TargetMsg::Ready(r)) => {
+                self.report.restore_ms = r.total_ms;
+                self.report.transfer_ms = self.t_transfer.map(ms).unwrap_or(0.0);
+            }
+            SEvent::Answer(TargetMsg::Running) => {
+                self.report.frozen_ms = self.t_dump.map(ms).unwrap_or(0.0);
+            }
+            SEvent::LinkLost(r) => tracing::warn!(container = %self.name, "migration out: {r}"),
+            _ => {}
+        }
+        ev
+    }
+
+    async fn restore_own(&mut self) -> SEvent {
+        self.progress.enter("rollback", 0);
+        let mut last = String::new();
+        for attempt in 0..3 {
+            let a = self.agent.clone();
+            let n = self.name.clone();
+            let r = blocking(move || {
+                let e = a.entry(&n)?;
+                let rec = e.snapshot();
+                let images = a.state_dir().container(&n).checkpoint();
+                match rec.status {
+                    // The dump never happened (or failed): it runs.
+                    ContainerStatus::Running => Ok(()),
+                    ContainerStatus::Checkpointed => a.restore(&n).map(|_| ()),
+                    // Killed by CRIU at the end of a dump the agent did not
+                    // see finish (it died): the images are whole.
+                    ContainerStatus::Stopped if images.join("stats-dump").exists() => {
+                        crate::container::lock(&e.record).status = ContainerStatus::Checkpointed;
+                        a.restore(&n).map(|_| ())
+                    }
+                    s => Err(AgentError::Other(format!(
+                        "{n} is {s} here: nothing to resume"
+                    ))),
+                }
+            })
+            .await;
+            match r {
+                Ok(()) => return SEvent::OwnRestored,
+                Err(e) => {
+                    tracing::warn!(container = %self.name, attempt, "restore of the own copy: {e}");
+                    last = e.to_string();
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        SEvent::OwnRestoreFailed(format!(
+            "{last} (its checkpoint is kept: `herd restore {}`)",
+            self.name
+        ))
+    }
+
+    async fn finish(
+        &mut self,
+        outcome: Outcome,
+        phase: Option<herd_wire::handoff::Phase>,
+        reason: Option<String>,
+    ) -> MigrateReport {
+        if let Some((mut send, _)) = self.stream.take() {
+            let _ = send.finish();
+        }
+        if let Some(c) = self.conn.take() {
+            c.close(0u32.into(), b"done");
+        }
+        self.agent.handoff.unmark(&self.name, &self.journal.id);
+        let r = &mut self.report;
+        r.outcome = outcome;
+        r.phase = phase;
+        r.reason = reason;
+        r.total_ms = ms(self.t0);
+        r.bytes = self.sent.wire;
+        r.raw_bytes = self.sent.raw;
+        if r.transfer_ms > 0.0 {
+            let raw = (self.sent.raw - self.raw_before) as f64;
+            r.throughput_mib_s = raw / (1 << 20) as f64 / (r.transfer_ms / 1e3);
+        }
+        r.runs_on = match outcome {
+            Outcome::Moved => Some(self.to.node.clone()),
+            Outcome::RolledBack | Outcome::Untouched => self
+                .agent
+                .is_running(&self.name)
+                .then(|| self.agent.node().to_string()),
+            Outcome::Pending => None,
+        };
+        if outcome == Outcome::Moved {
+            self.agent.monitor.event(
+                &self.name,
+                EventKind::MovedOut {
+                    to: self.to.node.clone(),
+                },
+            );
+        }
+        tracing::info!(container = %self.name, outcome = outcome.as_str(), reason = ?r.reason, "migration out: done");
+        r.clone()
+    }
+}
+
+/// One resolution query over a fresh connection, bounded in time.
+async fn query(ep: &quinn::Endpoint, to: &Target, q: Query) -> Option<Response> {
+    let wait = super::secs("HERD_HANDOFF_QUERY_S", 5);
+    let ask = async {
+        let conn = herd_quic::endpoint::connect(ep, to.addr, &to.node)
+            .await
+            .ok()?;
+        let r = herd_quic::rpc::call(&conn, &Envelope::new(Request::Handoff(q)))
+            .await
+            .ok();
+        conn.close(0u32.into(), b"done");
+        r
+    };
+    tokio::time::timeout(wait, ask).await.ok().flatten()
+}
+
+/// Stream the checkpoint images and the rest; T may stop reading and say why.
 #[allow(clippy::too_many_arguments)]
-async fn transfer_and_commit(
+async fn transfer(
+    agent: &Arc<Agent>,
     send: &mut quinn::SendStream,
     recv: &mut quinn::RecvStream,
     cdir: &Path,
@@ -291,12 +727,12 @@ async fn transfer_and_commit(
     since: SystemTime,
     compress: bool,
     sent: &mut Sent,
-) -> Result<Option<herd_wire::RestoreReport>> {
-    let net = |e: herd_quic::Error| AgentError::Other(format!("transfer: {e}"));
+) -> std::result::Result<SEvent, SEvent> {
+    let lost = |e: String| SEvent::LinkLost(format!("transfer: {e}"));
     let images = cdir.join("checkpoint");
     let mut files: Vec<(String, PathBuf)> = Vec::new();
     let mut names: Vec<String> = std::fs::read_dir(&images)
-        .map_err(|e| AgentError::Other(format!("read {}: {e}", images.display())))?
+        .map_err(|e| lost(format!("read {}: {e}", images.display())))?
         .flatten()
         .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
         .map(|e| e.file_name().to_string_lossy().into_owned())
@@ -309,12 +745,16 @@ async fn transfer_and_commit(
     match fs {
         FsMode::Diff => {
             let (u, t) = (fsdir.join("upper"), extra.clone());
-            blocking(move || capture(&u, &t, Some(since))).await?;
+            blocking(move || capture(&u, &t, Some(since)))
+                .await
+                .map_err(|e| lost(e.to_string()))?;
             files.push(("upper-delta.tar".into(), extra.clone()));
         }
         FsMode::Whole => {
             let (m, t) = (fsdir.join("merged"), extra.clone());
-            blocking(move || capture(&m, &t, None)).await?;
+            blocking(move || capture(&m, &t, None))
+                .await
+                .map_err(|e| lost(e.to_string()))?;
             files.push(("whole.tar".into(), extra.clone()));
         }
         FsMode::None => {}
@@ -325,30 +765,21 @@ async fn transfer_and_commit(
         let paths: Vec<&Path> = files.iter().map(|(_, l)| l.as_path()).collect();
         p.enter("transfer", file_sizes(&paths));
     }
-    for (p, local) in &files {
+    let half = files.len() / 2;
+    for (i, (p, local)) in files.iter().enumerate() {
+        if i == half {
+            super::pause_point(agent, "mid-transfer").await;
+        }
         if let Err(e) = send_file(send, p, local, compress, sent).await {
-            return Err(target_reason(recv).await.unwrap_or_else(|| net(e)));
+            let _ = std::fs::remove_file(&extra);
+            return Err(match target_reason(recv).await {
+                Some(m) => SEvent::Answer(TargetMsg::Failed(m)),
+                None => lost(e.to_string()),
+            });
         }
     }
     let _ = std::fs::remove_file(&extra);
-    herd_quic::rpc::send_msg(send, &MigrateMsg::Commit)
-        .await
-        .map_err(net)?;
-    if let Some(p) = &sent.progress {
-        p.enter("restore", 0);
-    }
-    let reply = tokio::time::timeout(
-        Duration::from_secs(120),
-        herd_quic::rpc::recv_msg::<Response>(recv, herd_wire::frame::MAX_FRAME),
-    )
-    .await
-    .map_err(|_| AgentError::Other("the target did not answer within 120 s".into()))?
-    .map_err(net)?;
-    match reply {
-        Some(Response::Restored(r)) => Ok(Some(r)),
-        Some(Response::Error(e)) => Err(AgentError::Other(format!("the target failed: {e}"))),
-        other => Err(AgentError::Other(format!("unexpected answer {other:?}"))),
-    }
+    Ok(SEvent::Transferred)
 }
 
 /// `image.json` and the layers the target asked for, nothing frozen yet.
@@ -396,7 +827,7 @@ async fn send_image(
 
 /// After a failed write the target has usually said why it stopped
 /// reading (a corrupt file, a full disk): that is the error to report.
-async fn target_reason(recv: &mut quinn::RecvStream) -> Option<AgentError> {
+async fn target_reason(recv: &mut quinn::RecvStream) -> Option<String> {
     let r = tokio::time::timeout(
         Duration::from_secs(2),
         herd_quic::rpc::recv_msg::<Response>(recv, herd_wire::frame::MAX_FRAME),
@@ -405,7 +836,8 @@ async fn target_reason(recv: &mut quinn::RecvStream) -> Option<AgentError> {
     .ok()?
     .ok()??;
     match r {
-        Response::Error(e) => Some(AgentError::Other(format!("the target failed: {e}"))),
+        Response::Handoff(TargetMsg::Failed(m)) => Some(m),
+        Response::Error(e) => Some(e.message),
         _ => None,
     }
 }
@@ -512,31 +944,6 @@ async fn send_file(
         },
     )
     .await
-}
-
-/// Ask the target whether it runs the container (after a lost answer).
-async fn running_on(ep: &quinn::Endpoint, to: &Target, name: &str) -> bool {
-    let probe = async {
-        let conn = herd_quic::endpoint::connect(ep, to.addr, &to.node)
-            .await
-            .ok()?;
-        let r: Response = herd_quic::rpc::call(
-            &conn,
-            &Envelope::new(Request::Inspect { name: name.into() }),
-        )
-        .await
-        .ok()?;
-        match r {
-            Response::Container(c) => Some(c.status == ContainerStatus::Running),
-            Response::Error(e) if e.kind == ErrorKind::NotFound => Some(false),
-            _ => None,
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), probe)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or(false)
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

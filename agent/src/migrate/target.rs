@@ -1,18 +1,48 @@
-//! Target side: AwaitPrepare → Staging → Restoring → Done | RolledBack.
-//! Whatever fails, the staging dir and anything built from it are removed.
+//! Target side: the driver of [`herd_wire::handoff::Receiver`]. Files are
+//! staged under `<state>/migrate-in-*`, the restore is held (stopped and
+//! fenced) until S's decision, and a query (`Request::Handoff`) can reach
+//! the same core as the migration stream, through [`Handoff::incoming`].
+//!
+//! [`Handoff::incoming`]: super::Handoff
 
+use std::collections::VecDeque;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use herd_wire::handoff::{
+    check_version, valid_id, Journal, Query, RAction, REvent, RState, Receiver, Role, TargetMsg,
+};
 use herd_wire::migrate::{FsMode, MigrateMsg, Prepare, CHUNK, MIGRATE_VERSION};
+use herd_wire::monitor::EventKind;
 use herd_wire::{ErrorKind, Response};
-use sha2::{Digest, Sha256};
 
-use super::MAX_MIGRATE_FRAME;
+use super::{Mark, MAX_MIGRATE_FRAME};
+use crate::container::lock;
 use crate::error::AgentError;
 use crate::Agent;
+
+/// One incoming migration: its core and what the driver holds for it.
+pub struct Side {
+    core: Receiver,
+    journal: Journal,
+    staging: Option<PathBuf>,
+    prepare: Option<Prepare>,
+    file: Option<std::fs::File>,
+    /// A restore began: a container of that name here is this migration's.
+    made: bool,
+}
+
+impl Side {
+    fn name(&self) -> &str {
+        &self.journal.container
+    }
+}
+
+fn reply(m: TargetMsg) -> Response {
+    Response::Handoff(m)
+}
 
 /// Serve one incoming migration on its stream (after the `MigrateIn` envelope).
 pub async fn migrate_in(
@@ -22,88 +52,388 @@ pub async fn migrate_in(
     recv: &mut quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
     let name = prepare.spec.name.clone();
+    if let Err(m) = check_version(prepare.version) {
+        return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
+    }
+    if !valid_id(&prepare.id) {
+        let m = format!("bad migration id {:?}", prepare.id);
+        return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
+    }
     let need = match check(&agent, &prepare) {
         Ok(need) => need,
-        Err(e) => return herd_quic::rpc::send_msg(send, e.as_ref()).await,
+        Err(e) => {
+            let m = match *e {
+                Response::Error(w) => w.message,
+                r => format!("{r:?}"),
+            };
+            return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
+        }
     };
+    let mark = Mark {
+        id: prepare.id.clone(),
+        role: Role::Target,
+        from: prepare.source_node.clone(),
+        to: agent.node().to_string(),
+        progress: Default::default(),
+    };
+    mark.progress.enter("transfer", 0);
+    if let Err(e) = agent.handoff.mark(&name, mark) {
+        let m = e.to_string();
+        return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
+    }
     let staging = agent.staging_dir("migrate-in");
-    let guard = Staging(staging.clone());
     let made = std::fs::create_dir_all(staging.join("checkpoint"))
         .and_then(|_| std::fs::create_dir_all(staging.join("layer")));
     if let Err(e) = made {
-        let r = Response::error(ErrorKind::Internal, format!("create staging dir: {e}"));
-        return herd_quic::rpc::send_msg(send, &r).await;
+        agent.handoff.unmark(&name, &prepare.id);
+        let m = format!("create staging dir: {e}");
+        return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
     }
-    let answer = match need {
-        Some(layers) => Response::NeedLayers(layers),
-        None => Response::Ok,
+    let id = prepare.id.clone();
+    let limits = agent.limits();
+    let side = Arc::new(tokio::sync::Mutex::new(Side {
+        core: Receiver::new(id.clone())
+            .with_limits(limits.migration_bytes, limits.unpack.max_entries),
+        journal: Journal {
+            id: id.clone(),
+            role: Role::Target,
+            container: name.clone(),
+            peer: prepare.source_node.clone(),
+            peer_addr: None,
+            step: herd_wire::handoff::Step::Restoring,
+        },
+        staging: Some(staging),
+        prepare: Some(prepare.clone()),
+        file: None,
+        made: false,
+    }));
+    lock(&agent.handoff.incoming).insert(id.clone(), side.clone());
+    let answer = TargetMsg::Prepared {
+        need_layers: need.unwrap_or_default(),
     };
-    herd_quic::rpc::send_msg(send, &answer).await?;
-    tracing::info!(container = %name, from = %prepare.source_node, "migration in: prepared");
+    herd_quic::rpc::send_msg(send, &reply(answer)).await?;
+    tracing::info!(container = %name, from = %prepare.source_node, %id, "migration in: prepared");
 
-    // Staging: files until Commit. A broken stream or a bad file ends it.
-    if let Err(e) = receive(recv, &staging, &agent.limits()).await {
-        tracing::warn!(container = %name, "migration in aborted: {e}");
-        let r = Response::error(ErrorKind::InvalidInput, format!("transfer failed: {e}"));
-        let _ = herd_quic::rpc::send_msg(send, &r).await;
-        drop(guard);
-        return Ok(());
-    }
-
-    // Restoring.
-    let t0 = Instant::now();
-    let a = agent.clone();
-    let p = prepare.clone();
-    let dir = staging.clone();
-    let result =
-        tokio::task::spawn_blocking(move || -> Result<herd_wire::RestoreReport, AgentError> {
-            if super::fault("fail-restore") {
-                return Err(AgentError::Other("injected fault: fail-restore".into()));
-            }
-            if dir.join("image.json").exists() {
-                a.image_from_peer(&dir)?;
-            }
-            let r = if p.fs == FsMode::Whole {
-                // The flattened filesystem becomes this container's own image.
-                let image = format!("{}-whole", p.spec.name);
-                let layers = a.image_import_layers(&image, &dir.join("whole.tar"))?;
-                let spec = herd_wire::RunSpec {
-                    image,
-                    ..p.spec.clone()
-                };
-                a.import_staged(&dir, &spec, &layers, t0)?
+    loop {
+        // A source silent for longer than the idle limit is a lost link.
+        let next = herd_quic::rpc::recv_msg::<MigrateMsg>(recv, MAX_MIGRATE_FRAME);
+        let Ok(got) = tokio::time::timeout(limits.stream_idle, next).await else {
+            tracing::warn!(
+                container = %name, %id,
+                "no frame from the source for {} s (--stream-idle-timeout-s)",
+                limits.stream_idle.as_secs_f64()
+            );
+            let msg = format!(
+                "no frame from the source for {} s (--stream-idle-timeout-s)",
+                limits.stream_idle.as_secs_f64()
+            );
+            // Before the vote a silent source ends the migration (answered,
+            // in case it still listens); after it, only the link is lost.
+            let staging = side.lock().await.core.state() == herd_wire::handoff::RState::Staging;
+            let ev = if staging {
+                REvent::LocalFailure(msg)
             } else {
-                a.import_staged(&dir, &p.spec, &p.layers, t0)?
+                REvent::LinkLost
             };
-            // The process must still run after a short grace period; it
-            // runs already, so the source does not count this as frozen.
-            let up = Instant::now();
-            std::thread::sleep(Duration::from_millis(150));
-            let e = a.entry(&p.spec.name)?;
-            let running = e.snapshot().status == herd_wire::ContainerStatus::Running;
-            if !running {
-                a.discard(&e);
-                return Err(AgentError::Other(format!(
-                    "{} exited right after its restore",
-                    p.spec.name
-                )));
+            let (replies, _) = feed(&agent, &side, ev).await;
+            for r in replies {
+                let _ = herd_quic::rpc::send_msg(send, &reply(r)).await;
             }
-            Ok(herd_wire::RestoreReport {
-                running_ms: up.elapsed().as_secs_f64() * 1e3,
-                ..r
-            })
-        })
-        .await;
-    drop(guard);
-    let reply = match result {
-        Ok(Ok(r)) => {
-            tracing::info!(container = %name, "migration in: restored");
-            Response::Restored(r)
+            break;
+        };
+        let ev = match got {
+            Ok(Some(MigrateMsg::Data { zstd: true, bytes })) => {
+                match zstd::bulk::decompress(&bytes, CHUNK) {
+                    Ok(plain) => REvent::Msg(MigrateMsg::Data {
+                        zstd: false,
+                        bytes: plain,
+                    }),
+                    Err(e) => REvent::LocalFailure(format!("bad zstd chunk: {e}")),
+                }
+            }
+            Ok(Some(m)) => REvent::Msg(m),
+            Ok(None) => REvent::LinkLost,
+            Err(e) => {
+                tracing::info!(container = %name, %id, "migration stream: {e}");
+                REvent::LinkLost
+            }
+        };
+        let lost = ev == REvent::LinkLost;
+        let (replies, state) = feed(&agent, &side, ev).await;
+        for r in replies {
+            // A dead stream shows on the next read.
+            let _ = herd_quic::rpc::send_msg(send, &reply(r)).await;
         }
-        Ok(Err(e)) => e.to_response(),
-        Err(e) => Response::error(ErrorKind::Internal, format!("restore task failed: {e}")),
+        if lost || state == RState::Gone {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Apply an event to a side and do its actions (blocking work off the
+/// runtime); returns the answers for S and the state after.
+async fn feed(
+    agent: &Arc<Agent>,
+    side: &Arc<tokio::sync::Mutex<Side>>,
+    ev: REvent,
+) -> (Vec<TargetMsg>, RState) {
+    let mut g = side.clone().lock_owned().await;
+    let a = agent.clone();
+    let r = tokio::task::spawn_blocking(move || {
+        let out = apply_event(&a, &mut g, ev);
+        (out, g.core.state(), g.core.id.clone())
+    })
+    .await;
+    match r {
+        Ok((out, state, id)) => {
+            if state == RState::Gone {
+                lock(&agent.handoff.incoming).remove(&id);
+            }
+            (out, state)
+        }
+        Err(e) => {
+            tracing::error!("migration task failed: {e}");
+            (vec![], RState::Gone)
+        }
+    }
+}
+
+fn apply_event(agent: &Arc<Agent>, side: &mut Side, ev: REvent) -> Vec<TargetMsg> {
+    match side.core.handle(ev) {
+        Ok(acts) => apply(agent, side, acts),
+        Err(e) => {
+            tracing::warn!(container = %side.name(), "migration in: {e}");
+            vec![]
+        }
+    }
+}
+
+/// Do the core's actions in order; events they produce go back into it.
+fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetMsg> {
+    let mut out = Vec::new();
+    let mut todo: VecDeque<RAction> = acts.into();
+    let name = side.name().to_string();
+    while let Some(a) = todo.pop_front() {
+        let ev = match a {
+            RAction::Create(path) => match side.staging.as_ref().map(|s| s.join(&path)) {
+                Some(p) => match std::fs::File::create(&p) {
+                    Ok(f) => {
+                        side.file = Some(f);
+                        None
+                    }
+                    Err(e) => Some(REvent::LocalFailure(format!("create {path}: {e}"))),
+                },
+                None => Some(REvent::LocalFailure("no staging dir".into())),
+            },
+            RAction::Write(bytes) => match side.file.as_mut().map(|f| f.write_all(&bytes)) {
+                Some(Ok(())) => None,
+                Some(Err(e)) => Some(REvent::LocalFailure(format!("write: {e}"))),
+                None => Some(REvent::LocalFailure("write outside a file".into())),
+            },
+            RAction::Close => {
+                side.file = None;
+                None
+            }
+            RAction::Journal(step) => {
+                match agent.handoff.journals.step(&side.journal, step) {
+                    Ok(()) => {
+                        side.journal.step = step;
+                        None
+                    }
+                    // Never vote (or run) without the record.
+                    Err(e) => Some(REvent::LocalFailure(format!("journal: {e}"))),
+                }
+            }
+            RAction::Unjournal => {
+                if let Err(e) = agent.handoff.journals.remove(&side.journal.id) {
+                    tracing::error!(container = %name, "{e}");
+                }
+                None
+            }
+            RAction::RestoreFenced => {
+                side.made = true;
+                Some(restore_held(agent, side))
+            }
+            RAction::Thaw => {
+                if let Err(e) = agent.release(&name) {
+                    tracing::error!(container = %name, "release after Go: {e}");
+                }
+                agent.handoff.unmark(&name, &side.journal.id);
+                agent.monitor.event(
+                    &name,
+                    EventKind::MovedIn {
+                        from: side.journal.peer.clone(),
+                    },
+                );
+                tracing::info!(container = %name, id = %side.journal.id, "migration in: runs (Go)");
+                if super::fault("pause-after-go") {
+                    pause_blocking(agent, "after-go");
+                }
+                None
+            }
+            RAction::Discard => {
+                side.file = None;
+                if side.made {
+                    discard(agent, &name);
+                }
+                if let Some(s) = side.staging.take() {
+                    let _ = std::fs::remove_dir_all(s);
+                }
+                agent.handoff.unmark(&name, &side.journal.id);
+                tracing::info!(container = %name, id = %side.journal.id, "migration in: dropped");
+                None
+            }
+            RAction::Reply(m) => {
+                out.push(m);
+                None
+            }
+        };
+        if let Some(ev) = ev {
+            match side.core.handle(ev) {
+                Ok(more) => {
+                    // Follow-ups first, in their order.
+                    for x in more.into_iter().rev() {
+                        todo.push_front(x);
+                    }
+                }
+                Err(e) => tracing::error!(container = %name, "migration in: {e}"),
+            }
+        }
+    }
+    out
+}
+
+/// Remove whatever this migration made of `name` here: a held copy, a
+/// half restore, the dirs (the core never discards after Go).
+fn discard(agent: &Arc<Agent>, name: &str) {
+    match agent.entry(name) {
+        Ok(e) => agent.discard(&e),
+        Err(_) => agent.remove_orphan(name),
+    }
+}
+
+/// Restore from staging, stopped and fenced; the result as an event.
+fn restore_held(agent: &Arc<Agent>, side: &mut Side) -> REvent {
+    let (Some(dir), Some(p)) = (side.staging.clone(), side.prepare.clone()) else {
+        return REvent::RestoreFailed("nothing staged".into());
     };
-    herd_quic::rpc::send_msg(send, &reply).await
+    let t0 = Instant::now();
+    let r = (|| -> Result<herd_wire::RestoreReport, AgentError> {
+        if super::fault("fail-restore") {
+            return Err(AgentError::Other("injected fault: fail-restore".into()));
+        }
+        if dir.join("image.json").exists() {
+            agent.image_from_peer(&dir)?;
+        }
+        if p.fs == FsMode::Whole {
+            // The flattened filesystem becomes this container's own image.
+            let image = format!("{}-whole", p.spec.name);
+            let layers = agent.image_import_layers(&image, &dir.join("whole.tar"))?;
+            let spec = herd_wire::RunSpec {
+                image,
+                ..p.spec.clone()
+            };
+            agent.import_staged(&dir, &spec, &layers, t0, true)
+        } else {
+            agent.import_staged(&dir, &p.spec, &p.layers, t0, true)
+        }
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    side.staging = None;
+    match r {
+        Ok(rep) => {
+            if super::fault("pause-before-ready") {
+                pause_blocking(agent, "before-ready");
+            }
+            REvent::Restored(Box::new(rep))
+        }
+        Err(e) => {
+            // Someone else's container of that name: not ours to discard.
+            if matches!(e, AgentError::ContainerExists(_)) {
+                side.made = false;
+            }
+            REvent::RestoreFailed(e.to_string())
+        }
+    }
+}
+
+fn pause_blocking(agent: &Agent, point: &str) {
+    let flag = agent.state_dir().root().join(format!("paused-{point}"));
+    let go = agent.state_dir().root().join(format!("resume-{point}"));
+    let _ = std::fs::write(&flag, b"");
+    tracing::warn!(point, "fault injection: paused");
+    for _ in 0..1200 {
+        if go.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = std::fs::remove_file(&go);
+    let _ = std::fs::remove_file(&flag);
+}
+
+/// S resolving a migration over a fresh stream.
+pub async fn serve_query(agent: Arc<Agent>, q: Query) -> Response {
+    let (id, ev) = match q {
+        Query::Decide { id, decision } => (id, REvent::Decide(decision)),
+        Query::Forget { id } => (id, REvent::Forget),
+    };
+    let side = lock(&agent.handoff.incoming).get(&id).cloned();
+    let Some(side) = side else {
+        return match ev {
+            REvent::Decide(d) => reply(Receiver::unknown(d)),
+            _ => Response::Ok,
+        };
+    };
+    // A restore in flight holds the side: ask again later.
+    if side.try_lock().is_err() {
+        return reply(TargetMsg::Busy);
+    }
+    let forget = ev == REvent::Forget;
+    let (mut out, state) = feed(&agent, &side, ev).await;
+    if forget {
+        lock(&agent.handoff.incoming).remove(&id);
+        return Response::Ok;
+    }
+    match (out.pop(), state) {
+        (Some(m), _) => reply(m),
+        (None, s) => Response::error(
+            ErrorKind::Conflict,
+            format!("migration {id} is {s:?} here: that decision does not apply"),
+        ),
+    }
+}
+
+/// A journalled incoming migration of a previous run (from `Agent::open`).
+pub(super) fn resume(agent: &Arc<Agent>, j: Journal) {
+    let (core, acts) = Receiver::recover(j.id.clone(), j.step);
+    tracing::info!(container = %j.container, id = %j.id, step = ?j.step, "migration in: resuming");
+    if core.state() == RState::Ready {
+        let mark = Mark {
+            id: j.id.clone(),
+            role: Role::Target,
+            from: j.peer.clone(),
+            to: agent.node().to_string(),
+            progress: Default::default(),
+        };
+        mark.progress.enter("handoff", 0);
+        if let Err(e) = agent.handoff.mark(&j.container, mark) {
+            tracing::error!("{e}");
+        }
+    }
+    let mut side = Side {
+        core,
+        journal: j.clone(),
+        staging: None,
+        prepare: None,
+        file: None,
+        made: true,
+    };
+    apply(agent, &mut side, acts);
+    if side.core.state() != RState::Gone {
+        lock(&agent.handoff.incoming).insert(j.id, Arc::new(tokio::sync::Mutex::new(side)));
+    }
 }
 
 /// `Ok(None)`: go on; `Ok(Some(layers))`: the image is missing here, the
@@ -162,108 +492,6 @@ fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response
             ),
         )),
         Err(e) => Err(Box::new(e.to_response())),
-    }
-}
-
-struct Staging(PathBuf);
-impl Drop for Staging {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn allowed(path: &str) -> bool {
-    let plain = |s: &str| !s.is_empty() && s != "." && s != ".." && !s.contains(['/', '\0']);
-    match path.split_once('/') {
-        None => matches!(
-            path,
-            "upper.tar" | "upper-delta.tar" | "whole.tar" | "config.json" | "log" | "image.json"
-        ),
-        Some(("checkpoint", rest)) => plain(rest),
-        Some(("layer", digest)) => herd_overlay::digest_hex(digest).is_ok(),
-        _ => false,
-    }
-}
-
-/// Files until `Commit`, within the agent's limits: each frame must come
-/// within the stream idle timeout, all files together at most
-/// `migration_bytes` (decompressed) and `unpack.max_entries` files.
-async fn receive(
-    recv: &mut quinn::RecvStream,
-    staging: &Path,
-    limits: &crate::limits::Limits,
-) -> Result<(), String> {
-    let mut cur: Option<(String, std::fs::File, Sha256, u64)> = None;
-    let (mut total, mut files) = (0u64, 0u64);
-    loop {
-        let next = herd_quic::rpc::recv_msg(recv, MAX_MIGRATE_FRAME);
-        let msg: MigrateMsg = tokio::time::timeout(limits.stream_idle, next)
-            .await
-            .map_err(|_| {
-                format!(
-                    "no frame from the source for {} s (--stream-idle-timeout-s)",
-                    limits.stream_idle.as_secs_f64()
-                )
-            })?
-            .map_err(|e| e.to_string())?
-            .ok_or("the source closed the stream before Commit")?;
-        match msg {
-            MigrateMsg::File { path } => {
-                if cur.is_some() {
-                    return Err(format!("File {path} before the previous FileEnd"));
-                }
-                files += 1;
-                if files > limits.unpack.max_entries {
-                    return Err(format!(
-                        "more than {} files (--max-unpack-entries)",
-                        limits.unpack.max_entries
-                    ));
-                }
-                if !allowed(&path) {
-                    return Err(format!("refusing file {path:?}"));
-                }
-                let f = std::fs::File::create(staging.join(&path))
-                    .map_err(|e| format!("create {path}: {e}"))?;
-                cur = Some((path, f, Sha256::new(), 0));
-            }
-            MigrateMsg::Data { zstd, bytes } => {
-                let (path, f, h, size) = cur.as_mut().ok_or("Data outside a file")?;
-                let data = if zstd {
-                    zstd::bulk::decompress(&bytes, CHUNK)
-                        .map_err(|e| format!("{path}: bad zstd chunk: {e}"))?
-                } else {
-                    bytes
-                };
-                total += data.len() as u64;
-                if total > limits.migration_bytes {
-                    return Err(format!(
-                        "the migration carries more than {} bytes (--max-migration-bytes)",
-                        limits.migration_bytes
-                    ));
-                }
-                h.update(&data);
-                *size += data.len() as u64;
-                f.write_all(&data)
-                    .map_err(|e| format!("write {path}: {e}"))?;
-            }
-            MigrateMsg::FileEnd { size, sha256 } => {
-                let (path, f, h, got) = cur.take().ok_or("FileEnd outside a file")?;
-                drop(f);
-                let digest = hex::encode(h.finalize());
-                if got != size || digest != sha256 {
-                    return Err(format!(
-                        "{path} arrived corrupt: {got} bytes with sha256 {digest}, the source sent {size} bytes with sha256 {sha256}"
-                    ));
-                }
-            }
-            MigrateMsg::Go | MigrateMsg::Abort => return Err(format!("{msg:?} before Commit")),
-            MigrateMsg::Commit => {
-                if cur.is_some() {
-                    return Err("Commit inside a file".into());
-                }
-                return Ok(());
-            }
-        }
     }
 }
 

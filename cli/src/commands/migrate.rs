@@ -32,13 +32,39 @@ pub async fn run(g: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
         json,
     } = args;
     let mut c = g.client()?;
-    let rep = migrate(&mut c, name, to, *fs, compress == "zstd", !*json).await?;
+    let rep = match migrate(&mut c, name, to, *fs, compress == "zstd", !*json).await {
+        Ok(r) => r,
+        Err(e) => {
+            if *json {
+                print_failed(&e, name, to);
+            }
+            return Err(e);
+        }
+    };
     if *json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
     } else {
         print_migration(&rep);
     }
     Ok(0)
+}
+
+/// `--json` on failure: the report with its outcome, or for a refusal
+/// before anything started, `untouched` in phase prepare.
+fn print_failed(e: &anyhow::Error, name: &str, to: &str) {
+    let v = match e.downcast_ref::<crate::client::MigrateFailed>() {
+        Some(f) => serde_json::to_value(&f.0).ok(),
+        None => Some(serde_json::json!({
+            "container": name,
+            "to": to,
+            "outcome": "untouched",
+            "phase": "prepare",
+            "reason": format!("{e:#}"),
+        })),
+    };
+    if let Some(v) = v.and_then(|v| serde_json::to_string_pretty(&v).ok()) {
+        println!("{v}");
+    }
 }
 
 fn print_migration(r: &herd_wire::migrate::MigrateReport) {

@@ -55,9 +55,12 @@ fn print_ps(all: &[ContainerInfo]) {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     for c in all {
-        let status = match (c.status, c.exit_code) {
-            (herd_wire::ContainerStatus::Stopped, Some(code)) => format!("exited({code})"),
-            (s, _) => s.to_string(),
+        let status = match (c.status, c.exit_code, &c.migration) {
+            (herd_wire::ContainerStatus::Migrating, _, Some(m)) => {
+                format!("migrating {}->{} ({})", m.from, m.to, m.phase)
+            }
+            (herd_wire::ContainerStatus::Stopped, Some(code), _) => format!("exited({code})"),
+            (s, _, _) => s.to_string(),
         };
         let age = now.saturating_sub(c.created_ns) / 1_000_000_000;
         let created = if age < 120 {

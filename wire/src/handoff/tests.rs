@@ -1255,3 +1255,38 @@ fn simulated_faults_never_two_copies_and_exactly_one_after() {
         assert!(outcomes.get(k).copied().unwrap_or(0) > 50, "{outcomes:?}");
     }
 }
+
+#[test]
+fn receiver_refuses_more_bytes_or_files_than_its_limits_and_discards() {
+    let mut r = Receiver::new("m1".into()).with_limits(5, 100);
+    staged(&mut r, file("checkpoint/a.img", b"abc"));
+    r.handle(REvent::Msg(M::File {
+        path: "checkpoint/b.img".into(),
+    }))
+    .unwrap();
+    let a = r
+        .handle(REvent::Msg(M::Data {
+            zstd: false,
+            bytes: b"abc".to_vec(),
+        }))
+        .unwrap();
+    assert_eq!(r.state(), RState::Gone);
+    assert!(a.contains(&RAction::Discard), "{a:?}");
+    assert!(
+        matches!(a.last(), Some(RAction::Reply(TargetMsg::Failed(m))) if m.contains("more than 5 bytes")),
+        "{a:?}"
+    );
+
+    let mut r = Receiver::new("m2".into()).with_limits(u64::MAX, 1);
+    staged(&mut r, file("checkpoint/a.img", b"abc"));
+    let a = r
+        .handle(REvent::Msg(M::File {
+            path: "config.json".into(),
+        }))
+        .unwrap();
+    assert_eq!(r.state(), RState::Gone);
+    assert!(
+        matches!(a.last(), Some(RAction::Reply(TargetMsg::Failed(m))) if m.contains("more than 1 files")),
+        "{a:?}"
+    );
+}
