@@ -129,10 +129,13 @@ impl Handoff {
     /// The node this agent has migration `id` with, if it knows the id:
     /// from a live mark, else from its journal.
     pub fn peer_of(&self, id: &str) -> Option<String> {
-        let me = lock(&self.marks).values().find(|m| m.id == id).map(|m| match m.role {
-            Role::Target => m.from.clone(),
-            Role::Source => m.to.clone(),
-        });
+        let me = lock(&self.marks)
+            .values()
+            .find(|m| m.id == id)
+            .map(|m| match m.role {
+                Role::Target => m.from.clone(),
+                Role::Source => m.to.clone(),
+            });
         me.or_else(|| {
             self.journals
                 .list()
