@@ -285,6 +285,10 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                 None
             }
             RAction::Reply(m) => {
+                // The target's own log says why (a corrupt file, a limit).
+                if let TargetMsg::Failed(why) = &m {
+                    tracing::warn!(container = %name, id = %side.journal.id, "migration in failed: {why}");
+                }
                 out.push(m);
                 None
             }
