@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{import_busybox_with_work, text, wait_for, Lab};
+use common::{agent_pid, import_busybox_with_work, stderr_of, text, wait_for, Lab};
 use serde_json::Value;
 
 /// How long a cut lasts: longer than QUIC's idle timeout (30 s) and the
@@ -47,10 +47,6 @@ fn run_work(lab: &Lab, name: &str, node: &str) {
     ]);
 }
 
-fn stderr_of(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).trim().to_string()
-}
-
 fn ps_all(lab: &Lab) -> Vec<Value> {
     let o = lab.herd(&["ps", "--json"]);
     serde_json::from_slice::<Value>(&o.stdout)
@@ -66,8 +62,8 @@ fn entries(lab: &Lab, name: &str) -> Vec<Value> {
         .collect()
 }
 
-/// The tasks of `name` on `node` that run (not stopped, not zombies).
-fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
+/// Every task in `name`'s pids cgroup on `node`.
+fn container_procs(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
     let f = PathBuf::from("/sys/fs/cgroup/pids/herd")
         .join(&lab.name)
         .join(node)
@@ -77,6 +73,13 @@ fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
         .unwrap_or_default()
         .lines()
         .filter_map(|l| l.trim().parse::<i32>().ok())
+        .collect()
+}
+
+/// The tasks of `name` on `node` that run (not stopped, not zombies).
+fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
+    container_procs(lab, node, name)
+        .into_iter()
         .filter(|p| {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
             let state = stat
@@ -227,19 +230,6 @@ fn assert_clean(lab: &Lab, node: &str, name: &str) {
             warn.join("\n")
         );
     }
-}
-
-fn agent_pid(lab: &Lab, node: &str) -> i32 {
-    let c: Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
-    c["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .unwrap()["pid"]
-        .as_i64()
-        .unwrap() as i32
 }
 
 fn kill9(pid: i32) {
@@ -787,23 +777,14 @@ fn kill_criu_of(pid: i32, secs: u64) -> bool {
 
 /// The container's init (pid 1 of its pid namespace) on `node`.
 fn init_pid(lab: &Lab, node: &str, name: &str) -> Option<i32> {
-    let f = PathBuf::from("/sys/fs/cgroup/pids/herd")
-        .join(&lab.name)
-        .join(node)
-        .join(name)
-        .join("cgroup.procs");
-    std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse::<i32>().ok())
-        .find(|p| {
-            std::fs::read_to_string(format!("/proc/{p}/status"))
-                .unwrap_or_default()
-                .lines()
-                .find(|l| l.starts_with("NSpid:"))
-                .and_then(|l| l.split_whitespace().last())
-                == Some("1")
-        })
+    container_procs(lab, node, name).into_iter().find(|p| {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("NSpid:"))
+            .and_then(|l| l.split_whitespace().last())
+            == Some("1")
+    })
 }
 
 /// A link cut while the source is paused at `point`, healed after 40 s:
