@@ -70,10 +70,8 @@ impl Agent {
         }
         super::run::destroy_runtime(&self.state.runtime(), name);
         crate::cgroup::remove(&cg);
-        let merged = self.state.container(name).fs().join("merged");
-        if herd_overlay::is_mount_point(&merged).unwrap_or(false) {
-            let _ = nix::mount::umount2(&merged, nix::mount::MntFlags::MNT_DETACH);
-        }
+        // Its overlay, and whatever a CRIU killed with the agent left mounted.
+        super::remove::unmount_below(&self.state.container(name).dir);
         let ns = self.netns_name(name);
         if herd_netlink::netns::exists(&ns) {
             let _ = herd_netlink::netns::delete_with_links(&ns);

@@ -374,7 +374,17 @@ impl Agent {
         let criu = herd_criu::Criu::from_env();
         let restored = {
             let _serial = lock(&self.criu_lock);
-            criu.restore(&opts)
+            if hold && crate::migrate::fault("pause-in-restore") {
+                // A test's pause with CRIU alive mid-restore (tasks made, not resumed).
+                criu.restore_with(&opts, |n: &herd_criu::Notify| {
+                    if n.kind() == herd_criu::NotifyKind::PostRestore {
+                        crate::migrate::pause_blocking(self, "in-restore");
+                    }
+                    Ok::<(), std::convert::Infallible>(())
+                })
+            } else {
+                criu.restore(&opts)
+            }
         };
         drop(stdio); // the restored tree holds the container's ends now
         let pid = restored

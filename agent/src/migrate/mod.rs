@@ -50,20 +50,33 @@ pub(crate) fn fault(name: &str) -> bool {
 
 /// `HERD_FAULT=pause-<point>`: wait here (so a test can cut a link or kill
 /// an agent at exactly this point) until the file `<state>/resume-<point>`
-/// appears, at most 120 s.
+/// appears, at most 120 s. `paused-<point>` says the agent is waiting.
 pub(crate) async fn pause_point(agent: &Agent, point: &str) {
     if !fault(&format!("pause-{point}")) {
         return;
     }
-    let flag = agent.state_dir().root().join(format!("paused-{point}"));
-    let go = agent.state_dir().root().join(format!("resume-{point}"));
+    let root = agent.state_dir().root().to_path_buf();
+    let point = point.to_string();
+    let _ = tokio::task::spawn_blocking(move || hold_until_resumed(&root, &point)).await;
+}
+
+/// [`pause_point`] for threads that may block (a restore, CRIU's notify).
+pub(crate) fn pause_blocking(agent: &Agent, point: &str) {
+    if fault(&format!("pause-{point}")) {
+        hold_until_resumed(agent.state_dir().root(), point);
+    }
+}
+
+fn hold_until_resumed(root: &std::path::Path, point: &str) {
+    let flag = root.join(format!("paused-{point}"));
+    let go = root.join(format!("resume-{point}"));
     let _ = std::fs::write(&flag, b"");
     tracing::warn!(point, "fault injection: paused");
     for _ in 0..1200 {
         if go.exists() {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        std::thread::sleep(Duration::from_millis(100));
     }
     let _ = std::fs::remove_file(&go);
     let _ = std::fs::remove_file(&flag);

@@ -164,7 +164,12 @@ pub async fn migrate_out(
 
     // Preparing: nothing changes here until the target said yes.
     let prepare = Prepare {
-        version: MIGRATE_VERSION,
+        // `old-protocol`: speak as the previous release would (tests of the refusal).
+        version: if super::fault("old-protocol") {
+            MIGRATE_VERSION - 1
+        } else {
+            MIGRATE_VERSION
+        },
         spec: rec.spec.clone(),
         oci_spec: oci,
         image: rec.spec.image.clone(),

@@ -9,7 +9,7 @@ use std::collections::VecDeque;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use herd_wire::handoff::{
     check_version, valid_id, Journal, Query, RAction, REvent, RState, Receiver, Role, TargetMsg,
@@ -267,9 +267,7 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                     },
                 );
                 tracing::info!(container = %name, id = %side.journal.id, "migration in: runs (Go)");
-                if super::fault("pause-after-go") {
-                    pause_blocking(agent, "after-go");
-                }
+                super::pause_blocking(agent, "after-go");
                 None
             }
             RAction::Discard => {
@@ -347,9 +345,7 @@ fn restore_held(agent: &Arc<Agent>, side: &mut Side) -> REvent {
     side.staging = None;
     match r {
         Ok(rep) => {
-            if super::fault("pause-before-ready") {
-                pause_blocking(agent, "before-ready");
-            }
+            super::pause_blocking(agent, "before-ready");
             REvent::Restored(Box::new(rep))
         }
         Err(e) => {
@@ -360,21 +356,6 @@ fn restore_held(agent: &Arc<Agent>, side: &mut Side) -> REvent {
             REvent::RestoreFailed(e.to_string())
         }
     }
-}
-
-fn pause_blocking(agent: &Agent, point: &str) {
-    let flag = agent.state_dir().root().join(format!("paused-{point}"));
-    let go = agent.state_dir().root().join(format!("resume-{point}"));
-    let _ = std::fs::write(&flag, b"");
-    tracing::warn!(point, "fault injection: paused");
-    for _ in 0..1200 {
-        if go.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let _ = std::fs::remove_file(&go);
-    let _ = std::fs::remove_file(&flag);
 }
 
 /// S resolving a migration over a fresh stream.
