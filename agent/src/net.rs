@@ -165,12 +165,17 @@ pub fn attach(
 ) -> Result<()> {
     let ns =
         herd_netlink::netns::open(ns_path).map_err(nl(format!("open {}", ns_path.display())))?;
+    // The kernel checks a new link's name in the creating namespace even when
+    // it is made in another, so `eth0` would clash with an uplink of that name
+    // (every real host's): made under a name unique to its MAC, then renamed.
+    let temp = format!("hm{:02x}{:02x}{:02x}{:02x}", mac[2], mac[3], mac[4], mac[5]);
     let mut host = herd_netlink::Handle::new().map_err(nl("netlink".into()))?;
-    host.add_macvlan("eth0", &def.parent, Some(mac), Some(ns.as_fd()))
+    host.add_macvlan(&temp, &def.parent, Some(mac), Some(ns.as_fd()))
         .map_err(nl(format!("macvlan on {}", def.parent)))?;
     let mut c =
         herd_netlink::Handle::in_netns(ns_path).map_err(nl("netlink in the container".into()))?;
     let what = format!("eth0 {ip}/{} in {}", net.prefix, ns_path.display());
+    c.rename(&temp, "eth0").map_err(nl(what.clone()))?;
     c.set_ipv6("eth0", false).map_err(nl(what.clone()))?;
     c.add_address("eth0", ip.into(), net.prefix)
         .map_err(nl(what.clone()))?;

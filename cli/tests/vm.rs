@@ -442,7 +442,11 @@ fn agent_killed_by_systemctl_is_restarted_and_readopts(vm: &Vm) {
     );
     assert!(restarts.trim().parse::<u32>().unwrap_or(0) >= 1);
     let c = wait_for(120, || {
-        lab.container("keep").filter(|c| c["status"] == "running")
+        lab.container("keep").filter(|c| {
+            c["status"]
+                .as_str()
+                .is_some_and(|s| s.eq_ignore_ascii_case("running"))
+        })
     })
     .expect("keep is not listed as running after the restart");
     assert_eq!(c["pid"].as_i64(), pid, "the same process, re-adopted");
