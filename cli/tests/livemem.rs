@@ -271,7 +271,11 @@ fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
     restart_with_fault(&lab, "n1", "pause-before-dump");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-dump", &mut child);
-    assert_eq!(copies(&lab, "c"), vec!["n1".to_string()], "runs on the source");
+    assert_eq!(
+        copies(&lab, "c"),
+        vec!["n1".to_string()],
+        "runs on the source"
+    );
     let cdir = lab.dir().join("n2/state/containers/c");
     let upper = cdir.join("fs/upper/presend.txt");
     assert_eq!(
@@ -283,7 +287,10 @@ fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
         cdir.join("bundle/config.json").exists(),
         "bundle built before the dump"
     );
-    assert!(netns(&lab, "n2", "c").exists(), "netns made before the dump");
+    assert!(
+        netns(&lab, "n2", "c").exists(),
+        "netns made before the dump"
+    );
     let ns = netns(&lab, "n2", "c");
     let links = std::process::Command::new("ip")
         .args(["-n", &ns.file_name().unwrap().to_string_lossy(), "link"])
