@@ -153,6 +153,7 @@ pub async fn migrate_out(
         report,
         image: rec.spec.image.clone(),
         t0,
+        t_build: None,
         t_dump: None,
         t_transfer: None,
         raw_before: 0,
@@ -244,6 +245,7 @@ pub(super) fn resume(agent: Arc<Agent>, ep: quinn::Endpoint, j: Journal) {
         sent: Sent::default(),
         image: String::new(),
         t0: Instant::now(),
+        t_build: None,
         t_dump: None,
         t_transfer: None,
         raw_before: 0,
@@ -274,6 +276,7 @@ struct Driver {
     report: MigrateReport,
     image: String,
     t0: Instant,
+    t_build: Option<Instant>,
     t_dump: Option<Instant>,
     t_transfer: Option<Instant>,
     raw_before: u64,
@@ -342,7 +345,7 @@ impl Driver {
         loop {
             let Some(a) = self.todo.pop_front() else {
                 let ev = match self.core.state() {
-                    SState::AwaitReady | SState::Going => self.answer().await,
+                    SState::AwaitBuilt | SState::AwaitReady | SState::Going => self.answer().await,
                     s => SEvent::LinkLost(format!("the source driver has nothing to do in {s:?}")),
                 };
                 self.feed(ev);
@@ -498,6 +501,10 @@ impl Driver {
             }
             SAction::Send(m) => {
                 let commit = m == MigrateMsg::Commit;
+                if m == MigrateMsg::PreSent {
+                    self.progress.enter("build", 0);
+                    self.t_build = Some(Instant::now());
+                }
                 if m == MigrateMsg::Go {
                     super::pause_point(&self.agent, "before-go").await;
                 }
@@ -599,6 +606,9 @@ impl Driver {
             Ok(Ok(Some(r))) => SEvent::LinkLost(format!("unexpected answer {r:?}")),
         };
         match &ev {
+            SEvent::Answer(TargetMsg::Built) => {
+                self.report.build_ms = self.t_build.map(ms).unwrap_or(0.0);
+            }
             SEvent::Answer(TargetMsg::Ready(r)) => {
                 self.report.restore_ms = r.total_ms;
                 self.report.transfer_ms = self.t_transfer.map(ms).unwrap_or(0.0);
