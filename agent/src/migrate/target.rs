@@ -353,9 +353,7 @@ fn build(agent: &Arc<Agent>, side: &mut Side) -> REvent {
             // A failed build removed what it made; a whole one made nothing.
             side.made = e.is_some();
             side.built = e;
-            if super::fault("pause-after-build") {
-                pause_blocking(agent, "after-build");
-            }
+            super::pause_blocking(agent, "after-build");
             tracing::info!(container = %side.name(), id = %side.journal.id, "migration in: built");
             REvent::Built
         }
