@@ -29,7 +29,8 @@ pub mod size;
 /// Version of the control protocol. Bump on any incompatible change.
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
 /// 3: the fenced migration handoff (`Handoff`, `Migrating`, typed outcome).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `Request::Migrate.memory` (`--memory-mode`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +124,8 @@ pub enum Request {
         to_addr: std::net::SocketAddr,
         fs: migrate::FsMode,
         compress: bool,
+        /// How memory moves (see [`migrate::MemoryMode`]).
+        memory: migrate::MemoryMode,
         /// Send `Response::Progress` frames (about 4 a second) before the
         /// final answer.
         progress: bool,
