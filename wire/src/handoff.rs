@@ -14,9 +14,13 @@
 //!   Prepare{version, id, ...} -------------------------->| version != ours: Refused naming both
 //!   |<-------------------------------- Prepared | Refused | (nothing frozen yet)
 //!   [image.json, layers], upper.tar ------------------->| files: allowed paths, sizes, sha256
+//!   PreSent -------------------------------------------->| Build: overlay + upper.tar, netns with
+//!   |                                                    | the fenced macvlan, cgroups, bundle
+//!   |<--------------------------------------- Built | Failed (Failed: T removed it, nothing froze)
 //!   journal Dumping; dump through CRIU (frozen)          |
 //!   checkpoint/*, upper-delta.tar, config.json, log ---->|
-//!   journal Committed; Commit -------------------------->| journal Restoring; restore FENCED and
+//!   journal Committed; Commit -------------------------->| journal Restoring; apply the delta,
+//!   |                                                    | restore FENCED and
 //!   |                                                    | STOPPED (nftables drop, SIGSTOP);
 //!   |<------------------------------------ Ready | Failed| journal Ready, then answer
 //!   journal Go (fsync), then Go ------------------------>| journal Running, unfence, SIGCONT
@@ -34,8 +38,9 @@
 //! ```text
 //!  Preparing --Prepared{need}--> Image --ImageSent--> PreSending
 //!  Preparing --Prepared{}------------------------->  PreSending
-//!  Preparing|Image|PreSending --Refused|Failed|LinkLost--> Done(untouched)
-//!  PreSending --PreSent / journal Dumping, Dump--> Dumping
+//!  Preparing|Image|PreSending|AwaitBuilt --Refused|Failed|LinkLost--> Done(untouched)
+//!  PreSending --PreSent / send PreSent--> AwaitBuilt
+//!  AwaitBuilt --Built / journal Dumping, Dump--> Dumping
 //!  Dumping --DumpFailed / send Abort, unjournal--> Done(untouched)
 //!  Dumping --Dumped / Transfer--> Transferring
 //!  Transferring --Transferred / journal Committed, send Commit--> AwaitReady
@@ -57,8 +62,9 @@
 //!
 //! ```text
 //!  Staging --File|Data|FileEnd (checked)--> Staging
+//!  Staging --PreSent (once) / Build--> Staging --Built / reply Built--> Staging
 //!  Staging --bad file|LocalFailure|LinkLost|Abort / Discard--> Gone
-//!  Staging --Commit / journal Restoring, RestoreFenced--> Restoring
+//!  Staging --Commit (after Built) / journal Restoring, RestoreFenced--> Restoring
 //!  Restoring --Restored / journal Ready, reply Ready--> Ready
 //!  Restoring --RestoreFailed|LocalFailure / Discard, reply Failed--> Gone
 //!  Restoring --Abort / (remember it), reply Busy--> Restoring  --Restored / Discard--> Gone
@@ -91,7 +97,13 @@
 //!    waits for S's decision, however long (the two generals cannot agree
 //!    over a dead link, so neither acts: the container runs nowhere, which
 //!    is the "at most" half).
-//! 5. T restores only after `Commit`, and S journals `Committed` before it
+//! 5. What T builds at `PreSent` (a container that has no process, no
+//!    record on disk and no journal) is not a copy: every way out of
+//!    `Staging` discards it, and a restarted T removes it as a half-made
+//!    container (no record) before it serves anything. S freezes only
+//!    after `Built`, so the frozen window holds only the dump, the
+//!    transfer of what changed, the delta and the restore.
+//! 6. T restores only after `Commit`, and S journals `Committed` before it
 //!    sends it: a stream that died before that (S in `Transferring`, or a
 //!    restarted S with `Dumping` in its journal) cannot have made a copy on
 //!    T, so S resumes its own at once, without waiting for T.
@@ -196,6 +208,10 @@ pub enum TargetMsg {
     Prepared { need_layers: Vec<String> },
     /// Prepare refused: nothing was made, nothing froze.
     Refused(String),
+    /// After `PreSent`: the container is built here (overlay with the
+    /// pre-sent upper layer, netns with the fenced macvlan, cgroups,
+    /// bundle); S may freeze.
+    Built,
     /// Restored, stopped and fenced; waiting for the decision.
     Ready(Box<crate::RestoreReport>),
     /// T failed before it voted; its copy is gone.
@@ -277,6 +293,8 @@ pub enum SState {
     Preparing,
     Image,
     PreSending,
+    /// `PreSent` sent: T builds the container, X still runs.
+    AwaitBuilt,
     Dumping,
     Transferring,
     AwaitReady,
@@ -391,7 +409,7 @@ impl Sender {
         match self.state {
             SState::Preparing => Phase::Prepare,
             SState::Image => Phase::Image,
-            SState::PreSending => Phase::PreSend,
+            SState::PreSending | SState::AwaitBuilt => Phase::PreSend,
             SState::Dumping => Phase::Dump,
             SState::Transferring => Phase::Transfer,
             SState::AwaitReady => Phase::Restore,
@@ -478,11 +496,18 @@ impl Sender {
                 self.state = S::PreSending;
                 vec![SAction::PreSend]
             }
-            (S::Preparing | S::Image | S::PreSending, E::Answer(T::Refused(r) | T::Failed(r))) => {
-                self.untouched(format!("the target refused: {r}"))
+            (
+                S::Preparing | S::Image | S::PreSending | S::AwaitBuilt,
+                E::Answer(T::Refused(r) | T::Failed(r)),
+            ) => self.untouched(format!("the target refused: {r}")),
+            (S::Preparing | S::Image | S::PreSending | S::AwaitBuilt, E::LinkLost(r)) => {
+                self.untouched(r)
             }
-            (S::Preparing | S::Image | S::PreSending, E::LinkLost(r)) => self.untouched(r),
             (S::PreSending, E::PreSent) => {
+                self.state = S::AwaitBuilt;
+                vec![SAction::Send(MigrateMsg::PreSent)]
+            }
+            (S::AwaitBuilt, E::Answer(T::Built)) => {
                 self.state = S::Dumping;
                 vec![SAction::Journal(Step::Dumping), SAction::Dump]
             }
@@ -600,6 +625,8 @@ pub enum REvent {
     /// A decision over a fresh stream.
     Decide(Decision),
     Forget,
+    /// The [`RAction::Build`] is done.
+    Built,
     Restored(Box<crate::RestoreReport>),
     RestoreFailed(String),
     /// The migration stream broke.
@@ -619,6 +646,9 @@ pub enum RAction {
     Close,
     Journal(Step),
     Unjournal,
+    /// Build what needs no dump (overlay with the staged upper layer,
+    /// netns fenced, cgroups, bundle), then feed `Built`.
+    Build,
     /// Restore from staging: fenced (nftables drop) and stopped.
     RestoreFenced,
     /// Lift the fence, announce the address, SIGCONT every task.
@@ -644,6 +674,9 @@ pub struct Receiver {
     file: Option<OpenFile>,
     files: std::collections::BTreeSet<String>,
     abort_asked: bool,
+    /// `PreSent` arrived (a build was asked for) / the build finished.
+    build_asked: bool,
+    built: bool,
     /// Bytes staged so far, against `max_bytes` (the agent's limit).
     total: u64,
     max_bytes: u64,
@@ -675,6 +708,8 @@ impl Receiver {
             file: None,
             files: Default::default(),
             abort_asked: false,
+            build_asked: false,
+            built: false,
             total: 0,
             max_bytes: u64::MAX,
             max_files: u64::MAX,
@@ -791,9 +826,22 @@ impl Receiver {
                 }
                 Ok(vec![RAction::Close])
             }
+            MigrateMsg::PreSent => {
+                if let Some(f) = &self.file {
+                    return Err(format!("end of the pre-send inside file {}", f.path));
+                }
+                if self.build_asked {
+                    return Err("the pre-send ended twice".into());
+                }
+                self.build_asked = true;
+                Ok(vec![RAction::Build])
+            }
             MigrateMsg::Commit => {
                 if let Some(f) = &self.file {
                     return Err(format!("commit inside file {}", f.path));
+                }
+                if !self.built {
+                    return Err("commit before the container was built".into());
                 }
                 if !self.files.contains("config.json") {
                     return Err("commit without config.json".into());
@@ -820,6 +868,10 @@ impl Receiver {
                 Ok(v) => v,
                 Err(e) => self.gone(TargetMsg::Failed(format!("transfer failed: {e}")), false),
             },
+            (S::Staging, REvent::Built) if self.build_asked && !self.built => {
+                self.built = true;
+                vec![RAction::Reply(TargetMsg::Built)]
+            }
             (S::Staging, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), false),
             (S::Restoring, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), true),
             (S::Staging, REvent::LinkLost) => {

@@ -16,11 +16,14 @@
 //!   |                                                      |  and the missing layers, while X runs]
 //!   |  File{upper.tar} Data* FileEnd{sha256} ------------->|  pre-send: the upper layer as it is now,
 //!   |                                                      |  the container still runs on S
+//!   |  PreSent ------------------------------------------->|  builds overlay (+ upper.tar), netns with
+//!   |                                                      |  the fenced macvlan, cgroups, bundle
+//!   |<------------------------------------ Built | Failed  |  (Failed: T removed it; nothing froze)
 //!   |  == S dumps through CRIU: frozen from here ==        |
 //!   |  File{checkpoint/*} Data* FileEnd ... -------------->|  CRIU images, checksummed
 //!   |  File{upper-delta.tar} Data* FileEnd --------------->|  writes since the pre-send (fs=diff)
 //!   |  File{config.json}, File{log} ---------------------->|
-//!   |  Commit --------------------------------------------->|  applies upper + delta, netns, cgroups,
+//!   |  Commit --------------------------------------------->|  applies the delta, moves the images in,
 //!   |                                                      |  restores through CRIU, checks it runs
 //!   |<------------------------------ Restored{stats} | Error
 //!   |  S deletes its copy (Restored)                       |
@@ -41,7 +44,8 @@ use crate::RunSpec;
 
 /// 2: the fenced, journalled handoff of [`crate::handoff`] (`Prepare.id`,
 /// `Go`/`Abort`, answers as [`crate::handoff::TargetMsg`]).
-pub const MIGRATE_VERSION: u32 = 2;
+/// 3: `PreSent` / `Built`: the target builds the container before the freeze.
+pub const MIGRATE_VERSION: u32 = 3;
 
 /// Largest chunk of file data in one frame.
 pub const CHUNK: usize = 1 << 20;
@@ -95,6 +99,9 @@ pub enum MigrateMsg {
     Data { zstd: bool, bytes: Vec<u8> },
     /// End of the current file: its size and sha256 (hex) before compression.
     FileEnd { size: u64, sha256: String },
+    /// The pre-send is over (the container still runs on S): build all
+    /// that does not need the dump, then answer `Built`.
+    PreSent,
     /// Everything is there: restore, fenced and stopped, then vote.
     Commit,
     /// The decision (journalled by S before it was sent): run the copy.
@@ -125,6 +132,9 @@ pub struct MigrateReport {
     pub compress: bool,
     pub prepare_ms: f64,
     pub presend_ms: f64,
+    /// The target building the container after the pre-send (X still runs).
+    #[serde(default)]
+    pub build_ms: f64,
     pub dump_ms: f64,
     pub transfer_ms: f64,
     pub restore_ms: f64,

@@ -15,7 +15,9 @@
 //! `restore_import` first unpacks and verifies an exported archive, builds
 //! the container's filesystem (image layers + the archived upper layer),
 //! network namespace, bundle and runtime state, then runs the same steps.
-//! Any failure removes what the import made.
+//! A migration target splits that: [`Agent::build_staged`] while the
+//! container still runs on the source, [`Agent::finish_staged`] after the
+//! dump. Any failure removes what the import made.
 
 use std::fs;
 use std::os::fd::AsRawFd;
@@ -92,6 +94,26 @@ impl Agent {
         t0: Instant,
         hold: bool,
     ) -> Result<RestoreReport> {
+        let oci =
+            fs::read(dir.join("config.json")).ctx(|| "read the checkpoint's OCI spec".into())?;
+        let entry = self.build_staged(dir, spec, layers, &oci)?;
+        self.finish_staged(&entry, dir, t0, hold)
+    }
+
+    /// The part of [`Agent::import_staged`] that needs no checkpoint: the
+    /// name reserved, the overlay with `dir/upper.tar` applied (then
+    /// deleted) and mounted, the netns (fenced, with its macvlan), the
+    /// cgroup, the bundle from `oci` and the runtime state. A migration
+    /// target does this while the container still runs on the source.
+    /// Nothing is saved as a record yet: a restarted agent removes it as a
+    /// half-made container. Any failure removes what was built.
+    pub(crate) fn build_staged(
+        self: &Arc<Self>,
+        dir: &Path,
+        spec: &RunSpec,
+        layers: &[String],
+        oci: &[u8],
+    ) -> Result<Arc<Entry>> {
         let name = spec.name.clone();
         validate_name("container name", &name)?;
         let image = self.images.get(&spec.image)?;
@@ -105,28 +127,20 @@ impl Agent {
             });
         }
         // The OCI spec is checked before anything is made for it.
-        let mut oci = Spec::load(dir.join("config.json"))
+        let mut oci: Spec = serde_json::from_slice(oci)
             .map_err(|e| AgentError::Other(format!("checkpoint's OCI spec: {e}")))?;
         let entry = self.reserve(spec, image.layers.clone())?;
         let made = (|| -> Result<()> {
             let cdir = self.state.container(&name);
             fs::create_dir_all(&cdir.dir).ctx(|| format!("create {}", cdir.dir.display()))?;
             let cfs = ContainerFs::create(&cdir.fs(), self.images.lower_dirs(&image))?;
-            for layer in ["upper.tar", "upper-delta.tar"] {
-                let p = dir.join(layer);
-                if p.exists() {
-                    let f = fs::File::open(&p).ctx(|| format!("open {layer}"))?;
-                    herd_overlay::apply_upper_limited(
-                        cfs.upper(),
-                        std::io::BufReader::new(f),
-                        self.cfg.limits.unpack,
-                    )?;
-                }
+            let upper = dir.join("upper.tar");
+            if upper.exists() {
+                self.apply_layer(cfs.upper(), &upper)?;
+                let _ = fs::remove_file(&upper);
             }
-            cfs.mount()?;
-            if dir.join("log").exists() {
-                fs::copy(dir.join("log"), cdir.log()).ctx(|| "carry the log over".into())?;
-            }
+            // Mounted by the restore, after the delta: the upper dir of a
+            // mounted overlay must not change underneath it.
             let netns = self.netns_name(&name);
             let cgroup_path = self.cgroup_path(&name);
             let ns_path =
@@ -138,6 +152,13 @@ impl Agent {
                 r.cgroup_path = cgroup_path.clone();
             }
             loopback_up(&ns_path, &netns)?;
+            if let Some(att) = &spec.net {
+                // Fenced before the address exists here (crate::net).
+                let (def, subnet, ip, mac) = self.nets.check(att)?;
+                crate::net::fence(&ns_path)?;
+                crate::net::attach(&ns_path, &def, subnet, ip, mac)?;
+            }
+            crate::cgroup::prepare(&cgroup_path)?;
             // The source's OCI spec, re-pointed at this host's rootfs, netns and cgroup.
             repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
             fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
@@ -158,24 +179,65 @@ impl Agent {
             libcontainer::config::YoukiConfig::from_spec(&oci, &name)
                 .and_then(|c| c.save(&rt))
                 .map_err(|e| AgentError::Other(format!("write runtime config: {e}")))?;
+            Ok(())
+        })();
+        match made {
+            Ok(()) => Ok(entry),
+            Err(e) => {
+                self.discard(&entry);
+                Err(e)
+            }
+        }
+    }
+
+    /// The rest of [`Agent::import_staged`] on a container from
+    /// [`Agent::build_staged`]: `dir/upper-delta.tar` applied, the log
+    /// carried over, `dir/checkpoint` moved in, the record saved, and the
+    /// restore. Any failure removes the container.
+    pub(crate) fn finish_staged(
+        self: &Arc<Self>,
+        entry: &Arc<Entry>,
+        dir: &Path,
+        t0: Instant,
+        hold: bool,
+    ) -> Result<RestoreReport> {
+        let name = entry.snapshot().spec.name;
+        let made = (|| -> Result<()> {
+            let cdir = self.state.container(&name);
+            let delta = dir.join("upper-delta.tar");
+            if delta.exists() {
+                self.apply_layer(&cdir.fs().join("upper"), &delta)?;
+            }
+            if dir.join("log").exists() {
+                fs::copy(dir.join("log"), cdir.log()).ctx(|| "carry the log over".into())?;
+            }
             // The images move into the container's own checkpoint dir.
             fs::rename(dir.join("checkpoint"), cdir.checkpoint()).ctx(|| "move images".into())?;
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Checkpointed;
-            r.netns = netns;
-            r.cgroup_path = cgroup_path;
-            let snapshot = r.clone();
-            drop(r);
+            let snapshot = {
+                let mut r = lock(&entry.record);
+                r.status = ContainerStatus::Checkpointed;
+                r.clone()
+            };
             self.save(&snapshot)
         })();
         let restored = made.and_then(|_| {
             let images = self.state.container(&name).checkpoint();
-            self.restore_into(&entry, &images, t0, hold)
+            self.restore_into(entry, &images, t0, hold)
         });
         if restored.is_err() {
-            self.discard(&entry);
+            self.discard(entry);
         }
         restored
+    }
+
+    fn apply_layer(&self, upper: &Path, tar: &Path) -> Result<()> {
+        let f = fs::File::open(tar).ctx(|| format!("open {}", tar.display()))?;
+        herd_overlay::apply_upper_limited(
+            upper,
+            std::io::BufReader::new(f),
+            self.cfg.limits.unpack,
+        )?;
+        Ok(())
     }
 
     /// Let a container restored with `hold` run: lift its fence, tell the
@@ -278,6 +340,7 @@ impl Agent {
             netns: String::new(),
             cgroup_path: String::new(),
             layers,
+            counter_base: None,
         });
         map.insert(spec.name.clone(), e.clone());
         Ok(e)
@@ -351,6 +414,10 @@ impl Agent {
         });
         let mut cgroup_root = Vec::new();
         crate::cgroup::prepare(&rec.cgroup_path)?;
+        // The restored counters continue from the dump's; a cgroup or netns
+        // kept on this host since the dump counts part of them already.
+        let held = crate::monitor::counters_held(self, &rec.cgroup_path, &ns_path);
+        lock(&entry.record).counter_base = meta.counters.map(|c| c.minus(&held));
         if meta.cgroup_path != rec.cgroup_path {
             cgroup_root.push(herd_criu::CgroupRoot {
                 controller: None,

@@ -10,7 +10,6 @@ use herd_wire::handoff::{
     Journal, Outcome, Query, Role, SAction, SEvent, SState, Sender, Step, TargetMsg,
 };
 use herd_wire::migrate::{FsMode, MigrateMsg, MigrateReport, Prepare, CHUNK, MIGRATE_VERSION};
-use herd_wire::monitor::EventKind;
 use herd_wire::{ContainerStatus, Envelope, Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -154,6 +153,7 @@ pub async fn migrate_out(
         report,
         image: rec.spec.image.clone(),
         t0,
+        t_build: None,
         t_dump: None,
         t_transfer: None,
         raw_before: 0,
@@ -245,6 +245,7 @@ pub(super) fn resume(agent: Arc<Agent>, ep: quinn::Endpoint, j: Journal) {
         sent: Sent::default(),
         image: String::new(),
         t0: Instant::now(),
+        t_build: None,
         t_dump: None,
         t_transfer: None,
         raw_before: 0,
@@ -275,6 +276,7 @@ struct Driver {
     report: MigrateReport,
     image: String,
     t0: Instant,
+    t_build: Option<Instant>,
     t_dump: Option<Instant>,
     t_transfer: Option<Instant>,
     raw_before: u64,
@@ -343,7 +345,7 @@ impl Driver {
         loop {
             let Some(a) = self.todo.pop_front() else {
                 let ev = match self.core.state() {
-                    SState::AwaitReady | SState::Going => self.answer().await,
+                    SState::AwaitBuilt | SState::AwaitReady | SState::Going => self.answer().await,
                     s => SEvent::LinkLost(format!("the source driver has nothing to do in {s:?}")),
                 };
                 self.feed(ev);
@@ -499,6 +501,10 @@ impl Driver {
             }
             SAction::Send(m) => {
                 let commit = m == MigrateMsg::Commit;
+                if m == MigrateMsg::PreSent {
+                    self.progress.enter("build", 0);
+                    self.t_build = Some(Instant::now());
+                }
                 if m == MigrateMsg::Go {
                     super::pause_point(&self.agent, "before-go").await;
                 }
@@ -600,6 +606,9 @@ impl Driver {
             Ok(Ok(Some(r))) => SEvent::LinkLost(format!("unexpected answer {r:?}")),
         };
         match &ev {
+            SEvent::Answer(TargetMsg::Built) => {
+                self.report.build_ms = self.t_build.map(ms).unwrap_or(0.0);
+            }
             SEvent::Answer(TargetMsg::Ready(r)) => {
                 self.report.restore_ms = r.total_ms;
                 self.report.transfer_ms = self.t_transfer.map(ms).unwrap_or(0.0);
@@ -687,12 +696,9 @@ impl Driver {
             Outcome::Pending => None,
         };
         if outcome == Outcome::Moved {
-            self.agent.monitor.event(
-                &self.name,
-                EventKind::MovedOut {
-                    to: self.to.node.clone(),
-                },
-            );
+            self.agent
+                .monitor
+                .moved_out(&self.name, &self.to.node, r.frozen_ms / 1e3);
         }
         tracing::info!(container = %self.name, outcome = outcome.as_str(), reason = ?r.reason, "migration out: done");
         r.clone()

@@ -1,7 +1,12 @@
 //! Target side: the driver of [`herd_wire::handoff::Receiver`]. Files are
-//! staged under `<state>/migrate-in-*`, the restore is held (stopped and
-//! fenced) until S's decision, and a query (`Request::Handoff`) can reach
-//! the same core as the migration stream, through [`Handoff::incoming`].
+//! staged under `<state>/migrate-in-*`; at `PreSent` (X still runs on S)
+//! the container is built from the pre-sent upper layer and the Prepare's
+//! OCI spec ([`Agent::build_staged`]: overlay, fenced netns with its
+//! macvlan, cgroups, bundle), so after `Commit` only the delta, the images
+//! and the restore remain ([`Agent::finish_staged`]). The restore is held
+//! (stopped and fenced) until S's decision, and a query
+//! (`Request::Handoff`) can reach the same core as the migration stream,
+//! through [`Handoff::incoming`].
 //!
 //! [`Handoff::incoming`]: super::Handoff
 
@@ -30,8 +35,12 @@ pub struct Side {
     staging: Option<PathBuf>,
     prepare: Option<Prepare>,
     file: Option<std::fs::File>,
-    /// A restore began: a container of that name here is this migration's.
+    /// A build or restore began: a container of that name here is this
+    /// migration's.
     made: bool,
+    /// What [`RAction::Build`] made (absent for `--fs whole`, whose
+    /// filesystem only comes with the dump).
+    built: Option<Arc<crate::container::Entry>>,
 }
 
 impl Side {
@@ -106,6 +115,7 @@ pub async fn migrate_in(
         prepare: Some(prepare.clone()),
         file: None,
         made: false,
+        built: None,
     }));
     lock(&agent.handoff.incoming).insert(id.clone(), side.clone());
     let answer = TargetMsg::Prepared {
@@ -251,6 +261,7 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                 }
                 None
             }
+            RAction::Build => Some(build(agent, side)),
             RAction::RestoreFenced => {
                 side.made = true;
                 Some(restore_held(agent, side))
@@ -274,6 +285,7 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
             }
             RAction::Discard => {
                 side.file = None;
+                side.built = None;
                 if side.made {
                     discard(agent, &name);
                 }
@@ -317,18 +329,55 @@ fn discard(agent: &Arc<Agent>, name: &str) {
     }
 }
 
+/// Build what needs no dump while X still runs on S; the result as an event.
+fn build(agent: &Arc<Agent>, side: &mut Side) -> REvent {
+    let (Some(dir), Some(p)) = (side.staging.clone(), side.prepare.clone()) else {
+        return REvent::LocalFailure("nothing staged".into());
+    };
+    let r = (|| -> Result<Option<Arc<crate::container::Entry>>, AgentError> {
+        if super::fault("fail-build") {
+            return Err(AgentError::Other("injected fault: fail-build".into()));
+        }
+        if dir.join("image.json").exists() {
+            agent.image_from_peer(&dir)?;
+            let _ = std::fs::remove_dir_all(dir.join("layer"));
+            let _ = std::fs::remove_file(dir.join("image.json"));
+        }
+        if p.fs == FsMode::Whole {
+            return Ok(None); // the filesystem comes with the dump
+        }
+        agent
+            .build_staged(&dir, &p.spec, &p.layers, &p.oci_spec)
+            .map(Some)
+    })();
+    match r {
+        Ok(e) => {
+            // A failed build removed what it made; a whole one made nothing.
+            side.made = e.is_some();
+            side.built = e;
+            if super::fault("pause-after-build") {
+                pause_blocking(agent, "after-build");
+            }
+            tracing::info!(container = %side.name(), id = %side.journal.id, "migration in: built");
+            REvent::Built
+        }
+        Err(e) => REvent::LocalFailure(format!("build the container: {e}")),
+    }
+}
+
 /// Restore from staging, stopped and fenced; the result as an event.
 fn restore_held(agent: &Arc<Agent>, side: &mut Side) -> REvent {
     let (Some(dir), Some(p)) = (side.staging.clone(), side.prepare.clone()) else {
         return REvent::RestoreFailed("nothing staged".into());
     };
     let t0 = Instant::now();
+    let built = side.built.take();
     let r = (|| -> Result<herd_wire::RestoreReport, AgentError> {
         if super::fault("fail-restore") {
             return Err(AgentError::Other("injected fault: fail-restore".into()));
         }
-        if dir.join("image.json").exists() {
-            agent.image_from_peer(&dir)?;
+        if let Some(entry) = &built {
+            return agent.finish_staged(entry, &dir, t0, true);
         }
         if p.fs == FsMode::Whole {
             // The flattened filesystem becomes this container's own image.
@@ -433,6 +482,7 @@ pub(super) fn resume(agent: &Arc<Agent>, j: Journal) {
         prepare: None,
         file: None,
         made: true,
+        built: None,
     };
     apply(agent, &mut side, acts);
     if side.core.state() != RState::Gone {

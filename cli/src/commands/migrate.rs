@@ -81,8 +81,8 @@ fn print_migration(r: &herd_wire::migrate::MigrateReport) {
         r.throughput_mib_s
     );
     println!(
-        "  phases: prepare {:.0} ms, pre-send {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
-        r.prepare_ms, r.presend_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
+        "  phases: prepare {:.0} ms, pre-send {:.0} ms, target build {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
+        r.prepare_ms, r.presend_ms, r.build_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
     );
     if r.layers_sent > 0 || r.layer_bytes > 0 {
         println!(

@@ -77,6 +77,8 @@ fn sender_at(events: &[SEvent]) -> Sender {
     s
 }
 
+const BUILT: fn() -> SEvent = || ans(TargetMsg::Built);
+
 const PREPARED: fn() -> SEvent = || {
     ans(TargetMsg::Prepared {
         need_layers: vec![],
@@ -87,6 +89,7 @@ fn to_await_ready() -> Vec<SEvent> {
     vec![
         PREPARED(),
         SEvent::PreSent,
+        BUILT(),
         SEvent::Dumped,
         SEvent::Transferred,
     ]
@@ -96,8 +99,15 @@ fn to_await_ready() -> Vec<SEvent> {
 fn sender_happy_path_journals_go_before_sending_it() {
     let mut s = Sender::new("m1".into());
     assert_eq!(s.handle(PREPARED()).unwrap(), vec![SAction::PreSend]);
+    // Nothing freezes until T has built the container.
     assert_eq!(
         s.handle(SEvent::PreSent).unwrap(),
+        vec![SAction::Send(M::PreSent)]
+    );
+    assert!(!s.frozen());
+    assert_eq!(s.phase(), Phase::PreSend);
+    assert_eq!(
+        s.handle(BUILT()).unwrap(),
         vec![SAction::Journal(Step::Dumping), SAction::Dump]
     );
     assert!(s.frozen());
@@ -169,6 +179,16 @@ fn sender_failures_before_the_dump_leave_it_untouched_without_a_journal() {
             ans(TargetMsg::Failed("disk".into())),
             Phase::PreSend,
         ),
+        (
+            vec![PREPARED(), SEvent::PreSent],
+            ans(TargetMsg::Failed("netns".into())),
+            Phase::PreSend,
+        ),
+        (
+            vec![PREPARED(), SEvent::PreSent],
+            SEvent::LinkLost("x".into()),
+            Phase::PreSend,
+        ),
     ] {
         let mut s = sender_at(&pre);
         let a = s.handle(ev).unwrap();
@@ -186,7 +206,7 @@ fn sender_failures_before_the_dump_leave_it_untouched_without_a_journal() {
 
 #[test]
 fn sender_failed_dump_unjournals_and_is_untouched() {
-    let mut s = sender_at(&[PREPARED(), SEvent::PreSent]);
+    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, BUILT()]);
     let a = s.handle(SEvent::DumpFailed("criu died".into())).unwrap();
     assert_eq!(a[0], SAction::Send(M::Abort));
     assert_eq!(a[1], SAction::Unjournal);
@@ -198,7 +218,7 @@ fn sender_failed_dump_unjournals_and_is_untouched() {
 #[test]
 fn sender_link_lost_before_commit_resumes_at_once() {
     // During the dump: the dump ends first, then S resumes (no Commit sent).
-    let mut s = sender_at(&[PREPARED(), SEvent::PreSent]);
+    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, BUILT()]);
     assert_eq!(s.handle(SEvent::LinkLost("cut".into())).unwrap(), vec![]);
     assert_eq!(s.handle(SEvent::Dumped).unwrap(), vec![SAction::Transfer]);
     assert_eq!(
@@ -206,7 +226,7 @@ fn sender_link_lost_before_commit_resumes_at_once() {
         vec![SAction::Send(M::Abort), SAction::RestoreOwn]
     );
     // Mid-transfer.
-    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, SEvent::Dumped]);
+    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, BUILT(), SEvent::Dumped]);
     assert_eq!(
         s.handle(SEvent::LinkLost("cut".into())).unwrap(),
         vec![SAction::Send(M::Abort), SAction::RestoreOwn]
@@ -264,7 +284,7 @@ fn sender_after_commit_never_restores_without_the_targets_word() {
 
 #[test]
 fn sender_journals_commit_before_sending_it() {
-    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, SEvent::Dumped]);
+    let mut s = sender_at(&[PREPARED(), SEvent::PreSent, BUILT(), SEvent::Dumped]);
     assert_eq!(
         s.handle(SEvent::Transferred).unwrap(),
         vec![SAction::Journal(Step::Committed), SAction::Send(M::Commit)]
@@ -372,7 +392,8 @@ fn sender_every_edge_is_safe() {
         })],
         vec![PREPARED()],
         vec![PREPARED(), SEvent::PreSent],
-        vec![PREPARED(), SEvent::PreSent, SEvent::Dumped],
+        vec![PREPARED(), SEvent::PreSent, BUILT()],
+        vec![PREPARED(), SEvent::PreSent, BUILT(), SEvent::Dumped],
         to_await_ready(),
         [
             to_await_ready(),
@@ -404,6 +425,7 @@ fn sender_every_edge_is_safe() {
             need_layers: vec!["l".into()],
         }),
         ans(TargetMsg::Refused("r".into())),
+        BUILT(),
         ans(TargetMsg::Ready(Box::new(report()))),
         ans(TargetMsg::Failed("f".into())),
         ans(TargetMsg::Running),
@@ -468,8 +490,21 @@ fn staged(r: &mut Receiver, msgs: Vec<M>) -> Vec<RAction> {
     out
 }
 
+/// The pre-send ended and T built the container.
+fn build(r: &mut Receiver) {
+    assert_eq!(
+        r.handle(REvent::Msg(M::PreSent)).unwrap(),
+        vec![RAction::Build]
+    );
+    assert_eq!(
+        r.handle(REvent::Built).unwrap(),
+        vec![RAction::Reply(TargetMsg::Built)]
+    );
+}
+
 fn receiver_ready() -> Receiver {
     let mut r = Receiver::new("m1".into());
+    build(&mut r);
     staged(
         &mut r,
         [file("config.json", b"{}"), vec![M::Commit]].concat(),
@@ -490,6 +525,7 @@ fn receiver_happy_path_votes_after_journalling_and_runs_only_on_go() {
             RAction::Close
         ]
     );
+    build(&mut r);
     staged(&mut r, file("config.json", b"{}"));
     assert_eq!(
         r.handle(REvent::Msg(M::Commit)).unwrap(),
@@ -587,6 +623,10 @@ fn receiver_refuses_bad_files_and_discards() {
         [file("log", b"1"), file("log", b"1")].concat(),
         [vec![M::File { path: "log".into() }], vec![M::Commit]].concat(),
         vec![M::Commit], // no config.json
+        // Commit before the build, a second pre-send end.
+        [file("config.json", b"{}"), vec![M::Commit]].concat(),
+        vec![M::PreSent, M::PreSent],
+        [vec![M::File { path: "log".into() }], vec![M::PreSent]].concat(),
     ];
     for msgs in bad {
         let mut r = Receiver::new("m1".into());
@@ -628,6 +668,7 @@ fn receiver_refuses_bad_files_and_discards() {
 fn receiver_go_before_the_vote_is_refused() {
     let mut r = Receiver::new("m1".into());
     assert!(r.handle(REvent::Msg(M::Go)).is_err());
+    build(&mut r);
     staged(
         &mut r,
         [file("config.json", b"{}"), vec![M::Commit]].concat(),
@@ -647,6 +688,7 @@ fn receiver_abort_in_every_state() {
     );
     // Restoring: remembered, Busy; dropped when the restore ends, never voted.
     let mut r = Receiver::new("m1".into());
+    build(&mut r);
     staged(
         &mut r,
         [file("config.json", b"{}"), vec![M::Commit]].concat(),
@@ -683,6 +725,7 @@ fn receiver_abort_in_every_state() {
     );
     // A failed restore: discarded and reported.
     let mut r = Receiver::new("m1".into());
+    build(&mut r);
     staged(
         &mut r,
         [file("config.json", b"{}"), vec![M::Commit]].concat(),
@@ -963,6 +1006,17 @@ impl World {
             }
             RAction::Journal(st) => self.t_journal = Some(st),
             RAction::Unjournal => self.t_journal = None,
+            RAction::Build => {
+                if self.faults && self.rng.chance(5) {
+                    self.t_events
+                        .push_back((REvent::LocalFailure("netns".into()), Via::Stream));
+                } else {
+                    if self.t_copy == TCopy::None {
+                        self.t_copy = TCopy::Staged;
+                    }
+                    self.t_events.push_back((REvent::Built, Via::Stream));
+                }
+            }
             RAction::RestoreFenced => {
                 if self.faults && self.rng.chance(5) {
                     self.t_events
