@@ -138,7 +138,7 @@ async fn demo(lab: &str) -> Result<i32> {
         println!("\n$ herd {}", shown.join(" "));
         let st = std::process::Command::new(&exe)
             .args(args)
-            .env("HERD_LAB", &lab)
+            .env("HERD_LAB", lab)
             .env_remove("HERD_CLUSTER")
             .status()?;
         if !st.success() {
