@@ -101,6 +101,10 @@ pub struct ContainerRecord {
     pub cgroup_path: String,
     /// Image layers (digests, bottom first) the overlay was built from.
     pub layers: Vec<String>,
+    /// Counters at the dump this container was restored from: its new
+    /// cgroup counts from zero, Prometheus sees base + cgroup.
+    #[serde(default)]
+    pub counter_base: Option<herd_wire::monitor::ContainerCounters>,
 }
 
 impl ContainerRecord {

@@ -255,8 +255,8 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
     // Prometheus, on the agent and on the monitor.
     for page in [&agent_metrics, &mon_metrics] {
         assert!(page.starts_with("HTTP/1.1 200 OK"), "{page}");
-        assert!(page.contains("herd_container_cpu_usage_cores{host=\"n1\",container=\"cpu2\"}"));
-        assert!(page.contains("herd_host_cpu_user_ratio{host=\"n1\"}"));
+        assert!(page.contains("container_cpu_usage_seconds_total{name=\"cpu2\",node=\"n1\","));
+        assert!(page.contains("node_cpu_seconds_total{node=\"n1\",mode=\"user\"}"));
     }
     // herd top.
     assert!(

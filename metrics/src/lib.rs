@@ -35,21 +35,40 @@ mod tests {
                 host: "n1".into(),
                 container: "c\"1".into(),
                 cpu_usage_cores: 2.0,
+                counters: herd_wire::monitor::ContainerCounters {
+                    cpu_seconds: 7.5,
+                    ..Default::default()
+                },
                 ..Default::default()
             }],
             dropped_total: 3,
+            ..Default::default()
         };
         let t = prometheus_text(&[&s]);
         assert!(
-            t.contains("# TYPE herd_host_load1 gauge\nherd_host_load1{host=\"n1\"} 0.5\n"),
+            t.contains("# TYPE node_load1 gauge\nnode_load1{node=\"n1\"} 0.5\n"),
             "{t}"
         );
-        assert!(t.contains("herd_disk_busy_ratio{host=\"n1\",device=\"vda\"} 0.25"));
-        assert!(t.contains("herd_container_cpu_usage_cores{host=\"n1\",container=\"c\\\"1\"} 2"));
-        assert!(t.contains("herd_dropped_samples_total{host=\"n1\"} 3"));
+        assert!(t.contains("# HELP node_load1 "), "{t}");
+        assert!(t.contains("node_disk_io_time_seconds_total{node=\"n1\",device=\"vda\"} 0"));
         assert!(
-            !t.contains("herd_container_ops_per_second{"),
+            t.contains(
+                "container_cpu_usage_seconds_total{name=\"c\\\"1\",node=\"n1\",image=\"\"} 7.5\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("herd_dropped_samples_total{node=\"n1\"} 3"));
+        assert!(
+            !t.contains("herd_container_ops_total{"),
             "None values are left out"
         );
+        // Every family has HELP and TYPE; counters end in _total.
+        for l in t.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let f: Vec<&str> = l.split(' ').collect();
+            assert!(t.contains(&format!("# HELP {} ", f[2])), "{l}");
+            if f[3] == "counter" {
+                assert!(f[2].ends_with("_total"), "{l}");
+            }
+        }
     }
 }

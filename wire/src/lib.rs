@@ -152,7 +152,9 @@ pub enum Request {
 pub struct RunSpec {
     pub name: String,
     pub image: String,
-    /// Command and arguments; empty means the image's entrypoint + cmd.
+    /// Arguments that replace the image's Cmd (Docker's and Podman's
+    /// `run IMAGE ARGS...`); empty: the image's Cmd. The process runs
+    /// Entrypoint + Cmd.
     pub cmd: Vec<String>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
@@ -165,6 +167,16 @@ pub struct RunSpec {
     /// Its own address on a network, kept for life and across migrations.
     #[serde(default)]
     pub net: Option<NetAttach>,
+    /// Replaces the image's Entrypoint (`--entrypoint`), and then the
+    /// image's Cmd is not used; `Some(vec![])` clears it.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `USER[:GROUP]`, names or ids (`-u`); default the image's User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Absolute working directory (`-w`); default the image's WorkingDir.
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 /// A network every agent of a cluster knows: containers on it get a macvlan

@@ -85,6 +85,39 @@ pub struct Sample {
     /// Samples dropped since the agent started because a counter went
     /// backwards (a reset, a container whose process was replaced).
     pub dropped_total: u64,
+    /// Migrations this agent took part in since it started.
+    pub migrations: MigrationStats,
+}
+
+/// Upper bounds (seconds) of the frozen-time histogram's buckets.
+pub const FROZEN_BUCKETS: [f64; 9] = [0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0];
+
+/// Counts of an agent's migrations, for Prometheus (cumulative).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct MigrationStats {
+    /// Containers that moved away from this host.
+    pub out_total: u64,
+    /// Containers that moved here and run.
+    pub in_total: u64,
+    /// Of the moves out: how many were frozen at most each bound of
+    /// [`FROZEN_BUCKETS`] (cumulative, as a Prometheus histogram).
+    pub frozen_le: Vec<u64>,
+    /// Of the moves out: total seconds frozen.
+    pub frozen_seconds_sum: f64,
+}
+
+impl MigrationStats {
+    /// Count a move out of this host that kept the container frozen `frozen_s`.
+    pub fn moved_out(&mut self, frozen_s: f64) {
+        self.frozen_le.resize(FROZEN_BUCKETS.len(), 0);
+        for (n, le) in self.frozen_le.iter_mut().zip(FROZEN_BUCKETS) {
+            if frozen_s <= le {
+                *n += 1;
+            }
+        }
+        self.out_total += 1;
+        self.frozen_seconds_sum += frozen_s;
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -125,6 +158,23 @@ pub struct HostSample {
     pub psi_io_some_avg10: Option<f64>,
     pub disks: Vec<DiskSample>,
     pub nets: Vec<NetSample>,
+    pub counters: HostCounters,
+}
+
+/// A host's cumulative counters in base units (for Prometheus, whose
+/// `rate()` makes the rates).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct HostCounters {
+    /// CPU seconds of all CPUs since boot by mode: user (with nice),
+    /// system (with irq, softirq), idle, iowait. With `--cpus` the
+    /// slice's user and system time (idle and iowait are then 0).
+    pub cpu_seconds: [f64; 4],
+    pub context_switches: u64,
+    pub interrupts: u64,
+    pub softirqs: u64,
+    pub major_faults: u64,
+    /// PSI: seconds in which some tasks stalled on cpu, memory, io.
+    pub pressure_seconds: [Option<f64>; 3],
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -135,6 +185,12 @@ pub struct DiskSample {
     pub read_bytes_per_second: f64,
     pub write_bytes_per_second: f64,
     pub busy_ratio: f64,
+    /// Since boot: reads, writes completed; bytes read, written; seconds busy.
+    pub reads_total: u64,
+    pub writes_total: u64,
+    pub read_bytes_total: u64,
+    pub written_bytes_total: u64,
+    pub io_time_seconds_total: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -142,6 +198,8 @@ pub struct NetSample {
     pub interface: String,
     pub rx_bytes_per_second: f64,
     pub tx_bytes_per_second: f64,
+    pub rx_bytes_total: u64,
+    pub tx_bytes_total: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
@@ -167,6 +225,90 @@ pub struct ContainerSample {
     pub psi_cpu_some_avg10: Option<f64>,
     pub psi_memory_some_avg10: Option<f64>,
     pub psi_io_some_avg10: Option<f64>,
+    /// The image the container was made from.
+    pub image: String,
+    pub counters: ContainerCounters,
+}
+
+/// A container's cumulative counters in base units. They continue across
+/// checkpoint/restore and migration: the counts at the dump travel with
+/// the images and are the base the restored container's new cgroup (which
+/// starts from zero) adds to.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Default)]
+pub struct ContainerCounters {
+    pub cpu_seconds: f64,
+    pub cfs_periods: u64,
+    pub cfs_throttled_periods: u64,
+    pub cfs_throttled_seconds: f64,
+    pub major_faults: u64,
+    /// read calls, write calls (v1: of the tasks; v2: io.stat ios)
+    pub fs_reads: u64,
+    pub fs_writes: u64,
+    pub fs_read_bytes: u64,
+    pub fs_write_bytes: u64,
+    /// Of the container's network namespace, loopback left out.
+    pub net_rx_bytes: u64,
+    pub net_tx_bytes: u64,
+    /// PSI "some" stall seconds: cpu, memory, io.
+    pub pressure_seconds: [f64; 3],
+    /// The workload's own `total=` of its ops lines (it survives moves by itself).
+    pub ops: Option<u64>,
+    /// Wall clock when the container was first made (seconds since 1970).
+    pub start_time_seconds: f64,
+}
+
+impl ContainerCounters {
+    /// `self` (a fresh cgroup's counts) on top of `base` (the counts at the
+    /// last dump); ops and start time are not summed.
+    pub fn plus(&self, base: &ContainerCounters) -> ContainerCounters {
+        let mut p = [0.0; 3];
+        for (i, v) in p.iter_mut().enumerate() {
+            *v = self.pressure_seconds[i] + base.pressure_seconds[i];
+        }
+        ContainerCounters {
+            cpu_seconds: self.cpu_seconds + base.cpu_seconds,
+            cfs_periods: self.cfs_periods + base.cfs_periods,
+            cfs_throttled_periods: self.cfs_throttled_periods + base.cfs_throttled_periods,
+            cfs_throttled_seconds: self.cfs_throttled_seconds + base.cfs_throttled_seconds,
+            major_faults: self.major_faults + base.major_faults,
+            fs_reads: self.fs_reads + base.fs_reads,
+            fs_writes: self.fs_writes + base.fs_writes,
+            fs_read_bytes: self.fs_read_bytes + base.fs_read_bytes,
+            fs_write_bytes: self.fs_write_bytes + base.fs_write_bytes,
+            net_rx_bytes: self.net_rx_bytes + base.net_rx_bytes,
+            net_tx_bytes: self.net_tx_bytes + base.net_tx_bytes,
+            pressure_seconds: p,
+            ops: self.ops,
+            start_time_seconds: self.start_time_seconds,
+        }
+    }
+
+    /// `self` less what `held` already counts (each count at least 0).
+    pub fn minus(&self, held: &ContainerCounters) -> ContainerCounters {
+        let f = |a: f64, b: f64| (a - b).max(0.0);
+        let mut p = [0.0; 3];
+        for (i, v) in p.iter_mut().enumerate() {
+            *v = f(self.pressure_seconds[i], held.pressure_seconds[i]);
+        }
+        ContainerCounters {
+            cpu_seconds: f(self.cpu_seconds, held.cpu_seconds),
+            cfs_periods: self.cfs_periods.saturating_sub(held.cfs_periods),
+            cfs_throttled_periods: self
+                .cfs_throttled_periods
+                .saturating_sub(held.cfs_throttled_periods),
+            cfs_throttled_seconds: f(self.cfs_throttled_seconds, held.cfs_throttled_seconds),
+            major_faults: self.major_faults.saturating_sub(held.major_faults),
+            fs_reads: self.fs_reads.saturating_sub(held.fs_reads),
+            fs_writes: self.fs_writes.saturating_sub(held.fs_writes),
+            fs_read_bytes: self.fs_read_bytes.saturating_sub(held.fs_read_bytes),
+            fs_write_bytes: self.fs_write_bytes.saturating_sub(held.fs_write_bytes),
+            net_rx_bytes: self.net_rx_bytes.saturating_sub(held.net_rx_bytes),
+            net_tx_bytes: self.net_tx_bytes.saturating_sub(held.net_tx_bytes),
+            pressure_seconds: p,
+            ops: self.ops,
+            start_time_seconds: self.start_time_seconds,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

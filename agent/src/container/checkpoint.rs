@@ -37,6 +37,10 @@ pub(crate) struct CheckpointMeta {
     /// When the container was first made: a restore elsewhere keeps it.
     #[serde(default)]
     pub created_ns: u64,
+    /// The container's counters just before the dump (Prometheus series
+    /// continue from them after the restore).
+    #[serde(default)]
+    pub counters: Option<herd_wire::monitor::ContainerCounters>,
 }
 
 pub(crate) const META_FILE: &str = "herd-checkpoint.json";
@@ -93,6 +97,7 @@ impl Agent {
             stdio,
             cgroup_path: rec.cgroup_path.clone(),
             created_ns: rec.created_ns,
+            counters: Some(crate::monitor::counters_now(self, &rec)),
         };
         write_json(&images.join(META_FILE), &meta)?;
 

@@ -340,6 +340,7 @@ impl Agent {
             netns: String::new(),
             cgroup_path: String::new(),
             layers,
+            counter_base: None,
         });
         map.insert(spec.name.clone(), e.clone());
         Ok(e)
@@ -413,6 +414,10 @@ impl Agent {
         });
         let mut cgroup_root = Vec::new();
         crate::cgroup::prepare(&rec.cgroup_path)?;
+        // The restored counters continue from the dump's; a cgroup or netns
+        // kept on this host since the dump counts part of them already.
+        let held = crate::monitor::counters_held(self, &rec.cgroup_path, &ns_path);
+        lock(&entry.record).counter_base = meta.counters.map(|c| c.minus(&held));
         if meta.cgroup_path != rec.cgroup_path {
             cgroup_root.push(herd_criu::CgroupRoot {
                 controller: None,

@@ -12,7 +12,6 @@ use herd_wire::handoff::{
 use herd_wire::migrate::{
     FsMode, MemoryMode, MigrateMsg, MigrateReport, Prepare, CHUNK, MIGRATE_VERSION,
 };
-use herd_wire::monitor::EventKind;
 use herd_wire::{ContainerStatus, Envelope, Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -762,12 +761,9 @@ impl Driver {
             Outcome::Pending => None,
         };
         if outcome == Outcome::Moved {
-            self.agent.monitor.event(
-                &self.name,
-                EventKind::MovedOut {
-                    to: self.to.node.clone(),
-                },
-            );
+            self.agent
+                .monitor
+                .moved_out(&self.name, &self.to.node, r.frozen_ms / 1e3);
         }
         tracing::info!(container = %self.name, outcome = outcome.as_str(), reason = ?r.reason, "migration out: done");
         r.clone()

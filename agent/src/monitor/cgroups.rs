@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use super::pfile::{kv, psi_some_avg10, PFile};
+use super::pfile::{kv, psi_some_avg10, psi_some_total_seconds, PFile};
 
 /// Idle containers are read fully at least every this many samples (the
 /// kernel may reclaim their memory without them running).
@@ -159,6 +159,8 @@ pub struct CgRaw {
     pub io: [u64; 4],
     pub pids: u64,
     pub psi: [Option<f64>; 3],
+    /// PSI `some` total stall (seconds) of cpu, memory, io.
+    pub psi_total: [Option<f64>; 3],
 }
 
 #[derive(Default)]
@@ -260,10 +262,10 @@ impl CgroupReader {
             r.io = parse_io_stat(t);
         }
         for (i, f) in self.psi.iter().enumerate() {
-            r.psi[i] = f
-                .as_ref()
-                .and_then(|f| f.read(buf).ok())
-                .and_then(psi_some_avg10);
+            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
+                r.psi[i] = psi_some_avg10(t);
+                r.psi_total[i] = psi_some_total_seconds(t);
+            }
         }
         self.last = Some(r.clone());
         Some(r)
@@ -302,6 +304,25 @@ impl CgroupReader {
             sum.iter_mut().zip(c).for_each(|(s, v)| *s += v);
         }
         sum
+    }
+}
+
+impl CgRaw {
+    /// The cumulative counters of this reading, in base units.
+    pub fn counters(&self) -> herd_wire::monitor::ContainerCounters {
+        herd_wire::monitor::ContainerCounters {
+            cpu_seconds: self.cpu_ns as f64 / 1e9,
+            cfs_periods: self.periods,
+            cfs_throttled_periods: self.throttled_periods,
+            cfs_throttled_seconds: self.throttled_ns as f64 / 1e9,
+            major_faults: self.pgmajfault,
+            fs_reads: self.io[0],
+            fs_writes: self.io[1],
+            fs_read_bytes: self.io[2],
+            fs_write_bytes: self.io[3],
+            pressure_seconds: self.psi_total.map(|v| v.unwrap_or(0.0)),
+            ..Default::default()
+        }
     }
 }
 

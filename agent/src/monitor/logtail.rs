@@ -18,6 +18,8 @@ pub struct LogTail {
     last_t: Option<f64>,
     /// Rate of the last ops line, and when it was logged (ns).
     rate: Option<(f64, u64)>,
+    /// `total=` of the last ops line: the workload's own running count.
+    pub total: Option<u64>,
 }
 
 impl LogTail {
@@ -28,6 +30,7 @@ impl LogTail {
             partial: Vec::new(),
             last_t: None,
             rate: None,
+            total: None,
         })
     }
 
@@ -72,6 +75,13 @@ impl LogTail {
         let Some((ops, t)) = parse_ops(&l.line) else {
             return;
         };
+        if let Some(n) = l
+            .line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix("total=")?.parse().ok())
+        {
+            self.total = Some(n);
+        }
         let dt = match self.last_t {
             Some(p) if t > p => t - p,
             // First line seen (or the workload restarted): t is its interval.

@@ -30,7 +30,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herd_wire::monitor::{
-    ContainerEvent, ContainerSample, EventKind, MonitorMsg, Sample, Subscribe,
+    ContainerCounters, ContainerEvent, ContainerSample, EventKind, MigrationStats, MonitorMsg,
+    Sample, Subscribe,
 };
 use herd_wire::{ContainerStatus, Response};
 use tokio::sync::broadcast;
@@ -40,6 +41,7 @@ use crate::state::now_ns;
 use crate::Agent;
 use cgroups::{CgRaw, CgroupReader, Layout};
 use logtail::LogTail;
+use pfile::PFile;
 use procfs::HostSampler;
 
 /// Messages kept for slow subscribers before they lag.
@@ -60,6 +62,7 @@ pub struct Hub {
     latest: Mutex<Option<Arc<Sample>>>,
     interval: Mutex<Duration>,
     layout: Layout,
+    migrations: Mutex<MigrationStats>,
 }
 
 impl Hub {
@@ -71,11 +74,21 @@ impl Hub {
             latest: Mutex::new(None),
             interval: Mutex::new(Duration::from_secs(1)),
             layout: Layout::detect(),
+            migrations: Mutex::new(MigrationStats::default()),
         }
+    }
+
+    /// A container moved away and ran on `to` after being frozen `frozen_s`.
+    pub fn moved_out(&self, container: &str, to: &str, frozen_s: f64) {
+        lock(&self.migrations).moved_out(frozen_s);
+        self.event(container, EventKind::MovedOut { to: to.to_string() });
     }
 
     /// Report a container event to every subscriber.
     pub fn event(&self, container: &str, kind: EventKind) {
+        if let EventKind::MovedIn { .. } = kind {
+            lock(&self.migrations).in_total += 1;
+        }
         let ev = ContainerEvent {
             time_ns: now_ns(),
             host: self.node.clone(),
@@ -113,6 +126,12 @@ struct Tracked {
     pid: i32,
     reader: CgroupReader,
     prev: Option<(Instant, CgRaw)>,
+    /// `/proc/<pid>/net/dev`: the container's network namespace.
+    net: Option<PFile>,
+    /// Counts at the dump it was restored from (see [`ContainerCounters`]),
+    /// with its start time.
+    base: ContainerCounters,
+    image: String,
 }
 
 /// The sampling loop's state (see the module docs).
@@ -193,8 +212,9 @@ impl Sampler {
                     }
                 }
             };
-            let mut ops = None;
+            let (mut ops, mut ops_total) = (None, None);
             if let Some(t) = tail {
+                ops_total = t.total;
                 let lines = t.poll(want_logs, &mut self.buf);
                 if !lines.is_empty() {
                     logs.push((name.clone(), lines));
@@ -208,7 +228,12 @@ impl Sampler {
             let t = match self.tracked.get_mut(name) {
                 Some(t) if t.pid == pid => t,
                 _ => {
-                    let path = lock(&e.record).cgroup_path.clone();
+                    let (path, base, image) = {
+                        let r = lock(&e.record);
+                        let mut base = r.counter_base.unwrap_or_default();
+                        base.start_time_seconds = r.created_ns as f64 / 1e9;
+                        (r.cgroup_path.clone(), base, r.spec.image.clone())
+                    };
                     let reader = hub.layout.open(&path);
                     self.tracked.insert(
                         name.clone(),
@@ -216,6 +241,9 @@ impl Sampler {
                             pid,
                             reader,
                             prev: None,
+                            net: PFile::open(std::path::Path::new(&format!("/proc/{pid}/net/dev"))),
+                            base,
+                            image,
                         },
                     );
                     self.tracked.get_mut(name).expect("just inserted")
@@ -238,6 +266,16 @@ impl Sampler {
             ) {
                 Some(mut s) => {
                     s.ops_per_second = ops;
+                    let mut c = raw.counters();
+                    if let Some(t) = t.net.as_ref().and_then(|f| f.read(&mut self.buf).ok()) {
+                        for (_, rx, tx) in procfs::net_dev(t) {
+                            c.net_rx_bytes += rx;
+                            c.net_tx_bytes += tx;
+                        }
+                    }
+                    s.counters = c.plus(&t.base);
+                    s.counters.ops = ops_total;
+                    s.image = t.image.clone();
                     containers.push(s);
                 }
                 None => self.dropped += 1,
@@ -257,6 +295,7 @@ impl Sampler {
             host,
             containers,
             dropped_total: self.dropped,
+            migrations: lock(&hub.migrations).clone(),
         });
         *lock(&hub.latest) = Some(sample.clone());
         if hub.tx.receiver_count() > 0 {
@@ -319,7 +358,59 @@ fn rates(
         psi_cpu_some_avg10: c.psi[0],
         psi_memory_some_avg10: c.psi[1],
         psi_io_some_avg10: c.psi[2],
+        ..Default::default()
     })
+}
+
+/// A container's counters now (its cgroup's plus the base it was restored
+/// with), for the checkpoint's metadata: the restore continues from them.
+pub(crate) fn counters_now(
+    agent: &Agent,
+    rec: &crate::state::ContainerRecord,
+) -> ContainerCounters {
+    let mut buf = Vec::new();
+    let mut c = agent
+        .monitor
+        .layout
+        .open(&rec.cgroup_path)
+        .read(&mut buf)
+        .map(|r| r.counters())
+        .unwrap_or_default();
+    if let Some(pid) = rec.pid {
+        if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
+            for (_, rx, tx) in procfs::net_dev(&t) {
+                c.net_rx_bytes += rx;
+                c.net_tx_bytes += tx;
+            }
+        }
+    }
+    c.plus(&rec.counter_base.unwrap_or_default())
+}
+
+/// What a container's cgroup and network namespace count already before a
+/// restore into them (a restore on the host of the dump reuses both).
+pub(crate) fn counters_held(
+    agent: &Agent,
+    cgroup_path: &str,
+    netns: &std::path::Path,
+) -> ContainerCounters {
+    let mut buf = Vec::new();
+    let mut c = agent
+        .monitor
+        .layout
+        .open(cgroup_path)
+        .read(&mut buf)
+        .map(|r| r.counters())
+        .unwrap_or_default();
+    let net = herd_netlink::netns::run_in(netns, || {
+        std::fs::read_to_string("/proc/thread-self/net/dev")
+            .map(|t| procfs::net_dev(&t).fold((0, 0), |(r, t), (_, rx, tx)| (r + rx, t + tx)))
+    });
+    if let Ok(Ok((rx, tx))) = net {
+        c.net_rx_bytes = rx;
+        c.net_tx_bytes = tx;
+    }
+    c
 }
 
 /// The Prometheus page of this agent: its latest sample.

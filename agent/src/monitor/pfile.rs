@@ -163,6 +163,16 @@ pub fn kv(text: &str, key: &str) -> Option<u64> {
 }
 
 /// `some avg10=.. ..` of a PSI file.
+/// The `some` line's `total=` (microseconds stalled) in seconds.
+pub fn psi_some_total_seconds(text: &str) -> Option<f64> {
+    let l = text.lines().find(|l| l.starts_with("some "))?;
+    l.split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse::<u64>()
+        .ok()
+        .map(|us| us as f64 / 1e6)
+}
+
 pub fn psi_some_avg10(text: &str) -> Option<f64> {
     let l = text.lines().find(|l| l.starts_with("some "))?;
     l.split_whitespace()

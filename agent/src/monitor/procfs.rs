@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use herd_wire::monitor::{DiskSample, HostSample, NetSample};
 
-use super::pfile::{kv, psi_some_avg10, PFile};
+use super::pfile::{kv, psi_some_avg10, psi_some_total_seconds, PFile};
 
 /// Raw counters of one host reading.
 #[derive(Debug, Clone, Default)]
@@ -199,6 +199,16 @@ impl HostSampler {
         };
         self.gauges(&mut s);
         s.runnable_tasks = raw.runnable;
+        // /proc/stat counts in USER_HZ, which Linux fixes at 100 for userspace.
+        let tick = |i: usize| raw.cpu[i] as f64 / 100.0;
+        s.counters.cpu_seconds = match raw.slice {
+            Some((u, y)) => [u as f64 / 1e9, y as f64 / 1e9, 0.0, 0.0],
+            None => [tick(0), tick(1), tick(2), tick(3)],
+        };
+        s.counters.context_switches = raw.ctxt;
+        s.counters.interrupts = raw.intr;
+        s.counters.softirqs = raw.softirq;
+        s.counters.major_faults = raw.pgmajfault;
         if let Some(sl) = &mut self.slice {
             // The slice's own threads, not the machine's.
             if let Some(n) = sl.update_load(now) {
@@ -251,6 +261,11 @@ impl HostSampler {
                 read_bytes_per_second: v[2] * 512.0 / dt,
                 write_bytes_per_second: v[3] * 512.0 / dt,
                 busy_ratio: (v[4] / 1e3 / dt).min(1.0),
+                reads_total: c[0],
+                writes_total: c[1],
+                read_bytes_total: c[2] * 512,
+                written_bytes_total: c[3] * 512,
+                io_time_seconds_total: c[4] as f64 / 1e3,
             };
             s.disk_ops_per_second += disk.read_ops_per_second + disk.write_ops_per_second;
             s.disk_read_bytes_per_second += disk.read_bytes_per_second;
@@ -268,6 +283,8 @@ impl HostSampler {
                 interface: name.clone(),
                 rx_bytes_per_second: d(c[0], o[0])? as f64 / dt,
                 tx_bytes_per_second: d(c[1], o[1])? as f64 / dt,
+                rx_bytes_total: c[0],
+                tx_bytes_total: c[1],
             };
             s.net_rx_bytes_per_second += n.rx_bytes_per_second;
             s.net_tx_bytes_per_second += n.tx_bytes_per_second;
@@ -301,10 +318,10 @@ impl HostSampler {
         }
         let mut psi = [None; 3];
         for (i, f) in self.psi.iter().enumerate() {
-            psi[i] = f
-                .as_ref()
-                .and_then(|f| f.read(buf).ok())
-                .and_then(psi_some_avg10);
+            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
+                psi[i] = psi_some_avg10(t);
+                s.counters.pressure_seconds[i] = psi_some_total_seconds(t);
+            }
         }
         [
             s.psi_cpu_some_avg10,
@@ -368,25 +385,27 @@ impl HostSampler {
             }
         }
         if let Some(t) = self.netdev.as_ref().and_then(|f| f.read(buf).ok()) {
-            for l in t.lines().skip(2) {
-                let Some((name, rest)) = l.split_once(':') else {
-                    continue;
-                };
-                let name = name.trim();
-                if name == "lo" {
-                    continue;
-                }
-                let f: Vec<u64> = rest
-                    .split_whitespace()
-                    .map(|x| x.parse().unwrap_or(0))
-                    .collect();
-                if f.len() >= 9 {
-                    r.nets.insert(name.to_string(), [f[0], f[8]]);
-                }
+            for (name, rx, tx) in net_dev(t) {
+                r.nets.insert(name.to_string(), [rx, tx]);
             }
         }
         r
     }
+}
+
+/// (interface, rx bytes, tx bytes) of a `/proc/<pid>/net/dev`, loopback left out.
+pub fn net_dev(text: &str) -> impl Iterator<Item = (&str, u64, u64)> {
+    text.lines().skip(2).filter_map(|l| {
+        let (name, rest) = l.split_once(':')?;
+        let name = name.trim();
+        if name == "lo" {
+            return None;
+        }
+        let mut f = rest.split_whitespace().map(|x| x.parse().unwrap_or(0));
+        let rx = f.next()?;
+        let tx = f.nth(7)?;
+        Some((name, rx, tx))
+    })
 }
 
 /// A whole disk (in /sys/block), not a partition, loop or ram device.

@@ -18,8 +18,8 @@ pub struct PongArgs {
     /// Number of hops.
     #[arg(long, default_value_t = 10)]
     pub count: usize,
-    /// Seconds to stay on each host.
-    #[arg(long, default_value_t = 1.0)]
+    /// How long to stay on each host: seconds or a duration (500ms, 1s, 2m30s).
+    #[arg(long, default_value = "1", value_parser = crate::args::seconds)]
     pub dwell: f64,
     /// Pick the next host at random (never the current one).
     #[arg(long)]
