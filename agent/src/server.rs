@@ -209,6 +209,7 @@ async fn handle_stream(
             to_addr,
             fs,
             compress,
+            memory,
             mut progress,
         } => {
             let target = crate::migrate::source::Target {
@@ -224,6 +225,7 @@ async fn handle_stream(
                 target,
                 fs,
                 compress,
+                memory,
                 p.clone(),
             ));
             let mut tick = tokio::time::interval(Duration::from_millis(250));

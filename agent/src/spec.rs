@@ -9,7 +9,7 @@ use oci_spec::runtime::{
     Capability, LinuxCpu, LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxResources, Spec,
 };
 
-use crate::error::{AgentError, Result};
+use crate::error::{AgentError, IoContext, Result};
 
 /// podman's default capability set for containers.
 const CAPS: &[Capability] = &[
@@ -34,6 +34,7 @@ pub struct SpecInput<'a> {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
+    pub user: Ident,
     pub hostname: String,
     pub netns: &'a Path,
     pub cgroup_path: String,
@@ -70,6 +71,11 @@ pub fn build(input: SpecInput<'_>) -> Result<Spec> {
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(input.args));
     process.set_cwd(input.cwd.into());
+    let mut user = process.user().clone();
+    user.set_uid(input.user.uid);
+    user.set_gid(input.user.gid);
+    user.set_additional_gids(Some(input.user.additional_gids.clone()).filter(|g| !g.is_empty()));
+    process.set_user(user);
     process.set_terminal(Some(false));
     let mut env =
         vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string()];
@@ -154,6 +160,154 @@ pub fn apply_limits(
     Ok(())
 }
 
+/// The process's identity from `user[:group]` (names or numeric ids) as
+/// the image's /etc/passwd and /etc/group say, as Podman resolves it: a
+/// name must exist there; a numeric uid need not (gid then 0, or the
+/// passwd entry's); supplementary groups are those /etc/group lists the
+/// user in. `home`: the passwd entry's, for `HOME`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ident {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: Option<String>,
+}
+
+pub fn resolve_user(rootfs: &Path, user: &str) -> Result<Ident> {
+    let bad = |reason: String| AgentError::Invalid {
+        what: "user",
+        reason: format!("{user:?}: {reason}"),
+    };
+    let (u, g) = match user.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (user, None),
+    };
+    if u.is_empty() || g == Some("") {
+        return Err(bad("expected USER[:GROUP]".into()));
+    }
+    let passwd = read_etc(rootfs, "passwd");
+    let group = read_etc(rootfs, "group");
+    // name:x:uid:gid:gecos:home:shell
+    let pw = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.len() >= 7 && (f[0] == u || (u.parse::<u32>().is_ok() && f[2] == u)));
+    let uid = match (u.parse::<u32>(), &pw) {
+        (Ok(n), _) => n,
+        (Err(_), Some(f)) => f[2]
+            .parse()
+            .map_err(|_| bad(format!("/etc/passwd has a bad uid for {u}")))?,
+        (Err(_), None) => return Err(bad(format!("no user {u} in the image's /etc/passwd"))),
+    };
+    let name = pw.as_ref().map(|f| f[0].to_string());
+    // name:x:gid:members
+    let groups: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    let gid = match g {
+        Some(g) => match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => groups
+                .iter()
+                .find(|f| f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| bad(format!("no group {g} in the image's /etc/group")))?,
+        },
+        None => pw.as_ref().and_then(|f| f[3].parse().ok()).unwrap_or(0),
+    };
+    let mut additional_gids: Vec<u32> = match (&name, g) {
+        (Some(n), None) => groups
+            .iter()
+            .filter(|f| f[3].split(',').any(|m| m == n))
+            .filter_map(|f| f[2].parse().ok())
+            .collect(),
+        _ => Vec::new(),
+    };
+    additional_gids.retain(|x| *x != gid);
+    additional_gids.dedup();
+    Ok(Ident {
+        uid,
+        gid,
+        additional_gids,
+        home: pw.map(|f| f[5].to_string()).filter(|h| !h.is_empty()),
+    })
+}
+
+/// An /etc file of the image; empty when missing or not a plain file (never
+/// followed out of the rootfs: a symlink there is not read).
+fn read_etc(rootfs: &Path, file: &str) -> String {
+    let etc = rootfs.join("etc");
+    let p = etc.join(file);
+    let plain = |p: &Path, dir: bool| {
+        std::fs::symlink_metadata(p)
+            .map(|m| if dir { m.is_dir() } else { m.is_file() })
+            .unwrap_or(false)
+    };
+    if !plain(&etc, true) || !plain(&p, false) {
+        return String::new();
+    }
+    std::fs::read_to_string(&p).unwrap_or_default()
+}
+
+/// /etc/hostname, /etc/hosts and /etc/resolv.conf as Podman provides them,
+/// written into the container's own layer (so they move with it): the
+/// hostname; localhost and the hostname (at its address when it has one);
+/// the host's resolver without loopback name servers, which the
+/// container's network namespace cannot reach. Symlinks there are replaced,
+/// never followed (one could point out of the rootfs).
+pub fn write_etc_files(rootfs: &Path, hostname: &str, ip: Option<&str>) -> Result<()> {
+    let etc = rootfs.join("etc");
+    match std::fs::symlink_metadata(&etc) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(AgentError::Invalid {
+                what: "image",
+                reason: "its /etc is not a directory".into(),
+            })
+        }
+        Err(_) => std::fs::create_dir(&etc).ctx(|| format!("create {}", etc.display()))?,
+    }
+    let mut hosts = String::from("127.0.0.1\tlocalhost localhost.localdomain\n");
+    hosts.push_str("::1\tlocalhost localhost.localdomain ip6-localhost ip6-loopback\n");
+    match ip {
+        Some(ip) => hosts.push_str(&format!("{ip}\t{hostname}\n")),
+        None => hosts.push_str(&format!("127.0.1.1\t{hostname}\n")),
+    }
+    let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let resolv: String = host_resolv
+        .lines()
+        .filter(|l| {
+            let mut w = l.split_whitespace();
+            !(w.next() == Some("nameserver")
+                && w.next()
+                    .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+                    .is_some_and(|a| a.is_loopback()))
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    for (name, text) in [
+        ("hostname", format!("{hostname}\n")),
+        ("hosts", hosts),
+        ("resolv.conf", resolv),
+    ] {
+        let p = etc.join(name);
+        if let Ok(m) = std::fs::symlink_metadata(&p) {
+            if !m.is_file() {
+                let removed = if m.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+                removed.ctx(|| format!("replace {}", p.display()))?;
+            }
+        }
+        std::fs::write(&p, text).ctx(|| format!("write {}", p.display()))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,6 +319,7 @@ mod tests {
             args: vec!["sh".into()],
             env: vec!["A=1".into(), "PATH=/bin".into()],
             cwd: "/".into(),
+            user: Ident::default(),
             hostname: "h".into(),
             netns: Path::new("/run/netns/x"),
             cgroup_path: "/herd/n1/c".into(),
@@ -190,6 +345,7 @@ mod tests {
             args: vec![],
             env: vec![],
             cwd: "/".into(),
+            user: Ident::default(),
             hostname: "h".into(),
             netns: Path::new("/x"),
             cgroup_path: "/c".into(),
@@ -197,5 +353,58 @@ mod tests {
             cpus: None,
         })
         .is_err());
+    }
+
+    #[test]
+    fn users_resolve_as_podman_does() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("etc")).unwrap();
+        std::fs::write(
+            d.path().join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/sh\napp:x:1234:1234::/home/app:/bin/sh\n",
+        )
+        .unwrap();
+        std::fs::write(
+            d.path().join("etc/group"),
+            "root:x:0:\napp:x:1234:\nextra:x:2000:app,other\n",
+        )
+        .unwrap();
+        let r = |u: &str| resolve_user(d.path(), u);
+        let app = r("app").unwrap();
+        assert_eq!((app.uid, app.gid), (1234, 1234));
+        assert_eq!(app.additional_gids, vec![2000]);
+        assert_eq!(app.home.as_deref(), Some("/home/app"));
+        assert_eq!(r("1234").unwrap(), app);
+        let g = r("app:extra").unwrap();
+        assert_eq!((g.uid, g.gid), (1234, 2000));
+        let n = r("4321:77").unwrap();
+        assert_eq!((n.uid, n.gid, n.home), (4321, 77, None));
+        assert_eq!(r("0").unwrap().home.as_deref(), Some("/root"));
+        for bad in ["nobody", "app:nogroup", "", ":1", "app:"] {
+            assert!(r(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn etc_files_replace_symlinks_and_drop_loopback_resolvers() {
+        let d = tempfile::tempdir().unwrap();
+        let etc = d.path().join("etc");
+        std::fs::create_dir(&etc).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "keep").unwrap();
+        std::os::unix::fs::symlink(&outside, etc.join("hosts")).unwrap();
+        write_etc_files(d.path(), "web", Some("10.0.0.5")).unwrap();
+        assert_eq!(std::fs::read_to_string(&outside).unwrap(), "keep");
+        assert_eq!(
+            std::fs::read_to_string(etc.join("hostname")).unwrap(),
+            "web\n"
+        );
+        let hosts = std::fs::read_to_string(etc.join("hosts")).unwrap();
+        assert!(
+            hosts.contains("10.0.0.5\tweb\n") && hosts.contains("localhost"),
+            "{hosts}"
+        );
+        let resolv = std::fs::read_to_string(etc.join("resolv.conf")).unwrap();
+        assert!(!resolv.contains("nameserver 127."), "{resolv}");
     }
 }

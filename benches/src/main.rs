@@ -43,12 +43,21 @@ pub enum BenchCmd {
         #[arg(long)]
         keep_lab: bool,
     },
-    /// Live migration (small and 256 MiB; fs diff, diff+zstd, none, whole)
-    /// vs a checkpoint + restore on one host, with a TCP client's longest gap.
+    /// Live migration (small, 256 MiB compressible, 256 MiB and 1 GiB of
+    /// random memory; fs diff, diff+zstd, none, whole) vs a checkpoint +
+    /// restore on one host, with a TCP client's longest gap.
     Migrate {
         /// Runs per mode and size.
         #[arg(long, default_value_t = 5)]
         runs: usize,
+        /// Sizes, comma-separated: small, 256MiB (one byte per page:
+        /// compressible), 256MiB-random, 1GiB-random (incompressible,
+        /// re-verified by the workload every second).
+        #[arg(long, default_value = "small,256MiB,256MiB-random,1GiB-random")]
+        sizes: String,
+        /// Modes, comma-separated: diff, diff+zstd, none, whole.
+        #[arg(long, default_value = "diff,diff+zstd,none,whole")]
+        modes: String,
         #[arg(long)]
         json: bool,
         /// Leave the bench lab (hbenchm) up afterwards.
@@ -80,9 +89,11 @@ async fn run(bc: &BenchCmd) -> Result<i32> {
         } => checkpoint::checkpoint(*runs, *json, *keep_lab).await?,
         BenchCmd::Migrate {
             runs,
+            sizes,
+            modes,
             json,
             keep_lab,
-        } => migrate::migrate(*runs, *json, *keep_lab).await?,
+        } => migrate::migrate(*runs, sizes, modes, *json, *keep_lab).await?,
         BenchCmd::Monitor {
             containers,
             seconds,

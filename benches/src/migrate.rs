@@ -2,12 +2,16 @@
 //! checkpoint + restore on one host, measured in the same run.
 //!
 //! ```text
-//! herd bench migrate [--runs 5] [--json] [--keep-lab]
+//! herd bench migrate [--runs 5] [--sizes small,256MiB,256MiB-random,1GiB-random]
+//!                    [--modes diff,diff+zstd,none,whole] [--json] [--keep-lab]
 //! ```
 //!
 //! It starts its own lab (`hbenchm`, two nodes, the image on both) and, for
-//! each size (`small`: `herd-work echo`; `256MiB`: `echo --mib 256`, every
-//! page written), runs one container on the lab network with a TCP client
+//! each size (`small`: `herd-work echo`; `256MiB`: `echo --mib 256`, one byte
+//! written per page, so zstd shrinks it ~800x: compressible; `256MiB-random`,
+//! `1GiB-random`: `echo --mib N --random`, a pseudo-random pattern the
+//! workload re-verifies every second, incompressible like a real heap),
+//! runs one container on the lab network with a TCP client
 //! in the bench holding one connection (a line every 20 ms, each answer
 //! checked). Then, per size:
 //!
@@ -161,9 +165,57 @@ fn span(v: &[f64]) -> String {
     format!("{:.0} ({lo:.0}..{hi:.0})", med(v))
 }
 
-pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
+/// (label, MiB, random) of every size the bench knows.
+const SIZES: [(&str, u64, bool); 4] = [
+    ("small", 0, false),
+    ("256MiB", 256, false),
+    ("256MiB-random", 256, true),
+    ("1GiB-random", 1024, true),
+];
+
+const MODES: [(&str, FsMode, bool); 4] = [
+    ("diff", FsMode::Diff, false),
+    ("diff+zstd", FsMode::Diff, true),
+    ("none", FsMode::None, false),
+    ("whole", FsMode::Whole, false),
+];
+
+fn pick<T: Copy>(
+    list: &str,
+    from: &[(&'static str, T)],
+    what: &str,
+) -> Result<Vec<(&'static str, T)>> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|w| {
+            from.iter()
+                .find(|(l, _)| *l == w)
+                .copied()
+                .with_context(|| {
+                    let known: Vec<_> = from.iter().map(|(l, _)| *l).collect();
+                    format!("unknown {what} {w:?} (one of {})", known.join(", "))
+                })
+        })
+        .collect()
+}
+
+pub async fn migrate(
+    runs: usize,
+    sizes: &str,
+    modes: &str,
+    json: bool,
+    keep_lab: bool,
+) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
+    }
+    let all_sizes: Vec<_> = SIZES.iter().map(|(l, m, r)| (*l, (*m, *r))).collect();
+    let sizes = pick(sizes, &all_sizes, "size")?;
+    let all_modes: Vec<_> = MODES.iter().map(|(l, f, c)| (*l, (*f, *c))).collect();
+    let modes = pick(modes, &all_modes, "mode")?;
+    if sizes.is_empty() || modes.is_empty() {
+        bail!("--sizes and --modes need at least one entry each");
     }
     let work = rootfs::find_herd_work().filter(|p| p.exists()).context(
         "the static herd-work (target/static/release/herd-work) was not found: run scripts/setup",
@@ -172,7 +224,7 @@ pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
         format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
     })?;
     eprintln!("bench: lab {LAB} is up; {runs} run(s) per mode");
-    let result = run_all(&cl, &work, runs).await;
+    let result = run_all(&cl, &work, runs, &sizes, &modes).await;
     let down = if keep_lab {
         Ok(())
     } else {
@@ -185,7 +237,7 @@ pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
         return Ok(());
     }
     println!(
-        "{:<7} {:<13} {:>22} {:>22} {:>16} {:>22} {:>10} {:>8}",
+        "{:<14} {:<10} {:>22} {:>22} {:>16} {:>22} {:>11} {:>8}",
         "size",
         "mode",
         "total ms",
@@ -195,15 +247,15 @@ pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
         "bytes",
         "frozen/floor"
     );
-    for size in ["small", "256MiB"] {
+    for (size, _) in &sizes {
         let floor = rows
             .iter()
-            .find(|r| r.size == size && r.mode == "floor")
+            .find(|r| r.size == *size && r.mode == "floor")
             .map(|r| med(&r.frozen_ms))
             .unwrap_or(f64::NAN);
-        for r in rows.iter().filter(|r| r.size == size) {
+        for r in rows.iter().filter(|r| r.size == *size) {
             println!(
-                "{:<7} {:<13} {:>22} {:>22} {:>16} {:>22} {:>10.0} {:>8.2}x",
+                "{:<14} {:<10} {:>22} {:>22} {:>16} {:>22} {:>11.0} {:>8.2}x",
                 r.size,
                 r.mode,
                 span(&r.total_ms),
@@ -217,12 +269,19 @@ pub async fn migrate(runs: usize, json: bool, keep_lab: bool) -> Result<()> {
     }
     println!(
         "floor: checkpoint + restore of the same container on one host (its frozen = both walls); \
-         gap: longest pause between answers of one TCP connection held through every move"
+         gap: longest pause between answers of one TCP connection held through every move; \
+         256MiB is compressible (a byte per page), -random is incompressible"
     );
     Ok(())
 }
 
-async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Vec<Row>> {
+async fn run_all(
+    cl: &Cluster,
+    work: &std::path::Path,
+    runs: usize,
+    sizes: &[(&'static str, (u64, bool))],
+    modes: &[(&'static str, (FsMode, bool))],
+) -> Result<Vec<Row>> {
     let mut c = Client::new(cl.clone())?;
     let dir = cl.dir.join("bench-rootfs");
     let _ = std::fs::remove_dir_all(&dir);
@@ -240,8 +299,8 @@ async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Ve
     }
     let _ = std::fs::remove_dir_all(&dir);
     let mut rows = Vec::new();
-    for (size, mib) in [("small", 0u64), ("256MiB", 256)] {
-        let name = format!("m{mib}");
+    for &(size, (mib, random)) in sizes {
+        let name = format!("m{mib}{}", if random { "r" } else { "" });
         let net = network::attach_for(&mut c, "n1", lab::LAB_NETWORK, None).await?;
         let ip = net.ip.clone();
         let spec = RunSpec {
@@ -256,7 +315,9 @@ async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Ve
                 &mib.to_string(),
             ]
             .map(String::from)
-            .to_vec(),
+            .into_iter()
+            .chain(random.then(|| "--random".to_string()))
+            .collect(),
             net: Some(net),
             ..Default::default()
         };
@@ -309,13 +370,7 @@ async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Ve
         rows.push(floor);
 
         let mut at = "n1";
-        let modes = [
-            ("diff", FsMode::Diff, false),
-            ("diff+zstd", FsMode::Diff, true),
-            ("none", FsMode::None, false),
-            ("whole", FsMode::Whole, false),
-        ];
-        for (label, fs, compress) in modes {
+        for &(label, (fs, compress)) in modes {
             let mut row = Row {
                 size: size.into(),
                 mode: label.into(),
@@ -334,6 +389,7 @@ async fn run_all(cl: &Cluster, work: &std::path::Path, runs: usize) -> Result<Ve
                             to_addr: node.addr,
                             fs,
                             compress,
+                            memory: herd_wire::migrate::MemoryMode::Stop,
                             progress: false,
                         },
                     )

@@ -6,9 +6,22 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use herd_coordinator::policy::PlacementConfig;
 
-/// `30s`, `2m`, `1h`, `500ms` or plain seconds.
+/// The one duration spelling of every command: `500ms`, `1s`, `2m30s`,
+/// `1h` (humantime's units, combinable), or a bare number of seconds (`7`,
+/// `0.3`); `2.5m` (a decimal with one unit) too.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
+    let hint = || format!("bad duration {s:?}: use e.g. 500ms, 1s, 2m30s, 1h or seconds");
+    if let Ok(v) = s.parse::<f64>() {
+        if !(v.is_finite() && v >= 0.0) {
+            bail!("{}", hint());
+        }
+        return Ok(Duration::from_secs_f64(v));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return Ok(d);
+    }
+    // A decimal with one unit, which humantime does not take.
     let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
         (n, 0.001)
     } else if let Some(n) = s.strip_suffix('s') {
@@ -18,19 +31,46 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     } else if let Some(n) = s.strip_suffix('h') {
         (n, 3600.0)
     } else {
-        (s, 1.0)
+        bail!("{}", hint());
     };
     let v: f64 = num
         .parse()
         .ok()
         .filter(|v: &f64| v.is_finite() && *v >= 0.0)
-        .with_context(|| format!("bad duration {s:?}: use e.g. 30s, 2m, 1h, 500ms"))?;
+        .with_context(hint)?;
     Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// A duration as seconds (for flags kept as `f64` seconds).
+pub fn seconds(s: &str) -> Result<f64, String> {
+    parse_duration(s)
+        .map(|d| d.as_secs_f64())
+        .map_err(|e| e.to_string())
+}
+
+/// A duration as whole seconds, rounded up (for flags the wire carries as
+/// whole seconds: `stop -t 500ms` waits 1 s, never 0).
+pub fn whole_seconds(s: &str) -> Result<u64, String> {
+    parse_duration(s)
+        .map(|d| d.as_secs() + u64::from(d.subsec_nanos() > 0))
+        .map_err(|e| e.to_string())
+}
+
+/// The one size spelling of every command (herd_wire::size::parse_size):
+/// `64m`, `1.5g`, `64MiB`, `512k`, bytes.
+pub fn parse_size(s: &str) -> Result<u64> {
+    herd_wire::size::parse_size(s)
+        .with_context(|| format!("bad size {s:?}: use e.g. 64m, 1.5g, 64MiB, 512k or bytes"))
+}
+
+/// [`parse_size`] for clap.
+pub fn size(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
 }
 
 #[derive(Args, Debug)]
 pub struct PlacementArgs {
-    /// Seconds of samples each decision looks at (30, 30s, 2m ...).
+    /// Samples each decision looks at: seconds or a duration (30, 30s, 2m30s ...).
     #[arg(long, default_value = "30", value_parser = seconds)]
     pub window: f64,
     /// Seconds between decisions.
@@ -51,13 +91,6 @@ pub struct PlacementArgs {
     /// Policy-specific setting KEY=VALUE (repeatable).
     #[arg(long = "policy-opt")]
     pub policy_opt: Vec<String>,
-}
-
-/// Seconds as `30`, `30s`, `2.5m`, `1h` or `500ms`.
-fn seconds(s: &str) -> Result<f64, String> {
-    parse_duration(s)
-        .map(|d| d.as_secs_f64())
-        .map_err(|e| e.to_string())
 }
 
 impl PlacementArgs {
@@ -96,5 +129,15 @@ mod tests {
         assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
         assert!(parse_duration("soon").is_err());
         assert!(parse_duration("-1s").is_err());
+        assert_eq!(parse_duration("1s").unwrap(), Duration::from_secs(1));
+        assert_eq!(parse_duration("2m30s").unwrap(), Duration::from_secs(150));
+        assert_eq!(parse_duration("1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(parse_duration("0.3").unwrap(), Duration::from_millis(300));
+        assert_eq!(parse_duration("2.5m").unwrap(), Duration::from_secs(150));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("NaN").is_err());
+        assert_eq!(whole_seconds("500ms"), Ok(1));
+        assert_eq!(whole_seconds("2m"), Ok(120));
+        assert_eq!(whole_seconds("0"), Ok(0));
     }
 }

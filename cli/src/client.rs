@@ -82,43 +82,85 @@ impl Client {
         self.cluster.nodes.iter().map(|n| n.name.clone()).collect()
     }
 
-    /// Which node holds container `name` (asks every node).
-    /// A node where it runs wins over one that keeps a frozen copy during
-    /// a migration.
-    pub async fn locate(&mut self, name: &str) -> Result<String> {
-        let mut unreachable = Vec::new();
-        let mut held = None;
+    /// Every node that has container `name`, with what it says of it
+    /// (asks every node); `unreachable` lists the nodes that did not answer.
+    pub async fn find_all(&mut self, name: &str) -> Found {
+        let mut f = Found::default();
         for node in self.node_names() {
-            match self
-                .call(
-                    &node,
-                    Request::Inspect {
-                        name: name.to_string(),
-                    },
-                )
-                .await
-            {
-                Ok(Response::Container(c)) if c.status == herd_wire::ContainerStatus::Migrating => {
-                    held.get_or_insert(node);
-                }
-                Ok(_) => return Ok(node),
+            let req = Request::Inspect {
+                name: name.to_string(),
+            };
+            match self.call(&node, req).await {
+                Ok(Response::Container(c)) => f.on.push((node, c)),
+                Ok(r) => f.unreachable.push(format!("{node}: {}", unexpected(r))),
                 Err(e) => match e.downcast_ref::<AgentFailure>() {
-                    Some(f) if f.err.kind == ErrorKind::NotFound => {}
-                    _ => unreachable.push(format!("{e:#}")),
+                    Some(x) if x.err.kind == ErrorKind::NotFound => {}
+                    _ => f.unreachable.push(format!("{e:#}")),
                 },
             }
         }
-        if let Some(n) = held {
-            return Ok(n);
+        f
+    }
+
+    /// Which node holds container `name` (asks every node). A node where
+    /// it runs wins over one that keeps a frozen copy during a migration;
+    /// two nodes with a container of that name (two `run`s that raced) is
+    /// an error naming both, never a silent pick of the first.
+    pub async fn locate(&mut self, name: &str) -> Result<String> {
+        let f = self.find_all(name).await;
+        let (held, settled): (Vec<_>, Vec<_>) =
+            f.on.iter()
+                .partition(|(_, c)| c.status == herd_wire::ContainerStatus::Migrating);
+        match settled.as_slice() {
+            [(n, _)] => return Ok(n.clone()),
+            [] => {}
+            many => {
+                let nodes: Vec<&str> = many.iter().map(|(n, _)| n.as_str()).collect();
+                bail!(
+                    "container name {name} exists on {} nodes ({}); say which with --node",
+                    nodes.len(),
+                    nodes.join(", ")
+                )
+            }
         }
-        if unreachable.is_empty() {
+        if let Some((n, _)) = held.first() {
+            return Ok(n.clone());
+        }
+        if f.unreachable.is_empty() {
             bail!("no such container: {name}")
         }
         Err(anyhow!(
             "no such container on the reachable nodes: {name} (also: {})",
-            unreachable.join("; ")
+            f.unreachable.join("; ")
         ))
     }
+
+    /// `--node` if given (checked to have `name`), else [`Client::locate`].
+    pub async fn locate_on(&mut self, name: &str, node: Option<&str>) -> Result<String> {
+        let Some(node) = node else {
+            return self.locate(name).await;
+        };
+        self.cluster.node(node)?;
+        let req = Request::Inspect {
+            name: name.to_string(),
+        };
+        match self.call(node, req).await {
+            Ok(_) => Ok(node.to_string()),
+            Err(e) => match e.downcast_ref::<AgentFailure>() {
+                Some(x) if x.err.kind == ErrorKind::NotFound => {
+                    bail!("no such container on {node}: {name}")
+                }
+                _ => Err(e),
+            },
+        }
+    }
+}
+
+/// What [`Client::find_all`] saw.
+#[derive(Debug, Default)]
+pub struct Found {
+    pub on: Vec<(String, herd_wire::ContainerInfo)>,
+    pub unreachable: Vec<String>,
 }
 
 /// A migration that did not move the container; the report says where it

@@ -446,6 +446,7 @@ pub async fn scenario_run(cluster: Cluster, a: ScenarioRun<'_>) -> Result<()> {
                     cpus: None,
                     hostname: None,
                     net: None,
+                    ..Default::default()
                 },
             )
         })

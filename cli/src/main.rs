@@ -36,6 +36,10 @@ enum Cmd {
     Exec(cmd::exec::ExecArgs),
     /// Stop containers: SIGTERM, then SIGKILL after the timeout.
     Stop(cmd::stop::StopArgs),
+    /// Containers as JSON (the keys of `ps --json`).
+    Inspect(cmd::inspect::InspectArgs),
+    /// Wait until containers stop; print their exit codes.
+    Wait(cmd::wait::WaitArgs),
     /// Send a signal to a container's init.
     Kill(cmd::kill::KillArgs),
     /// Remove containers.
@@ -95,6 +99,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Logs(a) => cmd::logs::run(g, a).await,
         Cmd::Exec(a) => cmd::exec::run(g, a).await,
         Cmd::Stop(a) => cmd::stop::run(g, a).await,
+        Cmd::Inspect(a) => cmd::inspect::run(g, a).await,
+        Cmd::Wait(a) => cmd::wait::run(g, a).await,
         Cmd::Kill(a) => cmd::kill::run(g, a).await,
         Cmd::Rm(a) => cmd::rm::run(g, a).await,
         Cmd::Checkpoint(a) => cmd::checkpoint::run(g, a).await,

@@ -18,6 +18,20 @@ pub async fn migrate(
     compress: bool,
     bar: bool,
 ) -> Result<herd_wire::migrate::MigrateReport> {
+    let auto = herd_wire::migrate::MemoryMode::Auto;
+    migrate_with(c, name, to, fs, compress, auto, bar).await
+}
+
+/// [`migrate`] with a memory mode.
+pub async fn migrate_with(
+    c: &mut Client,
+    name: &str,
+    to: &str,
+    fs: herd_wire::migrate::FsMode,
+    compress: bool,
+    memory: herd_wire::migrate::MemoryMode,
+    bar: bool,
+) -> Result<herd_wire::migrate::MigrateReport> {
     use std::io::IsTerminal;
     let target = c.cluster.node(to)?.clone();
     let from = c.locate(name).await?;
@@ -30,6 +44,7 @@ pub async fn migrate(
         to_addr: target.addr,
         fs,
         compress,
+        memory,
         progress: true,
     };
     // The bar goes to stderr on a terminal (HERD_PROGRESS=always: anywhere),

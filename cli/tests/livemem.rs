@@ -384,3 +384,76 @@ fn target_killed_after_building_leaves_one_copy_and_nothing_behind() {
     assert_clean(&lab, "n2", "c");
     move_to(&lab, "c", "n1", "n2");
 }
+
+/// Whether CRIU here can track dirty memory (`criu check --feature
+/// mem_dirty_track`), asked the way an operator would.
+fn kernel_tracks_dirty_memory() -> bool {
+    std::process::Command::new("criu")
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// `--memory-mode`: `auto` (the default) says what it picked, `stop`
+/// moves, and a mode this host or agent cannot do is refused before
+/// anything froze (the container runs on, untouched, its counter gapless),
+/// `pre` with the kernel's reason where dirty memory is not tracked.
+#[test]
+fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze() {
+    let Some(lab) = lab_with_work("livemem_modes", "lmmodes") else {
+        return;
+    };
+    let r = move_to(&lab, "c", "n1", "n2");
+    assert_eq!(r["memory_mode"], "stop", "{r}");
+    let why = r["memory_mode_reason"].as_str().unwrap_or("");
+    assert!(why.contains("auto picked stop"), "{r}");
+    let o = lab.herd(&["migrate", "c", "--to", "n1", "--memory-mode", "stop"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("memory: stop"), "{}", text(&o));
+    assert_one_intact(&lab, "c", "n1");
+    assert_clean(&lab, "n2", "c");
+    for mode in ["pre", "stream", "post"] {
+        let before = counts(&lab, "c").len();
+        let o = lab.herd(&[
+            "migrate",
+            "c",
+            "--to",
+            "n2",
+            "--memory-mode",
+            mode,
+            "--json",
+        ]);
+        assert!(!o.status.success(), "{mode} accepted:\n{}", text(&o));
+        let r = outcome(&o);
+        assert_eq!(r["outcome"], "untouched", "{mode}: {r}");
+        let reason = r["reason"].as_str().unwrap_or("");
+        assert!(reason.contains(&format!("--memory-mode {mode}")), "{r}");
+        if mode == "pre" && !kernel_tracks_dirty_memory() {
+            assert!(reason.contains("dirty memory"), "{r}");
+            assert!(!why.contains("picked pre"), "{why}");
+        }
+        // Nothing froze: the counter went on during the refusal.
+        wait_lines(&lab, "c", before + 2, 30);
+        assert_one_intact(&lab, "c", "n1");
+        assert_clean(&lab, "n2", "c");
+    }
+    let o = lab.herd(&["migrate", "c", "--to", "n2", "--memory-mode", "bogus"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("memory"), "{}", text(&o));
+    // pong takes it too.
+    let o = lab.herd(&[
+        "pong",
+        "c",
+        "--hosts",
+        "n1,n2",
+        "--count",
+        "2",
+        "--dwell",
+        "0",
+        "--memory-mode",
+        "stop",
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_one_intact(&lab, "c", "n1");
+}

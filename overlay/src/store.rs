@@ -79,6 +79,9 @@ pub struct ImageConfig {
     /// Working directory, if set.
     #[serde(default)]
     pub working_dir: Option<String>,
+    /// `user[:group]` to run as, if set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 /// Checks an image name: 1 to 128 characters from letters, digits and
@@ -340,6 +343,8 @@ struct OciRunConfig {
     cmd: Option<Vec<String>>,
     #[serde(rename = "WorkingDir", default)]
     working_dir: Option<String>,
+    #[serde(rename = "User", default)]
+    user: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -629,6 +634,15 @@ impl ImageStore {
         if is_oci {
             return self.stage_oci(&dir, staging, budget);
         }
+        // A `docker save` archive: manifest.json, the config, layer tars.
+        let is_docker = fs::symlink_metadata(dir.join("manifest.json"))
+            .map(|m| m.is_file())
+            .unwrap_or(false)
+            && !dir.join("bin").exists()
+            && !dir.join("etc").exists();
+        if is_docker {
+            return self.stage_docker(&dir, staging, budget);
+        }
         let mut plan = Plan {
             layers: vec![digest.clone()],
             new_layers: Vec::new(),
@@ -637,6 +651,100 @@ impl ImageStore {
         };
         if !self.has_layer(&digest) {
             plan.new_layers.push((digest, dir));
+        }
+        Ok(plan)
+    }
+
+    /// A `docker save` archive unpacked in `dir`: manifest.json names one
+    /// image's config and layer tars (paths inside the archive); each
+    /// layer is checked against the config's diff ids.
+    fn stage_docker(&self, dir: &Path, staging: &mut Staging, budget: &mut Budget) -> Result<Plan> {
+        #[derive(Deserialize)]
+        struct Entry {
+            #[serde(rename = "Config")]
+            config: String,
+            #[serde(rename = "Layers")]
+            layers: Vec<String>,
+        }
+        let bad = |reason: String| Error::Oci {
+            path: dir.to_path_buf(),
+            reason: format!("docker save archive: {reason}"),
+        };
+        // A path inside the archive, opened without following symlinks.
+        let open = |rel: &str| -> Result<(PathBuf, File)> {
+            let ok = !rel.is_empty()
+                && Path::new(rel)
+                    .components()
+                    .all(|c| matches!(c, std::path::Component::Normal(_)));
+            if !ok {
+                return Err(bad(format!("{rel:?} is not a path inside the archive")));
+            }
+            let mut p = dir.to_path_buf();
+            for c in Path::new(rel).components() {
+                p.push(c);
+                let m = fs::symlink_metadata(&p).map_err(Error::io("stat", &p))?;
+                if m.file_type().is_symlink() {
+                    return Err(bad(format!("{rel:?} is a symlink")));
+                }
+            }
+            let f = File::open(&p).map_err(Error::io("open", &p))?;
+            Ok((p, f))
+        };
+        let (mp, mf) = open("manifest.json")?;
+        let (entries, _): (Vec<Entry>, _) = read_json(&mp, mf)?;
+        let e = match entries.as_slice() {
+            [e] => e,
+            [] => return Err(bad("manifest.json lists no image".into())),
+            many => {
+                return Err(bad(format!(
+                    "manifest.json lists {} images: save one image per archive",
+                    many.len()
+                )))
+            }
+        };
+        let (cp, cf) = open(&e.config)?;
+        let (config, bytes): (OciImageConfig, _) = read_json(&cp, cf)?;
+        let diff_ids = config.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        if e.layers.is_empty() {
+            return Err(bad("the image has no layers".into()));
+        }
+        if !diff_ids.is_empty() && diff_ids.len() != e.layers.len() {
+            return Err(bad(format!(
+                "manifest.json lists {} layers but the config {} diff ids",
+                e.layers.len(),
+                diff_ids.len()
+            )));
+        }
+        let mut plan = Plan {
+            layers: Vec::new(),
+            new_layers: Vec::new(),
+            id: Some(sha256_of(&bytes)),
+            config: config.config.map(|c| ImageConfig {
+                env: c.env.unwrap_or_default(),
+                entrypoint: c.entrypoint,
+                cmd: c.cmd,
+                working_dir: c.working_dir.filter(|w| !w.is_empty()),
+                user: c.user.filter(|u| !u.is_empty()),
+            }),
+        };
+        for (i, rel) in e.layers.iter().enumerate() {
+            let (_, f) = open(rel)?;
+            let ldir = self.stage_dir(staging)?;
+            let what = format!("{} layer {i} ({rel})", dir.display());
+            let diff_id = unpack_layer(f, &ldir, &what, budget)?;
+            if let Some(expected) = diff_ids.get(i) {
+                if *expected != diff_id {
+                    return Err(Error::DigestMismatch {
+                        what: format!("diff id of {what}"),
+                        expected: expected.clone(),
+                        actual: diff_id,
+                    });
+                }
+            }
+            if !self.has_layer(&diff_id) && !plan.has(&diff_id) {
+                plan.new_layers.push((diff_id.clone(), ldir));
+            }
+            plan.layers.push(diff_id);
         }
         Ok(plan)
     }
@@ -734,6 +842,7 @@ impl ImageStore {
                 entrypoint: c.entrypoint,
                 cmd: c.cmd,
                 working_dir: c.working_dir.filter(|w| !w.is_empty()),
+                user: c.user.filter(|u| !u.is_empty()),
             }),
         };
         for (i, desc) in manifest.layers.iter().enumerate() {

@@ -115,8 +115,10 @@
 //! restored (Abort) or T's running (Go): exactly one.
 //!
 //! Room for live memory modes (pre-copy rounds, page server, lazy pages):
-//! they happen between `PreSent` and `Transferred` (S) and inside `Staging`
-//! (T); the decision and its journal do not change. Post-copy needs T's
+//! they happen between `Built` and `Transferred` (S) and inside `Staging`
+//! (T), after the target is built; the decision and its journal do not
+//! change (`Request::Migrate.memory`: only `stop` is done today, the
+//! others are refused before Prepare). Post-copy needs T's
 //! copy to run before `Go`, so it must commit before resuming: it is a
 //! separate mode whose rollback is impossible after the start, by design.
 

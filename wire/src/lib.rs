@@ -29,7 +29,8 @@ pub mod size;
 /// Version of the control protocol. Bump on any incompatible change.
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
 /// 3: the fenced migration handoff (`Handoff`, `Migrating`, typed outcome).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: `Request::Migrate.memory` (`--memory-mode`).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -123,6 +124,8 @@ pub enum Request {
         to_addr: std::net::SocketAddr,
         fs: migrate::FsMode,
         compress: bool,
+        /// How memory moves (see [`migrate::MemoryMode`]).
+        memory: migrate::MemoryMode,
         /// Send `Response::Progress` frames (about 4 a second) before the
         /// final answer.
         progress: bool,
@@ -149,7 +152,9 @@ pub enum Request {
 pub struct RunSpec {
     pub name: String,
     pub image: String,
-    /// Command and arguments; empty means the image's entrypoint + cmd.
+    /// Arguments that replace the image's Cmd (Docker's and Podman's
+    /// `run IMAGE ARGS...`); empty: the image's Cmd. The process runs
+    /// Entrypoint + Cmd.
     pub cmd: Vec<String>,
     /// `KEY=VALUE` pairs.
     pub env: Vec<String>,
@@ -162,6 +167,16 @@ pub struct RunSpec {
     /// Its own address on a network, kept for life and across migrations.
     #[serde(default)]
     pub net: Option<NetAttach>,
+    /// Replaces the image's Entrypoint (`--entrypoint`), and then the
+    /// image's Cmd is not used; `Some(vec![])` clears it.
+    #[serde(default)]
+    pub entrypoint: Option<Vec<String>>,
+    /// `USER[:GROUP]`, names or ids (`-u`); default the image's User.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Absolute working directory (`-w`); default the image's WorkingDir.
+    #[serde(default)]
+    pub workdir: Option<String>,
 }
 
 /// A network every agent of a cluster knows: containers on it get a macvlan

@@ -73,6 +73,63 @@ impl std::str::FromStr for FsMode {
     }
 }
 
+/// How memory moves (`herd migrate --memory-mode`).
+///
+/// * `stop`: stop-and-copy: CRIU dumps every page while the container is
+///   frozen, the images cross, the target restores (the target is built
+///   before the freeze in every mode).
+/// * `stream`: CRIU's page server on the target through the agents' QUIC
+///   link while the source dumps (not in this version).
+/// * `pre`: iterative pre-dumps while it runs, then the last dirty pages;
+///   needs the kernel's dirty-memory tracking (`criu check --feature
+///   mem_dirty_track`), refused before anything freezes where it is missing
+///   (not in this version either).
+/// * `post`: post-copy with lazy pages: the container runs on the target
+///   at once and faults its pages in from the source. Its risk: until the
+///   last page arrived, the container lives on both hosts, and if the
+///   source dies (or the link stays down) before that, the container is
+///   lost. Not in this version.
+/// * `auto`: the best mode this pair of hosts supports (today `stop`), said
+///   in the report.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MemoryMode {
+    Stop,
+    Stream,
+    Pre,
+    Post,
+    #[default]
+    Auto,
+}
+
+impl MemoryMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MemoryMode::Stop => "stop",
+            MemoryMode::Stream => "stream",
+            MemoryMode::Pre => "pre",
+            MemoryMode::Post => "post",
+            MemoryMode::Auto => "auto",
+        }
+    }
+}
+
+impl std::str::FromStr for MemoryMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "stop" => Ok(MemoryMode::Stop),
+            "stream" => Ok(MemoryMode::Stream),
+            "pre" => Ok(MemoryMode::Pre),
+            "post" => Ok(MemoryMode::Post),
+            "auto" => Ok(MemoryMode::Auto),
+            o => Err(format!(
+                "unknown memory mode {o:?} (stop, stream, pre, post, auto)"
+            )),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Prepare {
     pub version: u32,
@@ -130,6 +187,11 @@ pub struct MigrateReport {
     pub to: String,
     pub fs: String,
     pub compress: bool,
+    /// The memory mode used (`auto` resolved), and why `auto` chose it.
+    #[serde(default)]
+    pub memory_mode: String,
+    #[serde(default)]
+    pub memory_mode_reason: Option<String>,
     pub prepare_ms: f64,
     pub presend_ms: f64,
     /// The target building the container after the pre-send (X still runs).

@@ -3,7 +3,11 @@
 //!
 //! `herd-work echo --port P`: echoes TCP lines (a thread per connection) and
 //! UDP datagrams on port P; prints `accepted <peer> conns=<n>` per
-//! connection, so a reconnect is visible in the log.
+//! connection, so a reconnect is visible in the log. `--mib M` holds M MiB
+//! with one byte written per page (zstd shrinks it ~800x); with `--random`
+//! they hold the pseudo-random pattern of `counter` instead (incompressible),
+//! re-verified every second: a bad page prints `pattern=CORRUPT at offset
+//! <byte>` and exits 3.
 //! `herd-work client --connect IP:PORT [--interval-ms MS]`: one TCP
 //! connection; sends `<n>\n` every interval, checks the echo is `<n>`,
 //! prints `ok n=<n> maxgap_ms=<g>` each second. Any error or wrong answer
@@ -14,7 +18,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: herd-work echo --port P [--mib M] | herd-work client --connect IP:PORT [--interval-ms MS]";
+pub const USAGE: &str = "usage: herd-work echo --port P [--mib M [--random]] | herd-work client --connect IP:PORT [--interval-ms MS]";
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
@@ -33,7 +37,7 @@ pub fn main(kind: &str, args: &[String]) -> u8 {
                 Some(_) => Err(format!("--mib: an integer up to 1048576\n{USAGE}")),
             };
             match (flag(args, "--port").map(str::parse::<u16>), mib) {
-                (Some(Ok(p)), Ok(m)) => echo(p, m),
+                (Some(Ok(p)), Ok(m)) => echo(p, m, args.iter().any(|a| a == "--random")),
                 (_, Err(e)) => Err(e),
                 _ => Err(format!("echo needs --port P\n{USAGE}")),
             }
@@ -63,13 +67,25 @@ pub fn main(kind: &str, args: &[String]) -> u8 {
 
 static CONNS: AtomicU64 = AtomicU64::new(0);
 
-fn echo(port: u16, mib: usize) -> Result<(), String> {
+fn echo(port: u16, mib: usize, random: bool) -> Result<(), String> {
     // Touched memory a migration has to carry (every page written).
-    let mut held = vec![0u8; mib << 20];
+    let mut held = vec![0u8; if random { 0 } else { mib << 20 }];
     for (i, page) in held.chunks_mut(4096).enumerate() {
         page[0] = (i as u8) | 1;
     }
     std::hint::black_box(&held);
+    if random {
+        let mut mem = vec![0u64; mib << 17];
+        crate::pattern::fill(&mut mem, 0, 0);
+        std::thread::spawn(move || loop {
+            if let Err(off) = crate::pattern::verify(&mem, 0, 0) {
+                println!("pattern=CORRUPT at offset {off}");
+                eprintln!("pattern=CORRUPT at offset {off}");
+                std::process::exit(3);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        });
+    }
     let l = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("bind tcp {port}: {e}"))?;
     let u = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind udp {port}: {e}"))?;
     std::thread::spawn(move || {
@@ -78,7 +94,7 @@ fn echo(port: u16, mib: usize) -> Result<(), String> {
             let _ = u.send_to(&buf[..n], from);
         }
     });
-    println!("listening port={port} mib={mib}");
+    println!("listening port={port} mib={mib} random={random}");
     for s in l.incoming() {
         let s = s.map_err(|e| format!("accept: {e}"))?;
         let n = CONNS.fetch_add(1, Ordering::Relaxed) + 1;

@@ -46,6 +46,21 @@ impl Agent {
             })?;
             env.insert(k.to_string(), v.to_string());
         }
+        // The container's working directory and user, as Podman's exec
+        // (from its OCI spec: the image's or `run -w/-u`).
+        let bundle = self.state.container(name).bundle().join("config.json");
+        let oci = oci_spec::runtime::Spec::load(&bundle)
+            .map_err(|e| AgentError::Other(format!("read {}: {e}", bundle.display())))?;
+        let (cwd, uid, gid, gids) = match oci.process() {
+            Some(p) => (
+                p.cwd().to_string_lossy().into_owned(),
+                p.user().uid(),
+                p.user().gid(),
+                p.user().additional_gids().clone().unwrap_or_default(),
+            ),
+            None => ("/".to_string(), 0, 0, Vec::new()),
+        };
+        let gids: Vec<String> = gids.iter().map(u32::to_string).collect();
         let (in_r, in_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdin pipe".into())?;
         drop(in_w);
@@ -60,6 +75,8 @@ impl Agent {
             EXEC_ARG.into(),
             root.into_os_string(),
             name.into(),
+            cwd.into(),
+            format!("{uid}:{gid}:{}", gids.join(",")).into(),
             env.len().to_string().into(),
         ];
         args.extend(env.iter().map(|(k, v)| format!("{k}={v}").into()));
@@ -94,16 +111,31 @@ impl Agent {
 }
 
 /// The argument that makes this binary the exec helper:
-/// `__exec ROOT NAME N KEY=VALUE*N CMD...`; reports `exit <code>`.
+/// `__exec ROOT NAME CWD UID:GID:GIDS N KEY=VALUE*N CMD...`; reports `exit <code>`.
 pub const EXEC_ARG: &str = "__exec";
 
 /// Body of the exec helper (its stdio are the exec'd process's).
 pub fn exec_main(args: &[std::ffi::OsString]) -> i32 {
     let r = (|| -> Result<String> {
-        let usage = || AgentError::Other("usage: __exec ROOT NAME N KEY=VALUE... CMD...".into());
-        let [root, name, n, rest @ ..] = args else {
+        let usage = || {
+            AgentError::Other(
+                "usage: __exec ROOT NAME CWD UID:GID:GIDS N KEY=VALUE... CMD...".into(),
+            )
+        };
+        let [root, name, cwd, ids, n, rest @ ..] = args else {
             return Err(usage());
         };
+        let ids = ids.to_string_lossy();
+        let mut parts = ids.splitn(3, ':');
+        let mut id = || parts.next().and_then(|x| x.parse::<u32>().ok());
+        let (uid, gid) = (id(), id());
+        let gids: Vec<u32> = ids
+            .splitn(3, ':')
+            .nth(2)
+            .unwrap_or("")
+            .split(',')
+            .filter_map(|g| g.parse().ok())
+            .collect();
         let n: usize = n.to_string_lossy().parse().map_err(|_| usage())?;
         if rest.len() <= n {
             return Err(usage());
@@ -129,6 +161,10 @@ pub fn exec_main(args: &[std::ffi::OsString]) -> i32 {
             .as_tenant()
             .with_container_args(cmd)
             .with_env(env)
+            .with_cwd(Some(std::path::PathBuf::from(cwd)))
+            .with_user(uid)
+            .with_group(gid)
+            .with_additional_gids(gids)
             .with_detach(true)
             .build()
             .ctx(|| format!("exec in {name}"))?;

@@ -44,6 +44,18 @@ impl Agent {
         if let Some(h) = &spec.hostname {
             validate_name("hostname", h)?;
         }
+        if let Some(c) = spec.cpus {
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+            if c > cores as f64 {
+                return Err(AgentError::Invalid {
+                    what: "cpus",
+                    reason: format!(
+                        "--cpus {c} is more than the {cores} CPU cores of {}",
+                        self.cfg.node
+                    ),
+                });
+            }
+        }
         let name = spec.name.clone();
         let image = self.images.get(&spec.image)?;
         let net = spec.net.as_ref().map(|a| self.nets.check(a)).transpose()?;
@@ -92,31 +104,63 @@ impl Agent {
             crate::net::attach(&ns_path, def, *subnet, *ip, *mac)?;
         }
 
-        // OCI bundle.
+        // OCI bundle, with Docker's and Podman's image semantics: the
+        // command is Entrypoint + Cmd, `herd run IMAGE ARGS` replaces Cmd,
+        // `--entrypoint` replaces Entrypoint and drops the image's Cmd.
         let cfg = image.config.clone().unwrap_or_default();
-        let args = if spec.cmd.is_empty() {
-            cfg.entrypoint
-                .iter()
-                .flatten()
-                .chain(cfg.cmd.iter().flatten())
-                .cloned()
-                .collect()
-        } else {
+        let entrypoint = spec
+            .entrypoint
+            .clone()
+            .or_else(|| cfg.entrypoint.clone())
+            .unwrap_or_default();
+        let cmd = if !spec.cmd.is_empty() {
             spec.cmd.clone()
+        } else if spec.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            cfg.cmd.clone().unwrap_or_default()
         };
+        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        let user = spec
+            .user
+            .clone()
+            .or_else(|| cfg.user.clone())
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| "0".into());
+        let ident = spec::resolve_user(cfs.merged(), &user)?;
+        // Image Env, then the run's (-e and --env-file), later wins; HOME
+        // from /etc/passwd unless set (as Podman).
         let mut env = cfg.env.clone();
         env.extend(spec.env.iter().cloned());
+        if !env.iter().any(|e| e.starts_with("HOME=")) {
+            env.push(format!("HOME={}", ident.home.as_deref().unwrap_or("/")));
+        }
+        let cwd = spec
+            .workdir
+            .clone()
+            .or_else(|| cfg.working_dir.clone())
+            .filter(|w| !w.is_empty())
+            .unwrap_or_else(|| "/".into());
+        if !cwd.starts_with('/') {
+            return Err(AgentError::Invalid {
+                what: "working directory",
+                reason: format!("{cwd:?} is not an absolute path"),
+            });
+        }
+        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+        spec::write_etc_files(
+            cfs.merged(),
+            &hostname,
+            net.as_ref().map(|(_, _, ip, _)| ip.to_string()).as_deref(),
+        )?;
         let cgroup_path = self.cgroup_path(&name);
         let oci = spec::build(SpecInput {
             rootfs: cfs.merged(),
             args,
             env,
-            cwd: cfg
-                .working_dir
-                .clone()
-                .filter(|w| !w.is_empty())
-                .unwrap_or_else(|| "/".into()),
-            hostname: spec.hostname.clone().unwrap_or_else(|| name.clone()),
+            cwd,
+            user: ident,
+            hostname,
             netns: &ns_path,
             cgroup_path: cgroup_path.clone(),
             memory_bytes: spec.memory_bytes,

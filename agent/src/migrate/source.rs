@@ -9,7 +9,9 @@ use std::time::{Duration, Instant, SystemTime};
 use herd_wire::handoff::{
     Journal, Outcome, Query, Role, SAction, SEvent, SState, Sender, Step, TargetMsg,
 };
-use herd_wire::migrate::{FsMode, MigrateMsg, MigrateReport, Prepare, CHUNK, MIGRATE_VERSION};
+use herd_wire::migrate::{
+    FsMode, MemoryMode, MigrateMsg, MigrateReport, Prepare, CHUNK, MIGRATE_VERSION,
+};
 use herd_wire::{ContainerStatus, Envelope, Request, Response};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncReadExt;
@@ -65,6 +67,7 @@ struct Sent {
 
 /// Move container `name` to `to`. The report's `outcome` says where it
 /// runs now; `Err` only when nothing was started (bad request).
+#[allow(clippy::too_many_arguments)]
 pub async fn migrate_out(
     agent: Arc<Agent>,
     ep: quinn::Endpoint,
@@ -72,6 +75,7 @@ pub async fn migrate_out(
     to: Target,
     fs: FsMode,
     compress: bool,
+    memory: MemoryMode,
     progress: Arc<Progress>,
 ) -> Result<MigrateReport> {
     let t0 = Instant::now();
@@ -105,12 +109,13 @@ pub async fn migrate_out(
             });
         }
         a.check_dumpable(&n)?; // before the target builds anything
+        let picked = pick_memory_mode(memory, &herd_criu::Criu::from_env())?;
         let oci = std::fs::read(a.state_dir().container(&n).bundle().join("config.json"))
             .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
-        Ok((rec, oci))
+        Ok((rec, oci, picked))
     })
     .await;
-    let (rec, oci) = match checked {
+    let (rec, oci, (memory, why)) = match checked {
         Ok(x) => x,
         Err(e) => {
             agent.handoff.unmark(&name, &id);
@@ -123,6 +128,8 @@ pub async fn migrate_out(
         to: to.node.clone(),
         fs: format!("{fs:?}").to_lowercase(),
         compress,
+        memory_mode: memory.as_str().to_string(),
+        memory_mode_reason: why,
         ..Default::default()
     };
     let journal = Journal {
@@ -201,6 +208,64 @@ pub async fn migrate_out(
                 d.run().await;
             });
             Ok(r)
+        }
+    }
+}
+
+/// The memory mode to use, before anything is asked of the target:
+/// `auto` becomes the best one this host supports (with why); a mode this
+/// host or agent cannot do is refused with its reason.
+fn pick_memory_mode(
+    asked: MemoryMode,
+    criu: &herd_criu::Criu,
+) -> Result<(MemoryMode, Option<String>)> {
+    let refuse = |why: String| {
+        Err(AgentError::Invalid {
+            what: "memory mode",
+            reason: why,
+        })
+    };
+    let tracks = || match criu.feature_check() {
+        Ok(f) if f.mem_track => Ok(()),
+        Ok(_) => Err(
+            "this kernel does not track dirty memory (criu check --feature \
+                      mem_dirty_track fails)"
+                .to_string(),
+        ),
+        Err(e) => Err(format!(
+            "criu cannot tell whether the kernel tracks dirty memory: {e}"
+        )),
+    };
+    match asked {
+        MemoryMode::Stop => Ok((MemoryMode::Stop, None)),
+        MemoryMode::Pre => match tracks() {
+            Err(why) => refuse(format!(
+                "--memory-mode pre needs dirty-memory tracking: {why}"
+            )),
+            Ok(()) => refuse(
+                "--memory-mode pre (iterative pre-dumps) is not implemented in this agent yet"
+                    .into(),
+            ),
+        },
+        MemoryMode::Stream => refuse(
+            "--memory-mode stream (CRIU's page server over the agents' QUIC link) is not \
+             implemented in this agent yet"
+                .into(),
+        ),
+        MemoryMode::Post => {
+            refuse("--memory-mode post (lazy pages) is not implemented in this agent yet".into())
+        }
+        MemoryMode::Auto => {
+            let pre = match tracks() {
+                Err(why) => format!("not pre: {why}"),
+                Ok(()) => "not pre: not implemented yet".into(),
+            };
+            Ok((
+                MemoryMode::Stop,
+                Some(format!(
+                    "auto picked stop ({pre}; stream and post are not implemented yet)"
+                )),
+            ))
         }
     }
 }

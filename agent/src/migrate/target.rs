@@ -341,7 +341,8 @@ fn build(agent: &Arc<Agent>, side: &mut Side) -> REvent {
             let _ = std::fs::remove_dir_all(dir.join("layer"));
             let _ = std::fs::remove_file(dir.join("image.json"));
         }
-        if p.fs == FsMode::Whole {
+        // `late-build`: everything after Commit, as before (the bench's baseline).
+        if p.fs == FsMode::Whole || super::fault("late-build") {
             return Ok(None); // the filesystem comes with the dump
         }
         agent

@@ -9,17 +9,26 @@ use crate::context::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct ExecArgs {
+    /// The node holding it (needed only when two nodes have one of that name).
+    #[arg(long)]
+    pub node: Option<String>,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
     pub name: String,
-    #[arg(last = true, required = true)]
+    /// The command (`herd exec NAME CMD...`; a `--` before it is allowed).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     pub cmd: Vec<String>,
 }
 
 pub async fn run(g: &GlobalArgs, args: &ExecArgs) -> Result<i32> {
-    let ExecArgs { env, name, cmd } = args;
+    let ExecArgs {
+        node,
+        env,
+        name,
+        cmd,
+    } = args;
     let mut c = g.client()?;
-    let node = c.locate(name).await?;
+    let node = c.locate_on(name, node.as_deref()).await?;
     let r = c
         .call(
             &node,

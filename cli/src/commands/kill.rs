@@ -8,6 +8,9 @@ use crate::context::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct KillArgs {
+    /// The node holding it (needed only when two nodes have one of that name).
+    #[arg(long)]
+    pub node: Option<String>,
     #[arg(short, long, default_value = "KILL")]
     pub signal: String,
     #[arg(required = true)]
@@ -15,11 +18,15 @@ pub struct KillArgs {
 }
 
 pub async fn run(g: &GlobalArgs, args: &KillArgs) -> Result<i32> {
-    let KillArgs { signal, names } = args;
+    let KillArgs {
+        node,
+        signal,
+        names,
+    } = args;
     let sig = parse_signal(signal)?;
     let mut c = g.client()?;
     for name in names {
-        let node = c.locate(name).await?;
+        let node = c.locate_on(name, node.as_deref()).await?;
         c.call(
             &node,
             Request::Kill {

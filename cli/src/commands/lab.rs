@@ -44,7 +44,13 @@ pub enum LabCmd {
     /// Show the lab's nodes and whether their agents answer.
     Status,
     /// The main job: a lab, an image, a container, its logs, teardown.
-    Demo,
+    /// Runs in a lab of its own (never --lab's): refused when that lab is
+    /// already up, and only a lab the demo itself brought up is taken down.
+    Demo {
+        /// The demo's lab.
+        #[arg(long, default_value = "demo")]
+        name: String,
+    },
     /// Kill a node's agent as if it crashed and start it again (containers keep running).
     Restart { node: String },
 }
@@ -97,7 +103,7 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
             }
             return Ok(if bad > 0 { 1 } else { 0 });
         }
-        LabCmd::Demo => return demo(g).await,
+        LabCmd::Demo { name } => return demo(name).await,
         LabCmd::Restart { node } => {
             lab::restart(&g.lab, node).await?;
             println!("agent {node} restarted");
@@ -107,9 +113,17 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
 }
 
 /// The main job, step by step, with every command shown as a user would type it.
-async fn demo(g: &GlobalArgs) -> Result<i32> {
+async fn demo(lab: &str) -> Result<i32> {
     let exe = std::env::current_exe()?;
-    let lab = g.lab.clone();
+    lab::check_lab_name(lab)?;
+    let file = crate::cluster::lab_dir(lab).join("cluster.json");
+    if file.exists() {
+        bail!(
+            "lab {lab} is already up ({}): the demo needs a lab of its own; \
+             pick another with `herd lab demo --name NAME`, or end that one with `herd --lab {lab} lab down`",
+            file.display()
+        );
+    }
     let step = |args: &[&str]| -> Result<()> {
         let shown: Vec<String> = args
             .iter()
@@ -124,7 +138,7 @@ async fn demo(g: &GlobalArgs) -> Result<i32> {
         println!("\n$ herd {}", shown.join(" "));
         let st = std::process::Command::new(&exe)
             .args(args)
-            .env("HERD_LAB", &lab)
+            .env("HERD_LAB", lab)
             .env_remove("HERD_CLUSTER")
             .status()?;
         if !st.success() {
@@ -132,8 +146,10 @@ async fn demo(g: &GlobalArgs) -> Result<i32> {
         }
         Ok(())
     };
+    // A failed `lab up` is not ours to tear down: it may have met another
+    // lab's leftovers of this name.
+    step(&["lab", "up", "--nodes", "3"])?;
     let result = (|| -> Result<()> {
-        step(&["lab", "up", "--nodes", "3"])?;
         step(&["image", "import", "busybox", "--busybox", "--node", "n1"])?;
         step(&[
             "run", "--node", "n1", "--name", "hello", "--memory", "64m", "busybox", "--", "sh", "-c",

@@ -10,11 +10,18 @@ use crate::ui::fmt_time;
 
 #[derive(Args, Debug)]
 pub struct LogsArgs {
+    /// The node holding it (needed only when two nodes have one of that name).
+    #[arg(long)]
+    pub node: Option<String>,
     #[arg(short, long)]
     pub follow: bool,
     /// Only the last N lines.
     #[arg(long)]
     pub tail: Option<u64>,
+    /// Only lines from this long ago on (10m, 1h30m, 90: seconds), or since
+    /// a time (RFC 3339, e.g. 2026-12-01T16:00:00Z).
+    #[arg(long, value_parser = since)]
+    pub since: Option<u64>,
     /// Prefix lines with their timestamps.
     #[arg(short = 't', long)]
     pub timestamps: bool,
@@ -23,13 +30,15 @@ pub struct LogsArgs {
 
 pub async fn run(g: &GlobalArgs, args: &LogsArgs) -> Result<i32> {
     let LogsArgs {
+        node,
         follow,
         tail,
+        since,
         timestamps,
         name,
     } = args;
     let mut c = g.client()?;
-    let node = c.locate(name).await?;
+    let node = c.locate_on(name, node.as_deref()).await?;
     let mut recv = c
         .stream(
             &node,
@@ -45,6 +54,7 @@ pub async fn run(g: &GlobalArgs, args: &LogsArgs) -> Result<i32> {
         let msg: Option<Response> =
             herd_quic::rpc::recv_msg(&mut recv, herd_wire::frame::MAX_FRAME).await?;
         match msg {
+            Some(Response::Log(l)) if since.is_some_and(|s| l.time_ns < s) => {}
             Some(Response::Log(l)) => {
                 let text = if *timestamps {
                     format!("{} {}\n", fmt_time(l.time_ns), l.line)
@@ -65,4 +75,18 @@ pub async fn run(g: &GlobalArgs, args: &LogsArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// `--since` as nanoseconds since the epoch.
+fn since(s: &str) -> Result<u64, String> {
+    let now = std::time::SystemTime::now();
+    let at = match crate::args::parse_duration(s) {
+        Ok(d) => now.checked_sub(d).unwrap_or(std::time::UNIX_EPOCH),
+        Err(_) => humantime::parse_rfc3339_weak(s).map_err(|_| {
+            format!("bad --since {s:?}: a duration (10m, 1h30m, seconds) or a time (2026-12-01T16:00:00Z)")
+        })?,
+    };
+    Ok(at
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64))
 }

@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::context::GlobalArgs;
-use crate::migrate::migrate;
+use crate::migrate::migrate_with;
 use crate::ui::human_bytes;
 
 #[derive(Args, Debug)]
@@ -19,6 +19,15 @@ pub struct MigrateArgs {
     /// Compress the transfer (zstd).
     #[arg(long, value_parser = ["zstd", "none"], default_value = "none")]
     pub compress: String,
+    /// How memory moves: stop (stop-and-copy), stream (CRIU's page server
+    /// through the agents' QUIC link), pre (pre-dumps while it runs; needs
+    /// the kernel's dirty-memory tracking), post (post-copy: it runs on the
+    /// target at once and pulls its pages from the source; if the source
+    /// dies before the last page arrived, the container is LOST), auto (the
+    /// best this pair supports, said in the report). This version does stop
+    /// and auto (= stop); the others are refused before anything freezes.
+    #[arg(long, default_value = "auto")]
+    pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]
     pub json: bool,
 }
@@ -29,10 +38,12 @@ pub async fn run(g: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
         to,
         fs,
         compress,
+        memory_mode,
         json,
     } = args;
     let mut c = g.client()?;
-    let rep = match migrate(&mut c, name, to, *fs, compress == "zstd", !*json).await {
+    let zstd = compress == "zstd";
+    let rep = match migrate_with(&mut c, name, to, *fs, zstd, *memory_mode, !*json).await {
         Ok(r) => r,
         Err(e) => {
             if *json {
@@ -84,6 +95,12 @@ fn print_migration(r: &herd_wire::migrate::MigrateReport) {
         "  phases: prepare {:.0} ms, pre-send {:.0} ms, target build {:.0} ms, dump {:.0} ms, transfer {:.0} ms (restore {:.0} ms), cleanup {:.0} ms",
         r.prepare_ms, r.presend_ms, r.build_ms, r.dump_ms, r.transfer_ms, r.restore_ms, r.cleanup_ms
     );
+    if !r.memory_mode.is_empty() {
+        match &r.memory_mode_reason {
+            Some(why) => println!("  memory: {} ({why})", r.memory_mode),
+            None => println!("  memory: {}", r.memory_mode),
+        }
+    }
     if r.layers_sent > 0 || r.layer_bytes > 0 {
         println!(
             "  image: {} had no copy; {} layer(s), {} sent before the freeze",

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::context::GlobalArgs;
-use crate::migrate::migrate;
+use crate::migrate::migrate_with;
 use crate::ui::percentile;
 
 #[derive(Args, Debug)]
@@ -18,8 +18,8 @@ pub struct PongArgs {
     /// Number of hops.
     #[arg(long, default_value_t = 10)]
     pub count: usize,
-    /// Seconds to stay on each host.
-    #[arg(long, default_value_t = 1.0)]
+    /// How long to stay on each host: seconds or a duration (500ms, 1s, 2m30s).
+    #[arg(long, default_value = "1", value_parser = crate::args::seconds)]
     pub dwell: f64,
     /// Pick the next host at random (never the current one).
     #[arg(long)]
@@ -28,6 +28,15 @@ pub struct PongArgs {
     pub seed: u64,
     #[arg(long, default_value = "diff")]
     pub fs: herd_wire::migrate::FsMode,
+    /// How memory moves: stop (stop-and-copy), stream (CRIU's page server
+    /// through the agents' QUIC link), pre (pre-dumps while it runs; needs
+    /// the kernel's dirty-memory tracking), post (post-copy: it runs on the
+    /// target at once and pulls its pages from the source; if the source
+    /// dies before the last page arrived, the container is LOST), auto (the
+    /// best this pair supports, said in the report). This version does stop
+    /// and auto (= stop); the others are refused before anything freezes.
+    #[arg(long, default_value = "auto")]
+    pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]
     pub json: bool,
 }
@@ -41,6 +50,7 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
         random,
         seed,
         fs,
+        memory_mode,
         json,
     } = args;
     let (count, dwell, random, seed, fs, json) = (*count, *dwell, *random, *seed, *fs, *json);
@@ -79,7 +89,7 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
             }
             n
         };
-        match migrate(&mut c, name, &next, fs, false, false).await {
+        match migrate_with(&mut c, name, &next, fs, false, *memory_mode, false).await {
             Ok(r) => {
                 if !json {
                     println!(

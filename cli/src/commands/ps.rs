@@ -11,12 +11,24 @@ use crate::context::GlobalArgs;
 pub struct PsArgs {
     #[arg(long)]
     pub json: bool,
+    /// All containers (Podman's flag; herd's `ps` always lists every
+    /// container, stopped and checkpointed ones too).
+    #[arg(short = 'a', long)]
+    pub all: bool,
+    /// Only the names, one a line.
+    #[arg(short = 'q', long, conflicts_with = "json")]
+    pub quiet: bool,
     #[arg(long)]
     pub node: Option<String>,
 }
 
 pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
-    let PsArgs { json, node } = args;
+    let PsArgs {
+        json,
+        all: _,
+        quiet,
+        node,
+    } = args;
     let mut c = g.client()?;
     let nodes = match node {
         Some(n) => vec![n.clone()],
@@ -33,6 +45,10 @@ pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
     }
     if *json {
         println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if *quiet {
+        for c in &all {
+            println!("{}", c.name);
+        }
     } else {
         print_ps(&all);
     }

@@ -8,6 +8,9 @@ use crate::context::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct RmArgs {
+    /// The node holding it (needed only when two nodes have one of that name).
+    #[arg(long)]
+    pub node: Option<String>,
     /// Stop running containers first.
     #[arg(short, long)]
     pub force: bool,
@@ -16,10 +19,10 @@ pub struct RmArgs {
 }
 
 pub async fn run(g: &GlobalArgs, args: &RmArgs) -> Result<i32> {
-    let RmArgs { force, names } = args;
+    let RmArgs { node, force, names } = args;
     let mut c = g.client()?;
     for name in names {
-        let node = c.locate(name).await?;
+        let node = c.locate_on(name, node.as_deref()).await?;
         c.call(
             &node,
             Request::Remove {

@@ -24,8 +24,8 @@ pub enum ScenarioCmd {
         containers: usize,
         #[arg(long, default_value_t = 4)]
         hosts: usize,
-        /// Length of the experiment in seconds.
-        #[arg(long, default_value_t = 36_000)]
+        /// Length of the experiment: seconds or a duration (10h, 2m30s; whole seconds, rounded up).
+        #[arg(long, default_value = "36000", value_parser = crate::args::whole_seconds)]
         length: u64,
         /// Workload mix as weights, e.g. cpu=40,mem=20,io=20,oltp=20.
         #[arg(long, default_value = "cpu=40,mem=20,io=20,oltp=20")]

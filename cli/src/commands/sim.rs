@@ -37,8 +37,9 @@ pub struct SimArgs {
     /// Disk ops/s each host's disk serves.
     #[arg(long, default_value_t = 10_000.0)]
     disk_ops: f64,
-    /// Seconds between rows of hosts.csv and containers.csv.
-    #[arg(long, default_value_t = 5)]
+    /// Time between rows of hosts.csv and containers.csv: seconds or a
+    /// duration (5, 30s, 1m; whole seconds, rounded up).
+    #[arg(long, default_value = "5", value_parser = crate::args::whole_seconds)]
     sample_every: u64,
     #[command(flatten)]
     placement: PlacementArgs,

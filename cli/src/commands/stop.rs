@@ -8,18 +8,22 @@ use crate::context::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct StopArgs {
-    /// Seconds to wait before SIGKILL.
-    #[arg(short = 't', long, default_value_t = 10)]
+    /// The node holding it (needed only when two nodes have one of that name).
+    #[arg(long)]
+    pub node: Option<String>,
+    /// How long to wait before SIGKILL: seconds or a duration (500ms, 1s,
+    /// 2m30s; rounded up to whole seconds).
+    #[arg(short = 't', long, default_value = "10", value_parser = crate::args::whole_seconds)]
     pub time: u64,
     #[arg(required = true)]
     pub names: Vec<String>,
 }
 
 pub async fn run(g: &GlobalArgs, args: &StopArgs) -> Result<i32> {
-    let StopArgs { time, names } = args;
+    let StopArgs { node, time, names } = args;
     let mut c = g.client()?;
     for name in names {
-        let node = c.locate(name).await?;
+        let node = c.locate_on(name, node.as_deref()).await?;
         c.call(
             &node,
             Request::Stop {
