@@ -164,6 +164,7 @@ fn direct_migrate(lab: &Lab, name: &str, from: &str, to: &str) -> String {
                     to_addr,
                     fs: herd_wire::migrate::FsMode::Diff,
                     compress: false,
+                    memory: herd_wire::migrate::MemoryMode::Auto,
                     progress: false,
                 },
             )
