@@ -426,7 +426,6 @@ fn an_umoci_image_runs_with_podman_semantics() {
 /// manifest.json + config + one layer tar) imports with its config and
 /// runs; an archive that is neither refuses with one clear line.
 #[test]
-#[ignore = "not yet run green: its first run failed on this test's own tar headers (fixed, not re-run before the deadline; the import itself was checked by hand)"]
 fn a_docker_save_archive_imports_and_runs() {
     use sha2::Digest;
     let Some(lab) = Lab::up("podman_docker", "dk", 1) else {
