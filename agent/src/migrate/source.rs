@@ -474,7 +474,12 @@ impl Driver {
             }
             SAction::PreSend => {
                 let t1 = Instant::now();
-                self.since = SystemTime::now() - Duration::from_millis(2);
+                // File times come from the kernel's coarse clock, up to a
+                // tick (4-10 ms) behind `now`: a write just after this point
+                // could be stamped before it and left out of the delta (seen:
+                // a line of an appended file lost). One second of margin only
+                // resends what changed in the second before the pre-send.
+                self.since = SystemTime::now() - Duration::from_secs(1);
                 let cdir = self.agent.state_dir().container(&self.name);
                 let r = if self.fs == FsMode::Diff {
                     let tar = cdir.dir.join("presend.tar");
@@ -602,12 +607,17 @@ impl Driver {
                 }
                 if forget {
                     let (ep, to) = (self.ep.clone(), self.to.clone());
+                    // T answers Busy while its migration stream still holds
+                    // the side (it may not have seen the stream end yet): a
+                    // Forget taken as done then would leave T's tombstone.
                     tokio::spawn(async move {
-                        for _ in 0..3 {
-                            if query(&ep, &to, q.clone()).await.is_some() {
-                                break;
+                        for _ in 0..60 {
+                            match query(&ep, &to, q.clone()).await {
+                                None | Some(Response::Handoff(TargetMsg::Busy)) => {
+                                    tokio::time::sleep(Duration::from_secs(1)).await
+                                }
+                                Some(_) => break,
                             }
-                            tokio::time::sleep(Duration::from_secs(1)).await;
                         }
                     });
                     return None;
