@@ -98,7 +98,7 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
                 let peer = peer.clone();
                 let slot = counts.take(&peer.to_string(), cap);
                 tokio::spawn(async move {
-                    let Some(_slot) = slot else {
+                    let Some(slot) = slot else {
                         tracing::warn!(%remote, peer = %peer, cap, "refused a stream: too many concurrent streams");
                         let r = Response::error(
                             ErrorKind::Conflict,
@@ -108,7 +108,7 @@ pub async fn serve(agent: Arc<Agent>, endpoint: quinn::Endpoint) {
                         let _ = recv.stop(0u32.into());
                         return;
                     };
-                    match handle_stream(agent, ep, &peer, remote, send, recv).await {
+                    match handle_stream(agent, ep, &peer, remote, slot, send, recv).await {
                         Err(e) if e.is_stalled() => {
                             tracing::warn!(%remote, peer = %peer, "dropped a stream: {e}");
                         }
@@ -126,6 +126,7 @@ async fn handle_stream(
     ep: quinn::Endpoint,
     peer: &Identity,
     remote: std::net::SocketAddr,
+    slot: StreamSlot,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> Result<(), herd_quic::Error> {
@@ -259,6 +260,10 @@ async fn handle_stream(
         }
     }
     let _ = send.finish();
+    // The answer is written: the stream no longer counts against the peer's
+    // cap. A client that exits right after reading never acknowledges the
+    // last frame, and its next command must not find its slot still taken.
+    drop(slot);
     // Until the peer has the last frame, within the write timeout: one that
     // stopped reading must not hold this task.
     if tokio::time::timeout(idle, send.stopped()).await.is_err() {
