@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::process::{Child, Stdio};
+
 use common::moves::*;
 use common::{agent_pid, import_busybox_with_work, restart_with_fault, text, Lab};
 use serde_json::Value;
@@ -283,7 +285,7 @@ fn migrate_stream(lab: &Lab, name: &str, to: &str) -> Child {
 /// (at least the workload's 16 MiB pattern) went on the page stream.
 fn assert_streamed(o: &std::process::Output, to: &str) -> Value {
     assert!(o.status.success(), "stream migrate to {to}:\n{}", text(o));
-    let r = outcome(o);
+    let r = outcome_of(o);
     assert_eq!(r["outcome"], "moved", "{r}");
     assert_eq!(r["runs_on"], to, "{r}");
     assert_eq!(r["memory_mode"], "stream", "{r}");
@@ -420,7 +422,7 @@ fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
     resume(&lab, "n1", "mid-stream");
     let o = child.wait_with_output().expect("migrate");
     assert_streamed(&o, "n2");
-    assert_one_intact(&lab, "c", "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
     assert_clean(&lab, "n1", "c");
     restart_with_fault(&lab, "n1", "");
     for (from, to) in [("n2", "n1"), ("n1", "n2")] {
@@ -428,7 +430,7 @@ fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
             .wait_with_output()
             .expect("migrate");
         assert_streamed(&o, to);
-        assert_one_intact(&lab, "c", to);
+        assert_one_intact_presend(&lab, "c", to);
         assert_clean(&lab, from, "c");
     }
 }
@@ -447,28 +449,24 @@ fn target_killed_while_pages_stream_leaves_one_intact_copy_on_the_source() {
     let mut child = migrate_stream(&lab, "c", "n2");
     wait_paused(&lab, "n1", "mid-stream", &mut child);
     assert_frozen(&lab, "c");
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent_pid(&lab, "n2")),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
+    kill9(agent_pid(&lab, "n2"));
     resume(&lab, "n1", "mid-stream");
     let o = child.wait_with_output().expect("migrate");
-    let r = outcome(&o);
+    let r = outcome_of(&o);
     assert!(
         matches!(r["outcome"].as_str(), Some("untouched" | "rolled_back")),
         "{r}"
     );
     assert_eq!(r["runs_on"], "n1", "{r}");
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
     restart_with_fault(&lab, "n2", "");
     restart_with_fault(&lab, "n1", "");
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
     assert_clean(&lab, "n2", "c");
     let o = migrate_stream(&lab, "c", "n2")
         .wait_with_output()
         .expect("migrate");
     assert_streamed(&o, "n2");
-    assert_one_intact(&lab, "c", "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
     assert_clean(&lab, "n1", "c");
 }
