@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `src/checkpoint.rs` | `checkpoint`: Herd's checkpoint/restore vs plain `criu dump` / `criu restore` |
 //! | `src/migrate.rs` | `migrate`: live migration per fs mode and size vs checkpoint + restore on one host, a TCP client's longest gap |
-//! | `src/monitor.rs` | `monitor`: the agent's sampler with many real containers vs a naive loop |
+//! | `src/monitor.rs` | `monitor`: the agent's sampler with many real containers vs naive readers of the same files and netdata |
 //! | `src/sim.rs` | `sim`: the simulator's tick and a policy decision at scale |
 
 mod checkpoint;

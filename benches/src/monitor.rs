@@ -343,8 +343,9 @@ fn netdata_conf(dir: &Path, port: u16) -> String {
 }
 
 /// Starts netdata if it is installed (Debian's `netdata-core`, not
-/// installed by scripts/setup) and waits until it charts `n` containers
-/// (their cgroups' `.cpu` charts) or 5 minutes passed. Its pid.
+/// installed by scripts/setup) and waits until it charts the `n` containers
+/// or 5 minutes passed. It reads every cgroup of the host, not only the
+/// bench's.
 async fn start_netdata(dir: &Path, n: usize) -> Option<Child> {
     let bin = ["/usr/sbin/netdata", "/usr/bin/netdata"]
         .iter()
@@ -382,7 +383,7 @@ async fn start_netdata(dir: &Path, n: usize) -> Option<Child> {
     Some(child)
 }
 
-/// Count of netdata's per-cgroup CPU charts (`cgroup_<name>.cpu`).
+/// How many of the bench's containers netdata charts (`cgroup_<name>.*`).
 fn netdata_cgroup_charts(port: u16) -> Option<usize> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -396,12 +397,15 @@ fn netdata_cgroup_charts(port: u16) -> Option<usize> {
     s.read_to_end(&mut page).ok()?;
     let body = page.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let v: serde_json::Value = serde_json::from_slice(&page[body..]).ok()?;
+    let lab = format!("cgroup_herd_{LAB}_{NODE}_m");
     Some(
         v["charts"]
             .as_object()?
             .keys()
-            .filter(|k| k.starts_with("cgroup_") && k.ends_with(".cpu") && k.contains("_m0"))
-            .count(),
+            .filter(|k| k.starts_with(&lab))
+            .filter_map(|k| k.split('.').next())
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
     )
 }
 
@@ -514,7 +518,7 @@ async fn measure(
                     continue;
                 }
             }
-            if made.len() % 100 == 0 {
+            if made.len().is_multiple_of(100) {
                 eprintln!(
                     "bench: {} containers running ({:.0} s)",
                     made.len(),
