@@ -99,6 +99,7 @@ fn prepare(lab: &Lab, name: &str, from: &str) -> Prepare {
         fs: FsMode::Diff,
         source_node: from.into(),
         id: format!("hs-{name}-1"),
+        memory: herd_wire::migrate::MemoryMode::Stop,
     }
 }
 

@@ -10,6 +10,8 @@
 
 mod common;
 
+use std::process::{Child, Stdio};
+
 use common::moves::*;
 use common::{agent_pid, import_busybox_with_work, restart_with_fault, text, Lab};
 use serde_json::Value;
@@ -198,7 +200,7 @@ fn kernel_tracks_dirty_memory() -> bool {
 }
 
 /// `--memory-mode`: `auto` (the default) says what it picked, `stop`
-/// moves, and a mode this host or agent cannot do is refused before
+/// moves (stream has its own tests), and a mode this host or agent cannot do is refused before
 /// anything froze (the container runs on, untouched, its counter gapless),
 /// `pre` with the kernel's reason where dirty memory is not tracked.
 #[test]
@@ -215,7 +217,7 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
     assert!(text(&o).contains("memory: stop"), "{}", text(&o));
     assert_one_intact_presend(&lab, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    for mode in ["pre", "stream", "post"] {
+    for mode in ["pre", "post"] {
         let before = counts(&lab, "c").len();
         let o = lab.herd(&[
             "migrate",
@@ -258,4 +260,213 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_one_intact_presend(&lab, "c", "n1");
+}
+
+// ------------------------------------------------------------- stream mode
+
+fn migrate_stream(lab: &Lab, name: &str, to: &str) -> Child {
+    lab.cmd()
+        .args([
+            "migrate",
+            name,
+            "--to",
+            to,
+            "--memory-mode",
+            "stream",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd migrate")
+}
+
+/// A finished `--memory-mode stream` move: moved, said so, and its pages
+/// (at least the workload's 16 MiB pattern) went on the page stream.
+fn assert_streamed(o: &std::process::Output, to: &str) -> Value {
+    assert!(o.status.success(), "stream migrate to {to}:\n{}", text(o));
+    let r = outcome_of(o);
+    assert_eq!(r["outcome"], "moved", "{r}");
+    assert_eq!(r["runs_on"], to, "{r}");
+    assert_eq!(r["memory_mode"], "stream", "{r}");
+    let pages = r["page_bytes"].as_u64().unwrap_or(0);
+    assert!(pages >= 16 << 20, "page stream carried {pages} bytes: {r}");
+    assert!(r["bytes"].as_u64().unwrap_or(0) >= pages, "{r}");
+    r
+}
+
+/// Frozen mid-dump (CRIU's parasite runs in its tasks, so they do not
+/// look stopped): its counter stands still.
+fn assert_frozen(lab: &Lab, name: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let a = counts(lab, name).len();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let b = counts(lab, name).len();
+    assert_eq!(a, b, "{name} counts on while its dump is paused");
+}
+
+/// The IP address of each node of the lab (from its cluster file).
+fn node_ips(lab: &Lab) -> Vec<std::net::IpAddr> {
+    common::cluster_json(lab)["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            n["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip())
+                .unwrap_or_else(|| panic!("node without an address: {n}"))
+        })
+        .collect()
+}
+
+/// `/proc/net/tcp{,6}` of a process's netns: (local ip, remote ip, state).
+fn tcp_sockets(pid: i32) -> Vec<(std::net::IpAddr, std::net::IpAddr, String)> {
+    fn ip(hex: &str) -> Option<std::net::IpAddr> {
+        let (a, _) = hex.split_once(':')?;
+        let b = (0..a.len() / 2)
+            .map(|i| u8::from_str_radix(&a[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        // The kernel prints each 32-bit word in host (little-endian) order.
+        let fix: Vec<u8> = b.chunks(4).flat_map(|w| w.iter().rev().copied()).collect();
+        match fix.len() {
+            4 => Some(std::net::IpAddr::from([fix[0], fix[1], fix[2], fix[3]])),
+            16 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&fix);
+                let v6 = std::net::Ipv6Addr::from(o);
+                Some(match v6.to_ipv4_mapped() {
+                    Some(v4) => std::net::IpAddr::V4(v4),
+                    None => std::net::IpAddr::V6(v6),
+                })
+            }
+            _ => None,
+        }
+    }
+    let mut v = Vec::new();
+    for f in ["tcp", "tcp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/net/{f}: {e}"));
+        for l in t.lines().skip(1) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(a), Some(b), Some(st)) = (
+                w.get(1).and_then(|x| ip(x)),
+                w.get(2).and_then(|x| ip(x)),
+                w.get(3),
+            ) {
+                v.push((a, b, st.to_string()));
+            }
+        }
+    }
+    v
+}
+
+/// While pages stream (the source paused in its page stream, CRIU in the
+/// middle of its dump): no TCP socket joins the two nodes in either node's
+/// netns, and none listens there for CRIU; the pages are on the QUIC
+/// connection (the agents' UDP). The source's container dir holds no page
+/// image. Then the move finishes, and two more, with the state intact.
+#[test]
+fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
+    let Some(lab) = lab_with_work("livemem_stream", "lmstream") else {
+        return;
+    };
+    let ips = node_ips(&lab);
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    restart_with_fault(&lab, "n1", "pause-mid-stream");
+    // The agents' own listeners (a metrics endpoint) are there before.
+    let listeners = |node: &str| -> Vec<_> {
+        tcp_sockets(agent_pid(&lab, node))
+            .into_iter()
+            .filter(|(_, _, st)| st == "0A")
+            .collect()
+    };
+    let before: Vec<_> = N.iter().map(|n| listeners(n)).collect();
+    let mut child = migrate_stream(&lab, "c", "n2");
+    wait_paused(&lab, "n1", "mid-stream", &mut child);
+    for (i, node) in N.iter().enumerate() {
+        let pid = agent_pid(&lab, node);
+        let tcp = tcp_sockets(pid);
+        let between: Vec<_> = tcp
+            .iter()
+            .filter(|(a, b, _)| ips.contains(a) && ips.contains(b))
+            .collect();
+        assert!(
+            between.is_empty(),
+            "TCP between the nodes in {node}'s netns while pages stream: {between:?}"
+        );
+        // A page server on TCP would listen (state 0A) on some address.
+        let new: Vec<_> = listeners(node)
+            .into_iter()
+            .filter(|l| !before[i].contains(l))
+            .collect();
+        assert!(
+            new.is_empty(),
+            "a new TCP listener in {node}'s netns while pages stream: {new:?}"
+        );
+    }
+    let images = lab.dir().join("n1/state/containers/c/checkpoint");
+    let pages_here: Vec<String> = std::fs::read_dir(&images)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pages-") || n.starts_with("pagemap-"))
+        .collect();
+    assert!(
+        pages_here.is_empty(),
+        "page images on the source: {pages_here:?}"
+    );
+    assert_frozen(&lab, "c");
+    resume(&lab, "n1", "mid-stream");
+    let o = child.wait_with_output().expect("migrate");
+    assert_streamed(&o, "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
+    assert_clean(&lab, "n1", "c");
+    restart_with_fault(&lab, "n1", "");
+    for (from, to) in [("n2", "n1"), ("n1", "n2")] {
+        let o = migrate_stream(&lab, "c", to)
+            .wait_with_output()
+            .expect("migrate");
+        assert_streamed(&o, to);
+        assert_one_intact_presend(&lab, "c", to);
+        assert_clean(&lab, from, "c");
+    }
+}
+
+/// The target agent killed (SIGKILL) while the source's pages stream to
+/// it, the container frozen on the source: CRIU's dump fails and resumes
+/// the container on the source, exactly one copy runs there with its
+/// state intact, the restarted target keeps nothing, and a later stream
+/// move works.
+#[test]
+fn target_killed_while_pages_stream_leaves_one_intact_copy_on_the_source() {
+    let Some(lab) = lab_with_work("livemem_streamkill", "lmskill") else {
+        return;
+    };
+    restart_with_fault(&lab, "n1", "pause-mid-stream");
+    let mut child = migrate_stream(&lab, "c", "n2");
+    wait_paused(&lab, "n1", "mid-stream", &mut child);
+    assert_frozen(&lab, "c");
+    kill9(agent_pid(&lab, "n2"));
+    resume(&lab, "n1", "mid-stream");
+    let o = child.wait_with_output().expect("migrate");
+    let r = outcome_of(&o);
+    assert!(
+        matches!(r["outcome"].as_str(), Some("untouched" | "rolled_back")),
+        "{r}"
+    );
+    assert_eq!(r["runs_on"], "n1", "{r}");
+    assert_one_intact_presend(&lab, "c", "n1");
+    restart_with_fault(&lab, "n2", "");
+    restart_with_fault(&lab, "n1", "");
+    assert_one_intact_presend(&lab, "c", "n1");
+    assert_clean(&lab, "n2", "c");
+    let o = migrate_stream(&lab, "c", "n2")
+        .wait_with_output()
+        .expect("migrate");
+    assert_streamed(&o, "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
+    assert_clean(&lab, "n1", "c");
 }

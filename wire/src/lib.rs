@@ -145,6 +145,13 @@ pub enum Request {
     Subscribe(monitor::Subscribe),
     /// Agent to agent: resolve a journalled migration (see [`handoff`]).
     Handoff(handoff::Query),
+    /// Agent to agent, `--memory-mode stream`: after this envelope the
+    /// stream carries CRIU's page-server protocol, raw, both ways, between
+    /// the source's dump and the page server the target started for
+    /// migration `id` at `Prepare`.
+    MigratePages {
+        id: handoff::MigrationId,
+    },
 }
 
 /// What `herd run` asks for.
