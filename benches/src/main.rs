@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `src/checkpoint.rs` | `checkpoint`: Herd's checkpoint/restore vs plain `criu dump` / `criu restore` |
 //! | `src/migrate.rs` | `migrate`: live migration per fs mode and size vs checkpoint + restore on one host, a TCP client's longest gap |
-//! | `src/monitor.rs` | `monitor`: the agent's sampler with many real containers vs a naive loop |
+//! | `src/monitor.rs` | `monitor`: the agent's sampler with many real containers vs naive readers of the same files and netdata |
 //! | `src/sim.rs` | `sim`: the simulator's tick and a policy decision at scale |
 
 mod checkpoint;
@@ -66,10 +66,11 @@ pub enum BenchCmd {
         #[arg(long)]
         keep_lab: bool,
     },
-    /// Sampler cost with many real containers vs a naive Python loop.
+    /// Sampler cost with many real containers vs naive readers of the same files.
     Monitor {
-        #[arg(long, default_value_t = 1000)]
-        containers: usize,
+        /// Container counts, comma-separated, measured in turn in one lab.
+        #[arg(long, default_value = "1000")]
+        containers: String,
         /// Measured seconds.
         #[arg(long, default_value_t = 60)]
         seconds: u64,
@@ -78,6 +79,13 @@ pub enum BenchCmd {
         /// Leave the bench lab (hmonbench) up afterwards.
         #[arg(long)]
         keep_lab: bool,
+    },
+    /// The bench's naive reader (run by `monitor` beside the agent).
+    #[command(name = "__naive-reader", hide = true)]
+    NaiveReader {
+        list: std::path::PathBuf,
+        interval_ms: u64,
+        seconds: f64,
     },
 }
 
@@ -101,7 +109,12 @@ async fn run(bc: &BenchCmd) -> Result<i32> {
             seconds,
             json,
             keep_lab,
-        } => monitor::run(*containers, *seconds, *json, *keep_lab).await?,
+        } => monitor::run(containers, *seconds, *json, *keep_lab).await?,
+        BenchCmd::NaiveReader {
+            list,
+            interval_ms,
+            seconds,
+        } => monitor::naive_reader(list, *interval_ms, *seconds)?,
     }
     Ok(0)
 }

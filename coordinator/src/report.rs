@@ -15,16 +15,19 @@
 //! change in average host CPU, and each policy's share of the oracle's ops
 //! gain. The thesis's figures are printed beside ours.
 //!
-//! Plots (SVG, written by hand: a few polylines, no plotting stack): per
-//! run, one strip per host with its CPU over time, a tick above it for
-//! every container moved in and below it for every one moved out; over all
-//! runs, the mean container ops per second over time, one line per policy.
-//! Long runs are averaged into at most 900 (CPU) or 600 (ops) points per
-//! line.
+//! Plots (SVG through plotters, as the forecast plot): per run, one strip
+//! per host with its CPU over time, a tick above it for every container
+//! moved in and below it for every one moved out; over all runs, the mean
+//! container ops per second over time, one line per policy. Axes carry
+//! their units, ticks are round numbers, the legend sits in its own column
+//! right of the data, and points are drawn in time order. Long runs are
+//! averaged into at most 900 (CPU) or 600 (ops) points per line.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+
+use plotters::prelude::*;
 
 use crate::csv::{self, ContainerRow, CsvError, HostRow, MigrationEvent, MigrationRow};
 
@@ -224,10 +227,29 @@ pub fn table(runs: &[Run]) -> String {
     s
 }
 
-const COLORS: &[&str] = &[
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf",
+/// Series colours (matplotlib's tab10, as the forecast plot's palette).
+const COLORS: &[RGBColor] = &[
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+    RGBColor(0xbc, 0xbd, 0x22),
+    RGBColor(0x17, 0xbe, 0xcf),
 ];
+const MOVED_IN: RGBColor = RGBColor(0x2c, 0xa0, 0x2c);
+const MOVED_OUT: RGBColor = RGBColor(0xd6, 0x27, 0x28);
+/// The legend's column, right of the plot: a legend never covers data.
+pub(crate) const LEGEND_W: u32 = 230;
+const X_DESC: &str = "time since the run's first sample (s)";
+
+/// A tick label: the round value plotters chose, without a trailing `.0`.
+fn tick(v: &f64) -> String {
+    format!("{}", (v * 1e6).round() / 1e6 + 0.0)
+}
 
 /// Averages `pts` (sorted by x) into at most `max` buckets.
 fn downsample(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
@@ -246,26 +268,75 @@ fn downsample(pts: &[(f64, f64)], max: usize) -> Vec<(f64, f64)> {
         .collect()
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+fn plot_err(e: impl std::fmt::Display) -> ReportError {
+    ReportError::Input(format!("plot: {e}"))
 }
 
-/// A line chart: `series` = (label, points); `marks` = (x, series index
-/// for the colour) drawn as ticks along the top.
+/// One legend entry: a line (solid or dashed) or a migration mark.
+pub(crate) enum Key {
+    Line(RGBColor),
+    Dashed(RGBColor),
+    Mark(RGBColor),
+}
+
+/// Draws `keys` top-down in `area` (the legend column).
+pub(crate) fn legend<DB: DrawingBackend>(
+    area: &DrawingArea<DB, plotters::coord::Shift>,
+    top: i32,
+    keys: &[(Key, String)],
+) -> Result<(), String> {
+    let e = |e: DrawingAreaErrorKind<DB::ErrorType>| e.to_string();
+    for (i, (k, text)) in keys.iter().enumerate() {
+        let y = top + 20 * i as i32;
+        match k {
+            Key::Line(c) => area
+                .draw(&PathElement::new(vec![(6, y), (30, y)], c.stroke_width(2)))
+                .map_err(e)?,
+            Key::Dashed(c) => {
+                for x in [6, 16, 26] {
+                    area.draw(&PathElement::new(
+                        vec![(x, y), (x + 5, y)],
+                        c.stroke_width(1),
+                    ))
+                    .map_err(e)?;
+                }
+            }
+            Key::Mark(c) => area
+                .draw(&PathElement::new(
+                    vec![(18, y - 6), (18, y + 6)],
+                    c.stroke_width(2),
+                ))
+                .map_err(e)?,
+        }
+        area.draw(&Text::new(
+            text.clone(),
+            (36, y - 7),
+            ("sans-serif", 13).into_font(),
+        ))
+        .map_err(e)?;
+    }
+    Ok(())
+}
+
+/// Sorted by time (a live run's rows can arrive out of order: a line must
+/// never step backwards).
+fn by_time(pts: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut v = pts.to_vec();
+    v.sort_by(|a, b| a.0.total_cmp(&b.0));
+    v
+}
+
+/// A line chart (SVG): `series` = (label, points); `marks` = (x, series
+/// index for the colour) drawn as ticks along the top and explained in the
+/// legend.
 pub fn line_chart(
     title: &str,
     y_label: &str,
     series: &[(String, Vec<(f64, f64)>)],
     marks: &[(f64, usize)],
     y_max: Option<f64>,
-) -> String {
-    let (w, h) = (900.0, 360.0);
-    let (l, r, t, b) = (60.0, 150.0, 54.0, 40.0);
-    let pw = w - l - r;
-    let ph = h - t - b;
+) -> Result<String, ReportError> {
+    let (w, h) = (980u32, 380u32);
     let xmax = series
         .iter()
         .flat_map(|s| s.1.iter().map(|p| p.0))
@@ -278,109 +349,74 @@ pub fn line_chart(
             .flat_map(|s| s.1.iter().map(|p| p.1))
             .fold(0.0f64, f64::max)
             .max(1e-9)
-            * 1.05
+            * 1.08
     });
-    let x = |v: f64| l + pw * v / xmax;
-    let y = |v: f64| t + ph * (1.0 - (v / ymax).clamp(0.0, 1.0));
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{l}\" y=\"22\" font-size=\"15\">{}</text>\n",
-        esc(title)
-    );
-    // axes and grid
-    for i in 0..=4 {
-        let v = ymax * i as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            "<line x1=\"{l}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
-            l + pw,
-            l - 5.0,
-            y(v) + 4.0,
-            fmt_tick(v),
-            yy = y(v)
-        );
-    }
-    for i in 0..=5 {
-        let v = xmax * i as f64 / 5.0;
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{}</text>",
-            x(v),
-            t + ph + 16.0,
-            fmt_tick(v)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<rect x=\"{l}\" y=\"{t}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/>\n<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time (s)</text>\n<text x=\"14\" y=\"{:.1}\" transform=\"rotate(-90 14 {:.1})\" text-anchor=\"middle\">{}</text>",
-        l + pw / 2.0,
-        h - 6.0,
-        t + ph / 2.0,
-        t + ph / 2.0,
-        esc(y_label)
-    );
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let c = COLORS[i % COLORS.len()];
-        let pts = downsample(pts, 600);
-        let mut path = String::new();
-        for (k, p) in pts.iter().enumerate() {
-            let _ = write!(
-                path,
-                "{}{:.1},{:.1}",
-                if k == 0 { "" } else { " " },
-                x(p.0),
-                y(p.1)
-            );
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let (plot, side) = root.split_horizontally(w - LEGEND_W);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .margin_right(28)
+            .x_label_area_size(44)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..xmax, 0.0..ymax)
+            .map_err(plot_err)?;
+        chart
+            .configure_mesh()
+            .x_desc(X_DESC)
+            .y_desc(y_label)
+            .x_labels(8)
+            .y_labels(6)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(plot_err)?;
+        for (i, (_, pts)) in series.iter().enumerate() {
+            let c = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(LineSeries::new(
+                    downsample(&by_time(pts), 600),
+                    c.stroke_width(2),
+                ))
+                .map_err(plot_err)?;
         }
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{c}\" stroke-width=\"1.2\" points=\"{path}\"/>\n<rect x=\"{:.1}\" y=\"{:.1}\" width=\"12\" height=\"3\" fill=\"{c}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>",
-            l + pw + 10.0,
-            t + 10.0 + 18.0 * i as f64,
-            l + pw + 26.0,
-            t + 15.0 + 18.0 * i as f64,
-            esc(name)
-        );
+        for &(mx, si) in marks {
+            let c = COLORS[si % COLORS.len()];
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(mx, ymax * 0.95), (mx, ymax)],
+                    c.stroke_width(2),
+                )))
+                .map_err(plot_err)?;
+        }
+        let mut keys: Vec<(Key, String)> = series
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| (Key::Line(COLORS[i % COLORS.len()]), n.clone()))
+            .collect();
+        if !marks.is_empty() {
+            keys.push((Key::Mark(BLACK), "a migration (colour: target)".into()));
+        }
+        legend(&side, 40, &keys).map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
     }
-    if !marks.is_empty() {
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\">| migration, above</text><text x=\"{:.1}\" y=\"{:.1}\">(colour: target)</text>",
-            l + pw + 10.0,
-            t + 15.0 + 18.0 * series.len() as f64,
-            l + pw + 10.0,
-            t + 31.0 + 18.0 * series.len() as f64
-        );
-    }
-    for &(mx, si) in marks {
-        let c = COLORS[si % COLORS.len()];
-        let _ = writeln!(
-            s,
-            "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"{c}\" stroke-width=\"1.5\"/>",
-            t - 14.0,
-            t - 2.0,
-            xx = x(mx)
-        );
-    }
-    s.push_str("</svg>\n");
-    s
+    Ok(out)
 }
 
-fn fmt_tick(v: f64) -> String {
-    if v >= 10.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
-    }
-}
-
-/// The host CPU plot of one run: one strip per host, its CPU ratio over
-/// time, a green tick above the strip for every container moved in and a
-/// red one below for every container moved out.
-pub fn host_cpu_svg(run: &Run) -> String {
-    let (w, l, r) = (900.0, 60.0, 20.0);
-    let (top, ph, gap) = (40.0, 70.0, 34.0);
-    let pw = w - l - r;
-    let h = top + run.host_cpu.len() as f64 * (ph + gap) + 30.0;
+/// The host CPU plot of one run: one strip per host, its CPU (user +
+/// system, as a fraction of all its cores) over time, a green tick above
+/// the line's range for every container moved in and a red one below it
+/// for every one moved out.
+pub fn host_cpu_svg(run: &Run) -> Result<String, ReportError> {
+    let n = run.host_cpu.len().max(1) as u32;
+    let (w, strip) = (980u32, 130u32);
+    let h = 36 + n * strip + 30;
     let xmax = run
         .host_cpu
         .iter()
@@ -388,93 +424,105 @@ pub fn host_cpu_svg(run: &Run) -> String {
         .chain(run.moves.iter().map(|m| m.0))
         .fold(0.0f64, f64::max)
         .max(1.0);
-    let x = |v: f64| l + pw * v / xmax;
-    let mut s = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"{w}\" height=\"{h}\" fill=\"white\"/>\n<text x=\"{l}\" y=\"20\" font-size=\"15\">{}: host CPU (user + system); moves in (green, above), out (red, below)</text>\n",
-        esc(&run.policy)
-    );
-    for (i, (name, pts)) in run.host_cpu.iter().enumerate() {
-        let y0 = top + i as f64 * (ph + gap);
-        let y = |v: f64| y0 + ph * (1.0 - v.clamp(0.0, 1.0));
-        let _ = writeln!(
-            s,
-            "<rect x=\"{l}\" y=\"{y0:.1}\" width=\"{pw}\" height=\"{ph}\" fill=\"none\" stroke=\"#444\"/><line x1=\"{l}\" y1=\"{:.1}\" x2=\"{:.1}\" y2=\"{:.1}\" stroke=\"#ddd\"/><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">1.0</text><text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" font-size=\"10\">0</text>",
-            y(0.5),
-            l + pw,
-            y(0.5),
-            l - 8.0,
-            y0 + ph / 2.0 + 4.0,
-            esc(name),
-            l - 2.0,
-            y0 + 9.0,
-            l - 2.0,
-            y0 + ph
-        );
-        let mut path = String::new();
-        for (k, p) in downsample(pts, 900).iter().enumerate() {
-            let _ = write!(
-                path,
-                "{}{:.1},{:.1}",
-                if k == 0 { "" } else { " " },
-                x(p.0),
-                y(p.1)
-            );
-        }
-        let _ = writeln!(
-            s,
-            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1\" points=\"{path}\"/>",
-            COLORS[i % COLORS.len()]
-        );
-        for (t, from, to) in &run.moves {
-            if to == name {
-                let _ = writeln!(
-                    s,
-                    "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#2ca02c\" stroke-width=\"1.5\"/>",
-                    y0 - 10.0,
-                    y0 - 1.0,
-                    xx = x(*t)
-                );
+    let mut out = String::new();
+    {
+        let root = SVGBackend::with_string(&mut out, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(plot_err)?;
+        let root = root
+            .titled(
+                &format!("{}: host CPU over time, with migrations", run.policy),
+                ("sans-serif", 16),
+            )
+            .map_err(plot_err)?;
+        let (plots, side) = root.split_horizontally(w - LEGEND_W);
+        let (strips, _) = plots.split_vertically(n * strip + 30);
+        let areas = strips.split_evenly((n as usize, 1));
+        // 0..1 is the CPU; the bands above and below carry the marks.
+        let (lo, hi) = (-0.16, 1.16);
+        for (i, ((name, pts), area)) in run.host_cpu.iter().zip(&areas).enumerate() {
+            let last = i + 1 == run.host_cpu.len();
+            let mut chart = ChartBuilder::on(area)
+                .margin(4)
+                .margin_right(28)
+                .x_label_area_size(if last { 44 } else { 18 })
+                .y_label_area_size(70)
+                .build_cartesian_2d(0.0..xmax, lo..hi)
+                .map_err(plot_err)?;
+            let ylab = |v: &f64| {
+                let half = (v * 2.0).round();
+                if (0.0..=2.0).contains(&half) && (v * 2.0 - half).abs() < 1e-6 {
+                    format!("{}", half / 2.0 + 0.0)
+                } else {
+                    String::new()
+                }
+            };
+            let mut mesh = chart.configure_mesh();
+            mesh.y_desc(format!("{name}: CPU (0-1)"))
+                .y_labels(14)
+                .y_label_formatter(&ylab)
+                .x_labels(8)
+                .x_label_formatter(&tick)
+                .label_style(("sans-serif", 12))
+                .axis_desc_style(("sans-serif", 13))
+                .light_line_style(WHITE)
+                .disable_y_mesh();
+            if last {
+                mesh.x_desc(X_DESC);
             }
-            if from == name {
-                let _ = writeln!(
-                    s,
-                    "<line x1=\"{xx:.1}\" y1=\"{:.1}\" x2=\"{xx:.1}\" y2=\"{:.1}\" stroke=\"#d62728\" stroke-width=\"1.5\"/>",
-                    y0 + ph + 1.0,
-                    y0 + ph + 10.0,
-                    xx = x(*t)
-                );
+            mesh.draw().map_err(plot_err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    downsample(&by_time(pts), 900),
+                    COLORS[i % COLORS.len()].stroke_width(1),
+                ))
+                .map_err(plot_err)?;
+            for (t, from, to) in &run.moves {
+                if to == name {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(*t, 1.03), (*t, hi)],
+                            MOVED_IN.stroke_width(2),
+                        )))
+                        .map_err(plot_err)?;
+                }
+                if from == name {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(*t, lo), (*t, -0.03)],
+                            MOVED_OUT.stroke_width(2),
+                        )))
+                        .map_err(plot_err)?;
+                }
             }
         }
+        let mut keys: Vec<(Key, String)> = run
+            .host_cpu
+            .iter()
+            .enumerate()
+            .map(|(i, (n, _))| {
+                (
+                    Key::Line(COLORS[i % COLORS.len()]),
+                    format!("{n}: user + system CPU"),
+                )
+            })
+            .collect();
+        keys.push((Key::Mark(MOVED_IN), "container moved in (above)".into()));
+        keys.push((Key::Mark(MOVED_OUT), "container moved out (below)".into()));
+        legend(&side, 20, &keys).map_err(plot_err)?;
+        root.present().map_err(plot_err)?;
     }
-    let ybase = top + run.host_cpu.len() as f64 * (ph + gap) - gap + 26.0;
-    for i in 0..=5 {
-        let v = xmax * i as f64 / 5.0;
-        let _ = writeln!(
-            s,
-            "<text x=\"{:.1}\" y=\"{ybase:.1}\" text-anchor=\"middle\">{}</text>",
-            x(v),
-            fmt_tick(v)
-        );
-    }
-    let _ = writeln!(
-        s,
-        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">time (s)</text>",
-        l + pw / 2.0,
-        ybase + 16.0
-    );
-    s.push_str("</svg>\n");
-    s
+    Ok(out)
 }
 
 /// The ops plot over all runs.
-pub fn ops_svg(runs: &[Run]) -> String {
+pub fn ops_svg(runs: &[Run]) -> Result<String, ReportError> {
     let series: Vec<(String, Vec<(f64, f64)>)> = runs
         .iter()
-        .map(|r| (r.policy.clone(), r.ops.clone()))
+        .map(|r| (format!("policy {}", r.policy), r.ops.clone()))
         .collect();
     line_chart(
         "mean container ops/s over time",
-        "ops/s per container",
+        "ops/s (mean over containers)",
         &series,
         &[],
         None,
@@ -515,11 +563,11 @@ pub fn write_report(runs: &[Run], out: &Path, title: &str) -> Result<String, Rep
          relative to the control run (policy `none`) of the same scenario. The thesis's \
          figures (its own cluster and workloads) are beside ours for direction and size.\n\n",
     );
-    write("ops.svg", &ops_svg(runs))?;
+    write("ops.svg", &ops_svg(runs)?)?;
     md.push_str("![ops over time](ops.svg)\n\n");
     for r in runs {
         let name = format!("{}-host-cpu.svg", file_name_of(&r.policy));
-        write(&name, &host_cpu_svg(r))?;
+        write(&name, &host_cpu_svg(r)?)?;
         let _ = writeln!(
             md,
             "## {}\n\n{} migrations, {:.1} s frozen in all. Data: `{}`.\n\n![{} host CPU]({name})\n",
@@ -564,9 +612,16 @@ mod tests {
         let greedy = t.lines().find(|l| l.starts_with("| cpu-greedy ")).unwrap();
         assert!(greedy.contains("| +5.0% | +20.0% | 50% |"), "{greedy}");
         assert!(greedy.contains("+6.4%") && greedy.contains("+17.9%"));
-        let svg = host_cpu_svg(&runs[1]);
+        let svg = host_cpu_svg(&runs[1]).unwrap();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("<polyline"));
+        for key in [
+            "n1: user + system CPU",
+            "container moved in (above)",
+            "CPU (0-1)",
+        ] {
+            assert!(svg.contains(key), "no {key:?} in the host CPU plot");
+        }
     }
 
     #[test]

@@ -21,10 +21,6 @@
 //! Where node_exporter's Linux names are camelCase (`node_memory_MemTotal_bytes`)
 //! `promtool check metrics` rejects them; those use the snake_case names
 //! node_exporter uses on other systems (`node_memory_total_bytes`).
-//!
-//! Kept from before for `cli/tests/vm.rs`: `herd_container_cpu_usage_cores`,
-//! `herd_container_memory_bytes`, `herd_container_pids` (labels `host`,
-//! `container`), deprecated.
 
 use std::fmt::Write;
 
@@ -379,26 +375,6 @@ pub fn prometheus_text(samples: &[&Sample]) -> String {
             }
         }
     }
-    // Deprecated, relied on by cli/tests/vm.rs.
-    let old: [(&str, &str, CGet); 3] = [
-        ("herd_container_cpu_usage_cores", "Deprecated: use rate(container_cpu_usage_seconds_total[1m]). CPU cores over the agent's last sampling interval.", |c| Some(c.cpu_usage_cores)),
-        ("herd_container_memory_bytes", "Deprecated: use container_memory_working_set_bytes.", |c| Some(c.memory_bytes as f64)),
-        ("herd_container_pids", "Deprecated: use container_threads.", |c| Some(c.pids as f64)),
-    ];
-    for (name, help, get) in old {
-        let mut f = family(&mut out, name, "gauge", help);
-        for c in &containers {
-            if let Some(v) = get(c) {
-                let l = format!(
-                    "host=\"{}\",container=\"{}\"",
-                    esc(&c.host),
-                    esc(&c.container)
-                );
-                f.sample("", &l, v);
-            }
-        }
-    }
-
     let with_host: Vec<(&HostSample, &Sample)> = samples
         .iter()
         .filter_map(|s| Some((s.host.as_ref()?, *s)))

@@ -47,7 +47,9 @@ impl LogTail {
     /// else none: the ops lines are parsed either way).
     pub fn poll(&mut self, keep: bool, buf: &mut Vec<u8>) -> Vec<LogLine> {
         let mut out = Vec::new();
-        buf.resize(64 << 10, 0);
+        if buf.len() < 64 << 10 {
+            buf.resize(64 << 10, 0); // kept: no clearing at every poll
+        }
         loop {
             let n = match self.file.read_at(buf, self.pos) {
                 Ok(0) | Err(_) => break,

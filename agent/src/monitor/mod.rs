@@ -99,15 +99,21 @@ impl Hub {
         self.publish(false, MonitorMsg::Event(ev));
     }
 
-    fn publish(&self, logs: bool, msg: MonitorMsg) {
+    /// Encode `msg` once for every subscriber; gives it back.
+    fn publish(&self, logs: bool, msg: MonitorMsg) -> MonitorMsg {
         if self.tx.receiver_count() == 0 {
-            return;
+            return msg;
         }
-        match herd_wire::frame::encode(&Response::Monitor(msg)) {
+        let r = Response::Monitor(msg);
+        match herd_wire::frame::encode(&r) {
             Ok(bytes) => {
                 let _ = self.tx.send(Arc::new(Encoded { logs, bytes }));
             }
             Err(e) => tracing::warn!("monitor message not sent: {e}"),
+        }
+        match r {
+            Response::Monitor(m) => m,
+            _ => unreachable!("built above"),
         }
     }
 
@@ -126,8 +132,10 @@ struct Tracked {
     pid: i32,
     reader: CgroupReader,
     prev: Option<(Instant, CgRaw)>,
-    /// `/proc/<pid>/net/dev`: the container's network namespace.
+    /// `/proc/<pid>/net/dev`: the container's network namespace, and its
+    /// last received and sent bytes (kept while the container is idle).
     net: Option<PFile>,
+    net_last: Option<(u64, u64)>,
     /// Counts at the dump it was restored from (see [`ContainerCounters`]),
     /// with its start time.
     base: ContainerCounters,
@@ -242,6 +250,7 @@ impl Sampler {
                             reader,
                             prev: None,
                             net: PFile::open(std::path::Path::new(&format!("/proc/{pid}/net/dev"))),
+                            net_last: None,
                             base,
                             image,
                         },
@@ -267,12 +276,16 @@ impl Sampler {
                 Some(mut s) => {
                     s.ops_per_second = ops;
                     let mut c = raw.counters();
-                    if let Some(t) = t.net.as_ref().and_then(|f| f.read(&mut self.buf).ok()) {
-                        for (_, rx, tx) in procfs::net_dev(t) {
-                            c.net_rx_bytes += rx;
-                            c.net_tx_bytes += tx;
+                    if t.net_last.is_none() || !t.reader.was_idle() {
+                        if let Some(text) = t.net.as_ref().and_then(|f| f.read(&mut self.buf).ok())
+                        {
+                            t.net_last = Some(
+                                procfs::net_dev(text)
+                                    .fold((0, 0), |(r, s), (_, rx, tx)| (r + rx, s + tx)),
+                            );
                         }
                     }
+                    (c.net_rx_bytes, c.net_tx_bytes) = t.net_last.unwrap_or_default();
                     s.counters = c.plus(&t.base);
                     s.counters.ops = ops_total;
                     s.image = t.image.clone();
@@ -291,15 +304,21 @@ impl Sampler {
             self.tails.retain(|n, _| names.contains(n));
         }
         containers.sort_by(|a, b| a.container.cmp(&b.container));
-        let sample = Arc::new(Sample {
+        // Encoded from the message itself, then moved into the Arc: no copy
+        // of every container's row.
+        let msg = MonitorMsg::Sample(Box::new(Sample {
             host,
             containers,
             dropped_total: self.dropped,
             migrations: lock(&hub.migrations).clone(),
-        });
+        }));
+        let msg = hub.publish(false, msg);
+        let MonitorMsg::Sample(sample) = msg else {
+            unreachable!("publish gives the message back")
+        };
+        let sample: Arc<Sample> = Arc::from(sample);
         *lock(&hub.latest) = Some(sample.clone());
         if hub.tx.receiver_count() > 0 {
-            hub.publish(false, MonitorMsg::Sample(Box::new((*sample).clone())));
             for (container, lines) in logs {
                 for chunk in lines.chunks(LINES_PER_MSG) {
                     hub.publish(

@@ -1,6 +1,8 @@
 //! Predicted vs actual ops over time, as an SVG: one panel per workload kind,
 //! the summed ops/s of that kind's containers per window, actual solid and
-//! predicted dashed, one colour per run (the first eight runs).
+//! predicted dashed, one colour per run (the first eight runs). The legend
+//! (each run's actual and predicted line by name) has its own column right
+//! of the panels, as in the report's plots (`crate::report`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,8 +11,20 @@ use plotters::prelude::*;
 
 use super::dataset::Row;
 use super::{ForecastError, Result};
+use crate::report::{legend, Key, LEGEND_W};
 
 const MAX_RUNS: usize = 8;
+/// matplotlib's tab10 (the report's colours).
+const PALETTE: &[RGBColor] = &[
+    RGBColor(0x1f, 0x77, 0xb4),
+    RGBColor(0xd6, 0x27, 0x28),
+    RGBColor(0x2c, 0xa0, 0x2c),
+    RGBColor(0xff, 0x7f, 0x0e),
+    RGBColor(0x94, 0x67, 0xbd),
+    RGBColor(0x8c, 0x56, 0x4b),
+    RGBColor(0xe3, 0x77, 0xc2),
+    RGBColor(0x7f, 0x7f, 0x7f),
+];
 
 /// Per kind, per run: (seconds since the run's first window, actual, predicted).
 type Series = BTreeMap<String, BTreeMap<String, BTreeMap<i64, (f64, f64)>>>;
@@ -48,9 +62,28 @@ pub fn predicted_vs_actual(path: &Path, rows: &[&Row], predicted: &[f64]) -> Res
         return Err(ForecastError::Empty("nothing to plot".into()));
     }
     let panels = data.len() as u32;
-    let root = SVGBackend::new(path, (1000, 260 * panels)).into_drawing_area();
+    let w = 1000 + LEGEND_W;
+    let root = SVGBackend::new(path, (w, 260 * panels)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
-    let areas = root.split_evenly((panels as usize, 1));
+    let (plots, side) = root.split_horizontally(w - LEGEND_W);
+    let areas = plots.split_evenly((panels as usize, 1));
+    // One colour per run across every panel, for one legend.
+    let names: Vec<&String> = data
+        .values()
+        .flat_map(|r| r.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .take(MAX_RUNS)
+        .collect();
+    let mut keys: Vec<(Key, String)> = Vec::new();
+    for (i, run) in names.iter().enumerate() {
+        let colour = PALETTE[i % PALETTE.len()];
+        let label = Path::new(run.as_str())
+            .file_name()
+            .map_or(run.to_string(), |f| f.to_string_lossy().into_owned());
+        keys.push((Key::Line(colour), format!("{label}: actual")));
+        keys.push((Key::Dashed(colour), format!("{label}: predicted")));
+    }
     for ((kind, runs), area) in data.iter().zip(areas) {
         let x_max = runs
             .values()
@@ -72,39 +105,38 @@ pub fn predicted_vs_actual(path: &Path, rows: &[&Row], predicted: &[f64]) -> Res
                 ("sans-serif", 16),
             )
             .margin(8)
-            .x_label_area_size(30)
+            .margin_right(30)
+            .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0.0..x_max, 0.0..y_max)
             .map_err(|e| err(&e))?;
         chart
             .configure_mesh()
-            .x_desc("seconds since run start")
+            .x_desc("time since the run's first window (s)")
             .y_desc("ops/s")
+            .x_label_formatter(&|v| format!("{}", v.round() + 0.0))
+            .y_label_formatter(&|v| format!("{}", (v * 1e3).round() / 1e3 + 0.0))
+            .label_style(("sans-serif", 12))
+            .axis_desc_style(("sans-serif", 13))
+            .light_line_style(WHITE)
             .draw()
             .map_err(|e| err(&e))?;
-        for (i, (run, s)) in runs.iter().take(MAX_RUNS).enumerate() {
-            let colour = Palette99::pick(i).to_rgba();
+        for (run, s) in runs {
+            let Some(i) = names.iter().position(|n| *n == run) else {
+                continue; // past the first MAX_RUNS runs
+            };
+            let colour = PALETTE[i % PALETTE.len()];
             let actual: Vec<(f64, f64)> = s.iter().map(|(t, v)| (*t as f64, v.0)).collect();
             let pred: Vec<(f64, f64)> = s.iter().map(|(t, v)| (*t as f64, v.1)).collect();
-            let label = Path::new(run)
-                .file_name()
-                .map_or(run.clone(), |f| f.to_string_lossy().into_owned());
             chart
                 .draw_series(LineSeries::new(actual, colour.stroke_width(2)))
-                .map_err(|e| err(&e))?
-                .label(label)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 16, y)], colour));
+                .map_err(|e| err(&e))?;
             chart
                 .draw_series(DashedLineSeries::new(pred, 6, 4, colour.stroke_width(1)))
                 .map_err(|e| err(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(|e| err(&e))?;
     }
+    legend(&side, 40, &keys).map_err(|e| err(&e))?;
     root.present().map_err(|e| err(&e))?;
     Ok(())
 }
