@@ -13,7 +13,7 @@
 //! | `Inspect` | yes | yes (a migration source asks whether its container runs on the target) |
 //! | `MigrateIn` | **no** | yes, when `Prepare.source_node` is the certificate's own name |
 //! | `Handoff` (resolve a journalled migration) | **no** | yes |
-//! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Kill`, `Remove` | yes | no |
+//! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Start`, `Kill`, `Remove` | yes | no |
 //! | `ImageImport`, `ImageList`, `ImageRemove` | yes | no |
 //! | `Checkpoint`, `Restore`, `RestoreImport`, `Migrate` | yes | no |
 //! | `NetworkCreate`, `NetworkList`, `NetworkRemove`, `Subscribe` | yes | no |
@@ -49,6 +49,7 @@ pub fn verb(req: &Request) -> &'static str {
         Request::Logs { .. } => "Logs",
         Request::Exec { .. } => "Exec",
         Request::Stop { .. } => "Stop",
+        Request::Start { .. } => "Start",
         Request::Kill { .. } => "Kill",
         Request::Remove { .. } => "Remove",
         Request::ImageImport { .. } => "ImageImport",
@@ -83,6 +84,7 @@ fn who(req: &Request) -> Who {
         | Request::Logs { .. }
         | Request::Exec { .. }
         | Request::Stop { .. }
+        | Request::Start { .. }
         | Request::Kill { .. }
         | Request::Remove { .. }
         | Request::ImageImport { .. }
@@ -195,6 +197,8 @@ mod tests {
                 name: "c".into(),
                 cmd: vec![],
                 env: vec![],
+                user: None,
+                workdir: None,
             },
             Request::ImageList,
         ] {

@@ -1088,7 +1088,7 @@ fn bad_input_changes_nothing() {
         assert!(err.contains(want), "herd {args:?}: lacks {want:?}:\n{err}");
         one_line(&err, &format!("{args:?}"));
     }
-    // Usage errors: clap's one error line (plus its "--help" hint), exit 2.
+    // Usage errors: clap's one error line (plus its "--help" hint), exit 125.
     for (args, want) in [
         (
             &["migrate", "c", "--to", "n2", "--fs", "bogus"][..],
@@ -1101,7 +1101,7 @@ fn bad_input_changes_nothing() {
         (&["migrate", "c"][..], "--to"),
     ] {
         let o = lab.herd(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "{args:?}:\n{}", text(&o));
         let err = stderr_of(&o);
         assert!(
             err.starts_with("error:") && err.contains(want),
