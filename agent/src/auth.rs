@@ -13,6 +13,7 @@
 //! | `Inspect` | yes | yes (a migration source asks whether its container runs on the target) |
 //! | `MigrateIn` | **no** | yes, when `Prepare.source_node` is the certificate's own name |
 //! | `Handoff` (resolve a journalled migration) | **no** | yes |
+//! | `MigratePages` (the page stream of `--memory-mode stream`) | **no** | yes, for a migration it is the source of |
 //! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Start`, `Kill`, `Remove` | yes | no |
 //! | `ImageImport`, `ImageList`, `ImageRemove` | yes | no |
 //! | `Checkpoint`, `Restore`, `RestoreImport`, `Migrate` | yes | no |
@@ -65,6 +66,7 @@ pub fn verb(req: &Request) -> &'static str {
         Request::NetworkRemove { .. } => "NetworkRemove",
         Request::Subscribe(_) => "Subscribe",
         Request::Handoff(_) => "Handoff",
+        Request::MigratePages { .. } => "MigratePages",
     }
 }
 
@@ -78,7 +80,7 @@ enum Who {
 fn who(req: &Request) -> Who {
     match req {
         Request::Ping | Request::Inspect { .. } => Who::Anyone,
-        Request::MigrateIn(_) | Request::Handoff(_) => Who::Nodes,
+        Request::MigrateIn(_) | Request::Handoff(_) | Request::MigratePages { .. } => Who::Nodes,
         Request::Run(_)
         | Request::List
         | Request::Logs { .. }
@@ -140,6 +142,7 @@ pub fn migration_id(req: &Request) -> Option<&str> {
     match req {
         Request::Handoff(Query::Decide { id, .. } | Query::Forget { id }) => Some(id),
         Request::MigrateIn(p) => Some(&p.id),
+        Request::MigratePages { id } => Some(id),
         _ => None,
     }
 }
@@ -179,6 +182,7 @@ mod tests {
             fs: herd_wire::migrate::FsMode::Diff,
             source_node: from.into(),
             id: "m1".into(),
+            memory: herd_wire::migrate::MemoryMode::Stop,
         })
     }
 

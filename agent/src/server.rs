@@ -201,6 +201,10 @@ async fn handle_stream(
             let r = crate::migrate::serve_query(agent, q).await;
             herd_quic::rpc::send_msg(&mut send, &r).await?;
         }
+        Request::MigratePages { id } => {
+            crate::migrate::serve_pages(agent, id, send, recv).await;
+            return Ok(());
+        }
         Request::Subscribe(sub) => {
             crate::monitor::serve_subscribe(agent, sub, &mut send).await?;
         }
@@ -366,6 +370,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             }
             Request::Logs { .. }
             | Request::Handoff(_)
+            | Request::MigratePages { .. }
             | Request::Migrate { .. }
             | Request::MigrateIn(_)
             | Request::Subscribe(_) => {

@@ -55,7 +55,9 @@ pub enum BenchCmd {
         /// re-verified by the workload every second).
         #[arg(long, default_value = "small,256MiB,256MiB-random,1GiB-random")]
         sizes: String,
-        /// Modes, comma-separated: diff, diff+zstd, none, whole.
+        /// Modes, comma-separated: diff, diff+zstd, none, whole (fs modes,
+        /// memory stop), stop (= diff), stream (memory streamed to the
+        /// target during the dump).
         #[arg(long, default_value = "diff,diff+zstd,none,whole")]
         modes: String,
         #[arg(long)]

@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! herd bench migrate [--runs 5] [--sizes small,256MiB,256MiB-random,1GiB-random]
-//!                    [--modes diff,diff+zstd,none,whole] [--json] [--keep-lab]
+//!                    [--modes diff,diff+zstd,none,whole,stop,stream] [--json] [--keep-lab]
 //! ```
 //!
 //! It starts its own lab (`hbenchm`, two nodes, the image on both) and, for
@@ -18,7 +18,9 @@
 //! * **floor**: `--runs` times `Checkpoint` + `Restore` on n1 (wall clock in
 //!   the client: the time the container is gone on one host);
 //! * **migrate**: for each of `--fs diff`, `diff --compress zstd`, `none`,
-//!   `whole`, `--runs` hops between n1 and n2, keeping the agent's report
+//!   `whole` (all `--memory-mode stop`), `stop` (the same as `diff`) and
+//!   `stream` (`--memory-mode stream`: pages go to the target's page server
+//!   during the dump), `--runs` hops between n1 and n2, keeping the agent's report
 //!   (total, frozen, CRIU frozen, bytes) and the longest gap the client saw
 //!   between two answers around the move.
 //!
@@ -33,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-use herd_wire::migrate::{FsMode, MigrateReport};
+use herd_wire::migrate::{FsMode, MemoryMode, MigrateReport};
 use herd_wire::{Request, Response, RunSpec};
 
 use herd::client::{unexpected, Client};
@@ -173,11 +175,14 @@ const SIZES: [(&str, u64, bool); 4] = [
     ("1GiB-random", 1024, true),
 ];
 
-const MODES: [(&str, FsMode, bool); 4] = [
-    ("diff", FsMode::Diff, false),
-    ("diff+zstd", FsMode::Diff, true),
-    ("none", FsMode::None, false),
-    ("whole", FsMode::Whole, false),
+/// (label, fs mode, zstd, memory mode); `stop` is `diff` by its memory name.
+const MODES: [(&str, FsMode, bool, MemoryMode); 6] = [
+    ("diff", FsMode::Diff, false, MemoryMode::Stop),
+    ("diff+zstd", FsMode::Diff, true, MemoryMode::Stop),
+    ("none", FsMode::None, false, MemoryMode::Stop),
+    ("whole", FsMode::Whole, false, MemoryMode::Stop),
+    ("stop", FsMode::Diff, false, MemoryMode::Stop),
+    ("stream", FsMode::Diff, false, MemoryMode::Stream),
 ];
 
 fn pick<T: Copy>(
@@ -212,7 +217,10 @@ pub async fn migrate(
     }
     let all_sizes: Vec<_> = SIZES.iter().map(|(l, m, r)| (*l, (*m, *r))).collect();
     let sizes = pick(sizes, &all_sizes, "size")?;
-    let all_modes: Vec<_> = MODES.iter().map(|(l, f, c)| (*l, (*f, *c))).collect();
+    let all_modes: Vec<_> = MODES
+        .iter()
+        .map(|(l, f, c, m)| (*l, (*f, *c, *m)))
+        .collect();
     let modes = pick(modes, &all_modes, "mode")?;
     if sizes.is_empty() || modes.is_empty() {
         bail!("--sizes and --modes need at least one entry each");
@@ -280,7 +288,7 @@ async fn run_all(
     work: &std::path::Path,
     runs: usize,
     sizes: &[(&'static str, (u64, bool))],
-    modes: &[(&'static str, (FsMode, bool))],
+    modes: &[(&'static str, (FsMode, bool, MemoryMode))],
 ) -> Result<Vec<Row>> {
     let mut c = Client::new(cl.clone())?;
     let dir = cl.dir.join("bench-rootfs");
@@ -370,7 +378,7 @@ async fn run_all(
         rows.push(floor);
 
         let mut at = "n1";
-        for &(label, (fs, compress)) in modes {
+        for &(label, (fs, compress, memory)) in modes {
             let mut row = Row {
                 size: size.into(),
                 mode: label.into(),
@@ -389,7 +397,7 @@ async fn run_all(
                             to_addr: node.addr,
                             fs,
                             compress,
-                            memory: herd_wire::migrate::MemoryMode::Stop,
+                            memory,
                             progress: false,
                         },
                     )
@@ -399,6 +407,13 @@ async fn run_all(
                     Response::Migrated(r) => r,
                     r => return Err(unexpected(r)),
                 };
+                if rep.outcome != herd_wire::handoff::Outcome::Moved {
+                    bail!(
+                        "{size} {label}: the migration {at} -> {to} did not move ({}): {}",
+                        rep.outcome.as_str(),
+                        rep.reason.as_deref().unwrap_or("no reason")
+                    );
+                }
                 at = to;
                 row.gap_ms.push(pinger.gap_since(t)?);
                 row.total_ms.push(rep.total_ms);

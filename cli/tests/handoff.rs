@@ -19,11 +19,13 @@
 
 mod common;
 
-use std::path::PathBuf;
-use std::process::{Child, Output, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{agent_pid, import_busybox_with_work, stderr_of, text, wait_for, Lab};
+use common::moves::*;
+use common::{
+    agent_pid, import_busybox_with_work, restart_with_fault, stderr_of, text, wait_for, Lab,
+};
 use serde_json::Value;
 
 /// How long a cut lasts: longer than QUIC's idle timeout (30 s) and the
@@ -45,269 +47,6 @@ fn run_work(lab: &Lab, name: &str, node: &str) {
         "-c",
         "herd-work counter --interval-ms 100 --mib 16 | tee -a /data.log",
     ]);
-}
-
-fn ps_all(lab: &Lab) -> Vec<Value> {
-    let o = lab.herd(&["ps", "--json"]);
-    serde_json::from_slice::<Value>(&o.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-}
-
-fn entries(lab: &Lab, name: &str) -> Vec<Value> {
-    ps_all(lab)
-        .into_iter()
-        .filter(|c| c["name"] == name)
-        .collect()
-}
-
-/// Every task in `name`'s pids cgroup on `node`.
-fn container_procs(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
-    let f = PathBuf::from("/sys/fs/cgroup/pids/herd")
-        .join(&lab.name)
-        .join(node)
-        .join(name)
-        .join("cgroup.procs");
-    std::fs::read_to_string(f)
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse::<i32>().ok())
-        .collect()
-}
-
-/// The tasks of `name` on `node` that run (not stopped, not zombies).
-fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
-    container_procs(lab, node, name)
-        .into_iter()
-        .filter(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("X");
-            matches!(state, "R" | "S" | "D")
-        })
-        .collect()
-}
-
-/// Nodes where a copy of `name` runs (by its processes).
-fn copies(lab: &Lab, nodes: &[&str], name: &str) -> Vec<String> {
-    nodes
-        .iter()
-        .filter(|n| !running_tasks(lab, n, name).is_empty())
-        .map(|n| n.to_string())
-        .collect()
-}
-
-/// `count=<n> pattern=ok` lines, in order; a damaged line fails.
-fn parse_counts(log: &str) -> Vec<u64> {
-    log.split_inclusive('\n')
-        .filter(|l| l.ends_with('\n'))
-        .map(|l| l.trim_end())
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let rest = l
-                .strip_prefix("count=")
-                .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
-            let (n, tail) = rest
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("bad counter line {l:?}"));
-            assert_eq!(tail, "pattern=ok", "memory damaged: {l:?}");
-            n.parse().unwrap_or_else(|_| panic!("bad count in {l:?}"))
-        })
-        .collect()
-}
-
-fn assert_gapless(c: &[u64], what: &str) {
-    assert!(!c.is_empty(), "{what}: empty");
-    assert_eq!(c[0], 1, "{what}: does not start at 1: {c:?}");
-    if let Some(w) = c.windows(2).find(|w| w[1] != w[0] + 1) {
-        panic!(
-            "{what}: goes {} then {} (lost, repeated or reset)",
-            w[0], w[1]
-        );
-    }
-}
-
-fn counts(lab: &Lab, name: &str) -> Vec<u64> {
-    parse_counts(&lab.ok(&["logs", name]))
-}
-
-fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
-    wait_for(secs, || {
-        let c = counts(lab, name);
-        (c.len() >= n).then_some(c)
-    })
-    .unwrap_or_else(|| panic!("{name}: fewer than {n} lines after {secs} s"))
-}
-
-/// Exactly one running copy, on `node`; the counter goes on without a gap,
-/// the memory pattern holds, the appended file is whole and matches.
-fn assert_one_intact(lab: &Lab, nodes: &[&str], name: &str, node: &str) {
-    let on = copies(lab, nodes, name);
-    assert_eq!(on, vec![node.to_string()], "{name}: running copies");
-    let e = entries(lab, name);
-    assert_eq!(e.len(), 1, "{name} listed: {e:?}");
-    assert_eq!(e[0]["node"], node, "{e:?}");
-    assert_eq!(e[0]["status"], "Running", "{e:?}");
-    let before = counts(lab, name);
-    assert_gapless(&before, "log");
-    let after = wait_lines(lab, name, before.len() + 3, 30);
-    assert_gapless(&after, "log, later");
-    let file = lab.ok(&["exec", name, "--", "cat", "/data.log"]);
-    let f = parse_counts(&file);
-    assert_gapless(&f, "/data.log");
-    assert!(
-        f.len() + 2 >= before.len(),
-        "/data.log has {} lines, the log {}",
-        f.len(),
-        before.len()
-    );
-    assert_eq!(copies(lab, nodes, name), vec![node.to_string()]);
-}
-
-/// What of `name` is on `node`: its dir, staging dirs, netns, cgroups.
-fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    let state = lab.dir().join(node).join("state");
-    let cdir = state.join("containers").join(name);
-    if cdir.exists() {
-        v.push(format!("dir {}", cdir.display()));
-    }
-    for e in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("migrate-in") {
-            v.push(format!("staging {n}"));
-        }
-    }
-    for e in std::fs::read_dir(state.join("migrations"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        v.push(format!("journal {}", e.file_name().to_string_lossy()));
-    }
-    let ns = PathBuf::from(format!("/run/netns/{}-{node}-{name}", lab.name));
-    if ns.exists() {
-        v.push(format!("netns {}", ns.display()));
-    }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mi.lines() {
-        if let Some(m) = l.split(' ').nth(4) {
-            if std::path::Path::new(m).starts_with(&cdir) {
-                v.push(format!("mount {m}"));
-            }
-        }
-    }
-    for ctrl in ["pids", "memory", "cpu", "freezer", "unified", "systemd"] {
-        let p = PathBuf::from("/sys/fs/cgroup")
-            .join(ctrl)
-            .join("herd")
-            .join(&lab.name)
-            .join(node)
-            .join(name);
-        if p.exists() {
-            v.push(format!("cgroup {}", p.display()));
-        }
-    }
-    v
-}
-
-/// A target whose source died notices at QUIC's idle timeout (30 s).
-fn assert_clean(lab: &Lab, node: &str, name: &str) {
-    let left = wait_for(45, || traces(lab, node, name).is_empty().then_some(()));
-    if left.is_none() {
-        let log =
-            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default();
-        let warn: Vec<&str> = log
-            .lines()
-            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-            .collect();
-        panic!(
-            "{name} left on {node}: {:?}\nwarnings in its agent log:\n{}",
-            traces(lab, node, name),
-            warn.join("\n")
-        );
-    }
-}
-
-fn kill9(pid: i32) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(pid),
-        nix::sys::signal::Signal::SIGKILL,
-    )
-    .expect("kill -9");
-}
-
-fn restart_with(lab: &Lab, node: &str, fault: &str) {
-    let o = lab
-        .cmd()
-        .env("HERD_FAULT", fault)
-        .args(["lab", "restart", node])
-        .output()
-        .expect("run herd lab restart");
-    assert!(o.status.success(), "lab restart {node}:\n{}", text(&o));
-}
-
-fn paused(lab: &Lab, node: &str, point: &str) -> PathBuf {
-    lab.dir()
-        .join(node)
-        .join("state")
-        .join(format!("paused-{point}"))
-}
-
-fn wait_paused(lab: &Lab, node: &str, point: &str, child: &mut Child) {
-    let ok = wait_for(90, || paused(lab, node, point).exists().then_some(()));
-    if ok.is_none() {
-        let _ = child.kill();
-        panic!(
-            "{node} never paused at {point}; agent log:\n{}",
-            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
-        );
-    }
-}
-
-fn resume(lab: &Lab, node: &str, point: &str) {
-    std::fs::write(
-        lab.dir()
-            .join(node)
-            .join("state")
-            .join(format!("resume-{point}")),
-        b"",
-    )
-    .expect("write resume file");
-}
-
-fn spawn_migrate(lab: &Lab, name: &str, to: &str) -> Child {
-    lab.cmd()
-        .args(["migrate", name, "--to", to, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herd migrate")
-}
-
-/// Brings a link back up even when the test fails.
-struct LinkDown(String);
-impl LinkDown {
-    fn cut(lab: &Lab, node: &str) -> LinkDown {
-        let link = format!("{}-{node}", lab.name);
-        set_link(&link, false);
-        LinkDown(link)
-    }
-}
-fn set_link(link: &str, up: bool) {
-    let st = std::process::Command::new("ip")
-        .args(["link", "set", link, if up { "up" } else { "down" }])
-        .status()
-        .expect("run ip");
-    assert!(st.success(), "ip link set {link} failed");
-}
-impl Drop for LinkDown {
-    fn drop(&mut self) {
-        set_link(&self.0, true);
-    }
 }
 
 /// Sample the running copies for `d`; the most seen at once.
@@ -341,12 +80,6 @@ fn wait_resolved(lab: &Lab, nodes: &[&str], name: &str, secs: u64) -> (String, D
         )
     });
     (node, t0.elapsed())
-}
-
-/// The migration's JSON answer (printed on failure too).
-fn outcome_of(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("migrate --json printed no JSON ({e}):\n{}", text(o)))
 }
 
 fn report(case: &str, outcome: &str, during: usize, after: usize, resolve: Duration) {
@@ -390,7 +123,7 @@ fn link_cut_right_after_commit_rolls_back_with_one_copy() {
     let Some(lab) = lab_with_work("handoff_cut_commit", "cutc") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-after-commit");
+    restart_with_fault(&lab, "n1", "pause-after-commit");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "after-commit", &mut child);
     let cut = LinkDown::cut(&lab, "n2");
@@ -431,7 +164,7 @@ fn link_cut_right_after_commit_rolls_back_with_one_copy() {
     report("link cut right after Commit", what, during, 1, took);
     assert_one_intact(&lab, &N, "c", &node);
     assert_clean(&lab, other, "c");
-    restart_with(&lab, "n1", "");
+    restart_with_fault(&lab, "n1", "");
     move_again(&lab, &N, "c", &node, other);
 }
 
@@ -441,7 +174,7 @@ fn link_cut_before_the_targets_vote_rolls_back_with_one_copy() {
     let Some(lab) = lab_with_work("handoff_cut_vote", "cutv") else {
         return;
     };
-    restart_with(&lab, "n2", "pause-before-ready");
+    restart_with_fault(&lab, "n2", "pause-before-ready");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n2", "before-ready", &mut child);
     // Restored on n2, but stopped: nothing runs anywhere.
@@ -473,7 +206,7 @@ fn link_cut_before_the_targets_vote_rolls_back_with_one_copy() {
     assert_eq!(node, "n1");
     assert_one_intact(&lab, &N, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    restart_with(&lab, "n2", "");
+    restart_with_fault(&lab, "n2", "");
     move_again(&lab, &N, "c", "n1", "n2");
 }
 
@@ -484,7 +217,7 @@ fn link_cut_after_go_moves_with_one_copy() {
     let Some(lab) = lab_with_work("handoff_cut_go", "cutg") else {
         return;
     };
-    restart_with(&lab, "n2", "pause-after-go");
+    restart_with_fault(&lab, "n2", "pause-after-go");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n2", "after-go", &mut child);
     let cut = LinkDown::cut(&lab, "n2");
@@ -506,7 +239,7 @@ fn link_cut_after_go_moves_with_one_copy() {
     assert_eq!(node, "n2");
     assert_one_intact(&lab, &N, "c", "n2");
     assert_clean(&lab, "n1", "c");
-    restart_with(&lab, "n2", "");
+    restart_with_fault(&lab, "n2", "");
     move_again(&lab, &N, "c", "n2", "n1");
 }
 
@@ -519,7 +252,7 @@ fn source_agent_killed_mid_transfer_restores_itself_after_restart() {
     let Some(lab) = lab_with_work("handoff_kill_src", "kills") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-mid-transfer");
+    restart_with_fault(&lab, "n1", "pause-mid-transfer");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "mid-transfer", &mut child);
     kill9(agent_pid(&lab, "n1"));
@@ -550,7 +283,7 @@ fn target_agent_killed_after_its_vote_moves_after_restart() {
     let Some(lab) = lab_with_work("handoff_kill_tgt", "killt") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-before-go");
+    restart_with_fault(&lab, "n1", "pause-before-go");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-go", &mut child);
     assert!(
@@ -577,7 +310,7 @@ fn target_agent_killed_after_its_vote_moves_after_restart() {
     assert_eq!(node, "n2");
     assert_one_intact(&lab, &N, "c", "n2");
     assert_clean(&lab, "n1", "c");
-    restart_with(&lab, "n1", "");
+    restart_with_fault(&lab, "n1", "");
     move_again(&lab, &N, "c", "n2", "n1");
 }
 
@@ -589,7 +322,7 @@ fn operations_during_a_migration_are_refused_clearly() {
     let Some(lab) = lab_with_work("handoff_ops", "ops") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-before-dump");
+    restart_with_fault(&lab, "n1", "pause-before-dump");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-dump", &mut child);
     for args in [
@@ -796,7 +529,7 @@ fn cut_case(test: &str, lab_name: &str, point: &str, expect: &str, label: &str) 
     let Some(lab) = lab_with_work(test, lab_name) else {
         return;
     };
-    restart_with(&lab, "n1", &format!("pause-{point}"));
+    restart_with_fault(&lab, "n1", &format!("pause-{point}"));
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", point, &mut child);
     let cut = LinkDown::cut(&lab, "n2");
@@ -820,7 +553,7 @@ fn cut_case(test: &str, lab_name: &str, point: &str, expect: &str, label: &str) 
     let other = if node == "n1" { "n2" } else { "n1" };
     assert_one_intact(&lab, &N, "c", &node);
     assert_clean(&lab, other, "c");
-    restart_with(&lab, "n1", "");
+    restart_with_fault(&lab, "n1", "");
     move_again(&lab, &N, "c", &node, other);
 }
 
@@ -863,7 +596,7 @@ fn kill_case(
     let Some(lab) = lab_with_work(test, lab_name) else {
         return;
     };
-    restart_with(&lab, paused_on, &format!("pause-{point}"));
+    restart_with_fault(&lab, paused_on, &format!("pause-{point}"));
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, paused_on, point, &mut child);
     kill9(agent_pid(&lab, victim));
@@ -874,7 +607,7 @@ fn kill_case(
     }
     let during = watch_copies(&lab, &N, "c", Duration::from_secs(5));
     let t0 = Instant::now();
-    restart_with(&lab, victim, "");
+    restart_with_fault(&lab, victim, "");
     let o = child.wait_with_output().unwrap();
     eprintln!("[handoff] kill {victim} at {point}: {}", stderr_of(&o));
     let (node, _) = wait_resolved(&lab, &N, "c", 120);
@@ -885,7 +618,7 @@ fn kill_case(
     assert_one_intact(&lab, &N, "c", &node);
     assert_clean(&lab, other, "c");
     // The container is no longer migrating: `herd migrate` takes it again.
-    restart_with(&lab, paused_on, "");
+    restart_with_fault(&lab, paused_on, "");
     move_again(&lab, &N, "c", &node, other);
 }
 
@@ -958,7 +691,7 @@ fn criu_killed_during_the_dump_leaves_the_container_running_on_the_source() {
     let Some(lab) = lab_with_work("handoff_criu_dump", "criud") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-before-dump");
+    restart_with_fault(&lab, "n1", "pause-before-dump");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-dump", &mut child);
     let agent = agent_pid(&lab, "n1");
@@ -991,7 +724,7 @@ fn criu_killed_during_the_dump_leaves_the_container_running_on_the_source() {
     assert_eq!(node, "n1");
     assert_one_intact(&lab, &N, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    restart_with(&lab, "n1", "");
+    restart_with_fault(&lab, "n1", "");
     move_again(&lab, &N, "c", "n1", "n2");
 }
 
@@ -1003,7 +736,7 @@ fn criu_killed_during_the_targets_restore_rolls_back() {
     let Some(lab) = lab_with_work("handoff_criu_rst", "criur") else {
         return;
     };
-    restart_with(&lab, "n2", "pause-in-restore");
+    restart_with_fault(&lab, "n2", "pause-in-restore");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n2", "in-restore", &mut child);
     let agent = agent_pid(&lab, "n2");
@@ -1031,7 +764,7 @@ fn criu_killed_during_the_targets_restore_rolls_back() {
     assert_eq!(r["outcome"], "rolled_back", "{r}");
     assert_one_intact(&lab, &N, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    restart_with(&lab, "n2", "");
+    restart_with_fault(&lab, "n2", "");
     move_again(&lab, &N, "c", "n1", "n2");
 }
 
@@ -1044,7 +777,7 @@ fn a_peer_of_another_protocol_version_is_refused_before_the_freeze() {
         return;
     };
     let pid = init_pid(&lab, "n1", "c").expect("the container's init on n1");
-    restart_with(&lab, "n1", "old-protocol");
+    restart_with_fault(&lab, "n1", "old-protocol");
     let o = lab.herd(&["migrate", "c", "--to", "n2", "--json"]);
     assert!(!o.status.success(), "migrate succeeded:\n{}", text(&o));
     let err = stderr_of(&o);
@@ -1062,7 +795,7 @@ fn a_peer_of_another_protocol_version_is_refused_before_the_freeze() {
     );
     assert_one_intact(&lab, &N, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    restart_with(&lab, "n1", "");
+    restart_with_fault(&lab, "n1", "");
     move_again(&lab, &N, "c", "n1", "n2");
 }
 
@@ -1074,7 +807,7 @@ fn init_killed_during_the_dump_runs_nowhere_and_leaves_nothing() {
     let Some(lab) = lab_with_work("handoff_init_dump", "initd") else {
         return;
     };
-    restart_with(&lab, "n1", "pause-before-dump");
+    restart_with_fault(&lab, "n1", "pause-before-dump");
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-dump", &mut child);
     let agent = agent_pid(&lab, "n1");

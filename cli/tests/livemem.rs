@@ -10,10 +10,10 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::process::{Child, Stdio};
 
-use common::{agent_pid, import_busybox_with_work, restart_with_fault, text, wait_for, Lab};
+use common::moves::*;
+use common::{agent_pid, import_busybox_with_work, restart_with_fault, text, Lab};
 use serde_json::Value;
 
 const N: [&str; 2] = ["n1", "n2"];
@@ -35,208 +35,12 @@ fn run_work(lab: &Lab, name: &str, node: &str) {
     ]);
 }
 
-fn entries(lab: &Lab, name: &str) -> Vec<Value> {
-    let o = lab.herd(&["ps", "--json"]);
-    serde_json::from_slice::<Value>(&o.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c["name"] == name)
-        .collect()
-}
-
-fn cgroup(lab: &Lab, ctrl: &str, node: &str, name: &str) -> PathBuf {
-    PathBuf::from("/sys/fs/cgroup")
-        .join(ctrl)
-        .join("herd")
-        .join(&lab.name)
-        .join(node)
-        .join(name)
-}
-
-/// The tasks of `name` on `node` that run (not stopped, not zombies).
-fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
-    let procs = std::fs::read_to_string(cgroup(lab, "pids", node, name).join("cgroup.procs"))
-        .unwrap_or_default();
-    procs
-        .lines()
-        .filter_map(|l| l.trim().parse::<i32>().ok())
-        .filter(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("X");
-            matches!(state, "R" | "S" | "D")
-        })
-        .collect()
-}
-
-fn copies(lab: &Lab, name: &str) -> Vec<String> {
-    N.iter()
-        .filter(|n| !running_tasks(lab, n, name).is_empty())
-        .map(|n| n.to_string())
-        .collect()
-}
-
-/// `count=<n> pattern=ok` lines, in order; a damaged line fails.
-fn parse_counts(log: &str) -> Vec<u64> {
-    log.split_inclusive('\n')
-        .filter(|l| l.ends_with('\n'))
-        .map(|l| l.trim_end())
-        .filter(|l| !l.is_empty())
-        .map(|l| {
-            let rest = l
-                .strip_prefix("count=")
-                .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
-            let (n, tail) = rest
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("bad counter line {l:?}"));
-            assert_eq!(tail, "pattern=ok", "memory damaged: {l:?}");
-            n.parse().unwrap_or_else(|_| panic!("bad count in {l:?}"))
-        })
-        .collect()
-}
-
-fn assert_gapless(c: &[u64], what: &str) {
-    assert!(!c.is_empty(), "{what}: empty");
-    assert_eq!(c[0], 1, "{what}: does not start at 1: {c:?}");
-    if let Some(w) = c.windows(2).find(|w| w[1] != w[0] + 1) {
-        panic!(
-            "{what}: goes {} then {} (lost, repeated or reset)",
-            w[0], w[1]
-        );
-    }
-}
-
-fn counts(lab: &Lab, name: &str) -> Vec<u64> {
-    parse_counts(&lab.ok(&["logs", name]))
-}
-
-fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
-    wait_for(secs, || {
-        let c = counts(lab, name);
-        (c.len() >= n).then_some(c)
-    })
-    .unwrap_or_else(|| panic!("{name}: fewer than {n} lines after {secs} s"))
-}
-
 /// Exactly one running copy, on `node`, listed once; counter gapless,
 /// memory pattern intact, the appended file whole, the pre-sent file there.
-fn assert_one_intact(lab: &Lab, name: &str, node: &str) {
-    assert_eq!(copies(lab, name), vec![node.to_string()], "running copies");
-    let e = entries(lab, name);
-    assert_eq!(e.len(), 1, "{name} listed: {e:?}");
-    assert_eq!(e[0]["node"], node, "{e:?}");
-    assert_eq!(e[0]["status"], "Running", "{e:?}");
-    let before = counts(lab, name);
-    assert_gapless(&before, "log");
-    let after = wait_lines(lab, name, before.len() + 3, 30);
-    assert_gapless(&after, "log, later");
-    let f = parse_counts(&lab.ok(&["exec", name, "--", "cat", "/data.log"]));
-    assert_gapless(&f, "/data.log");
-    assert!(f.len() + 2 >= before.len(), "/data.log is short");
+fn assert_one_intact_presend(lab: &Lab, name: &str, node: &str) {
+    assert_one_intact(lab, &N, name, node);
     let pre = lab.ok(&["exec", name, "--", "cat", "/presend.txt"]);
     assert_eq!(pre.trim(), "pre-sent");
-    assert_eq!(copies(lab, name), vec![node.to_string()]);
-}
-
-/// What of `name` is on `node`: its dir, staging dirs, netns, mounts, cgroups.
-fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    let state = lab.dir().join(node).join("state");
-    let cdir = state.join("containers").join(name);
-    if cdir.exists() {
-        v.push(format!("dir {}", cdir.display()));
-    }
-    for e in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("migrate-in") {
-            v.push(format!("staging {n}"));
-        }
-    }
-    for e in std::fs::read_dir(state.join("migrations"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        v.push(format!("journal {}", e.file_name().to_string_lossy()));
-    }
-    let ns = netns(lab, node, name);
-    if ns.exists() {
-        v.push(format!("netns {}", ns.display()));
-    }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mi.lines() {
-        if let Some(m) = l.split(' ').nth(4) {
-            if std::path::Path::new(m).starts_with(&cdir) {
-                v.push(format!("mount {m}"));
-            }
-        }
-    }
-    for ctrl in ["pids", "memory", "cpu", "freezer", "unified", "systemd"] {
-        let p = cgroup(lab, ctrl, node, name);
-        if p.exists() {
-            v.push(format!("cgroup {}", p.display()));
-        }
-    }
-    v
-}
-
-fn netns(lab: &Lab, node: &str, name: &str) -> PathBuf {
-    PathBuf::from(format!("/run/netns/{}-{node}-{name}", lab.name))
-}
-
-/// A target whose source gave up notices at the stream's end or idle timeout.
-fn assert_clean(lab: &Lab, node: &str, name: &str) {
-    if wait_for(45, || traces(lab, node, name).is_empty().then_some(())).is_none() {
-        panic!(
-            "{name} left on {node}: {:?}\nagent log:\n{}",
-            traces(lab, node, name),
-            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
-        );
-    }
-}
-
-fn paused(lab: &Lab, node: &str, point: &str) -> PathBuf {
-    lab.dir()
-        .join(node)
-        .join("state")
-        .join(format!("paused-{point}"))
-}
-
-fn wait_paused(lab: &Lab, node: &str, point: &str, child: &mut Child) {
-    if wait_for(90, || paused(lab, node, point).exists().then_some(())).is_none() {
-        let _ = child.kill();
-        panic!(
-            "{node} never paused at {point}; agent log:\n{}",
-            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
-        );
-    }
-}
-
-fn resume(lab: &Lab, node: &str, point: &str) {
-    let p = lab
-        .dir()
-        .join(node)
-        .join("state")
-        .join(format!("resume-{point}"));
-    std::fs::write(p, b"").expect("write resume file");
-}
-
-fn spawn_migrate(lab: &Lab, name: &str, to: &str) -> Child {
-    lab.cmd()
-        .args(["migrate", name, "--to", to, "--json"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn herd migrate")
-}
-
-fn outcome(o: &std::process::Output) -> Value {
-    serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("migrate --json printed no JSON ({e}):\n{}", text(o)))
 }
 
 fn lab_with_work(test: &str, name: &str) -> Option<Lab> {
@@ -250,10 +54,10 @@ fn lab_with_work(test: &str, name: &str) -> Option<Lab> {
 fn move_to(lab: &Lab, name: &str, from: &str, to: &str) -> Value {
     let o = lab.herd(&["migrate", name, "--to", to, "--json"]);
     assert!(o.status.success(), "migrate {from} -> {to}:\n{}", text(&o));
-    let r = outcome(&o);
+    let r = outcome_of(&o);
     assert_eq!(r["outcome"], "moved", "{r}");
     assert_eq!(r["runs_on"], to, "{r}");
-    assert_one_intact(lab, name, to);
+    assert_one_intact_presend(lab, name, to);
     assert_clean(lab, from, name);
     r
 }
@@ -272,7 +76,7 @@ fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
     let mut child = spawn_migrate(&lab, "c", "n2");
     wait_paused(&lab, "n1", "before-dump", &mut child);
     assert_eq!(
-        copies(&lab, "c"),
+        copies(&lab, &N, "c"),
         vec!["n1".to_string()],
         "runs on the source"
     );
@@ -322,10 +126,10 @@ fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
     resume(&lab, "n1", "before-dump");
     let o = child.wait_with_output().expect("migrate");
     assert!(o.status.success(), "{}", text(&o));
-    let r = outcome(&o);
+    let r = outcome_of(&o);
     assert_eq!(r["outcome"], "moved", "{r}");
     assert!(r["build_ms"].as_f64().unwrap_or(0.0) > 0.0, "{r}");
-    assert_one_intact(&lab, "c", "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
     assert_clean(&lab, "n1", "c");
     restart_with_fault(&lab, "n1", "");
     move_to(&lab, "c", "n2", "n1");
@@ -342,14 +146,14 @@ fn a_failed_build_leaves_the_container_untouched_and_nothing_on_the_target() {
     };
     restart_with_fault(&lab, "n2", "fail-build");
     let o = lab.herd(&["migrate", "c", "--to", "n2", "--json"]);
-    let r = outcome(&o);
+    let r = outcome_of(&o);
     assert_eq!(r["outcome"], "untouched", "{r}");
     assert_eq!(r["phase"], "pre-send", "{r}");
     assert!(
         r["reason"].as_str().unwrap_or("").contains("fail-build"),
         "{r}"
     );
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
     assert_clean(&lab, "n2", "c");
     restart_with_fault(&lab, "n2", "");
     move_to(&lab, "c", "n1", "n2");
@@ -377,10 +181,10 @@ fn target_killed_after_building_leaves_one_copy_and_nothing_behind() {
     .expect("kill -9");
     let _ = std::fs::remove_file(paused(&lab, "n2", "after-build"));
     let o = child.wait_with_output().expect("migrate");
-    let r = outcome(&o);
+    let r = outcome_of(&o);
     assert_eq!(r["outcome"], "untouched", "{r}");
     restart_with_fault(&lab, "n2", "");
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
     assert_clean(&lab, "n2", "c");
     move_to(&lab, "c", "n1", "n2");
 }
@@ -396,7 +200,7 @@ fn kernel_tracks_dirty_memory() -> bool {
 }
 
 /// `--memory-mode`: `auto` (the default) says what it picked, `stop`
-/// moves, and a mode this host or agent cannot do is refused before
+/// moves (stream has its own tests), and a mode this host or agent cannot do is refused before
 /// anything froze (the container runs on, untouched, its counter gapless),
 /// `pre` with the kernel's reason where dirty memory is not tracked.
 #[test]
@@ -411,9 +215,9 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
     let o = lab.herd(&["migrate", "c", "--to", "n1", "--memory-mode", "stop"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("memory: stop"), "{}", text(&o));
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
     assert_clean(&lab, "n2", "c");
-    for mode in ["pre", "stream", "post"] {
+    for mode in ["pre", "post"] {
         let before = counts(&lab, "c").len();
         let o = lab.herd(&[
             "migrate",
@@ -425,7 +229,7 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
             "--json",
         ]);
         assert!(!o.status.success(), "{mode} accepted:\n{}", text(&o));
-        let r = outcome(&o);
+        let r = outcome_of(&o);
         assert_eq!(r["outcome"], "untouched", "{mode}: {r}");
         let reason = r["reason"].as_str().unwrap_or("");
         assert!(reason.contains(&format!("--memory-mode {mode}")), "{r}");
@@ -435,7 +239,7 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
         }
         // Nothing froze: the counter went on during the refusal.
         wait_lines(&lab, "c", before + 2, 30);
-        assert_one_intact(&lab, "c", "n1");
+        assert_one_intact_presend(&lab, "c", "n1");
         assert_clean(&lab, "n2", "c");
     }
     let o = lab.herd(&["migrate", "c", "--to", "n2", "--memory-mode", "bogus"]);
@@ -455,5 +259,214 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
         "stop",
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    assert_one_intact(&lab, "c", "n1");
+    assert_one_intact_presend(&lab, "c", "n1");
+}
+
+// ------------------------------------------------------------- stream mode
+
+fn migrate_stream(lab: &Lab, name: &str, to: &str) -> Child {
+    lab.cmd()
+        .args([
+            "migrate",
+            name,
+            "--to",
+            to,
+            "--memory-mode",
+            "stream",
+            "--json",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd migrate")
+}
+
+/// A finished `--memory-mode stream` move: moved, said so, and its pages
+/// (at least the workload's 16 MiB pattern) went on the page stream.
+fn assert_streamed(o: &std::process::Output, to: &str) -> Value {
+    assert!(o.status.success(), "stream migrate to {to}:\n{}", text(o));
+    let r = outcome_of(o);
+    assert_eq!(r["outcome"], "moved", "{r}");
+    assert_eq!(r["runs_on"], to, "{r}");
+    assert_eq!(r["memory_mode"], "stream", "{r}");
+    let pages = r["page_bytes"].as_u64().unwrap_or(0);
+    assert!(pages >= 16 << 20, "page stream carried {pages} bytes: {r}");
+    assert!(r["bytes"].as_u64().unwrap_or(0) >= pages, "{r}");
+    r
+}
+
+/// Frozen mid-dump (CRIU's parasite runs in its tasks, so they do not
+/// look stopped): its counter stands still.
+fn assert_frozen(lab: &Lab, name: &str) {
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let a = counts(lab, name).len();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let b = counts(lab, name).len();
+    assert_eq!(a, b, "{name} counts on while its dump is paused");
+}
+
+/// The IP address of each node of the lab (from its cluster file).
+fn node_ips(lab: &Lab) -> Vec<std::net::IpAddr> {
+    common::cluster_json(lab)["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| {
+            n["addr"]
+                .as_str()
+                .and_then(|a| a.parse::<std::net::SocketAddr>().ok())
+                .map(|a| a.ip())
+                .unwrap_or_else(|| panic!("node without an address: {n}"))
+        })
+        .collect()
+}
+
+/// `/proc/net/tcp{,6}` of a process's netns: (local ip, remote ip, state).
+fn tcp_sockets(pid: i32) -> Vec<(std::net::IpAddr, std::net::IpAddr, String)> {
+    fn ip(hex: &str) -> Option<std::net::IpAddr> {
+        let (a, _) = hex.split_once(':')?;
+        let b = (0..a.len() / 2)
+            .map(|i| u8::from_str_radix(&a[2 * i..2 * i + 2], 16).ok())
+            .collect::<Option<Vec<u8>>>()?;
+        // The kernel prints each 32-bit word in host (little-endian) order.
+        let fix: Vec<u8> = b.chunks(4).flat_map(|w| w.iter().rev().copied()).collect();
+        match fix.len() {
+            4 => Some(std::net::IpAddr::from([fix[0], fix[1], fix[2], fix[3]])),
+            16 => {
+                let mut o = [0u8; 16];
+                o.copy_from_slice(&fix);
+                let v6 = std::net::Ipv6Addr::from(o);
+                Some(match v6.to_ipv4_mapped() {
+                    Some(v4) => std::net::IpAddr::V4(v4),
+                    None => std::net::IpAddr::V6(v6),
+                })
+            }
+            _ => None,
+        }
+    }
+    let mut v = Vec::new();
+    for f in ["tcp", "tcp6"] {
+        let t = std::fs::read_to_string(format!("/proc/{pid}/net/{f}"))
+            .unwrap_or_else(|e| panic!("read /proc/{pid}/net/{f}: {e}"));
+        for l in t.lines().skip(1) {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            if let (Some(a), Some(b), Some(st)) = (
+                w.get(1).and_then(|x| ip(x)),
+                w.get(2).and_then(|x| ip(x)),
+                w.get(3),
+            ) {
+                v.push((a, b, st.to_string()));
+            }
+        }
+    }
+    v
+}
+
+/// While pages stream (the source paused in its page stream, CRIU in the
+/// middle of its dump): no TCP socket joins the two nodes in either node's
+/// netns, and none listens there for CRIU; the pages are on the QUIC
+/// connection (the agents' UDP). The source's container dir holds no page
+/// image. Then the move finishes, and two more, with the state intact.
+#[test]
+fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
+    let Some(lab) = lab_with_work("livemem_stream", "lmstream") else {
+        return;
+    };
+    let ips = node_ips(&lab);
+    assert_eq!(ips.len(), 2, "{ips:?}");
+    restart_with_fault(&lab, "n1", "pause-mid-stream");
+    // The agents' own listeners (a metrics endpoint) are there before.
+    let listeners = |node: &str| -> Vec<_> {
+        tcp_sockets(agent_pid(&lab, node))
+            .into_iter()
+            .filter(|(_, _, st)| st == "0A")
+            .collect()
+    };
+    let before: Vec<_> = N.iter().map(|n| listeners(n)).collect();
+    let mut child = migrate_stream(&lab, "c", "n2");
+    wait_paused(&lab, "n1", "mid-stream", &mut child);
+    for (i, node) in N.iter().enumerate() {
+        let pid = agent_pid(&lab, node);
+        let tcp = tcp_sockets(pid);
+        let between: Vec<_> = tcp
+            .iter()
+            .filter(|(a, b, _)| ips.contains(a) && ips.contains(b))
+            .collect();
+        assert!(
+            between.is_empty(),
+            "TCP between the nodes in {node}'s netns while pages stream: {between:?}"
+        );
+        // A page server on TCP would listen (state 0A) on some address.
+        let new: Vec<_> = listeners(node)
+            .into_iter()
+            .filter(|l| !before[i].contains(l))
+            .collect();
+        assert!(
+            new.is_empty(),
+            "a new TCP listener in {node}'s netns while pages stream: {new:?}"
+        );
+    }
+    let images = lab.dir().join("n1/state/containers/c/checkpoint");
+    let pages_here: Vec<String> = std::fs::read_dir(&images)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pages-") || n.starts_with("pagemap-"))
+        .collect();
+    assert!(
+        pages_here.is_empty(),
+        "page images on the source: {pages_here:?}"
+    );
+    assert_frozen(&lab, "c");
+    resume(&lab, "n1", "mid-stream");
+    let o = child.wait_with_output().expect("migrate");
+    assert_streamed(&o, "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
+    assert_clean(&lab, "n1", "c");
+    restart_with_fault(&lab, "n1", "");
+    for (from, to) in [("n2", "n1"), ("n1", "n2")] {
+        let o = migrate_stream(&lab, "c", to)
+            .wait_with_output()
+            .expect("migrate");
+        assert_streamed(&o, to);
+        assert_one_intact_presend(&lab, "c", to);
+        assert_clean(&lab, from, "c");
+    }
+}
+
+/// The target agent killed (SIGKILL) while the source's pages stream to
+/// it, the container frozen on the source: CRIU's dump fails and resumes
+/// the container on the source, exactly one copy runs there with its
+/// state intact, the restarted target keeps nothing, and a later stream
+/// move works.
+#[test]
+fn target_killed_while_pages_stream_leaves_one_intact_copy_on_the_source() {
+    let Some(lab) = lab_with_work("livemem_streamkill", "lmskill") else {
+        return;
+    };
+    restart_with_fault(&lab, "n1", "pause-mid-stream");
+    let mut child = migrate_stream(&lab, "c", "n2");
+    wait_paused(&lab, "n1", "mid-stream", &mut child);
+    assert_frozen(&lab, "c");
+    kill9(agent_pid(&lab, "n2"));
+    resume(&lab, "n1", "mid-stream");
+    let o = child.wait_with_output().expect("migrate");
+    let r = outcome_of(&o);
+    assert!(
+        matches!(r["outcome"].as_str(), Some("untouched" | "rolled_back")),
+        "{r}"
+    );
+    assert_eq!(r["runs_on"], "n1", "{r}");
+    assert_one_intact_presend(&lab, "c", "n1");
+    restart_with_fault(&lab, "n2", "");
+    restart_with_fault(&lab, "n1", "");
+    assert_one_intact_presend(&lab, "c", "n1");
+    assert_clean(&lab, "n2", "c");
+    let o = migrate_stream(&lab, "c", "n2")
+        .wait_with_output()
+        .expect("migrate");
+    assert_streamed(&o, "n2");
+    assert_one_intact_presend(&lab, "c", "n2");
+    assert_clean(&lab, "n1", "c");
 }

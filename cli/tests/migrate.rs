@@ -799,23 +799,6 @@ fn target_agent_killed_mid_transfer_rolls_back() {
     assert_no_traces(&lab, "n1", "c");
 }
 
-/// Brings the link back up even when the test fails.
-struct LinkDown(String);
-impl LinkDown {
-    fn set(link: &str, up: bool) {
-        let st = std::process::Command::new("ip")
-            .args(["link", "set", link, if up { "up" } else { "down" }])
-            .status()
-            .expect("run ip");
-        assert!(st.success(), "ip link set {link} failed");
-    }
-}
-impl Drop for LinkDown {
-    fn drop(&mut self) {
-        LinkDown::set(&self.0, true);
-    }
-}
-
 /// Takes long: the source only notices a dead link after QUIC's 30 s idle
 /// timeout, then restores its own copy.
 #[test]
@@ -826,11 +809,9 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
     import_busybox_with_work(&lab);
     run_work(&lab, "c", "n1", 256);
     wait_lines(&lab, "c", 3, 30);
-    let link = format!("{}-n2", lab.name);
     let mut guard = None;
     let (o, took) = migrate_and_cut(&lab, || {
-        LinkDown::set(&link, false);
-        guard = Some(LinkDown(link.clone()));
+        guard = Some(common::moves::LinkDown::cut(&lab, "n2"));
     });
     let err = stderr_of(&o);
     eprintln!(

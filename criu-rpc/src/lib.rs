@@ -254,8 +254,9 @@ impl Criu {
         let (mut o, log) = base_opts(op, &opts.log_opts("dump.log"), &mut held)?;
         fill_dump_opts(&mut o, opts)?;
         o.set_notify_scripts(handler.is_some());
+        let pass = ps_fds(opts.page_server.as_ref());
         let req = request(Criu_req_type::DUMP, o);
-        let out = swrk::run(&self.bin, op, &req, &[], Some(log), handler)?;
+        let out = swrk::run(&self.bin, op, &req, &pass, Some(log), handler)?;
         let r = finish(op, out).map(|_| ());
         drop(held);
         r
@@ -384,13 +385,17 @@ impl Criu {
             ps.set_address(opts.listen.address.clone());
         }
         ps.set_port(i32::from(opts.listen.port));
+        if let Some(fd) = opts.listen.fd {
+            ps.set_fd(fd);
+        }
         o.ps = Some(ps).into();
         if let Some(p) = &opts.parent_image {
             o.set_parent_img(p.clone());
         }
         o.set_auto_dedup(opts.auto_dedup);
         let req = request(Criu_req_type::PAGE_SERVER_CHLD, o);
-        let out = swrk::run(&self.bin, op, &req, &[], Some(log), None)?;
+        let pass = ps_fds(Some(&opts.listen));
+        let out = swrk::run(&self.bin, op, &req, &pass, Some(log), None)?;
         let mut out = finish(op, out)?;
         drop(held);
         let ps = out
@@ -582,6 +587,9 @@ fn fill_dump_opts(o: &mut Criu_opts, opts: &DumpOpts) -> Result<()> {
             p.set_address(ps.address.clone());
         }
         p.set_port(i32::from(ps.port));
+        if let Some(fd) = ps.fd {
+            p.set_fd(fd);
+        }
         o.ps = Some(p).into();
     }
     o.set_track_mem(opts.track_mem);
@@ -593,6 +601,11 @@ fn fill_dump_opts(o: &mut Criu_opts, opts: &DumpOpts) -> Result<()> {
         o.set_timeout(t);
     }
     Ok(())
+}
+
+/// The page-server socket CRIU must inherit, if one was given.
+fn ps_fds(ps: Option<&PageServerAddr>) -> Vec<RawFd> {
+    ps.and_then(|p| p.fd).into_iter().collect()
 }
 
 fn set_cgroups(o: &mut Criu_opts, manage: bool, mode: Option<CgroupMode>) {

@@ -100,6 +100,11 @@ pub struct PageServerAddr {
     pub address: String,
     /// TCP port (page server: 0 lets CRIU pick one and report it).
     pub port: u16,
+    /// A connected stream socket of this process to use instead of
+    /// `address`/`port` (`ps.fd`, CRIU's `--ps-socket`; `criu swrk` only).
+    /// A unix socketpair works: the page traffic then needs no TCP at all.
+    /// It is passed into the CRIU process under the same number.
+    pub fd: Option<RawFd>,
 }
 
 /// One `cg_root` entry: restore the cgroups of `controller` (all
@@ -336,6 +341,7 @@ impl PageServerOpts {
             listen: PageServerAddr {
                 address: address.into(),
                 port,
+                fd: None,
             },
             ..Default::default()
         }

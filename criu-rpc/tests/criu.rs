@@ -349,6 +349,7 @@ fn dump_through_a_page_server() {
         page_server: Some(herd_criu::PageServerAddr {
             address: "127.0.0.1".into(),
             port: ps.port,
+            fd: None,
         }),
         ..DumpOpts::new(counter.pid, images.as_path())
     });
@@ -360,5 +361,52 @@ fn dump_through_a_page_server() {
         .filter_map(|e| e.ok())
         .any(|e| e.file_name().to_string_lossy().starts_with("pages-"));
     assert!(pages, "the page server wrote no pages");
+    assert!(counter.alive());
+}
+
+#[test]
+fn dump_through_a_page_server_over_a_unix_socketpair() {
+    if !herd_testkit::require_root_and_criu("dump_through_a_page_server_over_a_unix_socketpair") {
+        return;
+    }
+    use std::os::fd::AsRawFd;
+    let c = criu();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let counter = Counter::start(dir.path());
+    let (local, remote) = (dir.path().join("local"), dir.path().join("remote"));
+    std::fs::create_dir(&local).expect("mkdir");
+    std::fs::create_dir(&remote).expect("mkdir");
+    let (server_end, dump_end) = std::os::unix::net::UnixStream::pair().expect("socketpair");
+    let mut opts = herd_criu::PageServerOpts::new(remote.as_path(), "", 0);
+    opts.listen.fd = Some(server_end.as_raw_fd());
+    let ps = c.page_server(&opts).expect("page server on a socket");
+    drop(server_end);
+    let res = c.dump(&DumpOpts {
+        leave_running: true,
+        page_server: Some(herd_criu::PageServerAddr {
+            fd: Some(dump_end.as_raw_fd()),
+            ..Default::default()
+        }),
+        ..DumpOpts::new(counter.pid, local.as_path())
+    });
+    let _ = kill(Pid::from_raw(ps.pid), Signal::SIGKILL);
+    res.expect("dump through the socketpair");
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .expect("readdir")
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    let (l, r) = (names(&local), names(&remote));
+    assert!(
+        r.iter().any(|n| n.starts_with("pages-")),
+        "the page server wrote no pages: {r:?}"
+    );
+    assert!(
+        !l.iter().any(|n| n.starts_with("pages-")),
+        "pages were written on the dumping side too: {l:?}"
+    );
+    assert!(l.iter().any(|n| n.starts_with("core-")), "{l:?}");
     assert!(counter.alive());
 }

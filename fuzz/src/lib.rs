@@ -266,6 +266,7 @@ pub fn seeds(target: &str) -> Vec<Vec<u8>> {
         fs: FsMode::Diff,
         source_node: "n1".into(),
         id: "n1.c1.1".into(),
+        memory: herd_wire::migrate::MemoryMode::Stop,
     };
     match target {
         "frame" => vec![

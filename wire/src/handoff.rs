@@ -28,6 +28,29 @@
 //!   delete own copy; Forget(id) ------------------------>| forget the tombstone
 //! ```
 //!
+//! `--memory-mode stream` (`Prepare.memory`) changes three steps, nothing
+//! of the decision:
+//!
+//! ```text
+//!   Prepare{memory: stream} ---------------------------->| starts a CRIU page server on a unix
+//!   |                                                    | socketpair (its pages go to staging)
+//!   |<-------------------------------- Prepared | Refused |
+//!   ... PreSent, Built as above ...
+//!   journal Dumping; MigratePages{id} stream ----------->| bridged to the page server's socket
+//!   dump through CRIU: pages go out on that stream ====>| (CRIU's own protocol, inside QUIC);
+//!   while it dumps; CRIU holds the frozen tree at       | the page server exits at the end
+//!   its post-dump point (nothing is killed yet)         | of the session: PagesIn
+//!   checkpoint/* (no pages), delta, config.json, log --->|
+//!   journal Committed; Commit -------------------------->| restores once PagesIn came too
+//!   |<------------------------------------ Ready | Failed|
+//!   journal Releasing; CRIU kills the held tree         |
+//!   journal Go (fsync), then Go ------------------------>| as above
+//! ```
+//!
+//! In that mode S keeps no page images: its "kept copy" is the frozen tree
+//! itself, and `RestoreOwn` means "let CRIU resume it" (which CRIU also
+//! does by itself if the agent dies while it holds the tree).
+//!
 //! Lost answers and restarts are resolved over fresh streams:
 //! `Query::Decide{id, Go|Abort}`, answered `Running` (Go applied), `Gone`
 //! (T's copy of `id` does not exist: aborted, failed or never made),
@@ -48,6 +71,9 @@
 //!  Transferring --LinkLost / send Abort, RestoreOwn--> RestoringOwn (no Commit: no copy on T)
 //!  AwaitReady --LinkLost / journal Abort, Query Abort--> Resolving(Abort)
 //!  AwaitReady --Ready / journal Go, send Go--> Going
+//!  AwaitReady --Ready (stream) / journal Releasing, Release--> Releasing
+//!  Releasing --Released / journal Go, send Go--> Going
+//!  Releasing --ReleaseFailed (CRIU resumed the tree) / journal Abort, Query Abort--> Resolving(Abort)
 //!  Going --Running / DeleteOwn--> Cleaning --OwnDeleted / unjournal, Forget--> Done(moved)
 //!  Going --LinkLost / Query Go--> Resolving(Go)
 //!  Resolving(Go) --Running / DeleteOwn--> Cleaning
@@ -55,7 +81,9 @@
 //!  Resolving(d) --Busy|LinkLost / Query d--> Resolving(d)        (retry, forever)
 //!  RestoringOwn --OwnRestored|OwnRestoreFailed / unjournal--> Done(rolled_back)
 //!  restart: journal Dumping --> RestoringOwn; Committed|Abort --> Resolving(Abort);
-//!           journal Go --> Resolving(Go)
+//!           journal Go --> Resolving(Go); journal Releasing --> CheckingOwn / CheckOwn
+//!  CheckingOwn --OwnAlive(true) / journal Abort, Query Abort--> Resolving(Abort)
+//!  CheckingOwn --OwnAlive(false) / journal Go, Query Go--> Resolving(Go)
 //! ```
 //!
 //! # Receiver (T) states
@@ -65,6 +93,8 @@
 //!  Staging --PreSent (once) / Build--> Staging --Built / reply Built--> Staging
 //!  Staging --bad file|LocalFailure|LinkLost|Abort / Discard--> Gone
 //!  Staging --Commit (after Built) / journal Restoring, RestoreFenced--> Restoring
+//!  Staging --Commit (stream, pages not in yet) / (remember it)--> Staging
+//!  Staging --PagesIn (after that Commit) / journal Restoring, RestoreFenced--> Restoring
 //!  Restoring --Restored / journal Ready, reply Ready--> Ready
 //!  Restoring --RestoreFailed|LocalFailure / Discard, reply Failed--> Gone
 //!  Restoring --Abort / (remember it), reply Busy--> Restoring  --Restored / Discard--> Gone
@@ -108,17 +138,25 @@
 //!    restarted S with `Dumping` in its journal) cannot have made a copy on
 //!    T, so S resumes its own at once, without waiting for T.
 //!
+//! 7. Stream mode: S's only copy of the memory is its frozen tree, which
+//!    CRIU holds until S says kill or resume, and resumes by itself if S's
+//!    agent dies meanwhile. S journals `Releasing` before it says kill and
+//!    `Go` only once the tree is dead. A restarted S in `Releasing` looks:
+//!    the tree alive (CRIU resumed it before the kill) is S's copy, so it
+//!    decides Abort; the tree dead means T's voted copy is the only one,
+//!    so it decides Go. Either way at most one copy runs, and none is lost
+//!    (T keeps a voted copy until the decision).
+//!
 //! So at every moment at most one of {S's copy, T's copy} runs. Liveness:
 //! S in `Resolving` asks T again until T answers, and every answer moves S
 //! on (`Busy` is only given while a restore is in flight, which ends); once
 //! the link is back and both agents run, S reaches `Done` with its own copy
 //! restored (Abort) or T's running (Go): exactly one.
 //!
-//! Room for live memory modes (pre-copy rounds, page server, lazy pages):
-//! they happen between `Built` and `Transferred` (S) and inside `Staging`
-//! (T), after the target is built; the decision and its journal do not
-//! change (`Request::Migrate.memory`: only `stop` is done today, the
-//! others are refused before Prepare). Post-copy needs T's
+//! Room for the other memory modes (pre-copy rounds, lazy pages): they
+//! happen between `Built` and `Transferred` (S) and inside `Staging` (T),
+//! after the target is built; the decision and its journal do not change
+//! (`pre` and `post` are refused before Prepare today). Post-copy needs T's
 //! copy to run before `Go`, so it must commit before resuming: it is a
 //! separate mode whose rollback is impossible after the start, by design.
 
@@ -250,6 +288,8 @@ pub enum Step {
     Committed,
     /// S: the decision, written before anyone hears it.
     Decided(Decision),
+    /// S (stream): T voted; about to have CRIU kill the held tree.
+    Releasing,
     /// T: a restore is about to start.
     Restoring,
     /// T: restored fenced and stopped; voted Ready.
@@ -300,6 +340,10 @@ pub enum SState {
     Dumping,
     Transferring,
     AwaitReady,
+    /// Stream mode: T voted Ready; CRIU kills the held tree.
+    Releasing,
+    /// A restarted S in `Releasing`: is its tree still there?
+    CheckingOwn,
     Going,
     Resolving(Decision),
     Cleaning,
@@ -321,6 +365,12 @@ pub enum SEvent {
     OwnRestored,
     OwnRestoreFailed(String),
     OwnDeleted,
+    /// Stream mode: the held tree is dead (CRIU finished the dump).
+    Released,
+    /// Stream mode: CRIU could not finish and resumed the tree.
+    ReleaseFailed(String),
+    /// After [`SAction::CheckOwn`]: whether S's own copy still exists.
+    OwnAlive(bool),
 }
 
 /// What the driver must do, in order.
@@ -346,6 +396,11 @@ pub enum SAction {
     RestoreOwn,
     /// Delete the own copy (images, dirs, netns).
     DeleteOwn,
+    /// Stream mode: let CRIU kill the tree it holds and finish the dump,
+    /// then feed `Released` (or `ReleaseFailed`).
+    Release,
+    /// Feed `OwnAlive`: does the container still have its process here?
+    CheckOwn,
     /// The migration is over.
     Finish {
         outcome: Outcome,
@@ -361,6 +416,8 @@ pub struct Sender {
     state: SState,
     /// Phase and reason of the first failure (for the outcome).
     failed: Option<(Phase, String)>,
+    /// `--memory-mode stream`: the tree is held, not killed, by the dump.
+    streamed: bool,
 }
 
 impl Sender {
@@ -369,7 +426,14 @@ impl Sender {
             id,
             state: SState::Preparing,
             failed: None,
+            streamed: false,
         }
+    }
+
+    /// `--memory-mode stream`: T's vote is followed by `Release`.
+    pub fn streaming(mut self) -> Self {
+        self.streamed = true;
+        self
     }
 
     /// A restarted S: what its journal says decides what it does.
@@ -387,6 +451,11 @@ impl Sender {
             Step::Decided(Decision::Go) => {
                 s.state = SState::Resolving(Decision::Go);
                 vec![s.query(Decision::Go)]
+            }
+            Step::Releasing => {
+                s.streamed = true;
+                s.state = SState::CheckingOwn;
+                vec![SAction::CheckOwn]
             }
             // Not a source step: nothing to do.
             Step::Restoring | Step::Ready | Step::Running => {
@@ -415,9 +484,12 @@ impl Sender {
             SState::Dumping => Phase::Dump,
             SState::Transferring => Phase::Transfer,
             SState::AwaitReady => Phase::Restore,
-            SState::Going | SState::Resolving(_) | SState::RestoringOwn | SState::Done(_) => {
-                Phase::Handoff
-            }
+            SState::Releasing
+            | SState::CheckingOwn
+            | SState::Going
+            | SState::Resolving(_)
+            | SState::RestoringOwn
+            | SState::Done(_) => Phase::Handoff,
             SState::Cleaning => Phase::Cleanup,
         }
     }
@@ -429,6 +501,8 @@ impl Sender {
             SState::Dumping
                 | SState::Transferring
                 | SState::AwaitReady
+                | SState::Releasing
+                | SState::CheckingOwn
                 | SState::Going
                 | SState::Resolving(_)
                 | SState::RestoringOwn
@@ -556,6 +630,29 @@ impl Sender {
                 self.fail(r);
                 self.abort(true)
             }
+            (S::AwaitReady, E::Answer(T::Ready(_))) if self.streamed => {
+                self.state = S::Releasing;
+                vec![SAction::Journal(Step::Releasing), SAction::Release]
+            }
+            (S::Releasing, E::Released) => {
+                self.state = S::Going;
+                vec![
+                    SAction::Journal(Step::Decided(Decision::Go)),
+                    SAction::Send(MigrateMsg::Go),
+                ]
+            }
+            (S::Releasing, E::ReleaseFailed(r)) => {
+                self.fail(format!("the held dump could not finish: {r}"));
+                self.abort(true)
+            }
+            (S::CheckingOwn, E::OwnAlive(true)) => self.abort(true),
+            (S::CheckingOwn, E::OwnAlive(false)) => {
+                self.state = S::Resolving(Decision::Go);
+                vec![
+                    SAction::Journal(Step::Decided(Decision::Go)),
+                    self.query(Decision::Go),
+                ]
+            }
             (S::AwaitReady, E::Answer(T::Ready(_))) => {
                 self.state = S::Going;
                 vec![
@@ -629,6 +726,8 @@ pub enum REvent {
     Forget,
     /// The [`RAction::Build`] is done.
     Built,
+    /// Stream mode: the page server received every page and exited well.
+    PagesIn,
     Restored(Box<crate::RestoreReport>),
     RestoreFailed(String),
     /// The migration stream broke.
@@ -679,6 +778,10 @@ pub struct Receiver {
     /// `PreSent` arrived (a build was asked for) / the build finished.
     build_asked: bool,
     built: bool,
+    /// Stream mode: the pages have not all arrived yet / a Commit waits
+    /// for them.
+    pages_pending: bool,
+    commit_waiting: bool,
     /// Bytes staged so far, against `max_bytes` (the agent's limit).
     total: u64,
     max_bytes: u64,
@@ -712,6 +815,8 @@ impl Receiver {
             abort_asked: false,
             build_asked: false,
             built: false,
+            pages_pending: false,
+            commit_waiting: false,
             total: 0,
             max_bytes: u64::MAX,
             max_files: u64::MAX,
@@ -723,6 +828,12 @@ impl Receiver {
     pub fn with_limits(mut self, bytes: u64, files: u64) -> Self {
         self.max_bytes = bytes;
         self.max_files = files;
+        self
+    }
+
+    /// `--memory-mode stream`: a Commit waits for `PagesIn`.
+    pub fn streaming(mut self) -> Self {
+        self.pages_pending = true;
         self
     }
 
@@ -772,6 +883,9 @@ impl Receiver {
     }
 
     fn staging(&mut self, msg: MigrateMsg) -> Result<Vec<RAction>, String> {
+        if self.commit_waiting {
+            return Err(format!("{} after commit", brief(&REvent::Msg(msg))));
+        }
         match msg {
             MigrateMsg::File { path } => {
                 if let Some(f) = &self.file {
@@ -848,6 +962,10 @@ impl Receiver {
                 if !self.files.contains("config.json") {
                     return Err("commit without config.json".into());
                 }
+                if self.pages_pending {
+                    self.commit_waiting = true;
+                    return Ok(vec![]);
+                }
                 self.state = RState::Restoring;
                 Ok(vec![
                     RAction::Journal(Step::Restoring),
@@ -873,6 +991,15 @@ impl Receiver {
             (S::Staging, REvent::Built) if self.build_asked && !self.built => {
                 self.built = true;
                 vec![RAction::Reply(TargetMsg::Built)]
+            }
+            (S::Staging, REvent::PagesIn) if self.pages_pending => {
+                self.pages_pending = false;
+                if self.commit_waiting {
+                    self.state = S::Restoring;
+                    vec![RAction::Journal(Step::Restoring), RAction::RestoreFenced]
+                } else {
+                    vec![]
+                }
             }
             (S::Staging, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), false),
             (S::Restoring, REvent::LocalFailure(e)) => self.gone(TargetMsg::Failed(e), true),

@@ -30,7 +30,8 @@ pub mod size;
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
 /// 3: the fenced migration handoff (`Handoff`, `Migrating`, typed outcome).
 /// 4: `Request::Migrate.memory` (`--memory-mode`).
-/// 5: `Exec.user`/`Exec.workdir`, `Request::Start`, `RunSpec.auto_remove`,
+/// 5: `Exec.user`/`Exec.workdir`, `Request::Start`, `RunSpec.auto_remove`
+///    (and `Request::MigratePages`, added beside them),
 ///    error kinds `CommandNotFound`/`CannotExecute` (Podman's 127/126).
 pub const PROTOCOL_VERSION: u32 = 5;
 
@@ -152,6 +153,13 @@ pub enum Request {
     Subscribe(monitor::Subscribe),
     /// Agent to agent: resolve a journalled migration (see [`handoff`]).
     Handoff(handoff::Query),
+    /// Agent to agent, `--memory-mode stream`: after this envelope the
+    /// stream carries CRIU's page-server protocol, raw, both ways, between
+    /// the source's dump and the page server the target started for
+    /// migration `id` at `Prepare`.
+    MigratePages {
+        id: handoff::MigrationId,
+    },
     /// Start a stopped container again: same filesystem, network and
     /// limits, a new process (Podman's `start`).
     Start {

@@ -45,7 +45,9 @@ use crate::RunSpec;
 /// 2: the fenced, journalled handoff of [`crate::handoff`] (`Prepare.id`,
 /// `Go`/`Abort`, answers as [`crate::handoff::TargetMsg`]).
 /// 3: `PreSent` / `Built`: the target builds the container before the freeze.
-pub const MIGRATE_VERSION: u32 = 3;
+/// 4: `Prepare.memory` and the page stream (`Request::MigratePages`) of
+///    `--memory-mode stream`.
+pub const MIGRATE_VERSION: u32 = 4;
 
 /// Largest chunk of file data in one frame.
 pub const CHUNK: usize = 1 << 20;
@@ -78,8 +80,12 @@ impl std::str::FromStr for FsMode {
 /// * `stop`: stop-and-copy: CRIU dumps every page while the container is
 ///   frozen, the images cross, the target restores (the target is built
 ///   before the freeze in every mode).
-/// * `stream`: CRIU's page server on the target through the agents' QUIC
-///   link while the source dumps (not in this version).
+/// * `stream`: the source's CRIU sends its pages while it dumps to a CRIU
+///   page server the target started at `Prepare`, through a stream of the
+///   agents' QUIC connection (unix socketpairs at both ends, no TCP): no
+///   page image on the source's disk, dump and transfer overlap. The
+///   frozen tree stays on the source (CRIU holds it at its post-dump
+///   point) until the target voted, so a failure before `Go` resumes it.
 /// * `pre`: iterative pre-dumps while it runs, then the last dirty pages;
 ///   needs the kernel's dirty-memory tracking (`criu check --feature
 ///   mem_dirty_track`), refused before anything freezes where it is missing
@@ -89,8 +95,8 @@ impl std::str::FromStr for FsMode {
 ///   last page arrived, the container lives on both hosts, and if the
 ///   source dies (or the link stays down) before that, the container is
 ///   lost. Not in this version.
-/// * `auto`: the best mode this pair of hosts supports (today `stop`), said
-///   in the report.
+/// * `auto`: the mode this agent picks (today `stop`), with why, in the
+///   report.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
@@ -144,6 +150,9 @@ pub struct Prepare {
     pub source_node: String,
     /// The migration's id, the same in both journals.
     pub id: crate::handoff::MigrationId,
+    /// `stop` or `stream` (`auto` is resolved by the source); `stream`:
+    /// start a page server now, the pages come on `Request::MigratePages`.
+    pub memory: MemoryMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -208,9 +217,14 @@ pub struct MigrateReport {
     pub frozen_ms: f64,
     /// Bytes sent over the wire (after compression).
     pub bytes: u64,
-    /// Bytes of file data before compression.
+    /// Bytes of file data before compression (with `page_bytes`).
     pub raw_bytes: u64,
-    /// raw_bytes per second of transfer phase, MiB/s.
+    /// `stream`: bytes of CRIU's page stream (counted in `bytes` and
+    /// `raw_bytes` too); 0 in `stop`, whose pages are files.
+    #[serde(default)]
+    pub page_bytes: u64,
+    /// raw_bytes per second of transfer phase, MiB/s (`stream`: the
+    /// pages and the files after the dump, over dump + transfer time).
     pub throughput_mib_s: f64,
     /// Image layers the target lacked and got from the source (while the
     /// container ran), and their bytes on the wire.

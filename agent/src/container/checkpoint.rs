@@ -50,11 +50,30 @@ pub struct CheckpointOptions {
     pub export: Option<PathBuf>,
 }
 
+/// A dump whose pages go to a page server (`--memory-mode stream`): `fd`
+/// is our end of a connected socket CRIU writes its page-server protocol
+/// to; `hold` runs at CRIU's post-dump point with the tree still frozen:
+/// `Ok` lets CRIU kill it (the dump succeeds), `Err` makes CRIU resume it
+/// (the dump fails, the container runs on here).
+pub(crate) struct PageStream {
+    pub fd: std::os::fd::RawFd,
+    pub hold: Box<dyn FnMut() -> std::result::Result<(), String> + Send>,
+}
+
 impl Agent {
     pub fn checkpoint(
         self: &Arc<Self>,
         name: &str,
         opts: CheckpointOptions,
+    ) -> Result<CheckpointReport> {
+        self.checkpoint_to(name, opts, None)
+    }
+
+    pub(crate) fn checkpoint_to(
+        self: &Arc<Self>,
+        name: &str,
+        opts: CheckpointOptions,
+        mut stream: Option<PageStream>,
     ) -> Result<CheckpointReport> {
         let t0 = Instant::now();
         let entry = self.entry(name)?;
@@ -111,6 +130,10 @@ impl Agent {
             manage_cgroups_mode: Some(CgroupMode::Soft),
             freeze_cgroup: freezer_path(pid),
             external: vec![format!("net[{ns_ino}]:extRootNetNS")],
+            page_server: stream.as_ref().map(|s| herd_criu::PageServerAddr {
+                fd: Some(s.fd),
+                ..Default::default()
+            }),
             ..DumpOpts::new(pid, images.as_path())
         };
         // A container with its own address: nothing may answer its peers
@@ -128,7 +151,13 @@ impl Agent {
                 // record that as an exit.
                 lock(&entry.record).pid = None;
             }
-            criu.dump(&dump)
+            match stream.as_mut() {
+                None => criu.dump(&dump),
+                Some(s) => criu.dump_with(&dump, |n| match n.script() {
+                    "post-dump" => (s.hold)(),
+                    _ => Ok(()),
+                }),
+            }
         };
         if let Err(e) = result {
             if fenced {

@@ -36,6 +36,7 @@ use crate::error::{validate_name, AgentError, Result};
 use crate::state::{ContainerRecord, StateDir};
 
 pub use checkpoint::CheckpointOptions;
+pub(crate) use checkpoint::PageStream;
 pub(crate) use checkpoint::{read_json, CheckpointMeta, META_FILE};
 pub use exec::ExecRequest;
 pub use exec::{exec_main, EXEC_ARG};

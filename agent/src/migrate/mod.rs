@@ -13,12 +13,19 @@
 //! resolved at start-up ([`resume_all`]): S asks T until T answers, T keeps
 //! a voted copy stopped and fenced until S's decision arrives.
 //!
+//! `--memory-mode stream` ([`pages`]): the dump's pages go to a page
+//! server on T through a second QUIC stream while CRIU dumps, and CRIU
+//! holds the frozen tree at its post-dump point until S's decision
+//! (sequence and states in [`herd_wire::handoff`]). Fault pause point
+//! `mid-stream`: S's page stream after 4 MiB went out.
+//!
 //! Timeouts (seconds, environment of the agent): `HERD_HANDOFF_WAIT_S`
 //! (default 120) for T's vote and answers on the migration stream,
 //! `HERD_HANDOFF_QUERY_S` (5) per resolution query, `HERD_HANDOFF_PENDING_S`
 //! (15) before `herd migrate` is answered `pending` while S keeps resolving.
 
 pub mod journal;
+pub(crate) mod pages;
 pub mod source;
 mod target;
 
@@ -30,6 +37,16 @@ use herd_wire::handoff::{MigrationId, Role};
 
 pub use source::migrate_out;
 pub use target::{migrate_in, serve_query};
+
+/// `Request::MigratePages`: the target's end of a page stream.
+pub async fn serve_pages(
+    agent: Arc<Agent>,
+    id: MigrationId,
+    send: quinn::SendStream,
+    recv: quinn::RecvStream,
+) {
+    pages::serve(agent, id, send, recv).await
+}
 
 use crate::container::lock;
 use crate::error::{AgentError, Result};
@@ -107,6 +124,8 @@ pub struct Handoff {
     pub(crate) journals: journal::Journals,
     marks: Mutex<HashMap<String, Mark>>,
     pub(crate) incoming: Mutex<HashMap<MigrationId, Arc<tokio::sync::Mutex<target::Side>>>>,
+    /// Stream mode: page servers waiting for their source's page stream.
+    pub(crate) pages: Mutex<HashMap<MigrationId, pages::PageIn>>,
 }
 
 impl Handoff {
@@ -115,6 +134,7 @@ impl Handoff {
             journals: journal::Journals::open(state_root)?,
             marks: Mutex::new(HashMap::new()),
             incoming: Mutex::new(HashMap::new()),
+            pages: Mutex::new(HashMap::new()),
         })
     }
 

@@ -19,7 +19,7 @@ use std::time::Instant;
 use herd_wire::handoff::{
     check_version, valid_id, Journal, Query, RAction, REvent, RState, Receiver, Role, TargetMsg,
 };
-use herd_wire::migrate::{FsMode, MigrateMsg, Prepare, CHUNK, MIGRATE_VERSION};
+use herd_wire::migrate::{FsMode, MemoryMode, MigrateMsg, Prepare, CHUNK, MIGRATE_VERSION};
 use herd_wire::monitor::EventKind;
 use herd_wire::{ErrorKind, Response};
 
@@ -100,9 +100,30 @@ pub async fn migrate_in(
     }
     let id = prepare.id.clone();
     let limits = agent.limits();
+    // Stream mode: the page server is up before anything freezes on S.
+    let mut pages = None;
+    if prepare.memory == MemoryMode::Stream {
+        let (a, i, images) = (agent.clone(), id.clone(), staging.join("checkpoint"));
+        let started =
+            tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images))
+                .await
+                .unwrap_or_else(|e| Err(format!("agent task failed: {e}")));
+        match started {
+            Ok(rx) => pages = Some(rx),
+            Err(m) => {
+                agent.handoff.unmark(&name, &prepare.id);
+                let _ = std::fs::remove_dir_all(&staging);
+                return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
+            }
+        }
+    }
+    let mut core =
+        Receiver::new(id.clone()).with_limits(limits.migration_bytes, limits.unpack.max_entries);
+    if pages.is_some() {
+        core = core.streaming();
+    }
     let side = Arc::new(tokio::sync::Mutex::new(Side {
-        core: Receiver::new(id.clone())
-            .with_limits(limits.migration_bytes, limits.unpack.max_entries),
+        core,
         journal: Journal {
             id: id.clone(),
             role: Role::Target,
@@ -160,6 +181,35 @@ pub async fn migrate_in(
                     }),
                     Err(e) => REvent::LocalFailure(format!("bad zstd chunk: {e}")),
                 }
+            }
+            Ok(Some(MigrateMsg::Commit)) if pages.is_some() => {
+                // The page session ended before S's dump did; hear how.
+                let done = pages
+                    .take()
+                    .map(|rx| tokio::time::timeout(limits.stream_idle, rx));
+                let ev = match done {
+                    Some(d) => match d.await {
+                        Ok(Ok(Ok(bytes))) => {
+                            tracing::info!(container = %name, %id, bytes, "migration in: pages in");
+                            REvent::PagesIn
+                        }
+                        Ok(Ok(Err(m))) => REvent::LocalFailure(m),
+                        Ok(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
+                        Err(_) => REvent::LocalFailure(format!(
+                            "the page stream did not end within {} s of the commit",
+                            limits.stream_idle.as_secs_f64()
+                        )),
+                    },
+                    None => REvent::PagesIn,
+                };
+                let (replies, state) = feed(&agent, &side, ev).await;
+                for r in replies {
+                    let _ = herd_quic::rpc::send_msg(send, &reply(r)).await;
+                }
+                if state == RState::Gone {
+                    break;
+                }
+                REvent::Msg(MigrateMsg::Commit)
             }
             Ok(Some(m)) => REvent::Msg(m),
             Ok(None) => REvent::LinkLost,
@@ -282,6 +332,7 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                 None
             }
             RAction::Discard => {
+                super::pages::drop_server(agent, &side.journal.id);
                 side.file = None;
                 side.built = None;
                 if side.made {
@@ -483,6 +534,15 @@ fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response
             ),
         ));
     }
+    if !matches!(p.memory, MemoryMode::Stop | MemoryMode::Stream) {
+        return Err(refuse(
+            ErrorKind::Unsupported,
+            format!(
+                "memory mode {} is not one this agent can receive (stop, stream)",
+                p.memory.as_str()
+            ),
+        ));
+    }
     if p.arch != std::env::consts::ARCH {
         return Err(refuse(
             ErrorKind::Unsupported,
@@ -549,6 +609,7 @@ mod tests {
             fs: FsMode::Diff,
             source_node: "src".into(),
             id: "src.c1.1".into(),
+            memory: MemoryMode::Stop,
         }
     }
 

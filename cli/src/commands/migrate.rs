@@ -24,8 +24,11 @@ pub struct MigrateArgs {
     /// the kernel's dirty-memory tracking), post (post-copy: it runs on the
     /// target at once and pulls its pages from the source; if the source
     /// dies before the last page arrived, the container is LOST), auto (the
-    /// best this pair supports, said in the report). This version does stop
-    /// and auto (= stop); the others are refused before anything freezes.
+    /// best this pair supports, said in the report). This version does
+    /// stop, stream and auto (= stop); pre and post are refused before
+    /// anything freezes. In stream the frozen container stays on the
+    /// source until the target restored its copy: a failure before that
+    /// resumes it there.
     #[arg(long, default_value = "auto")]
     pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]
@@ -100,6 +103,12 @@ fn print_migration(r: &herd_wire::migrate::MigrateReport) {
             Some(why) => println!("  memory: {} ({why})", r.memory_mode),
             None => println!("  memory: {}", r.memory_mode),
         }
+    }
+    if r.page_bytes > 0 {
+        println!(
+            "  pages streamed during the dump: {}",
+            human_bytes(r.page_bytes)
+        );
     }
     if r.layers_sent > 0 || r.layer_bytes > 0 {
         println!(

@@ -33,8 +33,9 @@ pub struct PongArgs {
     /// the kernel's dirty-memory tracking), post (post-copy: it runs on the
     /// target at once and pulls its pages from the source; if the source
     /// dies before the last page arrived, the container is LOST), auto (the
-    /// best this pair supports, said in the report). This version does stop
-    /// and auto (= stop); the others are refused before anything freezes.
+    /// best this pair supports, said in the report). This version does
+    /// stop, stream and auto (= stop); pre and post are refused before
+    /// anything freezes.
     #[arg(long, default_value = "auto")]
     pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]

@@ -4,6 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod moves;
+
 pub fn herd_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_herd"))
 }

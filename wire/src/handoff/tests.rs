@@ -838,6 +838,8 @@ enum Via {
 struct World {
     rng: Rng,
     faults: bool,
+    /// `--memory-mode stream`: S's copy is the tree CRIU holds.
+    streamed: bool,
     s: Option<Sender>,
     s_journal: Option<Step>,
     s_copy: SCopy,
@@ -859,17 +861,26 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64) -> World {
+    fn new(seed: u64, streamed: bool) -> World {
+        let (s, t) = if streamed {
+            (
+                Sender::new("m1".into()).streaming(),
+                Receiver::new("m1".into()).streaming(),
+            )
+        } else {
+            (Sender::new("m1".into()), Receiver::new("m1".into()))
+        };
         let mut w = World {
             rng: Rng(seed),
             faults: true,
-            s: Some(Sender::new("m1".into())),
+            streamed,
+            s: Some(s),
             s_journal: None,
             s_copy: SCopy::Running,
             s_todo: VecDeque::new(),
             s_events: VecDeque::new(),
             outcome: None,
-            t: Some(Receiver::new("m1".into())),
+            t: Some(t),
             t_journal: None,
             t_copy: TCopy::None,
             t_todo: VecDeque::new(),
@@ -954,7 +965,26 @@ impl World {
                 } else {
                     self.s_copy = SCopy::Frozen;
                     self.s_events.push_back(SEvent::Dumped);
+                    if self.streamed && self.stream_alive {
+                        // The page session ended well on T.
+                        self.t_events.push_back((REvent::PagesIn, Via::Stream));
+                    }
                 }
+            }
+            SAction::Release => {
+                assert_eq!(self.s_copy, SCopy::Frozen, "{:#?}", self.trace);
+                if self.faults && self.rng.chance(5) {
+                    self.s_copy = SCopy::Resumed;
+                    self.s_events
+                        .push_back(SEvent::ReleaseFailed("criu".into()));
+                } else {
+                    self.s_copy = SCopy::Deleted;
+                    self.s_events.push_back(SEvent::Released);
+                }
+            }
+            SAction::CheckOwn => {
+                let alive = matches!(self.s_copy, SCopy::Running | SCopy::Resumed);
+                self.s_events.push_back(SEvent::OwnAlive(alive));
             }
             SAction::Transfer => {
                 if self.stream_alive {
@@ -1054,6 +1084,10 @@ impl World {
         self.s_todo.clear();
         self.s_events.clear();
         self.s = None;
+        if self.streamed && self.s_copy == SCopy::Frozen {
+            // CRIU's post-dump notify sees its caller gone: it resumes.
+            self.s_copy = SCopy::Resumed;
+        }
         // Restart: the journal decides.
         if let Some(st) = self.s_journal {
             let (s, a) = Sender::recover("m1".into(), st);
@@ -1242,9 +1276,18 @@ impl World {
 
 #[test]
 fn simulated_faults_never_two_copies_and_exactly_one_after() {
+    simulate(false);
+}
+
+#[test]
+fn simulated_faults_in_stream_mode_never_two_copies_and_exactly_one_after() {
+    simulate(true);
+}
+
+fn simulate(streamed: bool) {
     let mut outcomes = std::collections::BTreeMap::new();
     for seed in 0..20_000u64 {
-        let mut w = World::new(seed);
+        let mut w = World::new(seed, streamed);
         let faulty = w.rng.below(120) + 1;
         for _ in 0..faulty {
             if !w.step() {
@@ -1343,4 +1386,121 @@ fn receiver_refuses_more_bytes_or_files_than_its_limits_and_discards() {
         matches!(a.last(), Some(RAction::Reply(TargetMsg::Failed(m))) if m.contains("more than 1 files")),
         "{a:?}"
     );
+}
+
+// ------------------------------------------------------------ stream mode
+
+#[test]
+fn stream_sender_kills_the_held_tree_before_it_journals_go() {
+    let mut s = Sender::new("m1".into()).streaming();
+    for e in to_await_ready() {
+        s.handle(e).expect("path to AwaitReady");
+    }
+    // T voted: first the release (journalled), Go only once the tree is dead.
+    assert_eq!(
+        s.handle(ans(TargetMsg::Ready(Box::new(report())))).unwrap(),
+        vec![SAction::Journal(Step::Releasing), SAction::Release]
+    );
+    assert!(s.frozen());
+    assert_eq!(
+        s.handle(SEvent::Released).unwrap(),
+        vec![
+            SAction::Journal(Step::Decided(Decision::Go)),
+            SAction::Send(M::Go)
+        ]
+    );
+    assert_eq!(
+        s.handle(ans(TargetMsg::Running)).unwrap(),
+        vec![SAction::DeleteOwn]
+    );
+}
+
+#[test]
+fn stream_sender_aborts_when_the_release_resumed_the_tree() {
+    let mut s = Sender::new("m1".into()).streaming();
+    for e in to_await_ready() {
+        s.handle(e).expect("path to AwaitReady");
+    }
+    s.handle(ans(TargetMsg::Ready(Box::new(report())))).unwrap();
+    assert_eq!(
+        s.handle(SEvent::ReleaseFailed("criu died".into())).unwrap(),
+        vec![
+            SAction::Journal(Step::Decided(Decision::Abort)),
+            decide(Decision::Abort)
+        ]
+    );
+    assert_eq!(
+        s.handle(ans(TargetMsg::Gone)).unwrap(),
+        vec![SAction::RestoreOwn]
+    );
+}
+
+#[test]
+fn stream_sender_restarted_in_releasing_decides_by_its_own_tree() {
+    // CRIU resumed the tree before the kill: S's copy is the one.
+    let (mut s, acts) = Sender::recover("m1".into(), Step::Releasing);
+    assert_eq!(acts, vec![SAction::CheckOwn]);
+    assert!(s.frozen());
+    assert_eq!(
+        s.handle(SEvent::OwnAlive(true)).unwrap(),
+        vec![
+            SAction::Journal(Step::Decided(Decision::Abort)),
+            decide(Decision::Abort)
+        ]
+    );
+    // The tree is dead: T's voted copy is the only one left.
+    let (mut s, _) = Sender::recover("m1".into(), Step::Releasing);
+    assert_eq!(
+        s.handle(SEvent::OwnAlive(false)).unwrap(),
+        vec![
+            SAction::Journal(Step::Decided(Decision::Go)),
+            decide(Decision::Go)
+        ]
+    );
+    assert_eq!(
+        s.handle(ans(TargetMsg::Running)).unwrap(),
+        vec![SAction::DeleteOwn]
+    );
+}
+
+#[test]
+fn stream_receiver_restores_only_once_commit_and_pages_are_both_in() {
+    let staged = |pages_first: bool| {
+        let mut r = Receiver::new("m1".into()).streaming();
+        r.handle(REvent::Msg(M::PreSent)).unwrap();
+        r.handle(REvent::Built).unwrap();
+        for m in file("config.json", b"{}") {
+            r.handle(REvent::Msg(m)).unwrap();
+        }
+        let restore = vec![RAction::Journal(Step::Restoring), RAction::RestoreFenced];
+        if pages_first {
+            assert_eq!(r.handle(REvent::PagesIn).unwrap(), vec![]);
+            assert_eq!(r.handle(REvent::Msg(M::Commit)).unwrap(), restore);
+        } else {
+            assert_eq!(r.handle(REvent::Msg(M::Commit)).unwrap(), vec![]);
+            assert_eq!(r.state(), RState::Staging);
+            assert_eq!(r.handle(REvent::PagesIn).unwrap(), restore);
+        }
+        assert_eq!(r.state(), RState::Restoring);
+    };
+    staged(true);
+    staged(false);
+    // Pages that never come: a lost link discards, nothing was voted.
+    let mut r = Receiver::new("m1".into()).streaming();
+    r.handle(REvent::Msg(M::PreSent)).unwrap();
+    r.handle(REvent::Built).unwrap();
+    for m in file("config.json", b"{}") {
+        r.handle(REvent::Msg(m)).unwrap();
+    }
+    r.handle(REvent::Msg(M::Commit)).unwrap();
+    let bad = r.handle(REvent::Msg(M::PreSent)).unwrap();
+    assert!(
+        matches!(bad.last(), Some(RAction::Reply(TargetMsg::Failed(_)))),
+        "{bad:?}"
+    );
+    assert_eq!(r.state(), RState::Gone);
+    let mut r = Receiver::new("m1".into()).streaming();
+    r.handle(REvent::Msg(M::PreSent)).unwrap();
+    r.handle(REvent::Built).unwrap();
+    assert_eq!(r.handle(REvent::LinkLost).unwrap(), vec![RAction::Discard]);
 }

@@ -1,0 +1,255 @@
+//! Helpers for tests that move a counting workload between nodes and count
+//! its copies (handoff.rs, livemem.rs): copies are PROCESSES in the
+//! container's pids cgroup on each node that are not stopped; the workload's
+//! log and appended file must count on without a gap.
+
+use std::path::PathBuf;
+use std::process::{Child, Output, Stdio};
+
+use serde_json::Value;
+
+use super::{counter_counts, text, wait_for, Lab};
+
+pub fn ps_all(lab: &Lab) -> Vec<Value> {
+    let o = lab.herd(&["ps", "--json"]);
+    serde_json::from_slice::<Value>(&o.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+pub fn entries(lab: &Lab, name: &str) -> Vec<Value> {
+    ps_all(lab)
+        .into_iter()
+        .filter(|c| c["name"] == name)
+        .collect()
+}
+
+/// Every task in `name`'s pids cgroup on `node`.
+pub fn container_procs(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
+    std::fs::read_to_string(cgroup(lab, "pids", node, name).join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse::<i32>().ok())
+        .collect()
+}
+
+/// The tasks of `name` on `node` that run (not stopped, not zombies).
+pub fn running_tasks(lab: &Lab, node: &str, name: &str) -> Vec<i32> {
+    container_procs(lab, node, name)
+        .into_iter()
+        .filter(|p| {
+            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("X");
+            matches!(state, "R" | "S" | "D")
+        })
+        .collect()
+}
+
+/// Nodes where a copy of `name` runs (by its processes).
+pub fn copies(lab: &Lab, nodes: &[&str], name: &str) -> Vec<String> {
+    nodes
+        .iter()
+        .filter(|n| !running_tasks(lab, n, name).is_empty())
+        .map(|n| n.to_string())
+        .collect()
+}
+
+pub fn assert_gapless(c: &[u64], what: &str) {
+    assert!(!c.is_empty(), "{what}: empty");
+    assert_eq!(c[0], 1, "{what}: does not start at 1: {c:?}");
+    if let Some(w) = c.windows(2).find(|w| w[1] != w[0] + 1) {
+        panic!(
+            "{what}: goes {} then {} (lost, repeated or reset)",
+            w[0], w[1]
+        );
+    }
+}
+
+pub fn counts(lab: &Lab, name: &str) -> Vec<u64> {
+    counter_counts(&lab.ok(&["logs", name]))
+}
+
+pub fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
+    wait_for(secs, || {
+        let c = counts(lab, name);
+        (c.len() >= n).then_some(c)
+    })
+    .unwrap_or_else(|| panic!("{name}: fewer than {n} lines after {secs} s"))
+}
+
+/// Exactly one running copy, on `node`; the counter goes on without a gap,
+/// the memory pattern holds, the appended file is whole and matches.
+pub fn assert_one_intact(lab: &Lab, nodes: &[&str], name: &str, node: &str) {
+    let on = copies(lab, nodes, name);
+    assert_eq!(on, vec![node.to_string()], "{name}: running copies");
+    let e = entries(lab, name);
+    assert_eq!(e.len(), 1, "{name} listed: {e:?}");
+    assert_eq!(e[0]["node"], node, "{e:?}");
+    assert_eq!(e[0]["status"], "Running", "{e:?}");
+    let before = counts(lab, name);
+    assert_gapless(&before, "log");
+    let after = wait_lines(lab, name, before.len() + 3, 30);
+    assert_gapless(&after, "log, later");
+    let file = lab.ok(&["exec", name, "--", "cat", "/data.log"]);
+    let f = counter_counts(&file);
+    assert_gapless(&f, "/data.log");
+    assert!(
+        f.len() + 2 >= before.len(),
+        "/data.log has {} lines, the log {}",
+        f.len(),
+        before.len()
+    );
+    assert_eq!(copies(lab, nodes, name), vec![node.to_string()]);
+}
+
+/// What of `name` is on `node`: its dir, staging dirs, netns, cgroups.
+pub fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    let state = lab.dir().join(node).join("state");
+    let cdir = state.join("containers").join(name);
+    if cdir.exists() {
+        v.push(format!("dir {}", cdir.display()));
+    }
+    for e in std::fs::read_dir(&state).into_iter().flatten().flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if n.starts_with("migrate-in") {
+            v.push(format!("staging {n}"));
+        }
+    }
+    for e in std::fs::read_dir(state.join("migrations"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        v.push(format!("journal {}", e.file_name().to_string_lossy()));
+    }
+    let ns = netns(lab, node, name);
+    if ns.exists() {
+        v.push(format!("netns {}", ns.display()));
+    }
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for l in mi.lines() {
+        if let Some(m) = l.split(' ').nth(4) {
+            if std::path::Path::new(m).starts_with(&cdir) {
+                v.push(format!("mount {m}"));
+            }
+        }
+    }
+    for ctrl in ["pids", "memory", "cpu", "freezer", "unified", "systemd"] {
+        let p = cgroup(lab, ctrl, node, name);
+        if p.exists() {
+            v.push(format!("cgroup {}", p.display()));
+        }
+    }
+    v
+}
+
+/// A target whose source died notices at QUIC's idle timeout (30 s).
+pub fn assert_clean(lab: &Lab, node: &str, name: &str) {
+    let left = wait_for(45, || traces(lab, node, name).is_empty().then_some(()));
+    if left.is_none() {
+        let log =
+            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default();
+        let warn: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+            .collect();
+        panic!(
+            "{name} left on {node}: {:?}\nwarnings in its agent log:\n{}",
+            traces(lab, node, name),
+            warn.join("\n")
+        );
+    }
+}
+
+pub fn kill9(pid: i32) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+}
+
+pub fn paused(lab: &Lab, node: &str, point: &str) -> PathBuf {
+    lab.dir()
+        .join(node)
+        .join("state")
+        .join(format!("paused-{point}"))
+}
+
+pub fn wait_paused(lab: &Lab, node: &str, point: &str, child: &mut Child) {
+    let ok = wait_for(90, || paused(lab, node, point).exists().then_some(()));
+    if ok.is_none() {
+        let _ = child.kill();
+        panic!(
+            "{node} never paused at {point}; agent log:\n{}",
+            std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
+        );
+    }
+}
+
+pub fn resume(lab: &Lab, node: &str, point: &str) {
+    std::fs::write(
+        lab.dir()
+            .join(node)
+            .join("state")
+            .join(format!("resume-{point}")),
+        b"",
+    )
+    .expect("write resume file");
+}
+
+pub fn spawn_migrate(lab: &Lab, name: &str, to: &str) -> Child {
+    lab.cmd()
+        .args(["migrate", name, "--to", to, "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn herd migrate")
+}
+
+/// Brings a link back up even when the test fails.
+pub struct LinkDown(String);
+impl LinkDown {
+    pub fn cut(lab: &Lab, node: &str) -> LinkDown {
+        let link = format!("{}-{node}", lab.name);
+        set_link(&link, false);
+        LinkDown(link)
+    }
+}
+pub fn set_link(link: &str, up: bool) {
+    let st = std::process::Command::new("ip")
+        .args(["link", "set", link, if up { "up" } else { "down" }])
+        .status()
+        .expect("run ip");
+    assert!(st.success(), "ip link set {link} failed");
+}
+impl Drop for LinkDown {
+    fn drop(&mut self) {
+        set_link(&self.0, true);
+    }
+}
+
+/// `name`'s cgroup directory of controller `ctrl` on `node`.
+pub fn cgroup(lab: &Lab, ctrl: &str, node: &str, name: &str) -> PathBuf {
+    PathBuf::from("/sys/fs/cgroup")
+        .join(ctrl)
+        .join("herd")
+        .join(&lab.name)
+        .join(node)
+        .join(name)
+}
+
+pub fn netns(lab: &Lab, node: &str, name: &str) -> PathBuf {
+    PathBuf::from(format!("/run/netns/{}-{node}-{name}", lab.name))
+}
+
+/// The migration's JSON answer (printed on failure too).
+pub fn outcome_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("migrate --json printed no JSON ({e}):\n{}", text(o)))
+}
