@@ -62,7 +62,7 @@ fn run_work(lab: &Lab, name: &str, node: &str, mib: u64) {
 }
 
 /// `ps --json` across all nodes, tolerating nodes that do not answer
-/// (`herd ps` then exits 1 but still prints what it got).
+/// (`herd ps` then exits 125 but still prints what it got).
 fn ps_all(lab: &Lab) -> Vec<Value> {
     let o = lab.herd(&["ps", "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout)

@@ -786,7 +786,7 @@ pub fn print_up(cl: &Cluster) {
     }
 }
 
-/// `herd lab status` of a VM lab; exit code 1 when a guest or agent is down.
+/// `herd lab status` of a VM lab; exit code 125 when a guest or agent is down.
 pub async fn print_status(lab: &str) -> Result<i32> {
     let cl = load(lab)?;
     let mut bad = 0;
