@@ -14,7 +14,7 @@
 //! | `MigrateIn` | **no** | yes, when `Prepare.source_node` is the certificate's own name |
 //! | `Handoff` (resolve a journalled migration) | **no** | yes |
 //! | `MigratePages` (the page stream of `--memory-mode stream`) | **no** | yes, for a migration it is the source of |
-//! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Kill`, `Remove` | yes | no |
+//! | `Run`, `List`, `Logs`, `Exec`, `Stop`, `Start`, `Kill`, `Remove` | yes | no |
 //! | `ImageImport`, `ImageList`, `ImageRemove` | yes | no |
 //! | `Checkpoint`, `Restore`, `RestoreImport`, `Migrate` | yes | no |
 //! | `NetworkCreate`, `NetworkList`, `NetworkRemove`, `Subscribe` | yes | no |
@@ -50,6 +50,7 @@ pub fn verb(req: &Request) -> &'static str {
         Request::Logs { .. } => "Logs",
         Request::Exec { .. } => "Exec",
         Request::Stop { .. } => "Stop",
+        Request::Start { .. } => "Start",
         Request::Kill { .. } => "Kill",
         Request::Remove { .. } => "Remove",
         Request::ImageImport { .. } => "ImageImport",
@@ -85,6 +86,7 @@ fn who(req: &Request) -> Who {
         | Request::Logs { .. }
         | Request::Exec { .. }
         | Request::Stop { .. }
+        | Request::Start { .. }
         | Request::Kill { .. }
         | Request::Remove { .. }
         | Request::ImageImport { .. }
@@ -199,6 +201,8 @@ mod tests {
                 name: "c".into(),
                 cmd: vec![],
                 env: vec![],
+                user: None,
+                workdir: None,
             },
             Request::ImageList,
         ] {

@@ -56,6 +56,20 @@ pub enum AgentError {
     /// The container is in a migration (one operation at a time).
     #[error("{0}")]
     Busy(String),
+    /// The container's command is not there (Podman's exit 127).
+    #[error("{container}: executable file {cmd:?} not found in $PATH ({path})")]
+    CommandNotFound {
+        container: String,
+        cmd: String,
+        path: String,
+    },
+    /// The container's command is there but cannot be run (Podman's 126).
+    #[error("{container}: {cmd:?} cannot be executed: {reason}")]
+    CannotExecute {
+        container: String,
+        cmd: String,
+        reason: String,
+    },
     #[error("bad archive {path}: {reason}")]
     BadArchive { path: String, reason: String },
     #[error("{0}")]
@@ -74,6 +88,8 @@ impl AgentError {
             AgentError::Image(e) => image_kind(e.as_ref()),
             AgentError::BadArchive { .. } => ErrorKind::InvalidInput,
             AgentError::Unsupported { .. } => ErrorKind::Unsupported,
+            AgentError::CommandNotFound { .. } => ErrorKind::CommandNotFound,
+            AgentError::CannotExecute { .. } => ErrorKind::CannotExecute,
             _ => ErrorKind::Internal,
         }
     }

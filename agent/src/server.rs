@@ -283,6 +283,7 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
         // One operation at a time: nothing touches a container in a migration.
         if let Request::Run(herd_wire::RunSpec { name, .. })
         | Request::Stop { name, .. }
+        | Request::Start { name }
         | Request::Kill { name, .. }
         | Request::Remove { name, .. }
         | Request::Restore { name }
@@ -305,9 +306,22 @@ pub async fn dispatch(agent: Arc<Agent>, req: Request) -> Response {
             }
             Request::List => Response::Containers(a.list()),
             Request::Inspect { name } => Response::Container(a.inspect(&name)?),
-            Request::Exec { name, cmd, env } => {
-                Response::Exec(a.exec(&name, ExecRequest { cmd, env })?)
-            }
+            Request::Exec {
+                name,
+                cmd,
+                env,
+                user,
+                workdir,
+            } => Response::Exec(a.exec(
+                &name,
+                ExecRequest {
+                    cmd,
+                    env,
+                    user,
+                    workdir,
+                },
+            )?),
+            Request::Start { name } => Response::Container(a.start(&name)?),
             Request::Stop { name, timeout_s } => {
                 Response::Container(a.stop(&name, Duration::from_secs(timeout_s))?)
             }

@@ -8,6 +8,7 @@ pub mod args;
 pub mod client;
 pub mod cluster;
 pub mod context;
+pub mod exit;
 pub mod migrate;
 pub mod paths;
 pub mod process;

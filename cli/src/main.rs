@@ -15,7 +15,8 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "herd",
     version,
-    about = "Live-migrate containers between Linux hosts with CRIU"
+    about = "Live-migrate containers between Linux hosts with CRIU",
+    after_help = herd::exit::HELP
 )]
 struct Cli {
     #[command(flatten)]
@@ -36,6 +37,10 @@ enum Cmd {
     Exec(cmd::exec::ExecArgs),
     /// Stop containers: SIGTERM, then SIGKILL after the timeout.
     Stop(cmd::stop::StopArgs),
+    /// Start stopped containers again (same filesystem, network, limits).
+    Start(cmd::start::StartArgs),
+    /// Stop and start containers again (a new process).
+    Restart(cmd::restart::RestartArgs),
     /// Containers as JSON (the keys of `ps --json`).
     Inspect(cmd::inspect::InspectArgs),
     /// Wait until containers stop; print their exit codes.
@@ -99,6 +104,8 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Logs(a) => cmd::logs::run(g, a).await,
         Cmd::Exec(a) => cmd::exec::run(g, a).await,
         Cmd::Stop(a) => cmd::stop::run(g, a).await,
+        Cmd::Start(a) => cmd::start::run(g, a).await,
+        Cmd::Restart(a) => cmd::restart::run(g, a).await,
         Cmd::Inspect(a) => cmd::inspect::run(g, a).await,
         Cmd::Wait(a) => cmd::wait::run(g, a).await,
         Cmd::Kill(a) => cmd::kill::run(g, a).await,
@@ -129,7 +136,19 @@ fn main() {
     // panic on EPIPE.
     // SAFETY: signal(2) with a constant disposition, before any thread exists.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    // A usage error exits 125 (Podman's "herd's own error"), not clap's 2;
+    // --help and --version still exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() {
+                herd::exit::HERD_ERROR
+            } else {
+                0
+            });
+        }
+    };
     if std::env::var_os("HERD_LOG").is_some() {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("HERD_LOG"))
@@ -144,14 +163,14 @@ fn main() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("herd: error: cannot start runtime: {e}");
-            std::process::exit(1);
+            std::process::exit(herd::exit::HERD_ERROR);
         }
     };
     let code = match rt.block_on(dispatch(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("herd: error: {e:#}");
-            1
+            herd::exit::of(&e)
         }
     };
     rt.shutdown_timeout(Duration::from_millis(200));

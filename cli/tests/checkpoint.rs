@@ -606,7 +606,7 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
             "{what}: import succeeded:\n{}",
             text(&o)
         );
-        assert_eq!(o.status.code(), Some(1), "{what}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "{what}:\n{}", text(&o));
         if *one_line {
             assert_eq!(
                 err.trim().lines().count(),
@@ -662,7 +662,7 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
         "--name",
         "c",
     ]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
     assert!(
         stderr_of(&o).contains("container c already exists"),
         "{}",
@@ -706,7 +706,7 @@ fn not_a_tar_error_is_one_clean_line() {
         let path_s = path.to_str().unwrap();
         let o = lab.herd(&["restore", "--import", path_s]);
         let err = stderr_of(&o);
-        assert_eq!(o.status.code(), Some(1), "{what}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "{what}:\n{}", text(&o));
         assert!(
             err.contains(&format!("bad archive {path_s}")),
             "{what}: {err}"
@@ -915,7 +915,7 @@ fn bad_input_gives_a_clear_error() {
     for (args, wants) in cases {
         let o = lab.herd(args);
         let err = stderr_of(&o);
-        assert_eq!(o.status.code(), Some(1), "herd {args:?}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "herd {args:?}:\n{}", text(&o));
         for w in *wants {
             assert!(err.contains(w), "herd {args:?}: stderr lacks {w:?}:\n{err}");
         }
@@ -925,9 +925,9 @@ fn bad_input_gives_a_clear_error() {
             "herd {args:?}: not one line:\n{err}"
         );
     }
-    // No argument at all: a usage error (clap), exit 2, naming what is missing.
+    // No argument at all: a usage error (clap), exit 125 as Podman, naming what is missing.
     let o = lab.herd(&["restore"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
     let err = stderr_of(&o);
     assert!(
         err.lines().next().unwrap_or("").starts_with("error:") && err.contains("<NAME>"),

@@ -130,10 +130,10 @@ fn node_add_ls_rm_build_a_cluster_file_that_reaches_real_agents() {
         .collect();
     assert_eq!(names, vec![("w", "n2")], "{ps}");
 
-    // A node whose agent is gone: `node ls` says so and exits 1.
+    // A node whose agent is gone: `node ls` says so and exits 125.
     ok_with(&file, &["node", "add", "n9", "10.77.250.9:7700"]);
     let o = herd_with(&file, &["node", "ls"]);
-    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
     assert!(text(&o).contains("DOWN"), "{}", text(&o));
 
     // rm takes it out of the file only; the agents and containers stay.

@@ -115,12 +115,12 @@ fn a_bad_csv_is_a_clear_error() {
     std::fs::write(&hosts, s.replacen("load1", "load", 1)).unwrap();
     let model = t.path().join("m.json");
     let o = herd(&["forecast", "train", "--data", p(&run), "--out", p(&model)]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("hosts.csv: missing column `load1`"), "{err}");
     assert!(!model.exists(), "no model written");
 
     let o = herd(&["forecast", "eval", "--model", p(&model), "--data", p(&run)]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(125));
     assert!(String::from_utf8_lossy(&o.stderr).contains("m.json"));
 }

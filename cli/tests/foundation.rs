@@ -101,7 +101,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
     // An exec that cannot start is a clear error, and leaves nothing that
     // would keep the container from stopping (checked by the stop below).
     let bad = lab.herd(&["exec", "ticker", "--", "/no/such/program"]);
-    assert!(!bad.status.success());
+    assert_eq!(bad.status.code(), Some(127), "{}", text(&bad));
     assert!(text(&bad).contains("/no/such/program"), "{}", text(&bad));
 
     // The cgroup limit is applied (cgroup v1 here; v2 reads memory.max).
@@ -201,7 +201,7 @@ fn bad_input_gives_one_clear_line_and_nonzero_exit() {
     for (args, want) in cases {
         let o = lab.herd(args);
         let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success(), "herd {args:?} succeeded");
+        assert_eq!(o.status.code(), Some(125), "herd {args:?}: {err}");
         assert!(
             err.contains(want),
             "herd {args:?}: stderr lacks {want:?}:\n{err}"
@@ -212,7 +212,7 @@ fn bad_input_gives_one_clear_line_and_nonzero_exit() {
         );
     }
     let o = lab.herd(&["run", "--no-such-flag"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(125), "{}", text(&o));
     // Nothing was created by the failures.
     let ps = lab.ps_json();
     assert_eq!(ps.as_array().unwrap().len(), 0, "{ps}");

@@ -62,7 +62,7 @@ fn run_work(lab: &Lab, name: &str, node: &str, mib: u64) {
 }
 
 /// `ps --json` across all nodes, tolerating nodes that do not answer
-/// (`herd ps` then exits 1 but still prints what it got).
+/// (`herd ps` then exits 125 but still prints what it got).
 fn ps_all(lab: &Lab) -> Vec<Value> {
     let o = lab.herd(&["ps", "--json"]);
     let v: Value = serde_json::from_slice(&o.stdout)
@@ -1069,7 +1069,7 @@ fn bad_input_changes_nothing() {
         assert!(err.contains(want), "herd {args:?}: lacks {want:?}:\n{err}");
         one_line(&err, &format!("{args:?}"));
     }
-    // Usage errors: clap's one error line (plus its "--help" hint), exit 2.
+    // Usage errors: clap's one error line (plus its "--help" hint), exit 125.
     for (args, want) in [
         (
             &["migrate", "c", "--to", "n2", "--fs", "bogus"][..],
@@ -1082,7 +1082,7 @@ fn bad_input_changes_nothing() {
         (&["migrate", "c"][..], "--to"),
     ] {
         let o = lab.herd(args);
-        assert_eq!(o.status.code(), Some(2), "{args:?}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "{args:?}:\n{}", text(&o));
         let err = stderr_of(&o);
         assert!(
             err.starts_with("error:") && err.contains(want),

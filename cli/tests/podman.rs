@@ -599,7 +599,7 @@ fn every_duration_and_size_form_on_every_command() {
         &["monitor", "--out", "x", "--duration", "5 apples"],
     ] {
         let o = common::herd(args);
-        assert_eq!(o.status.code(), Some(2), "herd {args:?}:\n{}", text(&o));
+        assert_eq!(o.status.code(), Some(125), "herd {args:?}:\n{}", text(&o));
         let err = stderr_of(&o);
         assert!(
             err.contains("bad duration") || err.contains("bad --since"),
@@ -686,4 +686,301 @@ fn every_duration_and_size_form_on_every_command() {
         "{err}"
     );
     assert!(lab.container("cpu").is_none());
+}
+
+/// The exit status of `herd args`.
+fn code(lab: &Lab, args: &[&str]) -> (Option<i32>, String) {
+    let o = lab.herd(args);
+    (o.status.code(), text(&o))
+}
+
+/// Podman's exit codes: 125 for herd's own errors (usage, no such
+/// container or image, a dead agent), 126 for a command that cannot be
+/// invoked, 127 for one that is not there, else the command's own status.
+#[test]
+fn exit_codes_are_podmans() {
+    let Some(lab) = Lab::up("podman_exit", "ex", 1) else {
+        return;
+    };
+    lab.import_busybox();
+    lab.ok(&["run", "--name", "c", "busybox", "--", "sleep", "1000"]);
+    // herd's own errors: 125.
+    for args in [
+        &["run", "--no-such-flag"][..],
+        &["exec"],
+        &["ps", "--format", "yaml"],
+        &["exec", "nosuch", "--", "true"],
+        &["stop", "nosuch"],
+        &["start", "nosuch"],
+        &["restart", "nosuch"],
+        &["run", "--name", "x", "nosuchimage", "--", "true"],
+        &["exec", "-w", "relative", "c", "--", "true"],
+        &["exec", "-u", "nosuchuser", "c", "--", "true"],
+    ] {
+        let (c, t) = code(&lab, args);
+        assert_eq!(c, Some(125), "herd {args:?}:\n{t}");
+    }
+    // --help and --version are not errors.
+    for args in [&["--help"][..], &["--version"], &["run", "--help"]] {
+        assert_eq!(code(&lab, args).0, Some(0), "herd {args:?}");
+    }
+    assert!(
+        lab.ok(&["--help"]).contains("127"),
+        "--help lacks the exit codes"
+    );
+    // A dead agent: the cluster file's node at an address nobody serves.
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cl = common::cluster_json(&lab);
+    cl["nodes"][0]["addr"] = Value::String("127.0.0.1:9".into());
+    let dead = tmp.path().join("dead.json");
+    std::fs::write(&dead, serde_json::to_vec(&cl).unwrap()).unwrap();
+    let dead = dead.to_str().unwrap();
+    for args in [
+        &["--cluster", dead, "ps"][..],
+        &["--cluster", dead, "exec", "c", "--", "true"],
+    ] {
+        let (c, t) = code(&lab, args);
+        assert_eq!(c, Some(125), "herd {args:?}:\n{t}");
+    }
+    // The command's own status, through exec.
+    assert_eq!(
+        code(&lab, &["exec", "c", "--", "sh", "-c", "exit 3"]).0,
+        Some(3)
+    );
+    assert_eq!(code(&lab, &["exec", "c", "--", "true"]).0, Some(0));
+    // Not there: 127; there but not executable: 126 (exec and run alike).
+    lab.ok(&["exec", "c", "--", "sh", "-c", "echo x > /tmp/plain"]);
+    for (args, want, what) in [
+        (
+            &["exec", "c", "--", "/no/such/program"][..],
+            127,
+            "/no/such/program",
+        ),
+        (&["exec", "c", "--", "nosuchcmd"], 127, "nosuchcmd"),
+        (&["exec", "c", "--", "/tmp/plain"], 126, "/tmp/plain"),
+        (&["exec", "c", "--", "/tmp"], 126, "/tmp"),
+        (
+            &["exec", "-w", "/tmp", "c", "--", "./plain"],
+            126,
+            "./plain",
+        ),
+        (
+            &["run", "--name", "r1", "busybox", "--", "/no/such"],
+            127,
+            "/no/such",
+        ),
+        (
+            &["run", "--name", "r2", "busybox", "--", "/etc"],
+            126,
+            "/etc",
+        ),
+        (
+            &[
+                "run",
+                "--name",
+                "r3",
+                "--entrypoint",
+                "nosuchcmd",
+                "busybox",
+            ],
+            127,
+            "nosuchcmd",
+        ),
+    ] {
+        let o = lab.herd(args);
+        assert_eq!(o.status.code(), Some(want), "herd {args:?}:\n{}", text(&o));
+        let err = stderr_of(&o);
+        assert!(err.contains(what), "herd {args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "herd {args:?}: {err}");
+    }
+    // A run that could not start its command left nothing.
+    for n in ["r1", "r2", "r3"] {
+        assert!(lab.container(n).is_none(), "{n} left in ps");
+        assert!(
+            !lab.dir().join("n1/state/containers").join(n).exists(),
+            "{n} left its dir"
+        );
+    }
+    // The check is not vacuous: an executable there runs.
+    assert_eq!(lab.ok(&["exec", "c", "--", "/bin/echo", "hi"]), "hi\n");
+    // wait prints the container's status and exits 0 (as Podman's).
+    lab.ok(&["run", "--name", "w", "busybox", "--", "sh", "-c", "exit 5"]);
+    let o = lab.herd(&["wait", "w"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "5\n");
+}
+
+/// The log lines `n <i>` of a counter container, in order.
+fn counter_lines(lab: &Lab, name: &str) -> Vec<u64> {
+    lab.ok(&["logs", name])
+        .lines()
+        .filter_map(|l| l.strip_prefix("n "))
+        .filter_map(|n| n.trim().parse().ok())
+        .collect()
+}
+
+fn pid_of(lab: &Lab, name: &str) -> i64 {
+    let c = lab.container(name).unwrap_or_else(|| panic!("no {name}"));
+    c["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{name} has no pid: {c}"))
+}
+
+/// start, restart, run --rm, exec -u/-w, ps --format json,
+/// checkpoint/restore --print-stats.
+#[test]
+fn start_restart_rm_and_exec_as_podman() {
+    let Some(lab) = Lab::up("podman_verbs", "vb", 1) else {
+        return;
+    };
+    lab.import_busybox();
+    let counter = "i=0; while true; do i=$((i+1)); echo \"n $i\"; sleep 0.2; done";
+    lab.ok(&["run", "--name", "ctr", "busybox", "--", "sh", "-c", counter]);
+    let runs_again = |lab: &Lab, starts: usize| {
+        wait_for(30, || {
+            let v = counter_lines(lab, "ctr");
+            // The counter began again `starts` times and went on the last time.
+            (v.iter().filter(|&&n| n == 1).count() == starts && v.last() >= Some(&3)).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "counter did not start {starts} times: {:?}",
+                counter_lines(lab, "ctr")
+            )
+        })
+    };
+    runs_again(&lab, 1);
+    let pid1 = pid_of(&lab, "ctr");
+    // Files written before survive a restart (same filesystem).
+    lab.ok(&["exec", "ctr", "--", "sh", "-c", "echo kept > /root/f"]);
+
+    // restart: a new process, the counter from 1 again.
+    assert_eq!(lab.ok(&["restart", "-t", "1", "ctr"]), "ctr\n");
+    let c = lab.container("ctr").unwrap();
+    assert_eq!(c["status"], "Running", "{c}");
+    let pid2 = pid_of(&lab, "ctr");
+    assert_ne!(pid1, pid2, "restart kept the process");
+    assert!(
+        !common::process_alive(pid1 as i32),
+        "old process {pid1} alive"
+    );
+    runs_again(&lab, 2);
+    assert_eq!(lab.ok(&["exec", "ctr", "--", "cat", "/root/f"]), "kept\n");
+
+    // stop, then start.
+    lab.ok(&["stop", "-t", "1", "ctr"]);
+    assert_eq!(lab.container("ctr").unwrap()["status"], "Stopped");
+    assert_eq!(lab.ok(&["start", "ctr"]), "ctr\n");
+    let pid3 = pid_of(&lab, "ctr");
+    assert!(pid3 != pid2 && pid3 != pid1);
+    runs_again(&lab, 3);
+    // start of a running one: nothing changes.
+    lab.ok(&["start", "ctr"]);
+    assert_eq!(pid_of(&lab, "ctr"), pid3);
+    // A checkpointed one is restored, not started. checkpoint/restore
+    // --print-stats: Podman's statistics JSON, in microseconds.
+    let st: Value = serde_json::from_str(&lab.ok(&["checkpoint", "--print-stats", "ctr"])).unwrap();
+    let total = st["podman_checkpoint_duration"].as_u64().unwrap();
+    let cs = &st["container_statistics"][0];
+    assert_eq!(cs["Name"], "ctr", "{st}");
+    let frozen = cs["criu_statistics"]["frozen_time"].as_u64().unwrap();
+    assert!(frozen > 0 && frozen <= total, "{st}");
+    assert!(
+        cs["criu_statistics"]["pages_written"].as_u64().unwrap() > 0,
+        "{st}"
+    );
+    let err = fails(&lab, &["start", "ctr"]);
+    assert!(err.contains("restore it instead"), "{err}");
+    let st: Value = serde_json::from_str(&lab.ok(&["restore", "--print-stats", "ctr"])).unwrap();
+    let total = st["podman_restore_duration"].as_u64().unwrap();
+    let crs = &st["container_statistics"][0]["criu_statistics"];
+    let restore = crs["restore_time"].as_u64().unwrap();
+    assert!(restore > 0 && restore <= total, "{st}");
+    assert!(crs["pages_restored"].as_u64().unwrap() > 0, "{st}");
+    assert_eq!(lab.container("ctr").unwrap()["status"], "Running");
+    assert_eq!(
+        code(&lab, &["checkpoint", "--print-stats", "--json", "ctr"]).0,
+        Some(125)
+    );
+
+    // exec -u / -w.
+    assert_eq!(
+        lab.ok(&[
+            "exec",
+            "-u",
+            "65534:65533",
+            "-w",
+            "/tmp",
+            "ctr",
+            "--",
+            "sh",
+            "-c",
+            "id -u; id -g; pwd"
+        ]),
+        "65534\n65533\n/tmp\n"
+    );
+    assert_eq!(
+        lab.ok(&["exec", "ctr", "--", "sh", "-c", "id -u; pwd"]),
+        "0\n/\n"
+    );
+
+    // ps --format json: the same containers and keys as ps --json.
+    let a: Value = serde_json::from_str(&lab.ok(&["ps", "--format", "json"])).unwrap();
+    let b = lab.ps_json();
+    let keys = |v: &Value| -> Vec<Vec<String>> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_object().unwrap().keys().cloned().collect())
+            .collect()
+    };
+    assert_eq!(keys(&a), keys(&b));
+    assert_eq!(a[0]["name"], "ctr");
+
+    // run --rm: gone, with everything it held, once its process exits.
+    let gone = |lab: &Lab, name: &str| {
+        let cg = format!("/sys/fs/cgroup/memory/herd/{}/n1/{name}", lab.name);
+        let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .any(|l| l.contains(&format!("/containers/{name}/")));
+        lab.container(name).is_none()
+            && !lab.dir().join("n1/state/containers").join(name).exists()
+            && !std::path::Path::new(&cg).exists()
+            && !mounted
+    };
+    lab.ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "once",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "sleep 1; echo bye",
+    ]);
+    wait_for(30, || gone(&lab, "once").then_some(()))
+        .unwrap_or_else(|| panic!("--rm container left: {:?}", lab.container("once")));
+    // And when it is stopped.
+    lab.ok(&[
+        "run", "--rm", "--name", "long", "busybox", "--", "sleep", "1000",
+    ]);
+    assert_eq!(lab.container("long").unwrap()["status"], "Running");
+    lab.ok(&["stop", "-t", "1", "long"]);
+    wait_for(30, || gone(&lab, "long").then_some(()))
+        .unwrap_or_else(|| panic!("stopped --rm container left: {:?}", lab.container("long")));
+    // Without --rm a container stays after it exits.
+    lab.ok(&["run", "--name", "stays", "busybox", "--", "true"]);
+    wait_for(30, || {
+        (lab.container("stays").unwrap()["status"] == "Stopped").then_some(())
+    })
+    .expect("stays never stopped");
+    assert!(!gone(&lab, "stays"));
+    lab.ok(&["rm", "stays"]);
+    lab.ok(&["rm", "-f", "ctr"]);
+    assert!(lab
+        .leftovers()
+        .iter()
+        .all(|l| !l.contains("once") && !l.contains("long")));
 }

@@ -30,7 +30,10 @@ pub mod size;
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
 /// 3: the fenced migration handoff (`Handoff`, `Migrating`, typed outcome).
 /// 4: `Request::Migrate.memory` (`--memory-mode`).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: `Exec.user`/`Exec.workdir`, `Request::Start`, `RunSpec.auto_remove`
+///    (and `Request::MigratePages`, added beside them),
+///    error kinds `CommandNotFound`/`CannotExecute` (Podman's 127/126).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -72,6 +75,11 @@ pub enum Request {
         name: String,
         cmd: Vec<String>,
         env: Vec<String>,
+        /// `USER[:GROUP]` (names from the container's /etc files, or ids);
+        /// default the container's user.
+        user: Option<String>,
+        /// Absolute working directory; default the container's.
+        workdir: Option<String>,
     },
     /// SIGTERM, then SIGKILL after `timeout_s`.
     Stop {
@@ -152,6 +160,11 @@ pub enum Request {
     MigratePages {
         id: handoff::MigrationId,
     },
+    /// Start a stopped container again: same filesystem, network and
+    /// limits, a new process (Podman's `start`).
+    Start {
+        name: String,
+    },
 }
 
 /// What `herd run` asks for.
@@ -184,6 +197,9 @@ pub struct RunSpec {
     /// Absolute working directory (`-w`); default the image's WorkingDir.
     #[serde(default)]
     pub workdir: Option<String>,
+    /// Remove the container when its process exits (`run --rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
 }
 
 /// A network every agent of a cluster knows: containers on it get a macvlan
@@ -310,6 +326,10 @@ pub enum ErrorKind {
     VersionMismatch,
     Unauthorized,
     Internal,
+    /// The container's command was not found (`herd` exits 127, as Podman).
+    CommandNotFound,
+    /// The container's command was found but cannot be executed (126).
+    CannotExecute,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -47,12 +47,19 @@ impl Agent {
                 self.save(&rec)?;
             }
             let pid = rec.pid;
+            let gone_rm = rec.spec.auto_remove && rec.status == ContainerStatus::Stopped;
             let entry = Entry::new(rec);
             lock(&self.containers).insert(name.clone(), entry.clone());
             if alive {
                 if let Some(pid) = pid {
                     tracing::info!(container = %name, pid, "re-adopted");
                     self.watch(entry, pid, false);
+                }
+            }
+            if gone_rm {
+                // `run --rm` whose process ended while the agent was down.
+                if let Err(e) = self.remove(&name, false) {
+                    tracing::error!(container = %name, "--rm: remove: {e}");
                 }
             }
         }
@@ -119,6 +126,16 @@ impl Agent {
             }
             entry.exited.notify_all();
             tracing::info!(container = %rec.spec.name, ?code, "exited");
+            if rec.spec.auto_remove {
+                // `run --rm`: nothing of it stays once its process is gone.
+                let name = rec.spec.name.clone();
+                match me.remove(&name, false) {
+                    Ok(()) => me
+                        .monitor
+                        .event(&name, herd_wire::monitor::EventKind::Removed),
+                    Err(e) => tracing::error!(container = %name, "--rm: remove: {e}"),
+                }
+            }
         });
     }
 }

@@ -16,6 +16,10 @@ use crate::error::{AgentError, IoContext, Result};
 pub struct ExecRequest {
     pub cmd: Vec<String>,
     pub env: Vec<String>,
+    /// `-u USER[:GROUP]`; default the container's user.
+    pub user: Option<String>,
+    /// `-w DIR`; default the container's working directory.
+    pub workdir: Option<String>,
 }
 
 impl Agent {
@@ -35,10 +39,7 @@ impl Agent {
             });
         }
         let mut env = HashMap::new();
-        env.insert(
-            "PATH".to_string(),
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
-        );
+        env.insert("PATH".to_string(), super::command::DEFAULT_PATH.to_string());
         for e in &req.env {
             let (k, v) = e.split_once('=').ok_or_else(|| AgentError::Invalid {
                 what: "environment variable",
@@ -60,6 +61,33 @@ impl Agent {
             ),
             None => ("/".to_string(), 0, 0, Vec::new()),
         };
+        // The container's root as its processes see it (its mounts too).
+        let pid = entry.snapshot().pid.ok_or_else(|| {
+            AgentError::Other(format!("container {name} is running without a pid"))
+        })?;
+        let root = std::path::PathBuf::from(format!("/proc/{pid}/root"));
+        let (uid, gid, gids) = match &req.user {
+            Some(u) => {
+                let id = crate::spec::resolve_user(&root, u)?;
+                (id.uid, id.gid, id.additional_gids)
+            }
+            None => (uid, gid, gids),
+        };
+        let cwd = match &req.workdir {
+            Some(w) if !w.starts_with('/') => {
+                return Err(AgentError::Invalid {
+                    what: "working directory",
+                    reason: format!("{w:?} is not an absolute path"),
+                })
+            }
+            Some(w) => w.clone(),
+            None => cwd,
+        };
+        let path_var = env
+            .get("PATH")
+            .cloned()
+            .unwrap_or_else(|| super::command::DEFAULT_PATH.to_string());
+        super::command::check(name, &root, &cwd, &path_var, &req.cmd[0])?;
         let gids: Vec<String> = gids.iter().map(u32::to_string).collect();
         let (in_r, in_w) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "stdin pipe".into())?;
@@ -96,10 +124,12 @@ impl Agent {
         let exit_code = match report.strip_prefix("exit ").map(str::parse::<i32>) {
             Some(Ok(c)) if status.success() => c,
             _ => {
-                return Err(AgentError::Other(match report.strip_prefix("error ") {
-                    Some(e) => e.to_string(),
-                    None => format!("exec in {name}: the helper ended ({status}) with {report:?}"),
-                }))
+                return Err(match report.strip_prefix("error ") {
+                    Some(e) => super::command::classify(name, &req.cmd[0], e.to_string()),
+                    None => AgentError::Other(format!(
+                        "exec in {name}: the helper ended ({status}) with {report:?}"
+                    )),
+                })
             }
         };
         Ok(ExecOutput {

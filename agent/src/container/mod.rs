@@ -16,6 +16,7 @@
 
 mod adopt;
 mod checkpoint;
+mod command;
 mod exec;
 mod preflight;
 mod remove;

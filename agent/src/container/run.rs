@@ -153,6 +153,15 @@ impl Agent {
             &hostname,
             net.as_ref().map(|(_, _, ip, _)| ip.to_string()).as_deref(),
         )?;
+        // Podman's 127 / 126 before anything starts.
+        let path_var = env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or(super::command::DEFAULT_PATH)
+            .to_string();
+        let cmd0 = args.first().cloned().unwrap_or_default();
+        super::command::check(&name, cfs.merged(), &cwd, &path_var, &cmd0)?;
         let cgroup_path = self.cgroup_path(&name);
         let oci = spec::build(SpecInput {
             rootfs: cfs.merged(),
@@ -172,7 +181,13 @@ impl Agent {
 
         // Stdio through the log shim, then create and start.
         let stdio = logs::spawn_logged_stdio(&cdir.log())?;
-        let pid = create_and_start(&self.state.runtime(), &name, &cdir.bundle(), stdio)?;
+        let pid =
+            create_and_start(&self.state.runtime(), &name, &cdir.bundle(), stdio).map_err(|e| {
+                match e {
+                    AgentError::Other(m) => super::command::classify(&name, &cmd0, m),
+                    e => e,
+                }
+            })?;
         {
             let rt = self.state.runtime();
             let n = name.clone();
@@ -200,6 +215,65 @@ impl Agent {
         }
         self.watch(entry, pid, true);
         tracing::info!(container = %name, pid, "started");
+        Ok(rec.info())
+    }
+}
+
+impl Agent {
+    /// Podman's `start`: a stopped container's process again, from the
+    /// same bundle (filesystem, network namespace, limits kept). A running
+    /// one is left as it is; a checkpointed one needs `restore`.
+    pub fn start(self: &Arc<Self>, name: &str) -> Result<ContainerInfo> {
+        let entry = self.entry(name)?;
+        let rec = entry.snapshot();
+        match rec.status {
+            ContainerStatus::Running => return Ok(rec.info()),
+            ContainerStatus::Stopped => {}
+            s => {
+                return Err(AgentError::Conflict {
+                    name: name.to_string(),
+                    state: s.to_string(),
+                    hint: match s {
+                        ContainerStatus::Checkpointed => "restore it instead",
+                        _ => "start needs a stopped container",
+                    },
+                })
+            }
+        }
+        let cdir = self.state.container(name);
+        // After an agent restart a stopped container's overlay may be gone.
+        let lowers: Vec<_> = rec
+            .layers
+            .iter()
+            .rev()
+            .map(|d| self.images.layer_dir(d))
+            .collect();
+        let cfs = ContainerFs::open(&cdir.fs(), lowers)?;
+        if !cfs.is_mounted()? {
+            cfs.mount()?;
+        }
+        if rec.netns.is_empty() || !herd_netlink::netns::exists(&rec.netns) {
+            return Err(AgentError::Other(format!(
+                "container {name}: its network namespace {:?} is gone; remove it and run it again",
+                rec.netns
+            )));
+        }
+        // libcontainer's state of the exited process, then a fresh one.
+        destroy_runtime(&self.state.runtime(), name);
+        let stdio = logs::spawn_logged_stdio(&cdir.log())?;
+        let pid = create_and_start(&self.state.runtime(), name, &cdir.bundle(), stdio)?;
+        crate::cgroup::join_container(&rec.cgroup_path, pid)?;
+        let rec = {
+            let mut r = lock(&entry.record);
+            r.status = ContainerStatus::Running;
+            r.pid = Some(pid);
+            r.pid_start = pid_start_time(pid);
+            r.exit_code = None;
+            r.clone()
+        };
+        self.save(&rec)?;
+        self.watch(entry, pid, true);
+        tracing::info!(container = %name, pid, "started again");
         Ok(rec.info())
     }
 }

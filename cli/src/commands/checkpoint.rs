@@ -22,6 +22,9 @@ pub struct CheckpointArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Print Podman's statistics JSON (durations in microseconds).
+    #[arg(long, conflicts_with = "json")]
+    pub print_stats: bool,
     pub name: String,
 }
 
@@ -30,6 +33,7 @@ pub async fn run(g: &GlobalArgs, args: &CheckpointArgs) -> Result<i32> {
         leave_running,
         export,
         json,
+        print_stats,
         name,
     } = args;
     let export = match export {
@@ -53,6 +57,24 @@ pub async fn run(g: &GlobalArgs, args: &CheckpointArgs) -> Result<i32> {
     };
     if *json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else if *print_stats {
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        let v = serde_json::json!({
+            "podman_checkpoint_duration": us(rep.total_ms),
+            "container_statistics": [{
+                "Id": rep.name,
+                "Name": rep.name,
+                "runtime_checkpoint_duration": us(rep.total_ms),
+                "criu_statistics": {
+                    "freezing_time": us(rep.freezing_ms),
+                    "frozen_time": us(rep.frozen_ms),
+                    "memdump_time": us(rep.memdump_ms),
+                    "memwrite_time": us(rep.memwrite_ms),
+                    "pages_written": rep.pages_written,
+                },
+            }],
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "{} checkpointed on {}: {:.0} ms (CRIU frozen {:.1} ms, memory dump {:.1} ms), images {}{}",

@@ -14,6 +14,13 @@ pub struct ExecArgs {
     pub node: Option<String>,
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
+    /// Run as USER[:GROUP] (names from the container's /etc/passwd and
+    /// /etc/group, or ids); default the container's user.
+    #[arg(short = 'u', long)]
+    pub user: Option<String>,
+    /// Working directory (absolute); default the container's.
+    #[arg(short = 'w', long)]
+    pub workdir: Option<String>,
     pub name: String,
     /// The command (`herd exec NAME CMD...`; a `--` before it is allowed).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
@@ -24,9 +31,16 @@ pub async fn run(g: &GlobalArgs, args: &ExecArgs) -> Result<i32> {
     let ExecArgs {
         node,
         env,
+        user,
+        workdir,
         name,
         cmd,
     } = args;
+    if let Some(w) = workdir {
+        if !w.starts_with('/') {
+            anyhow::bail!("-w {w:?}: the working directory must be an absolute path");
+        }
+    }
     let mut c = g.client()?;
     let node = c.locate_on(name, node.as_deref()).await?;
     let r = c
@@ -36,6 +50,8 @@ pub async fn run(g: &GlobalArgs, args: &ExecArgs) -> Result<i32> {
                 name: name.clone(),
                 cmd: cmd.clone(),
                 env: env.clone(),
+                user: user.clone(),
+                workdir: workdir.clone(),
             },
         )
         .await?;

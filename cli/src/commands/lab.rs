@@ -101,7 +101,7 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
                     }
                 }
             }
-            return Ok(if bad > 0 { 1 } else { 0 });
+            return Ok(if bad > 0 { crate::exit::HERD_ERROR } else { 0 });
         }
         LabCmd::Demo { name } => return demo(name).await,
         LabCmd::Restart { node } => {

@@ -103,7 +103,7 @@ pub async fn run(g: &GlobalArgs, c: &NodeCmd) -> Result<i32> {
                     }
                 }
             }
-            return Ok(if bad > 0 { 1 } else { 0 });
+            return Ok(if bad > 0 { crate::exit::HERD_ERROR } else { 0 });
         }
     }
     Ok(0)

@@ -143,5 +143,9 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
             summary["total_ms_p95"].as_f64().unwrap_or(0.0),
         );
     }
-    Ok(if failures.is_empty() { 0 } else { 1 })
+    Ok(if failures.is_empty() {
+        0
+    } else {
+        crate::exit::HERD_ERROR
+    })
 }

@@ -11,6 +11,9 @@ use crate::context::GlobalArgs;
 pub struct PsArgs {
     #[arg(long)]
     pub json: bool,
+    /// `json`: the same as --json (Podman's `--format json`).
+    #[arg(long, value_parser = ["json"])]
+    pub format: Option<String>,
     /// All containers (Podman's flag; herd's `ps` always lists every
     /// container, stopped and checkpointed ones too).
     #[arg(short = 'a', long)]
@@ -25,6 +28,7 @@ pub struct PsArgs {
 pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
     let PsArgs {
         json,
+        format,
         all: _,
         quiet,
         node,
@@ -43,7 +47,7 @@ pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
             Err(e) => failed.push(format!("{e:#}")),
         }
     }
-    if *json {
+    if *json || format.is_some() {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else if *quiet {
         for c in &all {
@@ -56,7 +60,7 @@ pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
         eprintln!("herd: warning: {f}");
     }
     if !failed.is_empty() {
-        return Ok(1);
+        return Ok(crate::exit::HERD_ERROR);
     }
     Ok(0)
 }

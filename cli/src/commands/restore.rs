@@ -23,6 +23,9 @@ pub struct RestoreArgs {
     pub node: Option<String>,
     #[arg(long)]
     pub json: bool,
+    /// Print Podman's statistics JSON (durations in microseconds).
+    #[arg(long, conflicts_with = "json")]
+    pub print_stats: bool,
     #[arg(required_unless_present = "import")]
     pub name: Option<String>,
 }
@@ -33,6 +36,7 @@ pub async fn run(g: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
         new_name,
         node,
         json,
+        print_stats,
         name,
     } = args;
     let mut c = g.client()?;
@@ -73,6 +77,21 @@ pub async fn run(g: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
     };
     if *json {
         println!("{}", serde_json::to_string_pretty(&rep)?);
+    } else if *print_stats {
+        let us = |ms: f64| (ms * 1000.0).round() as u64;
+        let v = serde_json::json!({
+            "podman_restore_duration": us(rep.total_ms),
+            "container_statistics": [{
+                "Id": rep.container.name,
+                "Name": rep.container.name,
+                "runtime_restore_duration": us(rep.total_ms),
+                "criu_statistics": {
+                    "restore_time": us(rep.criu_restore_ms),
+                    "pages_restored": rep.pages_restored,
+                },
+            }],
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
         println!(
             "{} restored on {}: {:.0} ms (CRIU restore {:.1} ms), pid {}",

@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// CPU limit in cores, e.g. 1.5 (at most the node's cores).
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// Remove the container when its process exits (it is also removed
+    /// after `herd stop`).
+    #[arg(long)]
+    pub rm: bool,
     /// Hostname inside the container (default: its name).
     #[arg(long)]
     pub hostname: Option<String>,
@@ -70,6 +74,7 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         workdir,
         memory,
         cpus,
+        rm,
         hostname,
         net,
         ip,
@@ -143,6 +148,7 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         entrypoint,
         user: user.clone(),
         workdir: workdir.clone(),
+        auto_remove: *rm,
     };
     match c.call(&node, Request::Run(spec)).await? {
         Response::Container(_) => {}

@@ -786,7 +786,7 @@ pub fn print_up(cl: &Cluster) {
     }
 }
 
-/// `herd lab status` of a VM lab; exit code 1 when a guest or agent is down.
+/// `herd lab status` of a VM lab; exit code 125 when a guest or agent is down.
 pub async fn print_status(lab: &str) -> Result<i32> {
     let cl = load(lab)?;
     let mut bad = 0;
@@ -814,7 +814,7 @@ pub async fn print_status(lab: &str) -> Result<i32> {
             if s.qemu { s.agent } else { "guest off".into() }
         );
     }
-    Ok(if bad > 0 { 1 } else { 0 })
+    Ok(if bad > 0 { crate::exit::HERD_ERROR } else { 0 })
 }
 
 /// `herd lab guest NODE -- CMD...`: prints the command's output, returns its code.
