@@ -227,8 +227,8 @@ pub fn table(runs: &[Run]) -> String {
     s
 }
 
-/// Series colours (matplotlib's tab10, as the forecast plot's palette).
-const COLORS: &[RGBColor] = &[
+/// Series colours (matplotlib's tab10), the report's and the forecast plot's.
+pub(crate) const COLORS: &[RGBColor] = &[
     RGBColor(0x1f, 0x77, 0xb4),
     RGBColor(0xd6, 0x27, 0x28),
     RGBColor(0x2c, 0xa0, 0x2c),

@@ -11,20 +11,9 @@ use plotters::prelude::*;
 
 use super::dataset::Row;
 use super::{ForecastError, Result};
-use crate::report::{legend, Key, LEGEND_W};
+use crate::report::{legend, Key, COLORS as PALETTE, LEGEND_W};
 
 const MAX_RUNS: usize = 8;
-/// matplotlib's tab10 (the report's colours).
-const PALETTE: &[RGBColor] = &[
-    RGBColor(0x1f, 0x77, 0xb4),
-    RGBColor(0xd6, 0x27, 0x28),
-    RGBColor(0x2c, 0xa0, 0x2c),
-    RGBColor(0xff, 0x7f, 0x0e),
-    RGBColor(0x94, 0x67, 0xbd),
-    RGBColor(0x8c, 0x56, 0x4b),
-    RGBColor(0xe3, 0x77, 0xc2),
-    RGBColor(0x7f, 0x7f, 0x7f),
-];
 
 /// Per kind, per run: (seconds since the run's first window, actual, predicted).
 type Series = BTreeMap<String, BTreeMap<String, BTreeMap<i64, (f64, f64)>>>;
