@@ -44,13 +44,39 @@ pub enum CsvError {
     #[error("{path}: {source}")]
     Csv { path: PathBuf, source: csv::Error },
     #[error("{path}: missing column {column:?} in the header")]
-    MissingColumn { path: PathBuf, column: &'static str },
+    MissingColumn {
+        path: PathBuf,
+        column: &'static str,
+        /// The header as read (empty for a writer's column list).
+        header: String,
+    },
+    #[error("{path}:{line}: {error}")]
+    Cell {
+        path: PathBuf,
+        line: usize,
+        error: RowError,
+    },
     #[error("{path}:{line}: {msg}")]
     Bad {
         path: PathBuf,
         line: usize,
         msg: String,
     },
+}
+
+/// Why a line's cells do not make a row.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum RowError {
+    #[error("{column} is empty")]
+    Empty { column: String },
+    #[error("{column}: {value:?} is not a {expected}")]
+    NotA {
+        column: String,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("{0}")]
+    Other(String),
 }
 
 /// One row type of one file.
@@ -65,7 +91,7 @@ pub trait CsvRow: Sized {
     const WRITTEN: &'static [&'static str];
     /// Appends the cell of `COLUMNS[col]` to `out`.
     fn write_cell(&self, col: usize, out: &mut String);
-    fn from_fields(f: &Fields<'_>) -> Result<Self, String>;
+    fn from_fields(f: &Fields<'_>) -> Result<Self, RowError>;
 }
 
 pub const HOSTS_COLUMNS: &[&str] = &[
@@ -341,37 +367,60 @@ impl Fields<'_> {
     pub fn string(&self, column: &str) -> String {
         self.raw(column).to_string()
     }
-    pub fn f64(&self, column: &str) -> Result<f64, String> {
-        let v = self.raw(column);
-        let x: f64 = v
-            .trim()
-            .parse()
-            .map_err(|_| format!("{column}: {v:?} is not a number"))?;
-        if x.is_nan() {
-            return Err(format!("{column}: NaN"));
+    /// A finite number; an empty cell is [`RowError::Empty`].
+    pub fn f64(&self, column: &str) -> Result<f64, RowError> {
+        let v = self.raw(column).trim();
+        if v.is_empty() {
+            return Err(RowError::Empty {
+                column: column.into(),
+            });
         }
-        Ok(x)
+        match v.parse::<f64>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            _ => Err(self.not_a(column, "number")),
+        }
     }
-    pub fn opt_f64(&self, column: &str) -> Result<Option<f64>, String> {
+    /// A required metric: an empty cell is unknown (NaN), like an absent
+    /// optional column; anything else must be a finite number.
+    pub fn metric(&self, column: &str) -> Result<f64, RowError> {
+        if self.raw(column).trim().is_empty() {
+            Ok(f64::NAN)
+        } else {
+            self.f64(column)
+        }
+    }
+    pub fn opt_f64(&self, column: &str) -> Result<Option<f64>, RowError> {
         if self.raw(column).trim().is_empty() {
             Ok(None)
         } else {
             self.f64(column).map(Some)
         }
     }
-    pub fn u64(&self, column: &str) -> Result<u64, String> {
+    pub fn u64(&self, column: &str) -> Result<u64, RowError> {
         let v = self.raw(column).trim();
+        if v.is_empty() {
+            return Err(RowError::Empty {
+                column: column.into(),
+            });
+        }
         // Accept "123.0" from writers that print every number as a float.
         v.parse::<u64>().or_else(|_| match v.parse::<f64>() {
             Ok(x) if x >= 0.0 && x.fract() == 0.0 && x < 1.8e19 => Ok(x as u64),
-            _ => Err(format!("{column}: {v:?} is not a non-negative integer")),
+            _ => Err(self.not_a(column, "non-negative integer")),
         })
     }
-    pub fn opt_u64(&self, column: &str) -> Result<Option<u64>, String> {
+    pub fn opt_u64(&self, column: &str) -> Result<Option<u64>, RowError> {
         if self.raw(column).trim().is_empty() {
             Ok(None)
         } else {
             self.u64(column).map(Some)
+        }
+    }
+    fn not_a(&self, column: &str, expected: &'static str) -> RowError {
+        RowError::NotA {
+            column: column.into(),
+            value: self.raw(column).into(),
+            expected,
         }
     }
     pub fn opt_string(&self, column: &str) -> Option<String> {
@@ -482,20 +531,20 @@ impl CsvRow for HostRow {
             _ => {}
         }
     }
-    fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
+    fn from_fields(f: &Fields<'_>) -> Result<Self, RowError> {
         Ok(HostRow {
             time: f.f64("time")?,
             host: f.string("host"),
-            cpu_user_ratio: f.f64("cpu_user_ratio")?,
-            cpu_system_ratio: f.f64("cpu_system_ratio")?,
-            cpu_iowait_ratio: f.f64("cpu_iowait_ratio")?,
-            load1: f.f64("load1")?,
+            cpu_user_ratio: f.metric("cpu_user_ratio")?,
+            cpu_system_ratio: f.metric("cpu_system_ratio")?,
+            cpu_iowait_ratio: f.metric("cpu_iowait_ratio")?,
+            load1: f.metric("load1")?,
             memory_used_bytes: f.u64("memory_used_bytes")?,
-            major_faults_per_second: f.f64("major_faults_per_second")?,
-            disk_ops_per_second: f.f64("disk_ops_per_second")?,
-            disk_busy_ratio: f.f64("disk_busy_ratio")?,
-            net_rx_bytes_per_second: f.f64("net_rx_bytes_per_second")?,
-            net_tx_bytes_per_second: f.f64("net_tx_bytes_per_second")?,
+            major_faults_per_second: f.metric("major_faults_per_second")?,
+            disk_ops_per_second: f.metric("disk_ops_per_second")?,
+            disk_busy_ratio: f.metric("disk_busy_ratio")?,
+            net_rx_bytes_per_second: f.metric("net_rx_bytes_per_second")?,
+            net_tx_bytes_per_second: f.metric("net_tx_bytes_per_second")?,
             cpu_idle_ratio: f.opt_f64("cpu_idle_ratio")?,
             load5: f.opt_f64("load5")?,
             load15: f.opt_f64("load15")?,
@@ -555,18 +604,19 @@ impl CsvRow for ContainerRow {
             _ => {}
         }
     }
-    fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
+    fn from_fields(f: &Fields<'_>) -> Result<Self, RowError> {
         let pids = f.u64("pids")?;
         Ok(ContainerRow {
             time: f.f64("time")?,
             host: f.string("host"),
             container: f.string("container"),
-            cpu_usage_cores: f.f64("cpu_usage_cores")?,
+            cpu_usage_cores: f.metric("cpu_usage_cores")?,
             memory_bytes: f.u64("memory_bytes")?,
-            major_faults_per_second: f.f64("major_faults_per_second")?,
-            io_read_ops_per_second: f.f64("io_read_ops_per_second")?,
-            io_write_ops_per_second: f.f64("io_write_ops_per_second")?,
-            pids: u32::try_from(pids).map_err(|_| format!("pids: {pids} is too large"))?,
+            major_faults_per_second: f.metric("major_faults_per_second")?,
+            io_read_ops_per_second: f.metric("io_read_ops_per_second")?,
+            io_write_ops_per_second: f.metric("io_write_ops_per_second")?,
+            pids: u32::try_from(pids)
+                .map_err(|_| RowError::Other(format!("pids: {pids} is too large")))?,
             ops_per_second: f.opt_f64("ops_per_second")?,
             cpu_throttled_ratio: f.opt_f64("cpu_throttled_ratio")?,
             cpu_throttled_seconds_per_second: f.opt_f64("cpu_throttled_seconds_per_second")?,
@@ -597,15 +647,16 @@ impl CsvRow for MigrationRow {
             _ => {}
         }
     }
-    fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
+    fn from_fields(f: &Fields<'_>) -> Result<Self, RowError> {
         let count = f.u64("count")?;
         Ok(MigrationRow {
             time: f.f64("time")?,
             container: f.string("container"),
             from: f.string("from"),
             to: f.string("to"),
-            event: f.raw("event").parse()?,
-            count: u32::try_from(count).map_err(|_| format!("count: {count} is too large"))?,
+            event: f.raw("event").parse().map_err(RowError::Other)?,
+            count: u32::try_from(count)
+                .map_err(|_| RowError::Other(format!("count: {count} is too large")))?,
             frozen_seconds: f.opt_f64("frozen_seconds")?,
         })
     }
@@ -628,7 +679,7 @@ impl CsvRow for DecisionRow {
             _ => {}
         }
     }
-    fn from_fields(f: &Fields<'_>) -> Result<Self, String> {
+    fn from_fields(f: &Fields<'_>) -> Result<Self, RowError> {
         Ok(DecisionRow {
             time: f.f64("time")?,
             policy: f.string("policy"),
@@ -700,7 +751,11 @@ impl<W: Write, R: CsvRow> CsvWriter<W, R> {
         }
         for (i, c) in required::<R>().iter().enumerate() {
             if !columns.contains(&i) {
-                return Err(CsvError::MissingColumn { path, column: c });
+                return Err(CsvError::MissingColumn {
+                    path,
+                    column: c,
+                    header: String::new(),
+                });
             }
         }
         let mut w = CsvWriter {
@@ -756,11 +811,12 @@ impl<W: Write, R: CsvRow> CsvWriter<W, R> {
 
 /// Reads every row of `path`.
 pub fn read_file<R: CsvRow>(path: &Path) -> Result<Vec<R>, CsvError> {
-    let f = std::fs::File::open(path).map_err(|source| CsvError::Io {
-        path: path.to_path_buf(),
-        source,
+    let mut rows = Vec::new();
+    scan_file(path, &[], |r| {
+        rows.push(r);
+        Ok(())
     })?;
-    read_from(std::io::BufReader::new(f), path)
+    Ok(rows)
 }
 
 /// Reads `dir/R::FILE`.
@@ -771,6 +827,37 @@ pub fn read_in<R: CsvRow>(dir: &Path) -> Result<Vec<R>, CsvError> {
 /// Reads rows from `input` (named `path` in errors). The header must hold
 /// every required column; other columns are ignored unless known.
 pub fn read_from<R: CsvRow>(input: impl Read, path: &Path) -> Result<Vec<R>, CsvError> {
+    let mut rows = Vec::new();
+    scan_from(input, path, &[], |r| {
+        rows.push(r);
+        Ok(())
+    })?;
+    Ok(rows)
+}
+
+/// Streams the rows of `path` into `each` without holding the file (large
+/// runs), with `also` required beside `R`'s required columns. Returns the
+/// header as read, so a reader can tell an absent optional column from
+/// empty cells.
+pub fn scan_file<R: CsvRow, E: From<CsvError>>(
+    path: &Path,
+    also: &[&'static str],
+    each: impl FnMut(R) -> Result<(), E>,
+) -> Result<Vec<String>, E> {
+    let f = std::fs::File::open(path).map_err(|source| CsvError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    scan_from(std::io::BufReader::new(f), path, also, each)
+}
+
+/// [`scan_file`] over any reader.
+pub fn scan_from<R: CsvRow, E: From<CsvError>>(
+    input: impl Read,
+    path: &Path,
+    also: &[&'static str],
+    mut each: impl FnMut(R) -> Result<(), E>,
+) -> Result<Vec<String>, E> {
     let mut r = csv::ReaderBuilder::new()
         .flexible(true)
         .has_headers(false)
@@ -789,22 +876,24 @@ pub fn read_from<R: CsvRow>(input: impl Read, path: &Path) -> Result<Vec<R>, Csv
     };
     let mut rec = csv::StringRecord::new();
     if !r.read_record(&mut rec).map_err(csv_err)? {
-        return Err(bad(1, "empty file (no header)".into()));
+        return Err(bad(1, "empty file (no header)".into()).into());
     }
-    let index: HashMap<String, usize> = rec
+    let header: Vec<String> = rec.iter().map(|n| n.trim().to_string()).collect();
+    let index: HashMap<String, usize> = header
         .iter()
         .enumerate()
-        .map(|(i, n)| (n.trim().to_string(), i))
+        .map(|(i, n)| (n.clone(), i))
         .collect();
-    for c in required::<R>() {
+    for c in required::<R>().iter().chain(also) {
         if !index.contains_key(*c) {
             return Err(CsvError::MissingColumn {
                 path: path.to_path_buf(),
                 column: c,
-            });
+                header: header.join(","),
+            }
+            .into());
         }
     }
-    let mut rows = Vec::new();
     while r.read_record(&mut rec).map_err(csv_err)? {
         let line = rec.position().map_or(0, |p| p.line());
         if rec.len() == 1 && rec.get(0).is_some_and(|f| f.trim().is_empty()) {
@@ -814,15 +903,21 @@ pub fn read_from<R: CsvRow>(input: impl Read, path: &Path) -> Result<Vec<R>, Csv
             return Err(bad(
                 line,
                 format!("{} fields, expected at least {}", rec.len(), R::REQUIRED),
-            ));
+            )
+            .into());
         }
         let f = Fields {
             index: &index,
             values: &rec,
         };
-        rows.push(R::from_fields(&f).map_err(|m| bad(line, m))?);
+        let row = R::from_fields(&f).map_err(|error| CsvError::Cell {
+            path: path.to_path_buf(),
+            line: line as usize,
+            error,
+        })?;
+        each(row)?;
     }
-    Ok(rows)
+    Ok(header)
 }
 
 /// Formats a row the way [`CsvWriter::new`] would (for logs and tests).

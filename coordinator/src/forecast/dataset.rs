@@ -1,11 +1,12 @@
 //! Dataset builder: monitor CSVs -> resampled, joined, feature rows.
 //!
 //! A run is a directory holding `hosts.csv` and `containers.csv`; `--data DIR`
-//! names a run or a directory whose subdirectories are runs. Columns are found
-//! by name (extra columns are ignored, a missing one is an error naming it);
-//! `time` is unix seconds, integer or fractional; an empty metric cell is a
-//! missing value (the trees route it on their missing branch), an unparsable
-//! one is an error with its line.
+//! names a run or a directory whose subdirectories are runs. The files are
+//! read by the monitor's own codec and row types ([`crate::csv`]): columns
+//! are found by name (extra columns are ignored, a missing one is an error
+//! naming it and the header); an empty metric cell is a missing value (the
+//! trees route it on their missing branch), an unparsable one is an error
+//! with its line. Only `ops_per_second` is required here beyond the schema.
 //!
 //! Workload kind: the `kind` column of containers.csv when the file has it,
 //! otherwise inferred from the container name's words (`cpu-3`, `w1_mem` ...),
@@ -17,13 +18,14 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::{ForecastError, Result};
+use crate::csv::{scan_file, ContainerRow, CsvRow, HostRow};
 
 /// Default resampling window, seconds.
 pub const DEFAULT_WINDOW_S: f64 = 5.0;
 
 // Files and column names are the schema's (crate::csv).
-pub const HOSTS_FILE: &str = <crate::csv::HostRow as crate::csv::CsvRow>::FILE;
-pub const CONTAINERS_FILE: &str = <crate::csv::ContainerRow as crate::csv::CsvRow>::FILE;
+pub const HOSTS_FILE: &str = <HostRow as CsvRow>::FILE;
+pub const CONTAINERS_FILE: &str = <ContainerRow as CsvRow>::FILE;
 
 /// Metric columns of hosts.csv after `time,host`.
 pub const HOST_METRICS: [&str; 10] = [
@@ -391,127 +393,33 @@ impl<const N: usize> Acc<N> {
     }
 }
 
-/// A CSV file with its header resolved to column indexes.
-struct Table {
-    path: PathBuf,
-    reader: csv::Reader<std::fs::File>,
-    header: Vec<String>,
+/// hosts.csv's metrics in the order of [`HOST_METRICS`], then [`HOST_OPTIONAL`].
+fn host_values(r: &HostRow) -> [f64; 11] {
+    [
+        r.cpu_user_ratio,
+        r.cpu_system_ratio,
+        r.cpu_iowait_ratio,
+        r.load1,
+        r.memory_used_bytes as f64,
+        r.major_faults_per_second,
+        r.disk_ops_per_second,
+        r.disk_busy_ratio,
+        r.net_rx_bytes_per_second,
+        r.net_tx_bytes_per_second,
+        r.cores.unwrap_or(f64::NAN),
+    ]
 }
 
-impl Table {
-    fn open(path: &Path) -> Result<Table> {
-        let mut reader = csv::ReaderBuilder::new()
-            .trim(csv::Trim::All)
-            .from_path(path)
-            .map_err(|source| ForecastError::Csv {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let header = reader
-            .headers()
-            .map_err(|source| ForecastError::Csv {
-                path: path.to_path_buf(),
-                source,
-            })?
-            .iter()
-            .map(String::from)
-            .collect();
-        Ok(Table {
-            path: path.to_path_buf(),
-            reader,
-            header,
-        })
-    }
-
-    fn column(&self, name: &str) -> Result<usize> {
-        self.header
-            .iter()
-            .position(|h| h == name)
-            .ok_or_else(|| ForecastError::MissingColumn {
-                path: self.path.clone(),
-                column: name.into(),
-                header: self.header.join(","),
-            })
-    }
-
-    fn optional_column(&self, name: &str) -> Option<usize> {
-        self.header.iter().position(|h| h == name)
-    }
-}
-
-struct Cells<'a> {
-    path: &'a Path,
-    header: &'a [String],
-    rec: &'a csv::StringRecord,
-    line: u64,
-}
-
-impl Cells<'_> {
-    fn text(&self, i: usize) -> Result<&str> {
-        match self.rec.get(i) {
-            Some(s) if !s.is_empty() => Ok(s),
-            _ => Err(ForecastError::EmptyValue {
-                path: self.path.to_path_buf(),
-                line: self.line,
-                column: self.header[i].clone(),
-            }),
-        }
-    }
-    /// A number; an empty cell is NaN (missing).
-    fn number(&self, i: usize) -> Result<f64> {
-        let s = self.rec.get(i).unwrap_or("");
-        if s.is_empty() {
-            return Ok(f64::NAN);
-        }
-        s.parse::<f64>().map_err(|_| ForecastError::BadValue {
-            path: self.path.to_path_buf(),
-            line: self.line,
-            column: self.header[i].clone(),
-            value: s.into(),
-        })
-    }
-    fn time(&self, i: usize) -> Result<f64> {
-        let t = self.number(i)?;
-        if t.is_nan() {
-            return Err(ForecastError::EmptyValue {
-                path: self.path.to_path_buf(),
-                line: self.line,
-                column: self.header[i].clone(),
-            });
-        }
-        if !t.is_finite() {
-            return Err(ForecastError::BadValue {
-                path: self.path.to_path_buf(),
-                line: self.line,
-                column: self.header[i].clone(),
-                value: self.rec.get(i).unwrap_or("").into(),
-            });
-        }
-        Ok(t)
-    }
-}
-
-fn for_each_record(t: &mut Table, mut f: impl FnMut(&Cells<'_>) -> Result<()>) -> Result<()> {
-    let mut rec = csv::StringRecord::new();
-    loop {
-        let more = t
-            .reader
-            .read_record(&mut rec)
-            .map_err(|source| ForecastError::Csv {
-                path: t.path.clone(),
-                source,
-            })?;
-        if !more {
-            return Ok(());
-        }
-        let line = rec.position().map_or(0, |p| p.line());
-        f(&Cells {
-            path: &t.path,
-            header: &t.header,
-            rec: &rec,
-            line,
-        })?;
-    }
+/// containers.csv's metrics in the order of [`CONTAINER_METRICS`].
+fn container_values(r: &ContainerRow) -> [f64; 6] {
+    [
+        r.cpu_usage_cores,
+        r.memory_bytes as f64,
+        r.major_faults_per_second,
+        r.io_read_ops_per_second,
+        r.io_write_ops_per_second,
+        r.pids as f64,
+    ]
 }
 
 /// Loads one run directory; the run is named by the directory's path.
@@ -531,76 +439,43 @@ pub fn load_run_with(dir: &Path, window_s: f64, kinds: &ScenarioKinds) -> Result
     let bucket = |t: f64| (t / window_s).floor() as i64;
 
     // hosts.csv
-    let mut t = Table::open(&dir.join(HOSTS_FILE))?;
-    let (ti, hi) = (t.column("time")?, t.column("host")?);
-    let hm: Vec<usize> = HOST_METRICS
-        .iter()
-        .map(|c| t.column(c))
-        .collect::<Result<_>>()?;
-    let ho: Vec<Option<usize>> = HOST_OPTIONAL.iter().map(|c| t.optional_column(c)).collect();
     let mut hosts: HashMap<(String, i64), Acc<11>> = HashMap::new();
-    for_each_record(&mut t, |c| {
-        let time = c.time(ti)?;
-        let host = c.text(hi)?;
-        let mut v = [f64::NAN; 11];
-        for (k, &i) in hm.iter().enumerate() {
-            v[k] = c.number(i)?;
-        }
-        for (k, i) in ho.iter().enumerate() {
-            if let Some(i) = *i {
-                v[HOST_METRICS.len() + k] = c.number(i)?;
-            }
-        }
+    scan_file(&dir.join(HOSTS_FILE), &[], |r: HostRow| {
         hosts
-            .entry((host.to_string(), bucket(time)))
+            .entry((r.host.clone(), bucket(r.time)))
             .or_insert_with(Acc::new)
-            .add(&v);
-        Ok(())
+            .add(&host_values(&r));
+        Ok::<_, ForecastError>(())
     })?;
 
     // containers.csv
-    let mut t = Table::open(&dir.join(CONTAINERS_FILE))?;
-    let (ti, hi, ci) = (t.column("time")?, t.column("host")?, t.column("container")?);
-    let cm: Vec<usize> = CONTAINER_METRICS
-        .iter()
-        .map(|c| t.column(c))
-        .collect::<Result<_>>()?;
-    let oi = t.column(TARGET)?;
-    let ki = t.optional_column("kind");
     // (host, bucket, container) -> (kind, metrics, ops)
     let mut conts: BTreeMap<(String, i64, String), (String, Acc<6>, Acc<1>)> = BTreeMap::new();
     let (mut inferred, mut from_scenario) = (0usize, 0usize);
-    for_each_record(&mut t, |c| {
-        let time = c.time(ti)?;
-        let host = c.text(hi)?;
-        let name = c.text(ci)?;
-        let mut v = [0.0; 6];
-        for (k, &i) in cm.iter().enumerate() {
-            v[k] = c.number(i)?;
-        }
-        let ops = c.number(oi)?;
+    let header = scan_file(&dir.join(CONTAINERS_FILE), &[TARGET], |r: ContainerRow| {
         let e = conts
-            .entry((host.to_string(), bucket(time), name.to_string()))
+            .entry((r.host.clone(), bucket(r.time), r.container.clone()))
             .or_insert_with(|| {
-                let kind = ki
-                    .and_then(|i| c.rec.get(i))
-                    .filter(|k| !k.is_empty())
+                let kind = r
+                    .kind
+                    .as_deref()
                     .map(normalise_kind)
                     .or_else(|| {
-                        let k = kinds.get(name).cloned();
+                        let k = kinds.get(&r.container).cloned();
                         from_scenario += k.is_some() as usize;
                         k
                     })
                     .unwrap_or_else(|| {
                         inferred += 1;
-                        kind_from_name(name)
+                        kind_from_name(&r.container)
                     });
                 (kind, Acc::new(), Acc::new())
             });
-        e.1.add(&v);
-        e.2.add(&[ops]);
-        Ok(())
+        e.1.add(&container_values(&r));
+        e.2.add(&[r.ops_per_second.unwrap_or(f64::NAN)]);
+        Ok::<_, ForecastError>(())
     })?;
+    let has_kind = header.iter().any(|h| h == "kind");
 
     let mut sources = Vec::new();
     let total = conts.len();
@@ -617,7 +492,7 @@ pub fn load_run_with(dir: &Path, window_s: f64, kinds: &ScenarioKinds) -> Result
     let mut notes = vec![format!(
         "{run}: workload kind from {} (container windows){}",
         sources.join(", "),
-        if ki.is_none() {
+        if !has_kind {
             "; containers.csv has no `kind` column"
         } else {
             ""
@@ -692,6 +567,17 @@ pub fn load_run_with(dir: &Path, window_s: f64, kinds: &ScenarioKinds) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feature_columns_are_the_schemas() {
+        use crate::csv::{CONTAINERS_COLUMNS, HOSTS_COLUMNS};
+        for c in HOST_METRICS.iter().chain(&HOST_OPTIONAL) {
+            assert!(HOSTS_COLUMNS.contains(c), "{c}");
+        }
+        for c in CONTAINER_METRICS.iter().chain([&TARGET]) {
+            assert!(CONTAINERS_COLUMNS.contains(c), "{c}");
+        }
+    }
 
     #[test]
     fn kind_from_names() {

@@ -87,3 +87,46 @@ pub enum ForecastError {
 }
 
 pub type Result<T> = std::result::Result<T, ForecastError>;
+
+/// The monitor files' reader errors, in the forecaster's words (the header
+/// it found, the cell that is wrong).
+impl From<crate::csv::CsvError> for ForecastError {
+    fn from(e: crate::csv::CsvError) -> Self {
+        use crate::csv::{CsvError, RowError};
+        match e {
+            CsvError::Io { path, source } => ForecastError::Io { path, source },
+            CsvError::Csv { path, source } => ForecastError::Csv { path, source },
+            CsvError::MissingColumn {
+                path,
+                column,
+                header,
+            } => ForecastError::MissingColumn {
+                path,
+                column: column.into(),
+                header,
+            },
+            CsvError::Cell {
+                path,
+                line,
+                error: RowError::Empty { column },
+            } => ForecastError::EmptyValue {
+                path,
+                line: line as u64,
+                column,
+            },
+            CsvError::Cell {
+                path,
+                line,
+                error: RowError::NotA { column, value, .. },
+            } => ForecastError::BadValue {
+                path,
+                line: line as u64,
+                column,
+                value,
+            },
+            e @ (CsvError::Cell { .. } | CsvError::Bad { .. }) => {
+                ForecastError::Invalid(e.to_string())
+            }
+        }
+    }
+}

@@ -14,10 +14,9 @@ use std::path::Path;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::dataset::{
-    CONTAINERS_FILE, CONTAINER_METRICS, HOSTS_FILE, HOST_METRICS, HOST_OPTIONAL, TARGET,
-};
+use super::dataset::{CONTAINER_METRICS, HOST_METRICS, HOST_OPTIONAL, TARGET};
 use super::{ForecastError, Result};
+use crate::csv::{ContainerRow, CsvWriter, HostRow};
 
 #[derive(Clone, Debug)]
 pub struct SynthParams {
@@ -138,25 +137,14 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
         }
     }
 
-    let csv_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ForecastError::Csv {
-            path: path.clone(),
-            source,
-        }
-    };
-    let hp = dir.join(HOSTS_FILE);
-    let cp = dir.join(CONTAINERS_FILE);
-    let mut hw = csv::Writer::from_path(&hp).map_err(csv_err(&hp))?;
-    let mut cw = csv::Writer::from_path(&cp).map_err(csv_err(&cp))?;
     let mut h = vec!["time", "host"];
     h.extend(HOST_METRICS);
     h.extend(HOST_OPTIONAL);
-    hw.write_record(&h).map_err(csv_err(&hp))?;
+    let mut hw = CsvWriter::<_, HostRow>::create_with(dir, &h)?;
     let mut h = vec!["time", "host", "container"];
     h.extend(CONTAINER_METRICS);
     h.extend([TARGET, "kind"]);
-    cw.write_record(&h).map_err(csv_err(&cp))?;
+    let mut cw = CsvWriter::<_, ContainerRow>::create_with(dir, &h)?;
 
     let noise = |rng: &mut StdRng| 1.0 + rng.gen_range(-0.04..0.04);
     for s in 0..t {
@@ -203,46 +191,41 @@ pub fn write_run(dir: &Path, p: &SynthParams) -> Result<()> {
                 let (rd, wr) = (ops * iw * 0.6, ops * iw * 0.4);
                 faults += major;
                 disk_ops += rd + wr;
-                cw.write_record([
-                    format!("{time:.3}"),
-                    format!("n{hi}"),
-                    c.name.clone(),
-                    format!("{cpu:.4}"),
-                    format!("{:.0}", c.mem * noise(&mut rng)),
-                    format!("{major:.2}"),
-                    format!("{rd:.2}"),
-                    format!("{wr:.2}"),
-                    format!("{}", c.threads as u32 + 1),
-                    format!("{ops:.2}"),
-                    KINDS[c.kind].to_string(),
-                ])
-                .map_err(csv_err(&cp))?;
+                cw.write(&ContainerRow {
+                    time,
+                    host: format!("n{hi}"),
+                    container: c.name.clone(),
+                    cpu_usage_cores: cpu,
+                    memory_bytes: (c.mem * noise(&mut rng)).round() as u64,
+                    major_faults_per_second: major,
+                    io_read_ops_per_second: rd,
+                    io_write_ops_per_second: wr,
+                    pids: c.threads as u32 + 1,
+                    ops_per_second: Some(ops),
+                    kind: Some(KINDS[c.kind].to_string()),
+                    ..Default::default()
+                })?;
             }
             let busy = (demand / host.cores).min(1.0);
-            hw.write_record([
-                format!("{time:.3}"),
-                format!("n{hi}"),
-                format!("{:.4}", busy * 0.85 * noise(&mut rng)),
-                format!("{:.4}", busy * 0.1 * noise(&mut rng)),
-                format!("{:.4}", disk_busy * 0.2 * (1.0 - busy * 0.85)),
-                format!("{:.3}", host.load),
-                format!("{:.0}", mem_used),
-                format!("{faults:.2}"),
-                format!("{disk_ops:.2}"),
-                format!("{disk_busy:.4}"),
-                format!("{:.0}", 1000.0 * here.len() as f64 * noise(&mut rng)),
-                format!("{:.0}", 800.0 * here.len() as f64 * noise(&mut rng)),
-                format!("{}", host.cores),
-            ])
-            .map_err(csv_err(&hp))?;
+            hw.write(&HostRow {
+                time,
+                host: format!("n{hi}"),
+                cpu_user_ratio: busy * 0.85 * noise(&mut rng),
+                cpu_system_ratio: busy * 0.1 * noise(&mut rng),
+                cpu_iowait_ratio: disk_busy * 0.2 * (1.0 - busy * 0.85),
+                load1: host.load,
+                memory_used_bytes: mem_used.round() as u64,
+                major_faults_per_second: faults,
+                disk_ops_per_second: disk_ops,
+                disk_busy_ratio: disk_busy,
+                net_rx_bytes_per_second: (1000.0 * here.len() as f64 * noise(&mut rng)).round(),
+                net_tx_bytes_per_second: (800.0 * here.len() as f64 * noise(&mut rng)).round(),
+                cores: Some(host.cores),
+                ..Default::default()
+            })?;
         }
     }
-    let flush = |w: &mut csv::Writer<std::fs::File>, path: &Path| {
-        w.flush().map_err(|source| ForecastError::Io {
-            path: path.to_path_buf(),
-            source,
-        })
-    };
-    flush(&mut hw, &hp)?;
-    flush(&mut cw, &cp)
+    hw.flush()?;
+    cw.flush()?;
+    Ok(())
 }
