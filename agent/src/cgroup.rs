@@ -12,36 +12,32 @@ use crate::error::{IoContext, Result};
 
 /// Mount points of every cgroup hierarchy (v1 controllers and cgroup2).
 pub fn hierarchies() -> Vec<PathBuf> {
-    match fs::read_to_string("/proc/self/mountinfo") {
-        Ok(mi) => hierarchies_in(&mi),
-        Err(_) => Vec::new(),
-    }
+    hierarchies_of(&crate::mountinfo::mounts())
 }
 
-/// One mount point per cgroup hierarchy, from mountinfo text. A hierarchy
-/// can be mounted more than once: CRIU mounts every controller again in a
-/// temporary "cgroup yard" during each dump and restore, and such a mount
-/// vanishes mid-way. Only whole-hierarchy mounts (root `/`) count, those
-/// under /sys/fs/cgroup first; one per set of controllers.
+/// [`hierarchies`] of mountinfo text.
 pub fn hierarchies_in(mountinfo: &str) -> Vec<PathBuf> {
+    hierarchies_of(&crate::mountinfo::parse(mountinfo))
+}
+
+/// One mount point per cgroup hierarchy. A hierarchy can be mounted more
+/// than once: CRIU mounts every controller again in a temporary "cgroup
+/// yard" during each dump and restore, and such a mount vanishes mid-way.
+/// Only whole-hierarchy mounts (root `/`) count, those under /sys/fs/cgroup
+/// first; one per set of controllers.
+fn hierarchies_of(mounts: &[crate::mountinfo::Mount]) -> Vec<PathBuf> {
     let mut found: Vec<(String, PathBuf)> = Vec::new();
-    let mut mounts: Vec<(bool, String, PathBuf)> = mountinfo
-        .lines()
-        .filter_map(|l| {
-            let parts: Vec<&str> = l.split(' ').collect();
-            let sep = parts.iter().position(|p| *p == "-")?;
-            let fstype = *parts.get(sep + 1)?;
-            if (fstype != "cgroup" && fstype != "cgroup2") || parts.get(3) != Some(&"/") {
-                return None;
-            }
-            let point = PathBuf::from(parts.get(4)?);
+    let mut cg: Vec<(bool, String, PathBuf)> = mounts
+        .iter()
+        .filter(|m| (m.fs_type == "cgroup" || m.fs_type == "cgroup2") && m.root == "/")
+        .map(|m| {
             // The hierarchy's identity: its type and super options (controllers).
-            let key = format!("{fstype} {}", parts.get(sep + 3).unwrap_or(&""));
-            Some((!point.starts_with("/sys/fs/cgroup"), key, point))
+            let key = format!("{} {}", m.fs_type, m.super_options.join(","));
+            (!m.point.starts_with("/sys/fs/cgroup"), key, m.point.clone())
         })
         .collect();
-    mounts.sort_by_key(|(elsewhere, _, _)| *elsewhere); // stable: mount order kept
-    for (_, key, point) in mounts {
+    cg.sort_by_key(|(elsewhere, _, _)| *elsewhere); // stable: mount order kept
+    for (_, key, point) in cg {
         if !found.iter().any(|(k, _)| *k == key) {
             found.push((key, point));
         }
@@ -224,8 +220,7 @@ pub fn limit_cpu(parent: &str, cores: f64) -> Result<()> {
     }
     let quota = ((cores * CFS_PERIOD_US as f64).round() as u64).max(1000);
     let rel = parent.trim_start_matches('/');
-    let mi = fs::read_to_string("/proc/self/mountinfo").ctx(|| "read mountinfo".into())?;
-    let layout = crate::monitor::cgroups::Layout::from_mountinfo(&mi);
+    let layout = crate::monitor::cgroups::Layout::detect();
     if let Some(cpu) = layout.v1.get("cpu") {
         // In every hierarchy: the sampler reads the parent's cpuacct.
         prepare(parent)?;

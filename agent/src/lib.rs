@@ -15,6 +15,7 @@ pub mod limits;
 pub mod logs;
 pub mod migrate;
 pub mod monitor;
+pub mod mountinfo;
 pub mod net;
 pub mod server;
 pub mod spec;

@@ -155,18 +155,11 @@ impl ContainerRecord {
     }
 }
 
-/// Start time of a process (clock ticks since boot), or None if it is gone.
+/// Start time of a process (clock ticks since boot), or None if it is gone
+/// (or a zombie).
 pub fn pid_start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // comm may contain spaces and parentheses: fields start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    // rest starts at field 3 (state); starttime is field 22.
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let state = f.first()?;
-    if *state == "Z" || *state == "X" {
-        return None;
-    }
-    f.get(19)?.parse().ok()
+    let st = procfs::process::Process::new(pid).ok()?.stat().ok()?;
+    (!matches!(st.state, 'Z' | 'X')).then_some(st.starttime)
 }
 
 pub fn now_ns() -> u64 {

@@ -6,22 +6,22 @@
 /// multi-threaded process shows a zombie leader while its other threads
 /// still hold its sockets, so wait for those too.
 pub fn process_gone(pid: i32, start: u64) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    let Some(st) = stat(pid) else {
         return true;
     };
-    let Some(rest) = stat.rfind(')').map(|i| &stat[i + 2..]) else {
-        return true;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    if f.get(19).and_then(|v| v.parse::<u64>().ok()) != Some(start) {
+    if st.starttime != start {
         return true;
     }
-    if f.first() != Some(&"Z") {
+    if st.state != 'Z' {
         return false;
     }
     std::fs::read_dir(format!("/proc/{pid}/task"))
         .map(|d| d.count() <= 1)
         .unwrap_or(true)
+}
+
+fn stat(pid: i32) -> Option<procfs::process::Stat> {
+    procfs::process::Process::new(pid).ok()?.stat().ok()
 }
 
 pub fn now_ns() -> u64 {
@@ -33,11 +33,6 @@ pub fn now_ns() -> u64 {
 
 /// The start time (field 22 of /proc/PID/stat) of a live process.
 pub fn proc_start(pid: i32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    if matches!(f.first(), Some(&"Z") | Some(&"X")) {
-        return None;
-    }
-    f.get(19)?.parse().ok()
+    let st = stat(pid)?;
+    (!matches!(st.state, 'Z' | 'X')).then_some(st.starttime)
 }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::{
-    counter_counts, import_busybox_with_work, process_alive, stderr_of, text, wait_for, Lab,
+    assert_holds_deleted_fd, counter_counts, counts, import_busybox_with_work, logs, pid_of,
+    process_alive, run_counter, stderr_of, text, wait_for, wait_lines, Lab, GHOST_HOLDER,
 };
 use serde_json::Value;
 
@@ -19,48 +20,6 @@ use serde_json::Value;
 
 fn sleep_ms(ms: u64) {
     std::thread::sleep(Duration::from_millis(ms));
-}
-
-fn run_counter(lab: &Lab, name: &str, mib: u64, node: Option<&str>) {
-    let mib = mib.to_string();
-    let mut args = vec!["run", "--name", name];
-    if let Some(n) = node {
-        args.extend(["--node", n]);
-    }
-    args.extend([
-        "busybox",
-        "--",
-        "herd-work",
-        "counter",
-        "--interval-ms",
-        "100",
-        "--mib",
-        &mib,
-    ]);
-    lab.ok(&args);
-}
-
-fn logs(lab: &Lab, name: &str) -> String {
-    lab.ok(&["logs", name])
-}
-
-fn counts(lab: &Lab, name: &str) -> Vec<u64> {
-    counter_counts(&logs(lab, name))
-}
-
-/// Wait until the container's log holds at least `n` complete lines.
-fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
-    wait_for(secs, || {
-        let c = counts(lab, name);
-        (c.len() >= n).then_some(c)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name}: fewer than {n} log lines after {secs} s:\n{}\nps: {}",
-            logs(lab, name),
-            lab.ps_json()
-        )
-    })
 }
 
 /// Wait until the log has `more` complete lines beyond `have`.
@@ -99,10 +58,11 @@ fn status(lab: &Lab, name: &str) -> Value {
         .unwrap_or_else(|| panic!("{name} not in ps: {}", lab.ps_json()))
 }
 
-fn pid_of(lab: &Lab, name: &str) -> i32 {
+/// The pid of `name`, which must be running.
+fn running_pid(lab: &Lab, name: &str) -> i32 {
     let c = status(lab, name);
     assert_eq!(c["status"], "Running", "{c}");
-    c["pid"].as_i64().unwrap_or_else(|| panic!("no pid: {c}")) as i32
+    pid_of(lab, name)
 }
 
 fn checkpoint_json(lab: &Lab, args: &[&str]) -> Value {
@@ -186,7 +146,7 @@ fn restore_checked(lab: &Lab, name: &str, old_pid: i32) -> (Value, i32) {
     assert!(f64_of(&r, "total_ms") > 0.0, "{r}");
     assert!(u64_of(&r, "pages_restored") > 0, "{r}");
     assert_eq!(
-        pid_of(lab, name),
+        running_pid(lab, name),
         pid,
         "ps disagrees with the restore report"
     );
@@ -291,8 +251,8 @@ fn counter_goes_on_after_restore() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 8, None);
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 8);
+    let pid = running_pid(&lab, "c");
     let before = wait_for(15, || {
         let c = counts(&lab, "c");
         (c.last().copied().unwrap_or(0) >= 5).then_some(c)
@@ -345,8 +305,8 @@ fn file_written_before_checkpoint_is_there_after_restore() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 0, None);
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 0);
+    let pid = running_pid(&lab, "c");
     wait_lines(&lab, "c", 2, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
     checkpoint_stopping(&lab, "c", pid, 0);
@@ -369,8 +329,8 @@ fn memory_of_64_mib_is_intact_after_restore() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 64, None);
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 64);
+    let pid = running_pid(&lab, "c");
     wait_lines(&lab, "c", 3, 20);
 
     let cp = checkpoint_stopping(&lab, "c", pid, 64);
@@ -401,8 +361,8 @@ fn leave_running_keeps_the_original_then_a_real_checkpoint_works() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 8, None);
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 8);
+    let pid = running_pid(&lab, "c");
     let before = wait_lines(&lab, "c", 3, 15);
 
     let cp = checkpoint_json(&lab, &["--leave-running", "c"]);
@@ -418,7 +378,7 @@ fn leave_running_keeps_the_original_then_a_real_checkpoint_works() {
     // -R twice in a row is fine too.
     let cp2 = checkpoint_json(&lab, &["-R", "c"]);
     check_checkpoint_report(&cp2, "c", "n1", true, 8);
-    assert_eq!(pid_of(&lab, "c"), pid);
+    assert_eq!(running_pid(&lab, "c"), pid);
 
     // Then a normal checkpoint + restore of the same container.
     checkpoint_stopping(&lab, "c", pid, 8);
@@ -439,8 +399,8 @@ fn export_then_import_on_another_node() {
     let zst = tmp.path().join("c.tar.zst");
     let (tar_s, zst_s) = (tar.to_str().unwrap(), zst.to_str().unwrap());
 
-    run_counter(&lab, "c", 8, Some("n1"));
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", Some("n1"), 8);
+    let pid = running_pid(&lab, "c");
     wait_lines(&lab, "c", 3, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
 
@@ -454,7 +414,7 @@ fn export_then_import_on_another_node() {
         std::fs::metadata(&tar).unwrap().len(),
         "{cp_r}"
     );
-    assert_eq!(pid_of(&lab, "c"), pid);
+    assert_eq!(running_pid(&lab, "c"), pid);
     wait_more(&lab, "c", seen_after_r as usize, 3);
 
     // A zstd tar, taken by a checkpoint that stops it.
@@ -518,9 +478,9 @@ fn export_then_import_on_another_node() {
     let (n2, n3) = (got.len(), got3.len());
     wait_more(&lab, "c2", n2, 3);
     wait_more(&lab, "c3", n3, 3);
-    assert_ne!(pid_of(&lab, "c2"), pid_of(&lab, "c3"));
-    assert_own_cgroups(&lab, "n2", "c3", pid_of(&lab, "c3"));
-    assert_own_cgroups(&lab, "n2", "c2", pid_of(&lab, "c2"));
+    assert_ne!(running_pid(&lab, "c2"), running_pid(&lab, "c3"));
+    assert_own_cgroups(&lab, "n2", "c3", running_pid(&lab, "c3"));
+    assert_own_cgroups(&lab, "n2", "c2", running_pid(&lab, "c2"));
 }
 
 #[test]
@@ -532,7 +492,7 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let good_tar = tmp.path().join("good.tar");
     let good_zst = tmp.path().join("good.tar.zst");
-    run_counter(&lab, "c", 8, None);
+    run_counter(&lab, "c", None, 8);
     wait_lines(&lab, "c", 2, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
     lab.ok(&[
@@ -741,18 +701,12 @@ fn run_ghost_holder(lab: &Lab) -> (i32, Vec<u64>) {
         "--",
         "sh",
         "-c",
-        "dd if=/dev/zero of=/tmp/big bs=1M count=2 2>/dev/null && exec 3</tmp/big && rm /tmp/big \
-         && exec herd-work counter --interval-ms 100",
+        GHOST_HOLDER,
     ]);
-    let pid = pid_of(lab, "g");
+    let pid = running_pid(lab, "g");
     let before = wait_lines(lab, "g", 3, 15);
     // The fd is really there, on a deleted file.
-    let fd3 = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
-    assert!(
-        fd3.to_string_lossy().ends_with("(deleted)"),
-        "fd 3 is {}",
-        fd3.display()
-    );
+    assert_holds_deleted_fd(pid);
     (pid, before)
 }
 
@@ -824,8 +778,8 @@ fn two_checkpoint_restore_cycles_keep_counting() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 8, None);
-    let mut pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 8);
+    let mut pid = running_pid(&lab, "c");
     let mut have = wait_lines(&lab, "c", 3, 15).len();
     let mut pids = vec![pid];
     for cycle in 1..=2 {
@@ -852,8 +806,8 @@ fn checkpointed_container_survives_an_agent_restart() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "c", 8, None);
-    let pid = pid_of(&lab, "c");
+    run_counter(&lab, "c", None, 8);
+    let pid = running_pid(&lab, "c");
     wait_lines(&lab, "c", 3, 15);
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo data > /root/f"]);
     checkpoint_stopping(&lab, "c", pid, 8);
@@ -873,8 +827,8 @@ fn bad_input_gives_a_clear_error() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_counter(&lab, "r", 0, None);
-    let rpid = pid_of(&lab, "r");
+    run_counter(&lab, "r", None, 0);
+    let rpid = running_pid(&lab, "r");
     lab.ok(&["run", "--name", "s", "busybox", "--", "true"]);
     wait_for(10, || {
         lab.container("s").filter(|c| c["status"] == "Stopped")

@@ -24,30 +24,13 @@ use std::time::{Duration, Instant};
 
 use common::moves::*;
 use common::{
-    agent_pid, import_busybox_with_work, restart_with_fault, stderr_of, text, wait_for, Lab,
+    agent_pid, import_busybox_with_work, restart_with_fault, run_sh, stderr_of, text, wait_for, Lab,
 };
 use serde_json::Value;
 
 /// How long a cut lasts: longer than QUIC's idle timeout (30 s) and the
 /// handoff's query and pending timeouts.
 const HEAL_AFTER: Duration = Duration::from_secs(40);
-
-/// herd-work's counter (128 KiB... 16 MiB of patterned memory, checked each
-/// tick) piped through tee into a file of the container's own filesystem.
-fn run_work(lab: &Lab, name: &str, node: &str) {
-    lab.ok(&[
-        "run",
-        "--node",
-        node,
-        "--name",
-        name,
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "herd-work counter --interval-ms 100 --mib 16 | tee -a /data.log",
-    ]);
-}
 
 /// Sample the running copies for `d`; the most seen at once.
 fn watch_copies(lab: &Lab, nodes: &[&str], name: &str, d: Duration) -> usize {
@@ -103,14 +86,6 @@ fn move_again(lab: &Lab, nodes: &[&str], name: &str, from: &str, to: &str) {
     assert_clean(lab, from, name);
 }
 
-fn lab_with_work(test: &str, name: &str) -> Option<Lab> {
-    let lab = Lab::up(test, name, 2)?;
-    import_busybox_with_work(&lab);
-    run_work(&lab, "c", "n1");
-    wait_lines(&lab, "c", 5, 30);
-    Some(lab)
-}
-
 const N: [&str; 2] = ["n1", "n2"];
 
 /// The reported bug: the target restored and ran the container, its answer
@@ -120,7 +95,7 @@ const N: [&str; 2] = ["n1", "n2"];
 /// and only then does the source resume.
 #[test]
 fn link_cut_right_after_commit_rolls_back_with_one_copy() {
-    let Some(lab) = lab_with_work("handoff_cut_commit", "cutc") else {
+    let Some(lab) = lab_with_work("handoff_cut_commit", "cutc", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-after-commit");
@@ -171,7 +146,7 @@ fn link_cut_right_after_commit_rolls_back_with_one_copy() {
 /// Cut after the target restored (held) but before it answered Ready.
 #[test]
 fn link_cut_before_the_targets_vote_rolls_back_with_one_copy() {
-    let Some(lab) = lab_with_work("handoff_cut_vote", "cutv") else {
+    let Some(lab) = lab_with_work("handoff_cut_vote", "cutv", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n2", "pause-before-ready");
@@ -214,7 +189,7 @@ fn link_cut_before_the_targets_vote_rolls_back_with_one_copy() {
 /// source never resumes, asks again after the heal and deletes its copy.
 #[test]
 fn link_cut_after_go_moves_with_one_copy() {
-    let Some(lab) = lab_with_work("handoff_cut_go", "cutg") else {
+    let Some(lab) = lab_with_work("handoff_cut_go", "cutg", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n2", "pause-after-go");
@@ -249,7 +224,7 @@ fn link_cut_after_go_moves_with_one_copy() {
 /// it was, with no user action.
 #[test]
 fn source_agent_killed_mid_transfer_restores_itself_after_restart() {
-    let Some(lab) = lab_with_work("handoff_kill_src", "kills") else {
+    let Some(lab) = lab_with_work("handoff_kill_src", "kills", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-mid-transfer");
@@ -280,7 +255,7 @@ fn source_agent_killed_mid_transfer_restores_itself_after_restart() {
 /// re-adopts the held copy, the source's Go reaches it, it runs there.
 #[test]
 fn target_agent_killed_after_its_vote_moves_after_restart() {
-    let Some(lab) = lab_with_work("handoff_kill_tgt", "killt") else {
+    let Some(lab) = lab_with_work("handoff_kill_tgt", "killt", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-before-go");
@@ -319,7 +294,7 @@ fn target_agent_killed_after_its_vote_moves_after_restart() {
 /// false success; the migration then completes.
 #[test]
 fn operations_during_a_migration_are_refused_clearly() {
-    let Some(lab) = lab_with_work("handoff_ops", "ops") else {
+    let Some(lab) = lab_with_work("handoff_ops", "ops", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-before-dump");
@@ -379,7 +354,7 @@ fn random_migrations_with_link_flaps_lose_and_duplicate_nothing() {
     import_busybox_with_work(&lab);
     let names: Vec<String> = (0..n).map(|i| format!("s{i}")).collect();
     for (i, c) in names.iter().enumerate() {
-        run_work(&lab, c, nodes[i % 3]);
+        run_sh(&lab, c, nodes[i % 3], &[], COUNTER_TEE);
     }
     for c in &names {
         wait_lines(&lab, c, 3, 60);
@@ -526,7 +501,7 @@ fn init_pid(lab: &Lab, node: &str, name: &str) -> Option<i32> {
 /// A link cut while the source is paused at `point`, healed after 40 s:
 /// the container must end on `expect`, one copy, intact.
 fn cut_case(test: &str, lab_name: &str, point: &str, expect: &str, label: &str) {
-    let Some(lab) = lab_with_work(test, lab_name) else {
+    let Some(lab) = lab_with_work(test, lab_name, &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", &format!("pause-{point}"));
@@ -593,7 +568,7 @@ fn kill_case(
     expect: &str,
     label: &str,
 ) {
-    let Some(lab) = lab_with_work(test, lab_name) else {
+    let Some(lab) = lab_with_work(test, lab_name, &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, paused_on, &format!("pause-{point}"));
@@ -688,7 +663,7 @@ fn target_agent_killed_before_its_vote_rolls_back_after_restart() {
 /// and runs on the source (thawed or restored), never on both.
 #[test]
 fn criu_killed_during_the_dump_leaves_the_container_running_on_the_source() {
-    let Some(lab) = lab_with_work("handoff_criu_dump", "criud") else {
+    let Some(lab) = lab_with_work("handoff_criu_dump", "criud", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-before-dump");
@@ -733,7 +708,7 @@ fn criu_killed_during_the_dump_leaves_the_container_running_on_the_source() {
 /// the target's half restored copy is removed, the source's copy runs again.
 #[test]
 fn criu_killed_during_the_targets_restore_rolls_back() {
-    let Some(lab) = lab_with_work("handoff_criu_rst", "criur") else {
+    let Some(lab) = lab_with_work("handoff_criu_rst", "criur", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n2", "pause-in-restore");
@@ -773,7 +748,7 @@ fn criu_killed_during_the_targets_restore_rolls_back() {
 /// never stopped (same process, counter without a gap) and n2 has nothing.
 #[test]
 fn a_peer_of_another_protocol_version_is_refused_before_the_freeze() {
-    let Some(lab) = lab_with_work("handoff_version", "vers") else {
+    let Some(lab) = lab_with_work("handoff_version", "vers", &[], COUNTER_TEE) else {
         return;
     };
     let pid = init_pid(&lab, "n1", "c").expect("the container's init on n1");
@@ -804,7 +779,7 @@ fn a_peer_of_another_protocol_version_is_refused_before_the_freeze() {
 /// target and the source lists it as not running.
 #[test]
 fn init_killed_during_the_dump_runs_nowhere_and_leaves_nothing() {
-    let Some(lab) = lab_with_work("handoff_init_dump", "initd") else {
+    let Some(lab) = lab_with_work("handoff_init_dump", "initd", &[], COUNTER_TEE) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-before-dump");

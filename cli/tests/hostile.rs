@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{leftovers, text, Lab};
+use common::{agent_log, leftovers, text, Lab};
 use herd_quic::pki::{self, Role, TlsFiles};
 use herd_wire::migrate::{FsMode, MigrateMsg, Prepare, MIGRATE_VERSION};
 use herd_wire::{Envelope, ErrorKind, Request, Response};
@@ -63,10 +63,6 @@ async fn call(lab: &Lab, tls: &TlsFiles, node: &str, req: Request) -> Response {
     herd_quic::rpc::call(&conn, &Envelope::new(req))
         .await
         .unwrap()
-}
-
-fn agent_log(lab: &Lab, node: &str) -> String {
-    std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
 }
 
 /// The layers of n1's image record (as a migration source would send them).

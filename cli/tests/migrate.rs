@@ -20,9 +20,11 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+use common::moves::{assert_gapless, entries, ps_all};
 use common::{
-    agent_pid, import_busybox_with_work, process_alive, restart_with_fault, stderr_of, text,
-    wait_for, Lab,
+    agent_log_tail, agent_pid, assert_holds_deleted_fd, counter_counts, counts,
+    import_busybox_with_work, process_alive, restart_with_fault, run_counter, run_sh, stderr_of,
+    text, wait_for, wait_lines, Lab, GHOST_HOLDER,
 };
 use serde_json::Value;
 
@@ -31,103 +33,6 @@ use serde_json::Value;
 /// The busybox shell counter: one number a line, every 100 ms; the count
 /// lives only in the shell's memory.
 const SH_COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; done";
-
-/// Start the shell counter `name` on `node`, with extra `run` flags.
-fn run_sh(lab: &Lab, name: &str, node: &str, extra: &[&str], script: &str) {
-    let mut args = vec!["run", "--node", node, "--name", name];
-    args.extend_from_slice(extra);
-    args.extend(["busybox", "--", "sh", "-c", script]);
-    lab.ok(&args);
-}
-
-/// Start `herd-work counter --mib M` (M MiB of patterned memory, checked
-/// every tick: a damaged restore prints `pattern=CORRUPT` and exits).
-fn run_work(lab: &Lab, name: &str, node: &str, mib: u64) {
-    let mib = mib.to_string();
-    lab.ok(&[
-        "run",
-        "--node",
-        node,
-        "--name",
-        name,
-        "busybox",
-        "--",
-        "herd-work",
-        "counter",
-        "--interval-ms",
-        "100",
-        "--mib",
-        &mib,
-    ]);
-}
-
-/// `ps --json` across all nodes, tolerating nodes that do not answer
-/// (`herd ps` then exits 125 but still prints what it got).
-fn ps_all(lab: &Lab) -> Vec<Value> {
-    let o = lab.herd(&["ps", "--json"]);
-    let v: Value = serde_json::from_slice(&o.stdout)
-        .unwrap_or_else(|e| panic!("ps --json is not JSON ({e}):\n{}", text(&o)));
-    v.as_array().expect("ps --json is an array").clone()
-}
-
-fn entries(lab: &Lab, name: &str) -> Vec<Value> {
-    ps_all(lab)
-        .into_iter()
-        .filter(|c| c["name"] == name)
-        .collect()
-}
-
-/// The counts of a log: a shell counter's bare numbers or herd-work's
-/// `count=<n> pattern=ok`; any other line fails the test.
-fn parse_counts(log: &str) -> Vec<u64> {
-    log.lines()
-        .map(|l| {
-            let n = match l.strip_prefix("count=") {
-                Some(rest) => {
-                    let (n, tail) = rest
-                        .split_once(' ')
-                        .unwrap_or_else(|| panic!("bad counter line {l:?}"));
-                    assert_eq!(tail, "pattern=ok", "memory damaged: {l:?}\nlog:\n{log}");
-                    n
-                }
-                None => l,
-            };
-            n.parse()
-                .unwrap_or_else(|_| panic!("not a counter line: {l:?}\nlog:\n{log}"))
-        })
-        .collect()
-}
-
-fn counts(lab: &Lab, name: &str) -> Vec<u64> {
-    parse_counts(&lab.ok(&["logs", name]))
-}
-
-/// 1, 2, 3, ... with no gap, no duplicate, no reset.
-fn assert_gapless(c: &[u64], what: &str) {
-    assert!(!c.is_empty(), "{what}: empty log");
-    assert_eq!(c[0], 1, "{what}: the log does not start at 1: {c:?}");
-    if let Some(w) = c.windows(2).find(|w| w[1] != w[0] + 1) {
-        panic!(
-            "{what}: the count goes {} then {} (lost, repeated or reset): {c:?}",
-            w[0], w[1]
-        );
-    }
-}
-
-/// Wait until the log holds at least `n` lines; returns them.
-fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
-    wait_for(secs, || {
-        let c = counts(lab, name);
-        (c.len() >= n).then_some(c)
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name}: fewer than {n} log lines after {secs} s:\n{}\nps: {:?}",
-            lab.ok(&["logs", name]),
-            ps_all(lab)
-        )
-    })
-}
 
 /// The invariant: `name` is listed exactly once across all nodes, Running,
 /// with a live pid; its log is gapless from 1 and keeps growing. Returns
@@ -321,13 +226,6 @@ fn staged_bytes(lab: &Lab, node: &str) -> u64 {
         }
     }
     max
-}
-
-fn agent_log(lab: &Lab, node: &str) -> String {
-    let p = lab.dir().join(node).join("agent.log");
-    let s = std::fs::read_to_string(&p).unwrap_or_default();
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
 }
 
 // ---------------------------------------------------------------- tests
@@ -643,7 +541,7 @@ fn corrupt_chunk_is_detected_and_rolled_back() {
     assert!(
         found.is_some(),
         "n2 did not report a corrupt file:\n{}",
-        agent_log(&lab, "n2")
+        agent_log_tail(&lab, "n2", 40)
     );
     // What the user is told is checked, deterministically, by
     // corrupt_chunk_error_names_the_file.
@@ -726,7 +624,7 @@ fn migrate_and_cut(lab: &Lab, cut: impl FnOnce()) -> (Output, Duration) {
         panic!(
             "the transfer never got going (or ended already):\n{}\nn1 agent:\n{}",
             text(&o),
-            agent_log(lab, "n1")
+            agent_log_tail(lab, "n1", 40)
         );
     }
     // Still frozen on n1 and not yet on n2: mid-transfer.
@@ -751,7 +649,7 @@ fn target_agent_killed_mid_transfer_rolls_back() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_work(&lab, "c", "n1", 256);
+    run_counter(&lab, "c", Some("n1"), 256);
     wait_lines(&lab, "c", 3, 30);
     let target = agent_pid(&lab, "n2");
     let (o, took) = migrate_and_cut(&lab, || {
@@ -807,7 +705,7 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_work(&lab, "c", "n1", 256);
+    run_counter(&lab, "c", Some("n1"), 256);
     wait_lines(&lab, "c", 3, 30);
     let mut guard = None;
     let (o, took) = migrate_and_cut(&lab, || {
@@ -843,18 +741,10 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
 /// dump "ghost" files beyond its 1 MiB ghost limit — a real refusal.
 fn run_ghost_holder(lab: &Lab) -> i32 {
     import_busybox_with_work(lab);
-    run_sh(
-        lab,
-        "c",
-        "n1",
-        &[],
-        "dd if=/dev/zero of=/tmp/big bs=1M count=2 2>/dev/null && exec 3</tmp/big && rm /tmp/big \
-         && exec herd-work counter --interval-ms 100",
-    );
+    run_sh(lab, "c", "n1", &[], GHOST_HOLDER);
     wait_lines(lab, "c", 3, 15);
     let (_, pid) = assert_invariant(lab, "c");
-    let fd3 = std::fs::read_link(format!("/proc/{pid}/fd/3")).unwrap();
-    assert!(fd3.to_string_lossy().ends_with("(deleted)"), "{fd3:?}");
+    assert_holds_deleted_fd(pid);
     pid
 }
 

@@ -11,23 +11,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{cluster_json, import_busybox_with_work, text, wait_for, Lab};
+use common::{
+    cluster_json, import_busybox_with_work, now_s, pid_of, proc_cpu_seconds, run_herd_work, text,
+    wait_for, Lab,
+};
 use herd_coordinator::csv::{self, ContainerRow, CsvRow, HostRow, MigrationEvent, MigrationRow};
-
-fn run_work(lab: &Lab, name: &str, node: &str, args: &[&str]) {
-    let mut a = vec![
-        "run",
-        "--node",
-        node,
-        "--name",
-        name,
-        "busybox",
-        "--",
-        "herd-work",
-    ];
-    a.extend_from_slice(args);
-    lab.ok(&a);
-}
 
 /// Wait for a container's first `ops=` line (its memory is touched by then).
 fn wait_ops(lab: &Lab, name: &str) {
@@ -38,29 +26,6 @@ fn wait_ops(lab: &Lab, name: &str) {
             .then_some(())
     });
     assert!(ok.is_some(), "{name} printed no ops line");
-}
-
-fn pid_of(lab: &Lab, name: &str) -> i32 {
-    let c = lab.container(name).expect("container listed");
-    c["pid"].as_i64().expect("pid") as i32
-}
-
-/// user+system time of a whole process (all threads), in seconds.
-fn proc_cpu_seconds(pid: i32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
-    let rest = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    ticks as f64 / hz
-}
-
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs_f64()
 }
 
 fn read_csv<R: CsvRow>(dir: &Path, header: &[&str]) -> Vec<R> {
@@ -146,9 +111,9 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
         return;
     };
     import_busybox_with_work(&lab);
-    run_work(&lab, "cpu2", "n1", &["cpu", "--threads", "2"]);
-    run_work(&lab, "mem", "n1", &["mem", "--mib", "256"]);
-    run_work(&lab, "io", "n1", &["io", "--dir", "/tmp"]);
+    run_herd_work(&lab, "cpu2", Some("n1"), &["cpu", "--threads", "2"]);
+    run_herd_work(&lab, "mem", Some("n1"), &["mem", "--mib", "256"]);
+    run_herd_work(&lab, "io", Some("n1"), &["io", "--dir", "/tmp"]);
     for c in ["cpu2", "mem", "io"] {
         wait_ops(&lab, c);
     }
@@ -161,7 +126,7 @@ fn monitor_reads_cpu_memory_io_logs_and_serves_metrics() {
     let mut truth: Vec<(f64, f64)> = Vec::new();
     let t0 = Instant::now();
     while t0.elapsed() < Duration::from_secs(7) {
-        truth.push((now_s(), proc_cpu_seconds(pid)));
+        truth.push((now_s(), proc_cpu_seconds(pid).expect("stat")));
         std::thread::sleep(Duration::from_millis(100));
     }
     let agent_metrics = http_get(&format!("{}:9100", node_ip(&lab, "n1")), "/metrics");
@@ -286,7 +251,7 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
         return;
     }
     import_busybox_with_work(&lab);
-    run_work(&lab, "w", "n1", &["cpu"]);
+    run_herd_work(&lab, "w", Some("n1"), &["cpu"]);
     wait_ops(&lab, "w");
     let out = tempfile::tempdir().unwrap();
     let mon = Monitor::start(&lab, out.path(), &[]);

@@ -10,13 +10,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{import_busybox_with_work, restart_with_fault, text, wait_for, Lab, Pinger};
+use common::{
+    import_busybox_with_work, migrate_json, restart_with_fault, text, wait_for, Lab, Pinger,
+};
 use serde_json::Value;
-
-fn migrate(lab: &Lab, name: &str, to: &str) -> Value {
-    let out = lab.ok(&["migrate", name, "--to", to, "--json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"))
-}
 
 fn addr_of(lab: &Lab, name: &str) -> (String, String, String) {
     let c = lab
@@ -95,7 +92,7 @@ fn tcp_and_udp_survive_three_hosts_with_the_same_ip_and_mac() {
 
     let mut gaps = Vec::new();
     for to in ["n2", "n3"] {
-        let r = migrate(&lab, "echo", to);
+        let r = migrate_json(&lab, "echo", to);
         let (node, ip2, mac2) = addr_of(&lab, "echo");
         assert_eq!(node, to);
         assert_eq!((ip2.as_str(), mac2.as_str()), (ip.as_str(), mac.as_str()));
@@ -226,7 +223,7 @@ fn connections_out_of_and_between_migrating_containers_hold() {
     grows("out");
     grows("cli");
     for (name, to) in [("out", "n2"), ("srv", "n3"), ("cli", "n1"), ("out", "n3")] {
-        migrate(&lab, name, to);
+        migrate_json(&lab, name, to);
         grows("out");
         grows("cli");
     }

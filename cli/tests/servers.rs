@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab};
+use common::{counter_counts, import_busybox_with_work, migrate_json, text, wait_for, Lab};
 use serde_json::Value;
 
 // ---------------------------------------------------------------- helpers
@@ -48,11 +48,6 @@ fn have_tools(test: &str, tools: &[&str]) -> bool {
             missing.join(", ")
         ),
     )
-}
-
-fn migrate(lab: &Lab, name: &str, to: &str) -> Value {
-    let out = lab.ok(&["migrate", name, "--to", to, "--json"]);
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"))
 }
 
 fn where_is(lab: &Lab, name: &str) -> (String, String, i64) {

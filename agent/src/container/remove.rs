@@ -68,13 +68,9 @@ impl Agent {
 
 /// Detach every mount at or below `dir`, deepest first.
 pub(crate) fn unmount_below(dir: &std::path::Path) {
-    let Ok(mi) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let mut points: Vec<std::path::PathBuf> = mi
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| std::path::PathBuf::from(unescape_mount_path(p)))
+    let mut points: Vec<std::path::PathBuf> = crate::mountinfo::mounts()
+        .into_iter()
+        .map(|m| m.point)
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -82,41 +78,5 @@ pub(crate) fn unmount_below(dir: &std::path::Path) {
         if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
             tracing::warn!("unmount {}: {e}", p.display());
         }
-    }
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mount_path(p: &str) -> String {
-    let b = p.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let oct = b
-            .get(i + 1..i + 4)
-            .filter(|o| o.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .and_then(|o| {
-                let v = o.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'));
-                u8::try_from(v).ok()
-            });
-        match (b[i], oct) {
-            (b'\\', Some(v)) => {
-                out.push(v);
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn mountinfo_escapes_are_decoded() {
-        assert_eq!(super::unescape_mount_path("/a\\040b\\134c"), "/a b\\c");
-        assert_eq!(super::unescape_mount_path("/plain\\9"), "/plain\\9");
     }
 }

@@ -62,30 +62,22 @@ pub struct Layout {
 
 impl Layout {
     pub fn detect() -> Layout {
-        std::fs::read_to_string("/proc/self/mountinfo")
-            .map(|m| Layout::from_mountinfo(&m))
-            .unwrap_or_default()
+        Layout::from_mounts(&crate::mountinfo::mounts())
     }
 
     pub fn from_mountinfo(text: &str) -> Layout {
+        Layout::from_mounts(&crate::mountinfo::parse(text))
+    }
+
+    pub fn from_mounts(mounts: &[crate::mountinfo::Mount]) -> Layout {
         let mut l = Layout::default();
-        for line in text.lines() {
-            let parts: Vec<&str> = line.split(' ').collect();
-            let Some(sep) = parts.iter().position(|p| *p == "-") else {
-                continue;
-            };
-            let (Some(fstype), Some(opts), Some(mnt)) =
-                (parts.get(sep + 1), parts.get(sep + 3), parts.get(4))
-            else {
-                continue;
-            };
-            match *fstype {
-                "cgroup2" => l.v2 = Some(PathBuf::from(mnt)),
+        for m in mounts {
+            match m.fs_type.as_str() {
+                "cgroup2" => l.v2 = Some(m.point.clone()),
                 "cgroup" => {
-                    for o in opts.split(',') {
-                        if V1_CONTROLLERS.contains(&o) || o.starts_with("name=") {
-                            l.v1.entry(o.to_string())
-                                .or_insert_with(|| PathBuf::from(mnt));
+                    for o in &m.super_options {
+                        if V1_CONTROLLERS.contains(&o.as_str()) || o.starts_with("name=") {
+                            l.v1.entry(o.clone()).or_insert_with(|| m.point.clone());
                         }
                     }
                 }

@@ -211,24 +211,149 @@ pub fn import_busybox_with_work(lab: &Lab) {
     ]);
 }
 
-/// The `count=<n>` values of a herd-work counter log, in order; panics on a
-/// line that is not `count=<n> pattern=ok`. A last line still being written
-/// (no newline yet) is left out.
+/// The counts of a counter log, in order: herd-work's `count=<n>
+/// pattern=ok` (anything after the count but `pattern=ok` is damaged memory
+/// and fails the test) or a shell counter's bare numbers; any other line
+/// fails the test. A last line still being written (no newline yet) is left
+/// out.
 pub fn counter_counts(log: &str) -> Vec<u64> {
     log.split_inclusive('\n')
         .filter(|l| l.ends_with('\n'))
         .map(|l| l.trim_end_matches('\n'))
         .map(|l| {
-            let rest = l
-                .strip_prefix("count=")
-                .unwrap_or_else(|| panic!("not a counter line: {l:?}\nlog:\n{log}"));
-            let (n, tail) = rest
-                .split_once(' ')
-                .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
-            assert_eq!(tail, "pattern=ok", "line {l:?}\nlog:\n{log}");
-            n.parse().unwrap_or_else(|_| panic!("bad count in {l:?}"))
+            let n = match l.strip_prefix("count=") {
+                Some(rest) => {
+                    let (n, tail) = rest
+                        .split_once(' ')
+                        .unwrap_or_else(|| panic!("not a counter line: {l:?}"));
+                    assert_eq!(tail, "pattern=ok", "memory damaged: {l:?}\nlog:\n{log}");
+                    n
+                }
+                None => l,
+            };
+            n.parse()
+                .unwrap_or_else(|_| panic!("not a counter line: {l:?}\nlog:\n{log}"))
         })
         .collect()
+}
+
+/// A container's log as `herd logs` prints it.
+pub fn logs(lab: &Lab, name: &str) -> String {
+    lab.ok(&["logs", name])
+}
+
+/// The counts of `name`'s log.
+pub fn counts(lab: &Lab, name: &str) -> Vec<u64> {
+    counter_counts(&logs(lab, name))
+}
+
+/// Wait until `name`'s log holds at least `n` complete counter lines;
+/// returns their counts.
+pub fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
+    wait_for(secs, || {
+        let c = counts(lab, name);
+        (c.len() >= n).then_some(c)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name}: fewer than {n} log lines after {secs} s:\n{}\nps: {}",
+            text(&lab.herd(&["logs", name])),
+            text(&lab.herd(&["ps", "-a", "--json"]))
+        )
+    })
+}
+
+/// `herd run [--node N] [flags] --name NAME busybox -- herd-work ARGS...`.
+pub fn run_herd_work(lab: &Lab, name: &str, node: Option<&str>, args: &[&str]) {
+    let mut a = vec!["run", "--name", name];
+    if let Some(n) = node {
+        a.extend(["--node", n]);
+    }
+    a.extend(["busybox", "--", "herd-work"]);
+    a.extend_from_slice(args);
+    lab.ok(&a);
+}
+
+/// `herd-work counter` every 100 ms over `mib` MiB of patterned memory,
+/// checked every tick (a damaged restore prints `pattern=CORRUPT`).
+pub fn run_counter(lab: &Lab, name: &str, node: Option<&str>, mib: u64) {
+    let mib = mib.to_string();
+    run_herd_work(
+        lab,
+        name,
+        node,
+        &["counter", "--interval-ms", "100", "--mib", &mib],
+    );
+}
+
+/// `herd run --node N [extra] --name NAME busybox -- sh -c SCRIPT`.
+pub fn run_sh(lab: &Lab, name: &str, node: &str, extra: &[&str], script: &str) {
+    let mut args = vec!["run", "--node", node, "--name", name];
+    args.extend_from_slice(extra);
+    args.extend(["busybox", "--", "sh", "-c", script]);
+    lab.ok(&args);
+}
+
+/// The pid `herd ps` gives for `name`.
+pub fn pid_of(lab: &Lab, name: &str) -> i32 {
+    let c = lab
+        .container(name)
+        .unwrap_or_else(|| panic!("{name} not in ps: {}", lab.ps_json()));
+    c["pid"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{name} has no pid: {c}")) as i32
+}
+
+/// `herd migrate NAME --to TO --json`, which must succeed.
+pub fn migrate_json(lab: &Lab, name: &str, to: &str) -> serde_json::Value {
+    let out = lab.ok(&["migrate", name, "--to", to, "--json"]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"))
+}
+
+/// A node's agent log, whole (empty if there is none yet).
+pub fn agent_log(lab: &Lab, node: &str) -> String {
+    std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default()
+}
+
+/// The last `n` lines of a node's agent log, for failure messages.
+pub fn agent_log_tail(lab: &Lab, node: &str, n: usize) -> String {
+    let s = agent_log(lab, node);
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Unix time, seconds.
+pub fn now_s() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs_f64()
+}
+
+/// CPU seconds (user + system) a process has used, from /proc.
+pub fn proc_cpu_seconds(pid: i32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// A shell that opens a 2 MiB file as fd 3, deletes it and then counts:
+/// a ghost file CRIU must carry in the image.
+pub const GHOST_HOLDER: &str = "dd if=/dev/zero of=/tmp/big bs=1M count=2 2>/dev/null && \
+    exec 3</tmp/big && rm /tmp/big && exec herd-work counter --interval-ms 100";
+
+/// `pid`'s fd 3 is open on a deleted file.
+pub fn assert_holds_deleted_fd(pid: i32) {
+    let fd3 = std::fs::read_link(format!("/proc/{pid}/fd/3")).expect("fd 3");
+    assert!(
+        fd3.to_string_lossy().ends_with("(deleted)"),
+        "fd 3 is {}",
+        fd3.display()
+    );
 }
 
 /// Restart a node's agent with `HERD_FAULT=<fault>` (fault injection for

@@ -9,6 +9,21 @@ use std::process::{Child, Output, Stdio};
 use serde_json::Value;
 
 use super::{counter_counts, text, wait_for, Lab};
+pub use super::{counts, wait_lines};
+
+/// herd-work's counter (16 MiB of patterned memory, checked each tick)
+/// piped through tee into a file of the container's own filesystem.
+pub const COUNTER_TEE: &str = "herd-work counter --interval-ms 100 --mib 16 | tee -a /data.log";
+
+/// A two-node lab with `c` on n1 running `script` (`herd run` gets
+/// `extra`), its log already counting.
+pub fn lab_with_work(test: &str, name: &str, extra: &[&str], script: &str) -> Option<Lab> {
+    let lab = Lab::up(test, name, 2)?;
+    super::import_busybox_with_work(&lab);
+    super::run_sh(&lab, "c", "n1", extra, script);
+    super::wait_lines(&lab, "c", 5, 30);
+    Some(lab)
+}
 
 pub fn ps_all(lab: &Lab) -> Vec<Value> {
     let o = lab.herd(&["ps", "--json"]);
@@ -67,18 +82,6 @@ pub fn assert_gapless(c: &[u64], what: &str) {
             w[0], w[1]
         );
     }
-}
-
-pub fn counts(lab: &Lab, name: &str) -> Vec<u64> {
-    counter_counts(&lab.ok(&["logs", name]))
-}
-
-pub fn wait_lines(lab: &Lab, name: &str, n: usize, secs: u64) -> Vec<u64> {
-    wait_for(secs, || {
-        let c = counts(lab, name);
-        (c.len() >= n).then_some(c)
-    })
-    .unwrap_or_else(|| panic!("{name}: fewer than {n} lines after {secs} s"))
 }
 
 /// Exactly one running copy, on `node`; the counter goes on without a gap,
