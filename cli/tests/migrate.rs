@@ -22,9 +22,9 @@ use std::time::{Duration, Instant};
 
 use common::moves::{assert_gapless, entries, ps_all};
 use common::{
-    agent_log_tail, agent_pid, assert_holds_deleted_fd, counter_counts, counts,
-    import_busybox_with_work, process_alive, restart_with_fault, run_counter, run_sh, stderr_of,
-    text, wait_for, wait_lines, Lab, GHOST_HOLDER,
+    agent_log_tail, agent_pid, assert_holds_deleted_fd, counts, import_busybox_with_work,
+    process_alive, restart_with_fault, run_counter, run_sh, stderr_of, text, wait_for, wait_lines,
+    Lab, GHOST_HOLDER,
 };
 use serde_json::Value;
 

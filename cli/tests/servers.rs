@@ -23,7 +23,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{counter_counts, import_busybox_with_work, migrate_json, text, wait_for, Lab};
-use serde_json::Value;
 
 // ---------------------------------------------------------------- helpers
 
@@ -90,7 +89,7 @@ fn move_around(lab: &Lab, name: &str, ip: &str, between: impl Fn()) -> Vec<Move>
     let mut moves = Vec::new();
     for to in ["n2", "n3", "n1"] {
         between();
-        let r = migrate(lab, name, to);
+        let r = migrate_json(lab, name, to);
         let (node, ip2, _) = where_is(lab, name);
         assert_eq!((node.as_str(), ip2.as_str()), (to, ip), "{r}");
         let f = |k: &str| r[k].as_f64().unwrap_or_else(|| panic!("no {k}: {r}"));
