@@ -29,7 +29,10 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use procfs::FromRead;
+
 use super::pfile::{kv, psi_some_avg10, psi_some_total_seconds, PFile};
+use super::procfs::{thread_cpu_ns, use_crate, ProcRead};
 
 /// Idle containers are read fully at least every this many samples (the
 /// kernel may reclaim their memory without them running).
@@ -67,7 +70,35 @@ impl Layout {
             .unwrap_or_default()
     }
 
+    /// The layout a `/proc/PID/mountinfo` text describes.
     pub fn from_mountinfo(text: &str) -> Layout {
+        if !use_crate(ProcRead::Mountinfo) {
+            return Layout::from_mountinfo_by_hand(text);
+        }
+        let mut l = Layout::default();
+        let mounts = procfs::process::MountInfos::from_read(text.as_bytes())
+            .map(|m| m.0)
+            .unwrap_or_default();
+        for m in mounts {
+            match m.fs_type.as_str() {
+                "cgroup2" => l.v2 = Some(m.mount_point),
+                "cgroup" => {
+                    for (k, v) in &m.super_options {
+                        let key = match v {
+                            Some(v) if k == "name" => format!("name={v}"),
+                            None if V1_CONTROLLERS.contains(&k.as_str()) => k.clone(),
+                            _ => continue,
+                        };
+                        l.v1.entry(key).or_insert_with(|| m.mount_point.clone());
+                    }
+                }
+                _ => {}
+            }
+        }
+        l
+    }
+
+    fn from_mountinfo_by_hand(text: &str) -> Layout {
         let mut l = Layout::default();
         for line in text.lines() {
             let parts: Vec<&str> = line.split(' ').collect();
@@ -188,6 +219,9 @@ pub struct CgroupReader {
     since_full: u32,
     /// The last read reused the previous counters (the container was idle).
     idle: bool,
+    /// CPU time spent in `/proc/<pid>/io` reads and their count, when
+    /// counted (bench).
+    proc_io_cost: Option<(u64, u64)>,
 }
 
 impl CgroupReader {
@@ -203,6 +237,17 @@ impl CgroupReader {
             psi: psi_files(dir),
             ..Default::default()
         }
+    }
+
+    /// Count the CPU time of the `/proc/<pid>/io` reads (for `herd bench monitor`).
+    pub fn with_cost(mut self) -> Self {
+        self.proc_io_cost = Some((0, 0));
+        self
+    }
+
+    /// (ns, reads) of the `/proc/<pid>/io` reads, when counted.
+    pub fn proc_io_cost(&self) -> Option<(u64, u64)> {
+        self.proc_io_cost
     }
 
     /// Whether the last [`read`](Self::read) reused the previous counters.
@@ -296,13 +341,27 @@ impl CgroupReader {
             .collect();
         let mut last_counts = std::mem::take(&mut self.io_last);
         self.proc_io.retain(|p, _| pids.contains(p));
+        let by_crate = use_crate(ProcRead::ProcIo);
         for p in pids {
+            let t0 = self.proc_io_cost.map(|_| thread_cpu_ns());
             let f = self
                 .proc_io
                 .entry(p)
                 .or_insert_with(|| PFile::open(Path::new(&format!("/proc/{p}/io"))));
-            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
-                self.io_last.insert(p, parse_proc_io(t));
+            let counts = f.as_ref().and_then(|f| f.read(buf).ok()).and_then(|t| {
+                if by_crate {
+                    let i = procfs::process::Io::from_read(t.as_bytes()).ok()?;
+                    Some([i.syscr, i.syscw, i.read_bytes, i.write_bytes])
+                } else {
+                    Some(parse_proc_io(t))
+                }
+            });
+            if let (Some((ns, n)), Some(t0)) = (&mut self.proc_io_cost, t0) {
+                *ns += thread_cpu_ns().saturating_sub(t0);
+                *n += 1;
+            }
+            if let Some(c) = counts {
+                self.io_last.insert(p, c);
                 last_counts.remove(&p);
             }
         }

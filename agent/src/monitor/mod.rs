@@ -20,6 +20,7 @@
 //! counted twice. Its log travels with it; the target reads the whole file
 //! and subscribers drop the lines they already have.
 
+pub mod bench;
 pub mod cgroups;
 pub mod logtail;
 pub mod pfile;
@@ -279,10 +280,7 @@ impl Sampler {
                     if t.net_last.is_none() || !t.reader.was_idle() {
                         if let Some(text) = t.net.as_ref().and_then(|f| f.read(&mut self.buf).ok())
                         {
-                            t.net_last = Some(
-                                procfs::net_dev(text)
-                                    .fold((0, 0), |(r, s), (_, rx, tx)| (r + rx, s + tx)),
-                            );
+                            t.net_last = Some(procfs::net_dev_totals(text));
                         }
                     }
                     (c.net_rx_bytes, c.net_tx_bytes) = t.net_last.unwrap_or_default();
@@ -397,10 +395,9 @@ pub(crate) fn counters_now(
         .unwrap_or_default();
     if let Some(pid) = rec.pid {
         if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
-            for (_, rx, tx) in procfs::net_dev(&t) {
-                c.net_rx_bytes += rx;
-                c.net_tx_bytes += tx;
-            }
+            let (rx, tx) = procfs::net_dev_totals(&t);
+            c.net_rx_bytes += rx;
+            c.net_tx_bytes += tx;
         }
     }
     c.plus(&rec.counter_base.unwrap_or_default())
@@ -422,8 +419,7 @@ pub(crate) fn counters_held(
         .map(|r| r.counters())
         .unwrap_or_default();
     let net = herd_netlink::netns::run_in(netns, || {
-        std::fs::read_to_string("/proc/thread-self/net/dev")
-            .map(|t| procfs::net_dev(&t).fold((0, 0), |(r, t), (_, rx, tx)| (r + rx, t + tx)))
+        std::fs::read_to_string("/proc/thread-self/net/dev").map(|t| procfs::net_dev_totals(&t))
     });
     if let Ok(Ok((rx, tx))) = net {
         c.net_rx_bytes = rx;
