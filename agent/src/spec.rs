@@ -40,6 +40,8 @@ pub struct SpecInput<'a> {
     pub cgroup_path: String,
     pub memory_bytes: Option<u64>,
     pub cpus: Option<f64>,
+    /// `-v` bind mounts (checked by the caller: host paths exist).
+    pub volumes: &'a [herd_wire::Volume],
 }
 
 pub fn build(input: SpecInput<'_>) -> Result<Spec> {
@@ -67,6 +69,17 @@ pub fn build(input: SpecInput<'_>) -> Result<Spec> {
             .collect();
         spec.set_mounts(Some(kept));
     }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for v in input.volumes {
+        let mut m = oci_spec::runtime::Mount::default();
+        m.set_typ(Some("bind".into()));
+        m.set_source(Some(v.host.clone().into()));
+        m.set_destination(v.container.clone().into());
+        let mode = if v.read_only { "ro" } else { "rw" };
+        m.set_options(Some(vec!["bind".into(), "rprivate".into(), mode.into()]));
+        mounts.push(m);
+    }
+    spec.set_mounts(Some(mounts));
 
     let mut process = spec.process().clone().unwrap_or_default();
     process.set_args(Some(input.args));
@@ -325,6 +338,7 @@ mod tests {
             cgroup_path: "/herd/n1/c".into(),
             memory_bytes: Some(64 << 20),
             cpus: Some(1.5),
+            volumes: &[herd_wire::Volume::parse("/srv:/data:ro").unwrap()],
         })
         .unwrap();
         let linux = spec.linux().as_ref().unwrap();
@@ -340,6 +354,15 @@ mod tests {
         assert_eq!(res.cpu().as_ref().unwrap().quota(), Some(150_000));
         let env = spec.process().as_ref().unwrap().env().clone().unwrap();
         assert_eq!(env, vec!["A=1".to_string(), "PATH=/bin".to_string()]);
+        let bind = spec
+            .mounts()
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|m| m.destination() == Path::new("/data"))
+            .expect("no bind mount at /data");
+        assert_eq!(bind.source().as_deref(), Some(Path::new("/srv")));
+        assert!(bind.options().as_ref().unwrap().contains(&"ro".to_string()));
         assert!(build(SpecInput {
             rootfs: Path::new("/r"),
             args: vec![],
@@ -351,6 +374,7 @@ mod tests {
             cgroup_path: "/c".into(),
             memory_bytes: None,
             cpus: None,
+            volumes: &[],
         })
         .is_err());
     }

@@ -129,6 +129,7 @@ impl ContainerRecord {
             ip: self.spec.net.as_ref().map(|n| n.ip.clone()),
             mac: self.spec.net.as_ref().map(|n| n.mac.clone()),
             migration: None,
+            volumes: self.spec.volumes.clone(),
         }
     }
 

@@ -984,3 +984,116 @@ fn start_restart_rm_and_exec_as_podman() {
         .iter()
         .all(|l| !l.contains("once") && !l.contains("long")));
 }
+
+/// `-v HOST:CTR[:ro]`: bad specs and a missing host path refused (125,
+/// nothing made); writes go through to the host, `:ro` refuses them; the
+/// mounts are in inspect. A move to a node without the host path is
+/// refused at Prepare and leaves the container running on the source,
+/// still writing through its mount; with the path there the move
+/// re-binds it on the target, as do checkpoint and restore.
+#[test]
+fn bind_mounts_with_v_and_their_moves() {
+    let Some(lab) = Lab::up("podman_volumes", "vo", 2) else {
+        return;
+    };
+    lab.import_busybox();
+    let tmp = tempfile::tempdir().unwrap();
+    let rw = tmp.path().join("rw");
+    let ro = tmp.path().join("ro");
+    std::fs::create_dir(&rw).unwrap();
+    std::fs::create_dir(&ro).unwrap();
+    std::fs::write(rw.join("from-host"), "hello\n").unwrap();
+    std::fs::write(ro.join("r"), "only read\n").unwrap();
+    let (rw_s, ro_s) = (rw.to_str().unwrap(), ro.to_str().unwrap());
+    let missing = tmp.path().join("missing");
+    for (spec, says) in [
+        ("data:/data".to_string(), "not absolute"),
+        (format!("{rw_s}:/data:rx"), "unknown option"),
+        (rw_s.to_string(), "expected HOST:CONTAINER"),
+        (format!("{rw_s}:/proc"), "/proc"),
+        (format!("{}:/data", missing.display()), "is not there on n1"),
+    ] {
+        let (c, out) = code(
+            &lab,
+            &[
+                "run", "--name", "bad", "-v", &spec, "busybox", "sleep", "100",
+            ],
+        );
+        assert_eq!(c, Some(125), "-v {spec}: {out}");
+        assert!(out.contains(says), "-v {spec} does not say {says:?}: {out}");
+        assert!(lab.container("bad").is_none(), "-v {spec} left a container");
+    }
+
+    let v_rw = format!("{rw_s}:/data");
+    let v_ro = format!("{ro_s}:/ro:ro");
+    lab.ok(&[
+        "run", "--node", "n1", "--name", "vol", "-v", &v_rw, "-v", &v_ro, "busybox", "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        lab.ok(&["exec", "vol", "cat", "/data/from-host"]),
+        "hello\n"
+    );
+    lab.ok(&["exec", "vol", "sh", "-c", "echo one > /data/w"]);
+    assert_eq!(std::fs::read_to_string(rw.join("w")).unwrap(), "one\n");
+    let ro_write = lab.herd(&["exec", "vol", "sh", "-c", "echo x > /ro/f"]);
+    assert!(!ro_write.status.success(), "write to :ro worked");
+    assert!(!ro.join("f").exists());
+    assert_eq!(lab.ok(&["exec", "vol", "cat", "/ro/r"]), "only read\n");
+    let insp: Value = serde_json::from_str(&lab.ok(&["inspect", "vol"])).unwrap();
+    let vols = &insp[0]["volumes"];
+    assert_eq!(vols[0]["host"], rw_s, "{insp}");
+    assert_eq!(vols[0]["container"], "/data", "{insp}");
+    assert_eq!(vols[0]["read_only"], false, "{insp}");
+    assert_eq!(vols[1]["read_only"], true, "{insp}");
+    assert_eq!(lab.container("vol").unwrap()["volumes"], *vols);
+
+    // The host path missing on the target: refused, the source untouched.
+    let pid = pid_of(&lab, "vol");
+    let gone = tmp.path().join("rw.elsewhere");
+    std::fs::rename(&rw, &gone).unwrap();
+    let err = fails(&lab, &["migrate", "vol", "--to", "n2"]);
+    assert!(
+        err.contains(rw_s) && err.contains("not there on n2"),
+        "refusal does not name the path and node: {err}"
+    );
+    assert_eq!(listed(&lab, "vol"), vec![("n1".into(), "Running".into())]);
+    assert_eq!(pid_of(&lab, "vol"), pid);
+    lab.ok(&["exec", "vol", "sh", "-c", "echo two >> /data/w"]);
+    assert_eq!(
+        std::fs::read_to_string(gone.join("w")).unwrap(),
+        "one\ntwo\n"
+    );
+    std::fs::rename(&gone, &rw).unwrap();
+
+    // With it there: moved, the same host directory bound on n2.
+    lab.ok(&["migrate", "vol", "--to", "n2"]);
+    assert_eq!(listed(&lab, "vol"), vec![("n2".into(), "Running".into())]);
+    assert_eq!(lab.ok(&["exec", "vol", "cat", "/data/w"]), "one\ntwo\n");
+    lab.ok(&["exec", "vol", "sh", "-c", "echo three >> /data/w"]);
+    assert_eq!(
+        std::fs::read_to_string(rw.join("w")).unwrap(),
+        "one\ntwo\nthree\n"
+    );
+    assert!(!lab
+        .herd(&["exec", "vol", "sh", "-c", "echo x > /ro/f"])
+        .status
+        .success());
+    assert!(!ro.join("f").exists());
+
+    // checkpoint + restore on n2 bind it again.
+    lab.ok(&["checkpoint", "vol"]);
+    lab.ok(&["restore", "vol"]);
+    lab.ok(&["exec", "vol", "sh", "-c", "echo four >> /data/w"]);
+    assert_eq!(
+        std::fs::read_to_string(rw.join("w")).unwrap(),
+        "one\ntwo\nthree\nfour\n"
+    );
+    lab.ok(&["rm", "-f", "vol"]);
+    // rm leaves the host's data alone.
+    assert_eq!(
+        std::fs::read_to_string(ro.join("r")).unwrap(),
+        "only read\n"
+    );
+    assert!(rw.join("from-host").exists());
+}

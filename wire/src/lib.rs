@@ -25,6 +25,9 @@ pub mod migrate;
 pub mod monitor;
 pub mod net;
 pub mod size;
+pub mod volume;
+
+pub use volume::Volume;
 
 /// Version of the control protocol. Bump on any incompatible change.
 /// 2: a host's `cores` became fractional (`herd-agent --cpus`).
@@ -33,7 +36,8 @@ pub mod size;
 /// 5: `Exec.user`/`Exec.workdir`, `Request::Start`, `RunSpec.auto_remove`
 ///    (and `Request::MigratePages`, added beside them),
 ///    error kinds `CommandNotFound`/`CannotExecute` (Podman's 127/126).
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: `RunSpec.volumes` and `ContainerInfo.volumes` (`-v`).
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// What a client sends on a fresh stream.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -200,6 +204,9 @@ pub struct RunSpec {
     /// Remove the container when its process exits (`run --rm`).
     #[serde(default)]
     pub auto_remove: bool,
+    /// Bind mounts (`-v HOST:CTR[:ro]`), see [`volume`].
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
 }
 
 /// A network every agent of a cluster knows: containers on it get a macvlan
@@ -273,6 +280,9 @@ pub struct ContainerInfo {
     /// While `Migrating`: from which node to which.
     #[serde(default)]
     pub migration: Option<MigrationInfo>,
+    /// Bind mounts (`-v`).
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
 }
 
 /// A migration a container is in.

@@ -7,7 +7,8 @@
 //!   freezer cgroup (v1) or the unified hierarchy (v2);
 //! * its stdio pipes are recorded (`pipe:[inode]`) so a restore can give it
 //!   new pipes with `inherit_fd`;
-//! * established TCP, external unix sockets and file locks are dumped.
+//! * established TCP, external unix sockets and file locks are dumped;
+//! * its `-v` bind mounts are external mounts (`volumes.rs`).
 //!
 //! CRIU calls on one host are serialised (`Agent::criu_lock`): two dumps or
 //! restores at once collide on cgroups, pids and the network lock.
@@ -129,7 +130,9 @@ impl Agent {
             manage_cgroups: true,
             manage_cgroups_mode: Some(CgroupMode::Soft),
             freeze_cgroup: freezer_path(pid),
-            external: vec![format!("net[{ns_ino}]:extRootNetNS")],
+            external: std::iter::once(format!("net[{ns_ino}]:extRootNetNS"))
+                .chain(super::volumes::dump_externals(&rec.spec.volumes))
+                .collect(),
             page_server: stream.as_ref().map(|s| herd_criu::PageServerAddr {
                 fd: Some(s.fd),
                 ..Default::default()

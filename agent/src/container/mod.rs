@@ -23,6 +23,7 @@ mod remove;
 mod restore;
 mod run;
 mod stop;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::PathBuf;

@@ -116,6 +116,7 @@ impl Agent {
     ) -> Result<Arc<Entry>> {
         let name = spec.name.clone();
         validate_name("container name", &name)?;
+        self.check_volumes(&name, &spec.volumes)?;
         let image = self.images.get(&spec.image)?;
         if image.layers != layers {
             return Err(AgentError::Invalid {
@@ -357,6 +358,7 @@ impl Agent {
         let name = rec.spec.name.clone();
         let cdir = self.state.container(&name);
         let meta: CheckpointMeta = read_json(&images.join(META_FILE))?;
+        self.check_volumes(&name, &rec.spec.volumes)?;
         if meta.created_ns != 0 {
             lock(&entry.record).created_ns = meta.created_ns;
         }
@@ -436,6 +438,7 @@ impl Agent {
             leave_stopped: hold,
             inherit_fd: inherit,
             cgroup_root,
+            external: super::volumes::restore_externals(&rec.spec.volumes),
             ..RestoreOpts::new(images)
         };
         let criu = herd_criu::Criu::from_env();

@@ -57,6 +57,7 @@ impl Agent {
             }
         }
         let name = spec.name.clone();
+        self.check_volumes(&name, &spec.volumes)?;
         let image = self.images.get(&spec.image)?;
         let net = spec.net.as_ref().map(|a| self.nets.check(a)).transpose()?;
         // Reserve the name while we build; removed again on failure.
@@ -174,6 +175,7 @@ impl Agent {
             cgroup_path: cgroup_path.clone(),
             memory_bytes: spec.memory_bytes,
             cpus: spec.cpus,
+            volumes: &spec.volumes,
         })?;
         fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
         oci.save(cdir.bundle().join("config.json"))

@@ -569,6 +569,10 @@ fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response
             .check_attach(att)
             .map_err(|e| Box::new(e.to_response()))?;
     }
+    // `-v`: the same host paths here, or no move (container/volumes.rs).
+    agent
+        .check_volumes(&p.spec.name, &p.spec.volumes)
+        .map_err(|e| Box::new(e.to_response()))?;
     if p.fs == FsMode::Whole {
         return Ok(None); // the flattened filesystem comes with the transfer
     }

@@ -45,6 +45,12 @@ pub struct RunArgs {
     /// after `herd stop`).
     #[arg(long)]
     pub rm: bool,
+    /// Bind mount HOST:CONTAINER[:ro|rw] (repeatable): HOST an absolute
+    /// path on the node's host, which must exist there. A migration
+    /// re-binds the same host path on the target and is refused when the
+    /// target lacks it; the data is never copied.
+    #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    pub volume: Vec<String>,
     /// Hostname inside the container (default: its name).
     #[arg(long)]
     pub hostname: Option<String>,
@@ -75,6 +81,7 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         memory,
         cpus,
         rm,
+        volume,
         hostname,
         net,
         ip,
@@ -90,6 +97,10 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
             bail!("-e {e:?}: expected KEY=VALUE");
         }
     }
+    let volumes = volume
+        .iter()
+        .map(|v| herd_wire::Volume::parse(v).map_err(|e| anyhow::anyhow!("-v {e}")))
+        .collect::<Result<Vec<_>>>()?;
     let mut all_env = Vec::new();
     for f in env_file {
         all_env.extend(read_env_file(f)?);
@@ -149,6 +160,7 @@ pub async fn run(g: &GlobalArgs, args: &RunArgs) -> Result<i32> {
         user: user.clone(),
         workdir: workdir.clone(),
         auto_remove: *rm,
+        volumes,
     };
     match c.call(&node, Request::Run(spec)).await? {
         Response::Container(_) => {}

@@ -27,6 +27,7 @@ fn report() -> RestoreReport {
             ip: None,
             mac: None,
             migration: None,
+            volumes: vec![],
         },
         total_ms: 1.0,
         criu_restore_ms: 1.0,
