@@ -75,6 +75,11 @@ impl std::str::FromStr for FsMode {
     }
 }
 
+/// `auto` streams pages from this much container memory up (the
+/// resident bytes of its processes): below it the dump is a few MiB and
+/// a page-server session is one more thing that can fail for little gain.
+pub const AUTO_STREAM_BYTES: u64 = 64 << 20;
+
 /// How memory moves (`herd migrate --memory-mode`).
 ///
 /// * `stop`: stop-and-copy: CRIU dumps every page while the container is
@@ -101,11 +106,6 @@ impl std::str::FromStr for FsMode {
 /// * `auto`: the mode this agent picks, with why, in the report: `stream`
 ///   for a container of at least [`AUTO_STREAM_BYTES`] of memory, else
 ///   `stop` (never `pre` or `post` while those are refused).
-/// `auto` streams pages from this much container memory up (the
-/// resident bytes of its processes): below it the dump is a few MiB and
-/// a page-server session is one more thing that can fail for little gain.
-pub const AUTO_STREAM_BYTES: u64 = 64 << 20;
-
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
