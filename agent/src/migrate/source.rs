@@ -860,9 +860,15 @@ impl Driver {
             drop(criu_end);
             r
         });
+        // A dump that ends first is polled to completion here: keep its
+        // result (a JoinHandle must not be awaited twice).
+        let mut ended = None;
         let dumped = tokio::select! {
             r = dumped_rx => r.is_ok(),
-            _ = &mut dump => false,
+            r = &mut dump => {
+                ended = Some(r);
+                false
+            }
         };
         if dumped {
             self.held = Some(Held {
@@ -873,7 +879,10 @@ impl Driver {
             return SEvent::Dumped;
         }
         drop(verdict);
-        let r = dump.await;
+        let r = match ended {
+            Some(r) => r,
+            None => dump.await,
+        };
         bridge.abort();
         let why = match r {
             Ok(Err(e)) => e.to_string(),
