@@ -135,6 +135,13 @@ fn main() -> anyhow::Result<()> {
     {
         std::process::exit(herd_agent::container::exec_main(&argv[2..]));
     }
+    if argv
+        .get(1)
+        .is_some_and(|a| a == herd_agent::monitor::bench::ARG)
+    {
+        // `herd bench monitor`'s side-by-side reads (procfs crate vs hand-written).
+        std::process::exit(herd_agent::monitor::bench::main(&argv[2..]));
+    }
     let known: Vec<String> = <Args as clap::CommandFactory>::command()
         .get_arguments()
         .filter_map(|a| a.get_long().map(str::to_string))

@@ -26,14 +26,31 @@
 //!   (`cpuacct.usage`, `memory.usage_in_bytes`, `pids.current`, the v2
 //!   equivalents on a v2 host) and computing the CPU rate.
 //!
+//! * **procfs crate vs hand-written** (#21): two `herd-agent __sampler-bench`
+//!   processes started beside it, one parsing the sampler's /proc files with
+//!   the hand-written parsers, one with the `procfs` crate (both with the
+//!   files kept open and re-read with one pread; the crate's `FromRead` over
+//!   the bytes), each doing the sampler's reads of the host (with a `--cpus`
+//!   slice over the lab node's cgroup, so the slow path is in) and of every
+//!   container of the node at the same interval for the same seconds; each
+//!   reports its CPU time per /proc file and per container, and its RSS.
+//!
 //! It prints cores used (CPU seconds per second), microseconds per container
 //! per sample, RSS, and the ratios naive / herd and python / herd. Nothing is
 //! asserted.
 //!
-//! * **netdata**, where installed (Debian's `netdata-core`; scripts/setup
-//!   does not install it): started at each step with a private config, its
+//! * **netdata**, where installed (Debian's `netdata-core`, installed by
+//!   scripts/setup): started at each step with a private config, its
 //!   cgroups plugin alone at 1 s, and measured once it charts every
 //!   container (its whole process and waited-for children, clock ticks).
+//! * **PCP**, where installed (Debian's `pcp`, installed by scripts/setup
+//!   with its services left stopped): a private pmcd (pmdaproc, pmdalinux;
+//!   a private namespace file, port and config) in a private mount
+//!   namespace with the empty cgroup2 at `/sys/fs/cgroup/unified` unmounted
+//!   (pmdaproc reads no v1 cgroup while it is mounted), and pmlogger logging
+//!   the containers' cgroup metrics and the host's at 1 s; measured: pmcd,
+//!   its PMDAs and pmlogger (every process, clock ticks), their summed RSS.
+//!   Both peers are killed at the end of each step.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -50,7 +67,12 @@ use herd::cluster::Cluster;
 use herd::{lab, monitor};
 
 const LAB: &str = "hmonbench";
+/// herd-agent's `monitor::bench::ARG` (herd-bench does not link the agent).
+const SAMPLER_BENCH_ARG: &str = "__sampler-bench";
 const NODE: &str = "n1";
+/// Containers created at the same time (the agent runs each create in its
+/// own helper process; 1000 one after the other took too long).
+const CREATE_PAR: usize = 4;
 
 const PY_BASELINE: &str = r#"
 import os, sys, time
@@ -262,6 +284,84 @@ fn container_files(pid: i32, log: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The cgroup parent of process `pid`'s container (e.g. `/herd/lab/n1`):
+/// its CPU-accounting cgroup's parent directory.
+fn cgroup_parent(pid: i32) -> Option<String> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut v2 = None;
+    for l in text.lines() {
+        let mut f = l.splitn(3, ':');
+        let (Some(_), Some(ctrl), Some(path)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let parent = Path::new(path).parent()?.display().to_string();
+        if ctrl.split(',').any(|c| c == "cpuacct") {
+            return Some(parent);
+        }
+        if ctrl.is_empty() {
+            v2 = Some(parent);
+        }
+    }
+    v2
+}
+
+/// The two `__sampler-bench` reports side by side: per sample and per
+/// container, per /proc file, and the ratio crate / hand-written.
+fn compare_reads(r: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
+    let get = |who: &str, k: &str| r.get(who).and_then(|v| v[k].as_f64()).unwrap_or(f64::NAN);
+    let mut out = serde_json::Map::new();
+    for who in ["hand", "crate"] {
+        let ticks = get(who, "ticks").max(1.0);
+        let n = get(who, "containers").max(1.0);
+        out.insert(
+            who.to_string(),
+            serde_json::json!({
+                "containers": get(who, "containers"),
+                "samples": ticks,
+                "host_us_per_sample": get(who, "host_ns") / 1e3 / ticks,
+                "us_per_container_sample": get(who, "containers_ns") / 1e3 / ticks / n,
+                "rss_bytes": get(who, "rss_bytes"),
+            }),
+        );
+    }
+    let ratio = |k: &str| {
+        out["crate"][k].as_f64().unwrap_or(f64::NAN) / out["hand"][k].as_f64().unwrap_or(f64::NAN)
+    };
+    let ratios = serde_json::json!({
+        "host_us_per_sample": ratio("host_us_per_sample"),
+        "us_per_container_sample": ratio("us_per_container_sample"),
+        "rss_bytes": ratio("rss_bytes"),
+    });
+    let per = |who: &str| {
+        r.get(who)
+            .map(|v| v["per_read"].clone())
+            .unwrap_or_default()
+    };
+    let (hand, krate) = (per("hand"), per("crate"));
+    let mut files = serde_json::Map::new();
+    if let Some(h) = hand.as_object() {
+        for (file, hv) in h {
+            let us = |v: &serde_json::Value| {
+                v["ns"].as_f64().unwrap_or(f64::NAN) / 1e3 / v["reads"].as_f64().unwrap_or(0.0)
+            };
+            let (hu, cu) = (us(hv), us(&krate[file]));
+            files.insert(
+                file.clone(),
+                serde_json::json!({
+                    "hand_us_per_read": hu,
+                    "crate_us_per_read": cu,
+                    "reads": hv["reads"],
+                    "ratio": cu / hu,
+                    "agent_uses_crate": cu / hu <= 1.10,
+                }),
+            );
+        }
+    }
+    out.insert("ratio_crate_over_hand".into(), ratios);
+    out.insert("per_file".into(), serde_json::Value::Object(files));
+    serde_json::Value::Object(out)
+}
+
 /// Sum of the numbers of a pseudo-file (`key value`, `key=value` and bare
 /// numbers): as much parsing as the agent does, so reading is compared
 /// with reading.
@@ -409,6 +509,153 @@ fn netdata_cgroup_charts(port: u16) -> Option<usize> {
     )
 }
 
+/// The private PCP of one step: pmcd (with its PMDAs as children) and pmlogger.
+struct Pcp {
+    pmcd: Child,
+    pmlogger: Child,
+}
+
+/// pmlogger's config: what the agent samples, per container and for the host.
+const PMLOGGER_CONF: &str = "log mandatory on 1 sec {\n\
+    cgroup.cpuacct.usage\n    cgroup.cpusched.periods\n    cgroup.cpusched.throttled\n\
+    cgroup.cpusched.throttled_time\n    cgroup.memory.usage\n    cgroup.memory.stat.pgmajfault\n\
+    cgroup.memory.stat.total.inactive_file\n    cgroup.blkio.all.io_serviced\n\
+    cgroup.blkio.all.io_service_bytes\n    kernel.all.cpu\n    kernel.all.load\n\
+    kernel.all.pswitch\n    kernel.all.intr\n    mem.util.available\n    disk.dev.total\n\
+    network.interface.in.bytes\n    network.interface.out.bytes\n}\n";
+
+/// Starts PCP if it is installed; None (with the reason printed) if not.
+async fn start_pcp(dir: &Path) -> Option<Pcp> {
+    let pmcd_bin = Path::new("/usr/lib/pcp/bin/pmcd");
+    let pmlogger_bin = Path::new("/usr/lib/pcp/bin/pmlogger");
+    let pmns = Path::new("/var/lib/pcp/pmns");
+    if !pmcd_bin.exists() || !pmlogger_bin.exists() {
+        eprintln!("bench: PCP not installed (pcp: scripts/setup): no PCP column");
+        return None;
+    }
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir.join("run")).ok()?;
+    let d = dir.display();
+    // A private namespace of the three PMDAs: the system's is built by the
+    // pmcd service, which is not started here.
+    let root = dir.join("root");
+    let merged = Command::new("/usr/lib/pcp/bin/pmnsmerge")
+        .current_dir(pmns)
+        .args(["-a", "root_pmcd", "root_proc", "root_linux"])
+        .arg(&root)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    if !merged.is_ok_and(|s| s.success()) {
+        eprintln!("bench: pmnsmerge failed: no PCP column");
+        return None;
+    }
+    let conf = dir.join("pmcd.conf");
+    fs::write(
+        &conf,
+        "pmcd\t2\tdso\tpmcd_init\t/var/lib/pcp/pmdas/pmcd/pmda_pmcd.so\n\
+         proc\t3\tpipe\tbinary\t/var/lib/pcp/pmdas/proc/pmdaproc -d 3\n\
+         linux\t60\tpipe\tbinary\t/var/lib/pcp/pmdas/linux/pmdalinux\n\n\
+         [access]\nallow \"local:*\" : all;\n",
+    )
+    .ok()?;
+    fs::write(dir.join("pmlogger.conf"), PMLOGGER_CONF).ok()?;
+    let port = 44000 + (std::process::id() % 900) as u16;
+    let script = format!(
+        "umount /sys/fs/cgroup/unified 2>/dev/null; exec {} -f -U root -n {d}/root -p {port} \
+         -s {d}/run/pmcd.socket -c {d}/pmcd.conf -l {d}/pmcd.log",
+        pmcd_bin.display()
+    );
+    let pmcd = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .env("PCP_RUN_DIR", dir.join("run"))
+        .env("PCP_LOG_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let pmlogger = Command::new(pmlogger_bin)
+        .args(["-h", "localhost", "-n"])
+        .arg(&root)
+        .arg("-c")
+        .arg(dir.join("pmlogger.conf"))
+        .arg("-l")
+        .arg(dir.join("pmlogger.log"))
+        .arg(dir.join("archive"))
+        .env("PMCD_PORT", port.to_string())
+        .env("PCP_RUN_DIR", dir.join("run"))
+        .env("PCP_LOG_DIR", dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    let mut pcp = Pcp {
+        pmcd,
+        pmlogger: match pmlogger {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("bench: pmlogger did not start ({e}): no PCP column");
+                return None;
+            }
+        },
+    };
+    // Its first records: every cgroup found, the archive started.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    if let (Ok(None), Ok(None)) = (pcp.pmcd.try_wait(), pcp.pmlogger.try_wait()) {
+        Some(pcp)
+    } else {
+        eprintln!("bench: pmcd or pmlogger exited at start (logs in {d}): no PCP column");
+        pcp.stop();
+        None
+    }
+}
+
+impl Pcp {
+    /// pmcd, its PMDAs and pmlogger.
+    fn pids(&self) -> Vec<i32> {
+        let pmcd = self.pmcd.id() as i32;
+        let mut v = vec![pmcd, self.pmlogger.id() as i32];
+        v.extend(children(pmcd));
+        v
+    }
+
+    fn stop(&mut self) {
+        let kids = children(self.pmcd.id() as i32);
+        for c in [&mut self.pmlogger, &mut self.pmcd] {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        // PMDAs exit when pmcd's pipe closes; make sure.
+        for k in kids {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(k),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Processes whose parent is `pid`.
+fn children(pid: i32) -> Vec<i32> {
+    let mut v = Vec::new();
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return v;
+    };
+    for e in rd.flatten() {
+        let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let stat = fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+        let ppid = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<i32>().ok());
+        if ppid == Some(pid) {
+            v.push(p);
+        }
+    }
+    v
+}
+
 /// CPU ns of a process and its waited-for children (utime, stime, cutime,
 /// cstime: every thread, clock-tick precision).
 fn proc_tree_ns(pid: Option<i32>) -> u64 {
@@ -483,42 +730,61 @@ async fn measure(
     let t0 = Instant::now();
     // name, pid
     let mut made: Vec<(String, i32)> = Vec::new();
-    let (mut hung, mut i) = (0, 0);
+    let (mut hung, mut i, mut reported) = (0, 0, 0);
+    let mut clients = (0..CREATE_PAR)
+        .map(|_| Client::new(cl.clone()))
+        .collect::<Result<Vec<_>>>()?;
     let mut out = Vec::new();
     let me = std::env::current_exe().context("own path")?;
     for &n in counts {
         while made.len() < n && hung < 20 {
-            i += 1;
-            let name = format!("m{i:05}");
-            let spec = RunSpec {
-                name: name.clone(),
-                image: "busybox".into(),
-                cmd: vec!["sleep".into(), "1000000".into()],
-                ..Default::default()
-            };
-            let call = c.call(NODE, Request::Run(spec));
-            match tokio::time::timeout(Duration::from_secs(20), call).await {
-                Ok(r) => match r? {
-                    Response::Container(info) => match info.pid {
-                        Some(p) => made.push((name, p)),
-                        None => bail!("{name} runs without a pid"),
+            // A wave of up to CREATE_PAR creates, each on its own connection.
+            let want = (n - made.len()).min(clients.len());
+            let mut wave = tokio::task::JoinSet::new();
+            for mut cli in clients.drain(..want) {
+                i += 1;
+                let name = format!("m{i:05}");
+                let spec = RunSpec {
+                    name: name.clone(),
+                    image: "busybox".into(),
+                    cmd: vec!["sleep".into(), "1000000".into()],
+                    ..Default::default()
+                };
+                wave.spawn(async move {
+                    let call = cli.call(NODE, Request::Run(spec));
+                    let r = tokio::time::timeout(Duration::from_secs(60), call).await;
+                    (cli, name, r)
+                });
+            }
+            let mut timed_out = Vec::new();
+            while let Some(done) = wave.join_next().await {
+                let (cli, name, r) = done.context("a create task failed")?;
+                clients.push(cli);
+                match r {
+                    Ok(r) => match r? {
+                        Response::Container(info) => match info.pid {
+                            Some(p) => made.push((name, p)),
+                            None => bail!("{name} runs without a pid"),
+                        },
+                        r => return Err(unexpected(r)),
                     },
-                    r => return Err(unexpected(r)),
-                },
-                Err(_) => {
-                    // A known agent bug (on main too, at 100-600 containers):
-                    // libcontainer's forked child of the multi-threaded agent
-                    // sometimes hangs on a lock it inherited. Kill that child so
-                    // the agent's create fails and goes on; skip the name.
-                    let k = kill_stuck_forks(agent_pid);
-                    eprintln!(
-                        "bench: warning: creating {name} hung; killed {k} stuck fork(s) of the agent"
-                    );
-                    hung += 1;
-                    continue;
+                    Err(_) => timed_out.push(name),
                 }
             }
-            if made.len().is_multiple_of(100) {
+            if !timed_out.is_empty() {
+                // Was a known agent bug (libcontainer's forked child of the
+                // multi-threaded agent hanging on an inherited lock): kill
+                // the agent's stuck forks so its create fails and goes on;
+                // skip the names. The wave is over: no other create is cut.
+                let k = kill_stuck_forks(agent_pid);
+                eprintln!(
+                    "bench: warning: creating {} hung; killed {k} stuck fork(s) of the agent",
+                    timed_out.join(", ")
+                );
+                hung += timed_out.len();
+            }
+            if made.len() / 100 > reported / 100 {
+                reported = made.len();
                 eprintln!(
                     "bench: {} containers running ({:.0} s)",
                     made.len(),
@@ -559,6 +825,11 @@ async fn measure(
         let names: Vec<&str> = made.iter().map(|(n, _)| n.as_str()).collect();
         let run_s = format!("{}", seconds as f64 + 1.0);
         let mut netdata = start_netdata(&cl.dir.join("bench-netdata"), n).await;
+        if netdata.is_none() {
+            eprintln!("bench: netdata not found or not started (netdata-core: scripts/setup): no netdata column");
+        }
+        let mut pcp = start_pcp(&cl.dir.join("bench-pcp")).await;
+        let pcp_pids = pcp.as_ref().map(Pcp::pids).unwrap_or_default();
         let naive: Option<Child> = Command::new(&me)
             .args([
                 "__naive-reader",
@@ -588,12 +859,38 @@ async fn measure(
         if py.is_none() {
             eprintln!("bench: python3 not found (or no cgroup found): no python baseline");
         }
+        // The same reads with the hand-written parsers and with the procfs crate.
+        let mut sampler_benches = Vec::new();
+        match made.first().and_then(|(_, p)| cgroup_parent(*p)) {
+            Some(parent) => {
+                let agent_bin = lab::agent_binary()?;
+                for reads in ["hand", "crate"] {
+                    let child = Command::new(&agent_bin)
+                        .args([
+                            SAMPLER_BENCH_ARG,
+                            reads,
+                            &parent,
+                            &interval_ms.to_string(),
+                            &seconds.to_string(),
+                        ])
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .with_context(|| {
+                            format!("start {} {SAMPLER_BENCH_ARG}", agent_bin.display())
+                        })?;
+                    sampler_benches.push((reads, child));
+                }
+            }
+            None => eprintln!("bench: no cgroup found for the containers: no procfs comparison"),
+        }
         // The loops' first passes fill their tables: skip them like our warm-up.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let py_pid = py.as_ref().map(|p| p.id() as i32);
         let nv_pid = naive.as_ref().map(|p| p.id() as i32);
         let nd_pid = netdata.as_ref().map(|p| p.id() as i32);
         let d0 = proc_tree_ns(nd_pid);
+        let c0: u64 = pcp_pids.iter().map(|p| proc_tree_ns(Some(*p))).sum();
         let (a0, s0) = proc_cpu(agent_pid, "herd-sampler");
         let (p0, v0) = (self_ns(py_pid), self_ns(nv_pid));
         let n0 = samples.load(Ordering::Relaxed);
@@ -606,6 +903,11 @@ async fn measure(
         let (py_rss, _) = py_pid.map(rss).unwrap_or((0, 0));
         let (nv_rss, _) = nv_pid.map(rss).unwrap_or((0, 0));
         let d1 = proc_tree_ns(nd_pid);
+        let c1: u64 = pcp_pids.iter().map(|p| proc_tree_ns(Some(*p))).sum();
+        let pcp_rss: u64 = pcp_pids.iter().map(|p| rss(*p).0).sum();
+        if let Some(p) = pcp.as_mut() {
+            p.stop();
+        }
         let (nd_rss, _) = nd_pid.map(rss).unwrap_or((0, 0));
         if let Some(p) = netdata.as_mut() {
             let _ = p.kill();
@@ -619,11 +921,26 @@ async fn measure(
                 .unwrap_or_default()
         };
         let (py_out, nv_out) = (wait(py), wait(naive));
+        let mut reads = serde_json::Map::new();
+        for (name, child) in sampler_benches {
+            let o = child.wait_with_output()?;
+            if !o.status.success() {
+                bail!(
+                    "herd-agent {SAMPLER_BENCH_ARG} {name}: {}",
+                    String::from_utf8_lossy(&o.stderr).trim()
+                );
+            }
+            let v: serde_json::Value = serde_json::from_slice(&o.stdout)
+                .with_context(|| format!("herd-agent {SAMPLER_BENCH_ARG} {name}: its report"))?;
+            reads.insert(name.to_string(), v);
+        }
         let ticks = wall * 1e3 / interval_ms as f64;
         let us_per = |ns: u64| ns as f64 / 1e3 / ticks / n as f64;
         let cores = |ns: u64| ns as f64 / 1e9 / wall;
         let (herd, py_ns, nv_ns) = (s1 - s0, p1.saturating_sub(p0), v1.saturating_sub(v0));
         let nd_ns = d1.saturating_sub(d0);
+        let pcp_ns = c1.saturating_sub(c0);
+        let has_pcp = pcp.is_some().then_some(());
         out.push(serde_json::json!({
             "containers": n,
             "creates_hung": hung,
@@ -647,11 +964,16 @@ async fn measure(
             "netdata_us_per_container_sample": nd_pid.map(|_| us_per(nd_ns)),
             "netdata_rss_bytes": nd_pid.map(|_| nd_rss),
             "ratio_netdata_over_herd_sampler": nd_pid.map(|_| nd_ns as f64 / herd.max(1) as f64),
+            "pcp_cores": has_pcp.map(|_| cores(pcp_ns)),
+            "pcp_us_per_container_sample": has_pcp.map(|_| us_per(pcp_ns)),
+            "pcp_rss_bytes": has_pcp.map(|_| pcp_rss),
+            "ratio_pcp_over_herd_sampler": has_pcp.map(|_| pcp_ns as f64 / herd.max(1) as f64),
             "python_cores": py_pid.map(|_| cores(py_ns)),
             "python_us_per_container_sample": py_pid.map(|_| us_per(py_ns)),
             "python_rss_bytes": py_pid.map(|_| py_rss),
             "python_passes_and_containers": py_out,
             "ratio_python_over_herd_sampler": py_pid.map(|_| py_ns as f64 / herd.max(1) as f64),
+            "procfs_vs_hand": (!reads.is_empty()).then(|| compare_reads(&reads)),
         }));
         if made.len() < n {
             break; // too many hung creates
@@ -662,7 +984,7 @@ async fn measure(
 
 fn print(rows: &[serde_json::Value]) {
     println!(
-        "{:>10} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6}",
+        "{:>10} {:>9} | {:>8} {:>8} {:>8} {:>8} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6} | {:>8} {:>8} {:>6}",
         "containers",
         "samples",
         "herd us",
@@ -677,13 +999,16 @@ fn print(rows: &[serde_json::Value]) {
         "x herd",
         "netd us",
         "RSS MiB",
+        "x herd",
+        "pcp us",
+        "RSS MiB",
         "x herd"
     );
     for r in rows {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let mib = |k: &str| f(k) / (1u64 << 20) as f64;
         println!(
-            "{:>10} {:>9} | {:>8.2} {:>8.4} {:>8.4} {:>8.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1}",
+            "{:>10} {:>9} | {:>8.2} {:>8.4} {:>8.4} {:>8.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1}",
             r["containers"].to_string(),
             r["samples_received"].to_string(),
             f("herd_sampler_us_per_container_sample"),
@@ -699,17 +1024,85 @@ fn print(rows: &[serde_json::Value]) {
             f("netdata_us_per_container_sample"),
             mib("netdata_rss_bytes"),
             f("ratio_netdata_over_herd_sampler"),
+            f("pcp_us_per_container_sample"),
+            mib("pcp_rss_bytes"),
+            f("ratio_pcp_over_herd_sampler"),
         );
     }
+    print_reads(rows);
     if let Some(r) = rows.last() {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN) / (1u64 << 20) as f64;
         println!(
             "herd us: the agent's sampler thread's CPU per container per sample; cores: that thread and the whole agent; \
              naive: every file the agent reads ({:.0} a container), opened, read and closed each time; \
-             py: python3 reading 3 files a container; netd: netdata with only its cgroups plugin (NaN: not installed). Agent RSS {:.1} MiB before the containers, {:.1} MiB peak.",
+             py: python3 reading 3 files a container; netd: netdata with only its cgroups plugin; pcp: pmcd+pmdaproc+pmdalinux+pmlogger at 1 s (NaN: not installed or not started, the reason is printed above). Agent RSS {:.1} MiB before the containers, {:.1} MiB peak.",
             r["naive_files_per_container"].as_f64().unwrap_or(0.0),
             f("herd_agent_rss_before_containers_bytes"),
             f("herd_agent_rss_peak_bytes"),
+        );
+    }
+}
+
+/// The procfs crate beside the hand-written parsers, per count and per file.
+fn print_reads(rows: &[serde_json::Value]) {
+    println!();
+    println!(
+        "the sampler's reads, hand-written parsers vs the procfs crate (same files kept open, same run):"
+    );
+    println!(
+        "{:>10} | {:>10} {:>10} {:>6} | {:>10} {:>10} {:>6} | {:>8} {:>8}",
+        "containers",
+        "hand us/c",
+        "crate us/c",
+        "ratio",
+        "hand host",
+        "crate host",
+        "ratio",
+        "hand MiB",
+        "crate MiB"
+    );
+    for r in rows {
+        let c = &r["procfs_vs_hand"];
+        let g = |who: &str, k: &str| c[who][k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:>10} | {:>10.2} {:>10.2} {:>6.2} | {:>10.1} {:>10.1} {:>6.2} | {:>8.1} {:>8.1}",
+            r["containers"].to_string(),
+            g("hand", "us_per_container_sample"),
+            g("crate", "us_per_container_sample"),
+            g("ratio_crate_over_hand", "us_per_container_sample"),
+            g("hand", "host_us_per_sample"),
+            g("crate", "host_us_per_sample"),
+            g("ratio_crate_over_hand", "host_us_per_sample"),
+            g("hand", "rss_bytes") / (1u64 << 20) as f64,
+            g("crate", "rss_bytes") / (1u64 << 20) as f64,
+        );
+    }
+    let Some(files) = rows
+        .last()
+        .and_then(|r| r["procfs_vs_hand"]["per_file"].as_object())
+    else {
+        return;
+    };
+    println!(
+        "{:<22} {:>10} {:>10} {:>10} {:>6}  verdict (crate if ratio <= 1.10)",
+        "per file (last count)", "reads", "hand us", "crate us", "ratio"
+    );
+    for (file, v) in files {
+        let f = |k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "{:<22} {:>10} {:>10.2} {:>10.2} {:>6.2}  {}",
+            file,
+            v["reads"].to_string(),
+            f("hand_us_per_read"),
+            f("crate_us_per_read"),
+            f("ratio"),
+            if v["reads"].as_u64() == Some(0) {
+                "not read here"
+            } else if v["agent_uses_crate"].as_bool() == Some(true) {
+                "crate"
+            } else {
+                "hand"
+            }
         );
     }
 }

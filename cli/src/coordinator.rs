@@ -79,6 +79,7 @@ pub struct Live {
     decider: Option<Decider>,
     threads: HashMap<String, u32>,
     fs: FsMode,
+    memory: herd_wire::migrate::MemoryMode,
     tx: mpsc::Sender<Outcome>,
     rx: mpsc::Receiver<Outcome>,
     in_flight: usize,
@@ -113,6 +114,7 @@ impl Live {
             decider: None,
             threads: HashMap::new(),
             fs,
+            memory: herd_wire::migrate::MemoryMode::Auto,
             tx,
             rx,
             in_flight: 0,
@@ -195,13 +197,14 @@ impl Live {
                 "herd: {}: move {} {} -> {} ({})",
                 self.policy, plan.container, plan.from, plan.to, plan.reason
             );
-            let (cluster, tx, fs) = (self.cluster.clone(), self.tx.clone(), self.fs);
+            let (cluster, tx, fs, memory) =
+                (self.cluster.clone(), self.tx.clone(), self.fs, self.memory);
             self.in_flight += 1;
             tokio::spawn(async move {
                 let result = async {
                     let mut c = Client::new(cluster)?;
-                    crate::migrate::migrate(&mut c, &plan.container, &plan.to, fs, false, false)
-                        .await
+                    let (name, to) = (&plan.container, &plan.to);
+                    crate::migrate::migrate_with(&mut c, name, to, fs, false, memory, false).await
                 }
                 .await;
                 let _ = tx
@@ -310,10 +313,12 @@ pub async fn coordinator(
     cfg: PlacementConfig,
     out: &Path,
     duration: Option<Duration>,
+    memory: herd_wire::migrate::MemoryMode,
 ) -> Result<()> {
     let nodes = cluster.nodes.len();
     let (w, p, d) = (cfg.window_s, cfg.period_s, cfg.delay_s);
     let mut live = Live::new(cluster, policy_name, cfg, out, FsMode::Diff)?;
+    live.memory = memory;
     eprintln!(
         "herd: coordinating {nodes} node(s) with {policy_name}: window {w} s, every {p} s after {d} s; files in {}",
         out.display()

@@ -43,6 +43,9 @@ enum Cmd {
     Restart(cmd::restart::RestartArgs),
     /// Containers as JSON (the keys of `ps --json`).
     Inspect(cmd::inspect::InspectArgs),
+    /// What containers consume (CPU %, memory, net and block IO, pids), as
+    /// Podman's `stats`, from the agents' monitor samples.
+    Stats(cmd::stats::StatsArgs),
     /// Wait until containers stop; print their exit codes.
     Wait(cmd::wait::WaitArgs),
     /// Send a signal to a container's init.
@@ -107,6 +110,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Start(a) => cmd::start::run(g, a).await,
         Cmd::Restart(a) => cmd::restart::run(g, a).await,
         Cmd::Inspect(a) => cmd::inspect::run(g, a).await,
+        Cmd::Stats(a) => cmd::stats::run(g, a).await,
         Cmd::Wait(a) => cmd::wait::run(g, a).await,
         Cmd::Kill(a) => cmd::kill::run(g, a).await,
         Cmd::Rm(a) => cmd::rm::run(g, a).await,

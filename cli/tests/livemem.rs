@@ -192,11 +192,23 @@ fn target_killed_after_building_leaves_one_copy_and_nothing_behind() {
 /// Whether CRIU here can track dirty memory (`criu check --feature
 /// mem_dirty_track`), asked the way an operator would.
 fn kernel_tracks_dirty_memory() -> bool {
+    criu_feature("mem_dirty_track")
+}
+
+fn criu_feature(f: &str) -> bool {
     std::process::Command::new("criu")
-        .args(["check", "--feature", "mem_dirty_track"])
+        .args(["check", "--feature", f])
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false)
+}
+
+/// The `--json` keys of the modes that did not run: present, empty.
+fn assert_no_pre_no_post(r: &Value) {
+    assert_eq!(r["pre_rounds"], serde_json::json!([]), "{r}");
+    for k in ["post_copy_ms", "lazy_bytes"] {
+        assert!(r.get(k).is_some_and(Value::is_null), "{k}: {r}");
+    }
 }
 
 /// `--memory-mode`: `auto` (the default) says what it picked, `stop`
@@ -211,7 +223,13 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
     let r = move_to(&lab, "c", "n1", "n2");
     assert_eq!(r["memory_mode"], "stop", "{r}");
     let why = r["memory_mode_reason"].as_str().unwrap_or("");
-    assert!(why.contains("auto picked stop"), "{r}");
+    // 16 MiB of pattern: under auto's streaming size, and it says so.
+    assert!(
+        why.contains("auto picked stop") && why.contains("MiB"),
+        "{r}"
+    );
+    assert!(why.contains("not post"), "{r}");
+    assert_no_pre_no_post(&r);
     let o = lab.herd(&["migrate", "c", "--to", "n1", "--memory-mode", "stop"]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("memory: stop"), "{}", text(&o));
@@ -237,6 +255,17 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
             assert!(reason.contains("dirty memory"), "{r}");
             assert!(!why.contains("picked pre"), "{why}");
         }
+        if mode == "post" {
+            // Either no userfaultfd, or CRIU's lazy page server failing.
+            let uffd = criu_feature("uffd-noncoop");
+            let said = if uffd {
+                "lazy page server"
+            } else {
+                "userfaultfd"
+            };
+            assert!(reason.contains(said), "{r}");
+            assert!(!why.contains("picked post"), "{why}");
+        }
         // Nothing froze: the counter went on during the refusal.
         wait_lines(&lab, "c", before + 2, 30);
         assert_one_intact_presend(&lab, "c", "n1");
@@ -260,6 +289,41 @@ fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze(
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert_one_intact_presend(&lab, "c", "n1");
+}
+
+/// `auto` (the default) on a container of 96 MiB: at least auto's
+/// streaming size, so it streams the pages, says why in the report, and
+/// the state survives there and back.
+#[test]
+fn auto_streams_a_large_container_and_says_why() {
+    let Some(lab) = Lab::up("livemem_autostream", "lmauto", 2) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "c",
+        "--net",
+        "lab",
+        "busybox",
+        "--",
+        "sh",
+        "-c",
+        "echo pre-sent > /presend.txt; herd-work counter --interval-ms 100 --mib 96 | tee -a /data.log",
+    ]);
+    wait_lines(&lab, "c", 5, 60);
+    for (from, to) in [("n1", "n2"), ("n2", "n1")] {
+        let r = move_to(&lab, "c", from, to);
+        assert_eq!(r["memory_mode"], "stream", "{r}");
+        let why = r["memory_mode_reason"].as_str().unwrap_or("");
+        assert!(why.contains("auto picked stream"), "{r}");
+        let pages = r["page_bytes"].as_u64().unwrap_or(0);
+        assert!(pages >= 96 << 20, "page stream carried {pages} bytes: {r}");
+        assert_no_pre_no_post(&r);
+    }
 }
 
 // ------------------------------------------------------------- stream mode
@@ -292,6 +356,7 @@ fn assert_streamed(o: &std::process::Output, to: &str) -> Value {
     let pages = r["page_bytes"].as_u64().unwrap_or(0);
     assert!(pages >= 16 << 20, "page stream carried {pages} bytes: {r}");
     assert!(r["bytes"].as_u64().unwrap_or(0) >= pages, "{r}");
+    assert_no_pre_no_post(&r);
     r
 }
 

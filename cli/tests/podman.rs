@@ -1097,3 +1097,151 @@ fn bind_mounts_with_v_and_their_moves() {
     );
     assert!(rw.join("from-host").exists());
 }
+
+/// `herd stats --no-stream --json` rows, or `None` while a name has none.
+fn stats_rows(lab: &Lab, names: &[&str]) -> Option<Vec<Value>> {
+    let mut args = vec!["stats", "--no-stream", "--json"];
+    args.extend_from_slice(names);
+    let o = lab.herd(&args);
+    if !o.status.success() {
+        return None;
+    }
+    let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+    v.as_array().cloned()
+}
+
+/// `stats` as Podman's (from the agents' samples), checkpoint's
+/// `--compress` and `--tcp-established`, and exec with the container's
+/// environment.
+#[test]
+fn stats_compress_and_exec_env_as_podman() {
+    let Some(lab) = Lab::up("podman_stats", "st", 1) else {
+        return;
+    };
+    lab.import_busybox();
+    lab.ok(&[
+        "run", "--name", "st", "--memory", "64m", "-e", "FOO=bar", "busybox", "sleep", "1000",
+    ]);
+    lab.ok(&[
+        "run",
+        "--name",
+        "busy",
+        "busybox",
+        "sh",
+        "-c",
+        "while :; do :; done",
+    ]);
+
+    // exec: the container's environment, exec's -e over it.
+    assert_eq!(lab.ok(&["exec", "st", "sh", "-c", "echo $FOO"]), "bar\n");
+    assert_eq!(
+        lab.ok(&["exec", "-e", "FOO=baz", "st", "sh", "-c", "echo $FOO"]),
+        "baz\n"
+    );
+    assert_eq!(lab.ok(&["exec", "st", "sh", "-c", "echo $HOME"]), "/root\n");
+
+    // stats: a row per container with Podman's columns, in base units.
+    let rows = wait_for(60, || {
+        stats_rows(&lab, &["st", "busy"])
+            .filter(|r| r.len() == 2 && r.iter().any(|c| c["cpu_percent"].as_f64() > Some(10.0)))
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no stats with the busy loop busy: {:?}",
+            stats_rows(&lab, &[])
+        )
+    });
+    let busy = &rows[0];
+    let st = &rows[1];
+    assert_eq!(
+        (busy["name"].as_str(), st["name"].as_str()),
+        (Some("busy"), Some("st"))
+    );
+    assert_eq!(st["node"], "n1");
+    assert!(busy["cpu_percent"].as_f64().unwrap() > 10.0, "{busy}");
+    assert_eq!(st["mem_limit_bytes"], 64u64 << 20, "{st}");
+    let usage = st["mem_usage_bytes"].as_u64().unwrap();
+    assert!(usage > 0 && usage < 64 << 20, "{st}");
+    let pct = st["mem_percent"].as_f64().unwrap();
+    assert!(
+        (pct - usage as f64 * 100.0 / (64u64 << 20) as f64).abs() < 1e-6,
+        "{st}"
+    );
+    // Without --memory the limit is the host's memory.
+    assert!(
+        busy["mem_limit_bytes"].as_u64().unwrap() > 64 << 20,
+        "{busy}"
+    );
+    assert!(st["pids"].as_u64().unwrap() >= 1, "{st}");
+    for k in [
+        "net_rx_bytes",
+        "net_tx_bytes",
+        "block_read_bytes",
+        "block_write_bytes",
+    ] {
+        assert!(st[k].is_u64(), "no {k}: {st}");
+    }
+    let table = lab.ok(&["stats", "--no-stream"]);
+    for col in [
+        "CPU %",
+        "MEM USAGE / LIMIT",
+        "MEM %",
+        "NET IO",
+        "BLOCK IO",
+        "PIDS",
+    ] {
+        assert!(table.contains(col), "no {col} column:\n{table}");
+    }
+    assert!(table.lines().any(|l| l.starts_with("st ")), "{table}");
+    let (c, out) = code(&lab, &["stats", "--no-stream", "nosuch"]);
+    assert_eq!(c, Some(125), "{out}");
+    assert!(out.contains("nosuch"), "{out}");
+    lab.ok(&["rm", "-f", "busy"]);
+
+    // checkpoint --compress: refused when unknown or against the name,
+    // and the container keeps running; else the archive is what it says.
+    let tmp = tempfile::tempdir().unwrap();
+    let tar = tmp.path().join("a.tar");
+    let zst = tmp.path().join("a.tar.zst");
+    let (tar_s, zst_s) = (tar.to_str().unwrap(), zst.to_str().unwrap());
+    for (args, says) in [
+        (vec!["--export", tar_s, "--compress", "gzip"], "not gzip"),
+        (
+            vec!["--export", tar_s, "--compress", "zstd"],
+            "must end in .zst",
+        ),
+        (
+            vec!["--export", zst_s, "--compress", "none"],
+            "ends in .zst",
+        ),
+        (vec!["--compress", "zstd"], "--export"),
+    ] {
+        let mut a = vec!["checkpoint", "-R"];
+        a.extend(args.iter().copied());
+        a.push("st");
+        let (c, out) = code(&lab, &a);
+        assert_eq!(c, Some(125), "{a:?}: {out}");
+        assert!(out.contains(says), "{a:?} does not say {says:?}: {out}");
+        assert_eq!(lab.container("st").unwrap()["status"], "Running");
+    }
+    assert!(!tar.exists() && !zst.exists());
+    lab.ok(&[
+        "checkpoint",
+        "-R",
+        "--tcp-established",
+        "--export",
+        zst_s,
+        "--compress",
+        "zstd",
+        "st",
+    ]);
+    let head = std::fs::read(&zst).unwrap();
+    assert_eq!(&head[..4], &[0x28, 0xb5, 0x2f, 0xfd], "not zstd");
+    lab.ok(&["checkpoint", "-R", "--export", tar_s, "-c", "none", "st"]);
+    let head = std::fs::read(&tar).unwrap();
+    assert_eq!(&head[257..262], b"ustar", "not a tar");
+    lab.ok(&["checkpoint", "--tcp-established", "st"]);
+    lab.ok(&["restore", "--tcp-established", "st"]);
+    assert_eq!(lab.ok(&["exec", "st", "sh", "-c", "echo $FOO"]), "bar\n");
+    lab.ok(&["rm", "-f", "st"]);
+}

@@ -153,12 +153,41 @@
 //! the link is back and both agents run, S reaches `Done` with its own copy
 //! restored (Abort) or T's running (Go): exactly one.
 //!
-//! Room for the other memory modes (pre-copy rounds, lazy pages): they
-//! happen between `Built` and `Transferred` (S) and inside `Staging` (T),
-//! after the target is built; the decision and its journal do not change
-//! (`pre` and `post` are refused before Prepare today). Post-copy needs T's
-//! copy to run before `Go`, so it must commit before resuming: it is a
-//! separate mode whose rollback is impossible after the start, by design.
+//! Room for the other memory modes: pre-copy rounds happen between
+//! `Built` and `Dumping` (S, the container still running) and change
+//! nothing of the decision. Post-copy (`--memory-mode post`) is designed
+//! but refused before `Prepare` in this version (see below). Its
+//! sequence, for the record, keeps rules 1-4:
+//!
+//! ```text
+//!   ... Prepare{memory: post}, PreSent, Built as above ...
+//!   journal Dumping; MigratePages{id} stream ---------->| bridged to a `criu lazy-pages`
+//!   lazy dump: CRIU writes no lazy page, holds the tree | daemon's --ps-socket (unix pair)
+//!   at post-dump; checkpoint/*, delta, config -------->|
+//!   journal Committed; Commit ------------------------->| journal Restoring; restore with
+//!   |                                                   | lazy pages, FENCED and STOPPED
+//!   |<----------------------------------- Ready | Failed| journal Ready
+//!   journal Go (fsync); let CRIU serve pages; Go ------>| journal Running, unfence, SIGCONT:
+//!   CRIU serves faults and pushes the rest =========>| it runs, faulting pages in
+//!   |<------------------------ Running, later PagesIn  | the daemon exits 0 after the last page
+//!   CRIU kills the tree once the session is over; DeleteOwn, Forget
+//! ```
+//!
+//! Go comes before the resume (T thaws only on `Go`), and S cannot
+//! release its copy before the last page: CRIU kills the held tree only
+//! when the lazy session ends. The risk, by design and said in `--help`:
+//! between `Go` and the last page the container's memory is split over
+//! both hosts, and if S (its agent, its CRIU or the link) dies then, the
+//! container is LOST: T must kill its copy at once (before its daemon
+//! exits, or the missing pages would read as zeros), journal and report
+//! it as lost; S, whose journal says `Go`, must kill the tree CRIU
+//! resumes after a failed session instead of running it.
+//!
+//! Why refused: on Linux 6.18 with CRIU 4.2.1 (uffd-noncoop supported),
+//! `criu dump --lazy-pages` serves the first faults and then fails with
+//! `page-pipe: splice: -1: Bad file descriptor` / `Lazy pages transfer
+//! FAILED`, over a `--ps-socket` unix pair and over loopback TCP alike:
+//! every post-copy move would lose its container.
 
 use serde::{Deserialize, Serialize};
 

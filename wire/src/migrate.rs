@@ -75,6 +75,11 @@ impl std::str::FromStr for FsMode {
     }
 }
 
+/// `auto` streams pages from this much container memory up (the
+/// resident bytes of its processes): below it the dump is a few MiB and
+/// a page-server session is one more thing that can fail for little gain.
+pub const AUTO_STREAM_BYTES: u64 = 64 << 20;
+
 /// How memory moves (`herd migrate --memory-mode`).
 ///
 /// * `stop`: stop-and-copy: CRIU dumps every page while the container is
@@ -94,9 +99,13 @@ impl std::str::FromStr for FsMode {
 ///   at once and faults its pages in from the source. Its risk: until the
 ///   last page arrived, the container lives on both hosts, and if the
 ///   source dies (or the link stays down) before that, the container is
-///   lost. Not in this version.
-/// * `auto`: the mode this agent picks (today `stop`), with why, in the
-///   report.
+///   lost. Refused before anything freezes in this version (the agent
+///   says why: without userfaultfd it cannot work at all, and with it
+///   CRIU 4.2.1's lazy page server fails here, see
+///   `herd_wire::handoff`'s post-copy section).
+/// * `auto`: the mode this agent picks, with why, in the report: `stream`
+///   for a container of at least [`AUTO_STREAM_BYTES`] of memory, else
+///   `stop` (never `pre` or `post` while those are refused).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
@@ -201,6 +210,18 @@ pub struct MigrateReport {
     pub memory_mode: String,
     #[serde(default)]
     pub memory_mode_reason: Option<String>,
+    /// `pre`: pages written by each pre-dump round, in order; `[]` when
+    /// there were none (every other mode).
+    #[serde(default)]
+    pub pre_rounds: Vec<u64>,
+    /// `post`: from the resume on the target until its last page arrived;
+    /// null in every other mode.
+    #[serde(default)]
+    pub post_copy_ms: Option<f64>,
+    /// `post`: bytes of pages that came after the resume (faulted in or
+    /// pushed); null in every other mode.
+    #[serde(default)]
+    pub lazy_bytes: Option<u64>,
     pub prepare_ms: f64,
     pub presend_ms: f64,
     /// The target building the container after the pre-send (X still runs).

@@ -38,8 +38,21 @@ impl Agent {
                 reason: "exec needs a command".into(),
             });
         }
+        // The container's environment, working directory and user, as Podman's exec
+        // (from its OCI spec: the image's or `run -e/-w/-u`).
+        let bundle = self.state.container(name).bundle().join("config.json");
+        let oci = oci_spec::runtime::Spec::load(&bundle)
+            .map_err(|e| AgentError::Other(format!("read {}: {e}", bundle.display())))?;
         let mut env = HashMap::new();
         env.insert("PATH".to_string(), super::command::DEFAULT_PATH.to_string());
+        // The container's environment (image Env, `run -e`/`--env-file`,
+        // HOME), then exec's own -e over it.
+        let run_env = oci.process().as_ref().and_then(|p| p.env().clone());
+        for e in run_env.iter().flatten() {
+            if let Some((k, v)) = e.split_once('=') {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
         for e in &req.env {
             let (k, v) = e.split_once('=').ok_or_else(|| AgentError::Invalid {
                 what: "environment variable",
@@ -47,11 +60,6 @@ impl Agent {
             })?;
             env.insert(k.to_string(), v.to_string());
         }
-        // The container's working directory and user, as Podman's exec
-        // (from its OCI spec: the image's or `run -w/-u`).
-        let bundle = self.state.container(name).bundle().join("config.json");
-        let oci = oci_spec::runtime::Spec::load(&bundle)
-            .map_err(|e| AgentError::Other(format!("read {}: {e}", bundle.display())))?;
         let (cwd, uid, gid, gids) = match oci.process() {
             Some(p) => (
                 p.cwd().to_string_lossy().into_owned(),

@@ -19,6 +19,13 @@
 //! (sequence and states in [`herd_wire::handoff`]). Fault pause point
 //! `mid-stream`: S's page stream after 4 MiB went out.
 //!
+//! `auto` picks `stream` from [`herd_wire::migrate::AUTO_STREAM_BYTES`]
+//! of container memory (its processes' resident bytes), else `stop`; `pre` is
+//! refused without dirty-memory tracking and `post` is refused with the
+//! CRIU failure found on this kernel (`source::pick_memory_mode`; the
+//! designed post-copy sequence and its risk are in
+//! [`herd_wire::handoff`]). Every report says which mode ran and why.
+//!
 //! Timeouts (seconds, environment of the agent): `HERD_HANDOFF_WAIT_S`
 //! (default 120) for T's vote and answers on the migration stream,
 //! `HERD_HANDOFF_QUERY_S` (5) per resolution query, `HERD_HANDOFF_PENDING_S`

@@ -109,7 +109,8 @@ pub async fn migrate_out(
             });
         }
         a.check_dumpable(&n)?; // before the target builds anything
-        let picked = pick_memory_mode(memory, &herd_criu::Criu::from_env())?;
+        let mem = rec.pid.and_then(resident_bytes);
+        let picked = pick_memory_mode(memory, &herd_criu::Criu::from_env(), mem)?;
         let oci = std::fs::read(a.state_dir().container(&n).bundle().join("config.json"))
             .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
         Ok((rec, oci, picked))
@@ -220,11 +221,13 @@ pub async fn migrate_out(
 }
 
 /// The memory mode to use, before anything is asked of the target:
-/// `auto` becomes the best one this host supports (with why); a mode this
-/// host or agent cannot do is refused with its reason.
+/// `auto` becomes the best one this host supports for the container's
+/// memory (`mem`: its resident bytes now), with
+/// why; a mode this host or agent cannot do is refused with its reason.
 fn pick_memory_mode(
     asked: MemoryMode,
     criu: &herd_criu::Criu,
+    mem: Option<u64>,
 ) -> Result<(MemoryMode, Option<String>)> {
     let refuse = |why: String| {
         Err(AgentError::Invalid {
@@ -232,7 +235,8 @@ fn pick_memory_mode(
             reason: why,
         })
     };
-    let tracks = || match criu.feature_check() {
+    let features = criu.feature_check();
+    let tracks = || match &features {
         Ok(f) if f.mem_track => Ok(()),
         Ok(_) => Err(
             "this kernel does not track dirty memory (criu check --feature \
@@ -241,6 +245,17 @@ fn pick_memory_mode(
         ),
         Err(e) => Err(format!(
             "criu cannot tell whether the kernel tracks dirty memory: {e}"
+        )),
+    };
+    let lazy = || match &features {
+        Ok(f) if f.lazy_pages => Err(POST_COPY_BROKEN.to_string()),
+        Ok(_) => Err(
+            "this kernel has no non-cooperative userfaultfd (criu check --feature \
+             uffd-noncoop fails), which lazy pages need"
+                .to_string(),
+        ),
+        Err(e) => Err(format!(
+            "criu cannot tell whether lazy pages work here: {e}"
         )),
     };
     match asked {
@@ -255,25 +270,92 @@ fn pick_memory_mode(
             ),
         },
         MemoryMode::Stream => Ok((MemoryMode::Stream, None)),
-        MemoryMode::Post => {
-            refuse("--memory-mode post (lazy pages) is not implemented in this agent yet".into())
-        }
+        MemoryMode::Post => match lazy() {
+            Err(why) => refuse(format!("--memory-mode post (lazy pages) is refused: {why}")),
+            Ok(()) => refuse("--memory-mode post is not implemented in this agent yet".into()),
+        },
         MemoryMode::Auto => {
             let pre = match tracks() {
                 Err(why) => format!("not pre: {why}"),
                 Ok(()) => "not pre: not implemented yet".into(),
             };
+            let post = match lazy() {
+                Err(why) => format!("not post: {why}"),
+                Ok(()) => "not post: not implemented yet".into(),
+            };
+            let limit = herd_wire::migrate::AUTO_STREAM_BYTES;
+            let mib = |b: u64| b as f64 / (1 << 20) as f64;
+            let (mode, size) = match mem {
+                Some(b) if b >= limit => (
+                    MemoryMode::Stream,
+                    format!(
+                        "{:.0} MiB of memory, at least {:.0} MiB: its pages stream to the \
+                         target while CRIU dumps, so dump and transfer overlap",
+                        mib(b),
+                        mib(limit)
+                    ),
+                ),
+                Some(b) => (
+                    MemoryMode::Stop,
+                    format!(
+                        "{:.0} MiB of memory, under {:.0} MiB: a small dump, one transfer",
+                        mib(b),
+                        mib(limit)
+                    ),
+                ),
+                None => (
+                    MemoryMode::Stop,
+                    "its memory size is not known yet (no monitor sample)".to_string(),
+                ),
+            };
             Ok((
-                MemoryMode::Stop,
+                mode,
                 Some(format!(
-                    "auto picked stop ({pre}; not stream: it works (--memory-mode stream) but \
-                     auto keeps stop-and-copy until stream has run under the whole handoff \
-                     test suite; not post: not implemented yet)"
+                    "auto picked {} ({size}; {pre}; {post})",
+                    mode.as_str()
                 )),
             ))
         }
     }
 }
+
+/// Resident memory of the processes in the pid namespace of `init` (the
+/// container's), read now: what a dump would write, near enough.
+fn resident_bytes(init: i32) -> Option<u64> {
+    let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let ours = ns(&init.to_string())?;
+    let mut kib = 0u64;
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .filter(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if ns(pid).as_ref() != Some(&ours) {
+            continue;
+        }
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+            continue; // it exited meanwhile
+        };
+        kib += status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(kib << 10)
+}
+
+/// Why `post` is refused where userfaultfd works (found on Linux 6.18
+/// with CRIU 4.2.1, session 9 of #22).
+const POST_COPY_BROKEN: &str = "post-copy is not enabled in this agent: on Linux 6.18 with \
+     CRIU 4.2.1 (uffd-noncoop supported), CRIU's lazy page server fails after the first faults \
+     (`criu dump --lazy-pages` logs `page-pipe: splice: -1: Bad file descriptor`, then `Lazy \
+     pages transfer FAILED`, and resumes the source's tree while the restored copy never gets the rest of \
+     its pages), over a unix socket and over loopback TCP alike, so a post-copy \
+     move would lose the container";
 
 /// Resolve an outgoing migration journalled by a previous run.
 pub(super) fn resume(agent: Arc<Agent>, ep: quinn::Endpoint, j: Journal) {
@@ -778,9 +860,15 @@ impl Driver {
             drop(criu_end);
             r
         });
+        // A dump that ends first is polled to completion here: keep its
+        // result (a JoinHandle must not be awaited twice).
+        let mut ended = None;
         let dumped = tokio::select! {
             r = dumped_rx => r.is_ok(),
-            _ = &mut dump => false,
+            r = &mut dump => {
+                ended = Some(r);
+                false
+            }
         };
         if dumped {
             self.held = Some(Held {
@@ -791,7 +879,10 @@ impl Driver {
             return SEvent::Dumped;
         }
         drop(verdict);
-        let r = dump.await;
+        let r = match ended {
+            Some(r) => r,
+            None => dump.await,
+        };
         bridge.abort();
         let why = match r {
             Ok(Err(e)) => e.to_string(),

@@ -29,11 +29,15 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use procfs::FromRead;
+
 use super::pfile::{kv, psi_some_avg10, psi_some_total_seconds, PFile};
+use super::procfs::{thread_cpu_ns, use_crate, ProcRead};
 
 /// Idle containers are read fully at least every this many samples (the
-/// kernel may reclaim their memory without them running).
-pub const FULL_READ_EVERY: u32 = 10;
+/// kernel may reclaim their memory without them running). At 10 these
+/// reads were about a third of an idle container's cost (benches/README).
+pub const FULL_READ_EVERY: u32 = 30;
 
 const V1_CONTROLLERS: &[&str] = &[
     "cpu",
@@ -65,6 +69,7 @@ impl Layout {
         Layout::from_mounts(&crate::mountinfo::mounts())
     }
 
+    /// The layout a `/proc/PID/mountinfo` text describes.
     pub fn from_mountinfo(text: &str) -> Layout {
         Layout::from_mounts(&crate::mountinfo::parse(text))
     }
@@ -180,6 +185,9 @@ pub struct CgroupReader {
     since_full: u32,
     /// The last read reused the previous counters (the container was idle).
     idle: bool,
+    /// CPU time spent in `/proc/<pid>/io` reads and their count, when
+    /// counted (bench).
+    proc_io_cost: Option<(u64, u64)>,
 }
 
 impl CgroupReader {
@@ -195,6 +203,17 @@ impl CgroupReader {
             psi: psi_files(dir),
             ..Default::default()
         }
+    }
+
+    /// Count the CPU time of the `/proc/<pid>/io` reads (for `herd bench monitor`).
+    pub fn with_cost(mut self) -> Self {
+        self.proc_io_cost = Some((0, 0));
+        self
+    }
+
+    /// (ns, reads) of the `/proc/<pid>/io` reads, when counted.
+    pub fn proc_io_cost(&self) -> Option<(u64, u64)> {
+        self.proc_io_cost
     }
 
     /// Whether the last [`read`](Self::read) reused the previous counters.
@@ -288,13 +307,27 @@ impl CgroupReader {
             .collect();
         let mut last_counts = std::mem::take(&mut self.io_last);
         self.proc_io.retain(|p, _| pids.contains(p));
+        let by_crate = use_crate(ProcRead::ProcIo);
         for p in pids {
+            let t0 = self.proc_io_cost.map(|_| thread_cpu_ns());
             let f = self
                 .proc_io
                 .entry(p)
                 .or_insert_with(|| PFile::open(Path::new(&format!("/proc/{p}/io"))));
-            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
-                self.io_last.insert(p, parse_proc_io(t));
+            let counts = f.as_ref().and_then(|f| f.read(buf).ok()).and_then(|t| {
+                if by_crate {
+                    let i = procfs::process::Io::from_read(t.as_bytes()).ok()?;
+                    Some([i.syscr, i.syscw, i.read_bytes, i.write_bytes])
+                } else {
+                    Some(parse_proc_io(t))
+                }
+            });
+            if let (Some((ns, n)), Some(t0)) = (&mut self.proc_io_cost, t0) {
+                *ns += thread_cpu_ns().saturating_sub(t0);
+                *n += 1;
+            }
+            if let Some(c) = counts {
+                self.io_last.insert(p, c);
                 last_counts.remove(&p);
             }
         }

@@ -10,6 +10,7 @@
 //!      every tick     -> pread them; counters -> rates against the previous tick;
 //!                        a counter that went backwards drops that sample (counted)
 //!      every container's log: pread from the last offset (logtail.rs) -> ops/s, lines
+//!        (a running container idle for QUIET_SAMPLES samples: only at its full reads)
 //!    -> encode once, broadcast (bounded; a slow subscriber gets Lagged)
 //!  Hub::event (run, rm, migration in/out) -> broadcast
 //!  subscription: Hello, Present, log backfill, then the broadcast
@@ -20,6 +21,7 @@
 //! counted twice. Its log travels with it; the target reads the whole file
 //! and subscribers drop the lines they already have.
 
+pub mod bench;
 pub mod cgroups;
 pub mod logtail;
 pub mod pfile;
@@ -48,6 +50,12 @@ use procfs::HostSampler;
 const BACKLOG: usize = 256;
 /// Log lines per `Logs` message.
 const LINES_PER_MSG: usize = 2000;
+/// Samples a running container must have been idle (its CPU time still)
+/// before its log is no longer polled every sample: what it wrote before
+/// has had that many intervals to pass its log shim. Its log is polled
+/// again at its next full read (at most every `FULL_READ_EVERY` samples) or
+/// as soon as it runs.
+const QUIET_SAMPLES: u32 = 2;
 
 /// One encoded frame of the subscribe stream, shared by every subscriber.
 pub struct Encoded {
@@ -140,6 +148,8 @@ struct Tracked {
     /// with its start time.
     base: ContainerCounters,
     image: String,
+    /// Consecutive samples its cgroup read found it idle.
+    quiet: u32,
 }
 
 /// The sampling loop's state (see the module docs).
@@ -189,7 +199,7 @@ impl Sampler {
             .collect();
         let want_logs = hub.tx.receiver_count() > 0;
         let stale_ns = (hub.interval().as_nanos() as u64).saturating_mul(3) + 1_000_000_000;
-        let mut containers = Vec::new();
+        let mut containers = Vec::with_capacity(self.tracked.len());
         let mut logs: Vec<(String, Vec<herd_wire::LogLine>)> = Vec::new();
         for (name, e) in &entries {
             let (status, pid, id) = {
@@ -220,12 +230,19 @@ impl Sampler {
                     }
                 }
             };
+            let quiet = status == ContainerStatus::Running
+                && self
+                    .tracked
+                    .get(name)
+                    .is_some_and(|t| Some(t.pid) == pid && t.quiet >= QUIET_SAMPLES);
             let (mut ops, mut ops_total) = (None, None);
             if let Some(t) = tail {
                 ops_total = t.total;
-                let lines = t.poll(want_logs, &mut self.buf);
-                if !lines.is_empty() {
-                    logs.push((name.clone(), lines));
+                if !quiet {
+                    let lines = t.poll(want_logs, &mut self.buf);
+                    if !lines.is_empty() {
+                        logs.push((name.clone(), lines));
+                    }
                 }
                 ops = t.ops_per_second(time_ns, stale_ns);
             }
@@ -253,6 +270,7 @@ impl Sampler {
                             net_last: None,
                             base,
                             image,
+                            quiet: 0,
                         },
                     );
                     self.tracked.get_mut(name).expect("just inserted")
@@ -262,6 +280,10 @@ impl Sampler {
             let (now, read_ns) = (Instant::now(), now_ns());
             let Some(raw) = t.reader.read(&mut self.buf) else {
                 continue; // cgroup gone (the container is ending)
+            };
+            t.quiet = match t.reader.was_idle() {
+                true => t.quiet.saturating_add(1),
+                false => 0,
             };
             let prev = t.prev.replace((now, raw.clone()));
             let Some((t0, p)) = prev else { continue };
@@ -279,10 +301,7 @@ impl Sampler {
                     if t.net_last.is_none() || !t.reader.was_idle() {
                         if let Some(text) = t.net.as_ref().and_then(|f| f.read(&mut self.buf).ok())
                         {
-                            t.net_last = Some(
-                                procfs::net_dev(text)
-                                    .fold((0, 0), |(r, s), (_, rx, tx)| (r + rx, s + tx)),
-                            );
+                            t.net_last = Some(procfs::net_dev_totals(text));
                         }
                     }
                     (c.net_rx_bytes, c.net_tx_bytes) = t.net_last.unwrap_or_default();
@@ -397,10 +416,9 @@ pub(crate) fn counters_now(
         .unwrap_or_default();
     if let Some(pid) = rec.pid {
         if let Ok(t) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
-            for (_, rx, tx) in procfs::net_dev(&t) {
-                c.net_rx_bytes += rx;
-                c.net_tx_bytes += tx;
-            }
+            let (rx, tx) = procfs::net_dev_totals(&t);
+            c.net_rx_bytes += rx;
+            c.net_tx_bytes += tx;
         }
     }
     c.plus(&rec.counter_base.unwrap_or_default())
@@ -422,8 +440,7 @@ pub(crate) fn counters_held(
         .map(|r| r.counters())
         .unwrap_or_default();
     let net = herd_netlink::netns::run_in(netns, || {
-        std::fs::read_to_string("/proc/thread-self/net/dev")
-            .map(|t| procfs::net_dev(&t).fold((0, 0), |(r, t), (_, rx, tx)| (r + rx, t + tx)))
+        std::fs::read_to_string("/proc/thread-self/net/dev").map(|t| procfs::net_dev_totals(&t))
     });
     if let Ok(Ok((rx, tx))) = net {
         c.net_rx_bytes = rx;

@@ -1,13 +1,197 @@
 //! Host metrics from /proc, read through [`PFile`]s (see
 //! [`super::pfile`]).
+//!
+//! Which parser reads each /proc file is chosen per file ([`Reads`]): the
+//! `procfs` crate where it costs no more than 10% over the hand-written
+//! parser (measured by `herd bench monitor`, README "Dependencies"), the
+//! hand-written one where the crate is slower or lacks the field. Both see
+//! the same text: the file stays open and is re-read with one pread, the
+//! crate parses the bytes (`FromRead` over a slice). Both parsers stay so
+//! the bench can keep measuring them side by side
+//! (`herd-agent __sampler-bench`, [`super::bench`]).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Instant;
 
 use herd_wire::monitor::{DiskSample, HostSample, NetSample};
+use procfs::{FromRead, FromReadSI};
 
 use super::pfile::{kv, psi_some_avg10, psi_some_total_seconds, PFile};
+
+/// The /proc reads that can go through the `procfs` crate, one bit each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ProcRead {
+    /// /proc/stat (the crate has no intr/softirq totals: those by hand)
+    Stat = 1,
+    Meminfo = 1 << 1,
+    Vmstat = 1 << 2,
+    Diskstats = 1 << 3,
+    /// /proc/self/net/dev (host) and /proc/<pid>/net/dev (containers)
+    NetDev = 1 << 4,
+    Loadavg = 1 << 5,
+    /// /proc/pressure/{cpu,memory,io}
+    Pressure = 1 << 6,
+    /// /proc/<pid>/io of a cgroup v1 container's processes
+    ProcIo = 1 << 7,
+    /// /proc/<tid>/stat of a `--cpus` slice's threads (runnable count)
+    ThreadStat = 1 << 8,
+    /// /proc/self/mountinfo, once at start (cgroup layout)
+    Mountinfo = 1 << 9,
+}
+
+impl ProcRead {
+    pub const ALL: [ProcRead; 10] = [
+        ProcRead::Stat,
+        ProcRead::Meminfo,
+        ProcRead::Vmstat,
+        ProcRead::Diskstats,
+        ProcRead::NetDev,
+        ProcRead::Loadavg,
+        ProcRead::Pressure,
+        ProcRead::ProcIo,
+        ProcRead::ThreadStat,
+        ProcRead::Mountinfo,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcRead::Stat => "/proc/stat",
+            ProcRead::Meminfo => "/proc/meminfo",
+            ProcRead::Vmstat => "/proc/vmstat",
+            ProcRead::Diskstats => "/proc/diskstats",
+            ProcRead::NetDev => "/proc/*/net/dev",
+            ProcRead::Loadavg => "/proc/loadavg",
+            ProcRead::Pressure => "/proc/pressure/*",
+            ProcRead::ProcIo => "/proc/<pid>/io",
+            ProcRead::ThreadStat => "/proc/<tid>/stat",
+            ProcRead::Mountinfo => "/proc/self/mountinfo",
+        }
+    }
+
+    fn index(self) -> usize {
+        (self as u16).trailing_zeros() as usize
+    }
+}
+
+/// Which reads use the `procfs` crate (a set of [`ProcRead`] bits).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reads(pub u16);
+
+impl Reads {
+    /// Every read hand-written.
+    pub const HAND: Reads = Reads(0);
+    /// Every read through the crate.
+    pub const CRATE: Reads = Reads(0x3ff);
+    /// What the agent uses: the crate where it was measured at no more than
+    /// 10% over the hand-written parser (README "Dependencies").
+    pub const DEFAULT: Reads = Reads(
+        ProcRead::Diskstats as u16
+            | ProcRead::NetDev as u16
+            | ProcRead::Loadavg as u16
+            | ProcRead::Pressure as u16
+            | ProcRead::ProcIo as u16
+            | ProcRead::ThreadStat as u16
+            | ProcRead::Mountinfo as u16,
+    );
+
+    pub fn uses_crate(self, r: ProcRead) -> bool {
+        self.0 & r as u16 != 0
+    }
+}
+
+static READS: AtomicU16 = AtomicU16::new(Reads::DEFAULT.0);
+
+/// The parsers of this process (set once before sampling: the bench runs
+/// one process per setting).
+pub fn set_reads(r: Reads) {
+    READS.store(r.0, Ordering::Relaxed);
+}
+
+pub fn reads() -> Reads {
+    Reads(READS.load(Ordering::Relaxed))
+}
+
+pub(crate) fn use_crate(r: ProcRead) -> bool {
+    reads().uses_crate(r)
+}
+
+/// A load or PSI average: the crate gives f32, the kernel prints two
+/// decimals; back to those so 0.28 stays 0.28 and not 0.2800000011920929.
+fn avg(x: f32) -> f64 {
+    (x as f64 * 100.0).round() / 100.0
+}
+
+/// CPU time of the calling thread, ns.
+pub fn thread_cpu_ns() -> u64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime fills the local struct.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    t.tv_sec as u64 * 1_000_000_000 + t.tv_nsec as u64
+}
+
+/// Per-[`ProcRead`] CPU time of this thread (ns) and reads, when the
+/// bench asks for it.
+#[derive(Debug, Clone, Default)]
+pub struct ReadCost {
+    pub ns: [u64; ProcRead::ALL.len()],
+    pub reads: [u64; ProcRead::ALL.len()],
+}
+
+impl ReadCost {
+    /// Charge the time since `t0` (from [`thread_cpu_ns`]) to `r`.
+    pub fn add(cost: &mut Option<ReadCost>, r: ProcRead, t0: u64) {
+        if let Some(c) = cost {
+            c.ns[r.index()] += thread_cpu_ns().saturating_sub(t0);
+            c.reads[r.index()] += 1;
+        }
+    }
+
+    /// Clock only when counting.
+    pub fn start(cost: &Option<ReadCost>) -> u64 {
+        if cost.is_some() {
+            thread_cpu_ns()
+        } else {
+            0
+        }
+    }
+}
+
+/// (rx, tx) bytes of a `net/dev` text summed over its interfaces (loopback
+/// left out), by the crate or by hand as [`reads`] says.
+pub fn net_dev_totals(text: &str) -> (u64, u64) {
+    if use_crate(ProcRead::NetDev) {
+        procfs::net::InterfaceDeviceStatus::from_read(text.as_bytes())
+            .map(|d| {
+                d.0.iter()
+                    .filter(|(n, _)| n.as_str() != "lo")
+                    .fold((0, 0), |(r, t), (_, d)| {
+                        (r + d.recv_bytes, t + d.sent_bytes)
+                    })
+            })
+            .unwrap_or_default()
+    } else {
+        net_dev(text).fold((0, 0), |(r, t), (_, rx, tx)| (r + rx, t + tx))
+    }
+}
+
+/// Runnable-or-not of one `/proc/<tid>/stat` text.
+fn thread_state(st: &str) -> Option<char> {
+    if use_crate(ProcRead::ThreadStat) {
+        procfs::process::Stat::from_read(st.as_bytes())
+            .ok()
+            .map(|s| s.state)
+    } else {
+        // The state follows the last ')': comm may hold anything.
+        st.rsplit_once(')')
+            .and_then(|(_, r)| r.trim_start().chars().next())
+    }
+}
 
 /// Raw counters of one host reading.
 #[derive(Debug, Clone, Default)]
@@ -51,11 +235,7 @@ fn runnable_under(dir: &Path, file: &str) -> u64 {
     if let Ok(t) = std::fs::read_to_string(dir.join(file)) {
         for tid in t.split_whitespace() {
             if let Ok(st) = std::fs::read_to_string(format!("/proc/{tid}/stat")) {
-                // The state follows the last ')': comm may hold anything.
-                let state = st
-                    .rsplit_once(')')
-                    .and_then(|(_, r)| r.trim_start().chars().next());
-                if state == Some('R') {
+                if thread_state(&st) == Some('R') {
                     n += 1;
                 }
             }
@@ -113,6 +293,7 @@ pub struct HostSampler {
     prev: Option<(Instant, HostRaw)>,
     buf: Vec<u8>,
     slice: Option<CpuSlice>,
+    cost: Option<ReadCost>,
 }
 
 impl HostSampler {
@@ -139,7 +320,18 @@ impl HostSampler {
             prev: None,
             buf: Vec::with_capacity(16 << 10),
             slice: None,
+            cost: None,
         }
+    }
+
+    /// Count the CPU time of each /proc read (for `herd bench monitor`).
+    pub fn with_cost(mut self) -> Self {
+        self.cost = Some(ReadCost::default());
+        self
+    }
+
+    pub fn cost(&self) -> Option<&ReadCost> {
+        self.cost.as_ref()
     }
 
     /// Report a slice of `cores` CPUs: the CPU of cgroup `parent` (e.g.
@@ -211,7 +403,12 @@ impl HostSampler {
         s.counters.major_faults = raw.pgmajfault;
         if let Some(sl) = &mut self.slice {
             // The slice's own threads, not the machine's.
-            if let Some(n) = sl.update_load(now) {
+            let t0 = ReadCost::start(&self.cost);
+            let counted = sl.update_load(now);
+            if counted.is_some() {
+                ReadCost::add(&mut self.cost, ProcRead::ThreadStat, t0);
+            }
+            if let Some(n) = counted {
                 s.runnable_tasks = n;
                 [s.load1, s.load5, s.load15] = sl.load;
             }
@@ -294,34 +491,68 @@ impl HostSampler {
     }
 
     fn gauges(&mut self, s: &mut HostSample) {
-        let buf = &mut self.buf;
+        let (buf, cost) = (&mut self.buf, &mut self.cost);
+        let t0 = ReadCost::start(cost);
         if let Some(t) = self.loadavg.as_ref().and_then(|f| f.read(buf).ok()) {
-            let f: Vec<&str> = t.split_whitespace().collect();
-            let num = |i: usize| f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0);
-            s.load1 = num(0);
-            s.load5 = num(1);
-            s.load15 = num(2);
+            if use_crate(ProcRead::Loadavg) {
+                if let Ok(l) = procfs::LoadAverage::from_read(t.as_bytes()) {
+                    [s.load1, s.load5, s.load15] = [avg(l.one), avg(l.five), avg(l.fifteen)];
+                }
+            } else {
+                let f: Vec<&str> = t.split_whitespace().collect();
+                let num = |i: usize| f.get(i).and_then(|x| x.parse().ok()).unwrap_or(0.0);
+                s.load1 = num(0);
+                s.load5 = num(1);
+                s.load15 = num(2);
+            }
+            ReadCost::add(cost, ProcRead::Loadavg, t0);
         }
+        let t0 = ReadCost::start(cost);
         if let Some(t) = self.meminfo.as_ref().and_then(|f| f.read(buf).ok()) {
-            let kib = |k: &str| {
-                t.lines()
-                    .find_map(|l| l.strip_prefix(k))
-                    .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
-                    .and_then(|v| v.parse::<u64>().ok())
-                    .map(|v| v * 1024)
-            };
-            s.memory_total_bytes = kib("MemTotal").unwrap_or(0);
-            s.memory_available_bytes = kib("MemAvailable").unwrap_or(0);
+            if use_crate(ProcRead::Meminfo) {
+                if let Ok(m) = procfs::Meminfo::from_read(t.as_bytes()) {
+                    s.memory_total_bytes = m.mem_total;
+                    s.memory_available_bytes = m.mem_available.unwrap_or(0);
+                }
+            } else {
+                let kib = |k: &str| {
+                    t.lines()
+                        .find_map(|l| l.strip_prefix(k))
+                        .and_then(|r| r.trim_start_matches(':').split_whitespace().next())
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .map(|v| v * 1024)
+                };
+                s.memory_total_bytes = kib("MemTotal").unwrap_or(0);
+                s.memory_available_bytes = kib("MemAvailable").unwrap_or(0);
+            }
             s.memory_used_bytes = s
                 .memory_total_bytes
                 .saturating_sub(s.memory_available_bytes);
+            ReadCost::add(cost, ProcRead::Meminfo, t0);
         }
         let mut psi = [None; 3];
+        let by_crate = use_crate(ProcRead::Pressure);
         for (i, f) in self.psi.iter().enumerate() {
-            if let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) {
+            let t0 = ReadCost::start(cost);
+            let Some(t) = f.as_ref().and_then(|f| f.read(buf).ok()) else {
+                continue;
+            };
+            if by_crate {
+                // The three files share one format; the crate has a type each.
+                let some = match i {
+                    0 => procfs::CpuPressure::from_read(t.as_bytes()).map(|p| p.some),
+                    1 => procfs::MemoryPressure::from_read(t.as_bytes()).map(|p| p.some),
+                    _ => procfs::IoPressure::from_read(t.as_bytes()).map(|p| p.some),
+                };
+                if let Ok(r) = some {
+                    psi[i] = Some(avg(r.avg10));
+                    s.counters.pressure_seconds[i] = Some(r.total as f64 / 1e6);
+                }
+            } else {
                 psi[i] = psi_some_avg10(t);
                 s.counters.pressure_seconds[i] = psi_some_total_seconds(t);
             }
+            ReadCost::add(cost, ProcRead::Pressure, t0);
         }
         [
             s.psi_cpu_some_avg10,
@@ -332,9 +563,33 @@ impl HostSampler {
 
     fn read_raw(&mut self) -> HostRaw {
         let mut r = HostRaw::default();
-        let buf = &mut self.buf;
+        let (buf, cost) = (&mut self.buf, &mut self.cost);
         r.slice = self.slice.as_ref().and_then(|s| s.read(buf));
+        let t0 = ReadCost::start(cost);
         if let Some(t) = self.stat.as_ref().and_then(|f| f.read(buf).ok()) {
+            let by_crate = if use_crate(ProcRead::Stat) {
+                procfs::KernelStats::from_read(t.as_bytes(), procfs::current_system_info()).ok()
+            } else {
+                None
+            };
+            if let Some(k) = &by_crate {
+                let c = &k.total;
+                let (iowait, irq, softirq, steal) = (
+                    c.iowait.unwrap_or(0),
+                    c.irq.unwrap_or(0),
+                    c.softirq.unwrap_or(0),
+                    c.steal.unwrap_or(0),
+                );
+                r.cpu = [
+                    c.user + c.nice,
+                    c.system + irq + softirq,
+                    c.idle,
+                    iowait,
+                    c.user + c.nice + c.system + c.idle + iowait + irq + softirq + steal,
+                ];
+                r.ctxt = k.ctxt;
+                r.runnable = k.procs_running.unwrap_or(0) as u64;
+            }
             for l in t.lines() {
                 let mut it = l.split_whitespace();
                 let key = it.next().unwrap_or("");
@@ -342,7 +597,7 @@ impl HostSampler {
                     it.next().and_then(|v| v.parse().ok()).unwrap_or(0)
                 };
                 match key {
-                    "cpu" => {
+                    "cpu" if by_crate.is_none() => {
                         let v: Vec<u64> = it.map(|x| x.parse().unwrap_or(0)).collect();
                         let g = |i: usize| v.get(i).copied().unwrap_or(0);
                         // user nice system idle iowait irq softirq steal (guest is in user)
@@ -354,40 +609,78 @@ impl HostSampler {
                             (0..8).map(g).sum(),
                         ];
                     }
-                    "ctxt" => r.ctxt = first(&mut it),
+                    "ctxt" if by_crate.is_none() => r.ctxt = first(&mut it),
+                    "procs_running" if by_crate.is_none() => r.runnable = first(&mut it),
+                    // Not in the crate's KernelStats.
                     "intr" => r.intr = first(&mut it),
                     "softirq" => r.softirq = first(&mut it),
-                    "procs_running" => r.runnable = first(&mut it),
                     _ => {}
                 }
             }
+            ReadCost::add(cost, ProcRead::Stat, t0);
         }
+        let t0 = ReadCost::start(cost);
         if let Some(t) = self.vmstat.as_ref().and_then(|f| f.read(buf).ok()) {
-            r.pgmajfault = kv(t, "pgmajfault").unwrap_or(0);
+            r.pgmajfault = if use_crate(ProcRead::Vmstat) {
+                procfs::VmStat::from_read(t.as_bytes())
+                    .ok()
+                    .and_then(|v| v.0.get("pgmajfault").copied())
+                    .map_or(0, |v| v.max(0) as u64)
+            } else {
+                kv(t, "pgmajfault").unwrap_or(0)
+            };
+            ReadCost::add(cost, ProcRead::Vmstat, t0);
         }
+        let t0 = ReadCost::start(cost);
+        let whole_disk = &mut self.whole_disk;
+        let mut whole = |name: &str| {
+            *whole_disk
+                .entry(name.to_string())
+                .or_insert_with(|| is_disk(name))
+        };
         if let Some(t) = self.diskstats.as_ref().and_then(|f| f.read(buf).ok()) {
-            for l in t.lines() {
-                let f: Vec<&str> = l.split_whitespace().collect();
-                if f.len() < 14 {
-                    continue;
+            if use_crate(ProcRead::Diskstats) {
+                let disks = procfs::DiskStats::from_read(t.as_bytes()).map(|d| d.0);
+                for d in disks.unwrap_or_default() {
+                    if whole(&d.name) {
+                        let v = [
+                            d.reads,
+                            d.writes,
+                            d.sectors_read,
+                            d.sectors_written,
+                            d.time_in_progress,
+                        ];
+                        r.disks.insert(d.name, v);
+                    }
                 }
-                let name = f[2];
-                let whole = *self
-                    .whole_disk
-                    .entry(name.to_string())
-                    .or_insert_with(|| is_disk(name));
-                if !whole {
-                    continue;
+            } else {
+                for l in t.lines() {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    if f.len() < 14 || !whole(f[2]) {
+                        continue;
+                    }
+                    let n = |i: usize| f[i].parse::<u64>().unwrap_or(0);
+                    r.disks
+                        .insert(f[2].to_string(), [n(3), n(7), n(5), n(9), n(12)]);
                 }
-                let n = |i: usize| f[i].parse::<u64>().unwrap_or(0);
-                r.disks
-                    .insert(name.to_string(), [n(3), n(7), n(5), n(9), n(12)]);
             }
+            ReadCost::add(cost, ProcRead::Diskstats, t0);
         }
+        let t0 = ReadCost::start(cost);
         if let Some(t) = self.netdev.as_ref().and_then(|f| f.read(buf).ok()) {
-            for (name, rx, tx) in net_dev(t) {
-                r.nets.insert(name.to_string(), [rx, tx]);
+            if use_crate(ProcRead::NetDev) {
+                let devs = procfs::net::InterfaceDeviceStatus::from_read(t.as_bytes());
+                for (name, d) in devs.map(|d| d.0).unwrap_or_default() {
+                    if name != "lo" {
+                        r.nets.insert(name, [d.recv_bytes, d.sent_bytes]);
+                    }
+                }
+            } else {
+                for (name, rx, tx) in net_dev(t) {
+                    r.nets.insert(name.to_string(), [rx, tx]);
+                }
             }
+            ReadCost::add(cost, ProcRead::NetDev, t0);
         }
         r
     }

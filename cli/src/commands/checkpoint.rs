@@ -25,7 +25,36 @@ pub struct CheckpointArgs {
     /// Print Podman's statistics JSON (durations in microseconds).
     #[arg(long, conflicts_with = "json")]
     pub print_stats: bool,
+    /// Compression of the --export archive: zstd (the FILE must end in
+    /// .zst) or none (it must not). Without it the name decides. gzip,
+    /// which Podman also takes, is not supported.
+    #[arg(short = 'c', long, requires = "export", value_name = "none|zstd")]
+    pub compress: Option<String>,
+    /// Podman's flag, accepted: herd always checkpoints established TCP
+    /// connections (they move with the container).
+    #[arg(long)]
+    pub tcp_established: bool,
     pub name: String,
+}
+
+/// `--compress` against the export file's name: the agent compresses by
+/// the name (`.zst`), so a contradiction is refused rather than ignored.
+pub fn check_compress(compress: Option<&str>, export: &std::path::Path) -> Result<()> {
+    let zst = export.extension().is_some_and(|e| e == "zst");
+    match (compress, zst) {
+        (None, _) | (Some("zstd"), true) | (Some("none"), false) => Ok(()),
+        (Some("zstd"), false) => anyhow::bail!(
+            "--compress zstd: the export file {} must end in .zst",
+            export.display()
+        ),
+        (Some("none"), true) => anyhow::bail!(
+            "--compress none: the export file {} ends in .zst (name it .tar)",
+            export.display()
+        ),
+        (Some(other), _) => {
+            anyhow::bail!("--compress {other:?}: herd supports none and zstd (not gzip)")
+        }
+    }
 }
 
 pub async fn run(g: &GlobalArgs, args: &CheckpointArgs) -> Result<i32> {
@@ -34,10 +63,15 @@ pub async fn run(g: &GlobalArgs, args: &CheckpointArgs) -> Result<i32> {
         export,
         json,
         print_stats,
+        compress,
+        tcp_established: _,
         name,
     } = args;
     let export = match export {
-        Some(p) => Some(absolute(p)?.to_string_lossy().into_owned()),
+        Some(p) => {
+            check_compress(compress.as_deref(), p)?;
+            Some(absolute(p)?.to_string_lossy().into_owned())
+        }
         None => None,
     };
     let mut c = g.client()?;

@@ -21,12 +21,23 @@ pub struct CoordinatorArgs {
     /// Stop after this long (e.g. 30m); default: until Ctrl-C.
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
+    /// How each move's memory moves (as `herd migrate --memory-mode`).
+    #[arg(long, default_value = "auto")]
+    pub memory_mode: herd_wire::migrate::MemoryMode,
     #[command(flatten)]
     pub placement: PlacementArgs,
 }
 
 pub async fn run(g: &GlobalArgs, a: &CoordinatorArgs) -> Result<i32> {
     let cfg = a.placement.config()?;
-    coordinator::coordinator(g.load_cluster()?, &a.policy, cfg, &a.out, a.duration).await?;
+    coordinator::coordinator(
+        g.load_cluster()?,
+        &a.policy,
+        cfg,
+        &a.out,
+        a.duration,
+        a.memory_mode,
+    )
+    .await?;
     Ok(0)
 }

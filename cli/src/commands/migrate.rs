@@ -21,14 +21,16 @@ pub struct MigrateArgs {
     pub compress: String,
     /// How memory moves: stop (stop-and-copy), stream (CRIU's page server
     /// through the agents' QUIC link), pre (pre-dumps while it runs; needs
-    /// the kernel's dirty-memory tracking), post (post-copy: it runs on the
-    /// target at once and pulls its pages from the source; if the source
-    /// dies before the last page arrived, the container is LOST), auto (the
-    /// best this pair supports, said in the report). This version does
-    /// stop, stream and auto (= stop); pre and post are refused before
-    /// anything freezes. In stream the frozen container stays on the
-    /// source until the target restored its copy: a failure before that
-    /// resumes it there.
+    /// the kernel's dirty-memory tracking), post (post-copy: it would run on
+    /// the target at once and pull its pages from the source; its risk: if
+    /// the source dies before the last page arrived, the container is
+    /// LOST), auto (the best this pair supports for the container's size,
+    /// said in the report: stream from 64 MiB of memory, else stop). This
+    /// version does stop, stream and auto; pre and post are refused with
+    /// the reason before anything freezes (post: CRIU's lazy page server
+    /// fails on the hosts it was tried on).
+    /// In stream the frozen container stays on the source until the
+    /// target restored its copy: a failure before that resumes it there.
     #[arg(long, default_value = "auto")]
     pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]

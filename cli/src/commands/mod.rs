@@ -26,6 +26,7 @@ pub mod run;
 pub mod scenario;
 pub mod sim;
 pub mod start;
+pub mod stats;
 pub mod stop;
 pub mod top;
 pub mod wait;

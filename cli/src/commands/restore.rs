@@ -26,6 +26,10 @@ pub struct RestoreArgs {
     /// Print Podman's statistics JSON (durations in microseconds).
     #[arg(long, conflicts_with = "json")]
     pub print_stats: bool,
+    /// Podman's flag, accepted: herd always restores established TCP
+    /// connections.
+    #[arg(long)]
+    pub tcp_established: bool,
     #[arg(required_unless_present = "import")]
     pub name: Option<String>,
 }
@@ -37,6 +41,7 @@ pub async fn run(g: &GlobalArgs, args: &RestoreArgs) -> Result<i32> {
         node,
         json,
         print_stats,
+        tcp_established: _,
         name,
     } = args;
     let mut c = g.client()?;
