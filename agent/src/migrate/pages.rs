@@ -93,7 +93,7 @@ pub(crate) async fn serve(
         return;
     };
     let max = agent.limits().migration_bytes;
-    let r = bridge(p.sock, send, recv, max, None).await;
+    let r = bridge(p.sock, send, recv, max, None, None).await;
     let r = match r {
         Err(e) => Err(format!("page stream: {e}")),
         Ok((bytes_in, _)) => match p.exit.await {
@@ -120,6 +120,7 @@ pub(crate) async fn bridge(
     mut recv: quinn::RecvStream,
     max: u64,
     pause: Option<(Arc<Agent>, u64)>,
+    progress: Option<Arc<super::source::Progress>>,
 ) -> std::io::Result<(u64, u64)> {
     sock.set_nonblocking(true)?;
     let sock = tokio::net::UnixStream::from_std(sock)?;
@@ -138,6 +139,10 @@ pub(crate) async fn bridge(
                 .await
                 .map_err(std::io::Error::other)?;
             n_out += n as u64;
+            if let Some(p) = &progress {
+                p.done
+                    .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+            }
             if let (false, Some((agent, at))) = (paused, &pause) {
                 if n_out >= *at {
                     paused = true;

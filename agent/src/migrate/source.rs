@@ -113,10 +113,10 @@ pub async fn migrate_out(
         let picked = pick_memory_mode(memory, &herd_criu::Criu::from_env(), mem)?;
         let oci = std::fs::read(a.state_dir().container(&n).bundle().join("config.json"))
             .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
-        Ok((rec, oci, picked))
+        Ok((rec, oci, picked, mem))
     })
     .await;
-    let (rec, oci, (memory, why)) = match checked {
+    let (rec, oci, (memory, why), mem) = match checked {
         Ok(x) => x,
         Err(e) => {
             agent.handoff.unmark(&name, &id);
@@ -152,6 +152,7 @@ pub async fn migrate_out(
             Sender::new(id)
         },
         memory,
+        mem,
         held: None,
         journal,
         todo: VecDeque::new(),
@@ -411,6 +412,7 @@ pub(super) fn resume(agent: Arc<Agent>, ep: quinn::Endpoint, j: Journal) {
         live: false,
         pending_at: None,
         progress,
+        mem: None,
     };
     tokio::spawn(async move {
         d.run().await;
@@ -454,6 +456,9 @@ struct Driver {
     live: bool,
     pending_at: Option<Instant>,
     progress: Arc<Progress>,
+    /// The container's resident bytes when the mode was picked: what a
+    /// streamed dump will send, near enough (its progress total).
+    mem: Option<u64>,
 }
 
 impl Driver {
@@ -632,12 +637,14 @@ impl Driver {
             SAction::Dump => {
                 super::pause_point(&self.agent, "before-dump").await;
                 self.t_dump = Some(Instant::now());
-                self.progress.enter("dump", 0);
                 if self.memory == MemoryMode::Stream {
+                    // The pages cross while CRIU dumps: that is the bar.
+                    self.progress.enter("dump", self.mem.unwrap_or(0));
                     let ev = self.dump_streamed().await;
                     self.report.dump_ms = self.t_dump.map(ms).unwrap_or(0.0);
                     return Some(ev);
                 }
+                self.progress.enter("dump", 0);
                 let a = self.agent.clone();
                 let n = self.name.clone();
                 let ck = blocking(move || {
@@ -832,7 +839,14 @@ impl Driver {
             Err(e) => return failed(format!("socketpair: {e}")),
         };
         let pause = Some((self.agent.clone(), 4 << 20));
-        let bridge = tokio::spawn(super::pages::bridge(ours, send, recv, u64::MAX, pause));
+        let bridge = tokio::spawn(super::pages::bridge(
+            ours,
+            send,
+            recv,
+            u64::MAX,
+            pause,
+            Some(self.progress.clone()),
+        ));
         let (dumped_tx, dumped_rx) = tokio::sync::oneshot::channel::<()>();
         let (verdict, verdict_rx) = std::sync::mpsc::channel::<bool>();
         let mut dumped_tx = Some(dumped_tx);
