@@ -14,7 +14,9 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{cluster_json, import_busybox_with_work, wait_for, Lab};
+use common::{
+    cluster_json, import_busybox_with_work, now_s, pid_of, proc_cpu_seconds, wait_for, Lab,
+};
 use serde_json::Value;
 
 const TEST: &str = "prometheus_scrapes_a_lab_across_a_migration_and_the_dashboard_answers";
@@ -23,30 +25,12 @@ const SCRAPE_S: u64 = 1;
 /// Window of the rate checks (s).
 const WINDOW_S: f64 = 20.0;
 
-fn now_s() -> f64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs_f64()
-}
-
 fn find_bin(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     std::env::split_paths(&path)
         .chain([PathBuf::from("/usr/bin")])
         .map(|d| d.join(name))
         .find(|p| p.is_file())
-}
-
-/// user+system time of a process (all its threads), in seconds; None once gone.
-fn proc_cpu_seconds(pid: i32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks as f64 / hz)
 }
 
 /// The host's own account of one process, every 100 ms, on a thread.
@@ -208,12 +192,6 @@ fn metrics_addr(lab: &Lab, node: &str) -> String {
         .unwrap_or_else(|| panic!("no address of {node} in cluster.json"));
     let ip = addr.rsplit_once(':').map(|a| a.0).unwrap_or(addr);
     format!("{ip}:9100")
-}
-
-fn pid_of(lab: &Lab, name: &str) -> i32 {
-    lab.container(name)
-        .and_then(|c| c["pid"].as_i64())
-        .unwrap_or_else(|| panic!("{name} has no pid")) as i32
 }
 
 /// `promtool check metrics` on an agent's page: no complaint at all.
