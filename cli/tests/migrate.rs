@@ -38,7 +38,13 @@ const SH_COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.1; do
 /// with a live pid; its log is gapless from 1 and keeps growing. Returns
 /// (node, pid).
 fn assert_invariant(lab: &Lab, name: &str) -> (String, i32) {
-    let all = entries(lab, name);
+    // A target that staged the container lists it until it hears the
+    // source's Abort, which may come just after the source's answer.
+    let all = wait_for(10, || {
+        let e = entries(lab, name);
+        (e.len() == 1).then_some(e)
+    })
+    .unwrap_or_else(|| entries(lab, name));
     assert_eq!(all.len(), 1, "{name} listed {} times: {all:?}", all.len());
     let c = &all[0];
     assert_eq!(c["status"], "Running", "{name}: {c}");
