@@ -13,27 +13,17 @@ mod common;
 use std::process::{Child, Stdio};
 
 use common::moves::*;
-use common::{agent_pid, import_busybox_with_work, restart_with_fault, text, Lab};
+use common::{agent_pid, import_busybox_with_work, restart_with_fault, run_sh, text, Lab};
 use serde_json::Value;
 
 const N: [&str; 2] = ["n1", "n2"];
 
-fn run_work(lab: &Lab, name: &str, node: &str) {
-    lab.ok(&[
-        "run",
-        "--node",
-        node,
-        "--name",
-        name,
-        "--net",
-        "lab",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo pre-sent > /presend.txt; herd-work counter --interval-ms 100 --mib 16 | tee -a /data.log",
-    ]);
-}
+/// The pre-sent file the target must have before the freeze, then
+/// herd-work's counter (16 MiB; 96 to be streamed by `auto`) piped into a file.
+const PRESEND_WORK: &str =
+    "echo pre-sent > /presend.txt; herd-work counter --interval-ms 100 --mib 16 | tee -a /data.log";
+const PRESEND_WORK_96: &str =
+    "echo pre-sent > /presend.txt; herd-work counter --interval-ms 100 --mib 96 | tee -a /data.log";
 
 /// Exactly one running copy, on `node`, listed once; counter gapless,
 /// memory pattern intact, the appended file whole, the pre-sent file there.
@@ -41,14 +31,6 @@ fn assert_one_intact_presend(lab: &Lab, name: &str, node: &str) {
     assert_one_intact(lab, &N, name, node);
     let pre = lab.ok(&["exec", name, "--", "cat", "/presend.txt"]);
     assert_eq!(pre.trim(), "pre-sent");
-}
-
-fn lab_with_work(test: &str, name: &str) -> Option<Lab> {
-    let lab = Lab::up(test, name, 2)?;
-    import_busybox_with_work(&lab);
-    run_work(&lab, "c", "n1");
-    wait_lines(&lab, "c", 5, 30);
-    Some(lab)
 }
 
 fn move_to(lab: &Lab, name: &str, from: &str, to: &str) -> Value {
@@ -69,7 +51,8 @@ fn move_to(lab: &Lab, name: &str, from: &str, to: &str) -> Value {
 /// completes with the state intact, and twice more.
 #[test]
 fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
-    let Some(lab) = lab_with_work("livemem_built", "lmbuilt") else {
+    let Some(lab) = lab_with_work("livemem_built", "lmbuilt", &["--net", "lab"], PRESEND_WORK)
+    else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-before-dump");
@@ -141,7 +124,12 @@ fn the_target_is_built_before_the_freeze_and_state_survives_three_moves() {
 /// move works.
 #[test]
 fn a_failed_build_leaves_the_container_untouched_and_nothing_on_the_target() {
-    let Some(lab) = lab_with_work("livemem_failbuild", "lmfail") else {
+    let Some(lab) = lab_with_work(
+        "livemem_failbuild",
+        "lmfail",
+        &["--net", "lab"],
+        PRESEND_WORK,
+    ) else {
         return;
     };
     restart_with_fault(&lab, "n2", "fail-build");
@@ -164,7 +152,12 @@ fn a_failed_build_leaves_the_container_untouched_and_nothing_on_the_target() {
 /// restarted target removes the half-made container, a later move works.
 #[test]
 fn target_killed_after_building_leaves_one_copy_and_nothing_behind() {
-    let Some(lab) = lab_with_work("livemem_killbuilt", "lmkill") else {
+    let Some(lab) = lab_with_work(
+        "livemem_killbuilt",
+        "lmkill",
+        &["--net", "lab"],
+        PRESEND_WORK,
+    ) else {
         return;
     };
     restart_with_fault(&lab, "n2", "pause-after-build");
@@ -217,7 +210,8 @@ fn assert_no_pre_no_post(r: &Value) {
 /// `pre` with the kernel's reason where dirty memory is not tracked.
 #[test]
 fn memory_modes_auto_and_stop_move_and_the_others_are_refused_before_the_freeze() {
-    let Some(lab) = lab_with_work("livemem_modes", "lmmodes") else {
+    let Some(lab) = lab_with_work("livemem_modes", "lmmodes", &["--net", "lab"], PRESEND_WORK)
+    else {
         return;
     };
     let r = move_to(&lab, "c", "n1", "n2");
@@ -300,20 +294,7 @@ fn auto_streams_a_large_container_and_says_why() {
         return;
     };
     import_busybox_with_work(&lab);
-    lab.ok(&[
-        "run",
-        "--node",
-        "n1",
-        "--name",
-        "c",
-        "--net",
-        "lab",
-        "busybox",
-        "--",
-        "sh",
-        "-c",
-        "echo pre-sent > /presend.txt; herd-work counter --interval-ms 100 --mib 96 | tee -a /data.log",
-    ]);
+    run_sh(&lab, "c", "n1", &["--net", "lab"], PRESEND_WORK_96);
     wait_lines(&lab, "c", 5, 60);
     for (from, to) in [("n1", "n2"), ("n2", "n1")] {
         let r = move_to(&lab, "c", from, to);
@@ -434,7 +415,12 @@ fn tcp_sockets(pid: i32) -> Vec<(std::net::IpAddr, std::net::IpAddr, String)> {
 /// image. Then the move finishes, and two more, with the state intact.
 #[test]
 fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
-    let Some(lab) = lab_with_work("livemem_stream", "lmstream") else {
+    let Some(lab) = lab_with_work(
+        "livemem_stream",
+        "lmstream",
+        &["--net", "lab"],
+        PRESEND_WORK,
+    ) else {
         return;
     };
     let ips = node_ips(&lab);
@@ -507,7 +493,12 @@ fn stream_sends_no_page_over_tcp_and_state_survives_three_moves() {
 /// move works.
 #[test]
 fn target_killed_while_pages_stream_leaves_one_intact_copy_on_the_source() {
-    let Some(lab) = lab_with_work("livemem_streamkill", "lmskill") else {
+    let Some(lab) = lab_with_work(
+        "livemem_streamkill",
+        "lmskill",
+        &["--net", "lab"],
+        PRESEND_WORK,
+    ) else {
         return;
     };
     restart_with_fault(&lab, "n1", "pause-mid-stream");
