@@ -52,12 +52,14 @@ pub enum BenchCmd {
         runs: usize,
         /// Sizes, comma-separated: small, 256MiB (one byte per page:
         /// compressible), 256MiB-random, 1GiB-random (incompressible,
-        /// re-verified by the workload every second).
+        /// re-verified by the workload every second), 256MiB-dirty
+        /// (256MiB-random plus 16 MiB rewritten every second).
         #[arg(long, default_value = "small,256MiB,256MiB-random,1GiB-random")]
         sizes: String,
         /// Modes, comma-separated: diff, diff+zstd, none, whole (fs modes,
         /// memory stop), stop (= diff), stream (memory streamed to the
-        /// target during the dump).
+        /// target during the dump), pre (pre-dump rounds while it runs;
+        /// needs dirty-memory tracking: --vm).
         #[arg(long, default_value = "diff,diff+zstd,none,whole")]
         modes: String,
         #[arg(long)]
@@ -65,6 +67,10 @@ pub enum BenchCmd {
         /// Leave the bench lab (hbenchm) up afterwards.
         #[arg(long)]
         keep_lab: bool,
+        /// Run in a VM lab (two QEMU guests, Debian 6.1 and 6.12 kernels)
+        /// instead of network namespaces on this host.
+        #[arg(long)]
+        vm: bool,
     },
     /// Sampler cost with many real containers vs naive readers of the same files.
     Monitor {
@@ -103,7 +109,8 @@ async fn run(bc: &BenchCmd) -> Result<i32> {
             modes,
             json,
             keep_lab,
-        } => migrate::migrate(*runs, sizes, modes, *json, *keep_lab).await?,
+            vm,
+        } => migrate::migrate(*runs, sizes, modes, *json, *keep_lab, *vm).await?,
         BenchCmd::Monitor {
             containers,
             seconds,

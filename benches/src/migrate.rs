@@ -2,15 +2,21 @@
 //! checkpoint + restore on one host, measured in the same run.
 //!
 //! ```text
-//! herd bench migrate [--runs 5] [--sizes small,256MiB,256MiB-random,1GiB-random]
-//!                    [--modes diff,diff+zstd,none,whole,stop,stream] [--json] [--keep-lab]
+//! herd bench migrate [--runs 5] [--sizes small,256MiB,256MiB-random,1GiB-random,256MiB-dirty]
+//!                    [--modes diff,diff+zstd,none,whole,stop,stream,pre] [--json] [--keep-lab]
+//!                    [--vm]
 //! ```
 //!
-//! It starts its own lab (`hbenchm`, two nodes, the image on both) and, for
+//! It starts its own lab (`hbenchm`, two nodes, the image on both; with
+//! `--vm` two QEMU guests, bookworm 6.1 and trixie 6.12, whose kernels
+//! track dirty memory, so `pre` can run) and, for
 //! each size (`small`: `herd-work echo`; `256MiB`: `echo --mib 256`, one byte
 //! written per page, so zstd shrinks it ~800x: compressible; `256MiB-random`,
 //! `1GiB-random`: `echo --mib N --random`, a pseudo-random pattern the
-//! workload re-verifies every second, incompressible like a real heap),
+//! workload re-verifies every second, incompressible like a real heap;
+//! `256MiB-dirty`: `echo --mib 256 --random --dirty-mib 16`, the same plus
+//! 16 MiB it rewrites every second, a heap that keeps writing part of
+//! itself: what `pre` is for),
 //! runs one container on the lab network with a TCP client
 //! in the bench holding one connection (a line every 20 ms, each answer
 //! checked). Then, per size:
@@ -20,7 +26,9 @@
 //! * **migrate**: for each of `--fs diff`, `diff --compress zstd`, `none`,
 //!   `whole` (all `--memory-mode stop`), `stop` (the same as `diff`) and
 //!   `stream` (`--memory-mode stream`: pages go to the target's page server
-//!   during the dump), `--runs` hops between n1 and n2, keeping the agent's report
+//!   during the dump) and `pre` (`--memory-mode pre`: rounds of pre-dumps
+//!   while it runs, then the frozen dump of what changed; the pages of each
+//!   round are printed), `--runs` hops between n1 and n2, keeping the agent's report
 //!   (total, frozen, CRIU frozen, bytes) and the longest gap the client saw
 //!   between two answers around the move.
 //!
@@ -150,6 +158,9 @@ struct Row {
     criu_frozen_ms: Vec<f64>,
     gap_ms: Vec<f64>,
     bytes: Vec<f64>,
+    /// `pre`: pages written by each pre-dump round, per run.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pre_rounds: Vec<Vec<u64>>,
 }
 
 fn med(v: &[f64]) -> f64 {
@@ -168,21 +179,26 @@ fn span(v: &[f64]) -> String {
 }
 
 /// (label, MiB, random) of every size the bench knows.
-const SIZES: [(&str, u64, bool); 4] = [
+const SIZES: [(&str, u64, bool); 5] = [
     ("small", 0, false),
     ("256MiB", 256, false),
     ("256MiB-random", 256, true),
     ("1GiB-random", 1024, true),
+    ("256MiB-dirty", 256, true),
 ];
 
+/// MiB the `-dirty` sizes rewrite every second.
+const DIRTY_MIB: u64 = 16;
+
 /// (label, fs mode, zstd, memory mode); `stop` is `diff` by its memory name.
-const MODES: [(&str, FsMode, bool, MemoryMode); 6] = [
+const MODES: [(&str, FsMode, bool, MemoryMode); 7] = [
     ("diff", FsMode::Diff, false, MemoryMode::Stop),
     ("diff+zstd", FsMode::Diff, true, MemoryMode::Stop),
     ("none", FsMode::None, false, MemoryMode::Stop),
     ("whole", FsMode::Whole, false, MemoryMode::Stop),
     ("stop", FsMode::Diff, false, MemoryMode::Stop),
     ("stream", FsMode::Diff, false, MemoryMode::Stream),
+    ("pre", FsMode::Diff, false, MemoryMode::Pre),
 ];
 
 fn pick<T: Copy>(
@@ -211,6 +227,7 @@ pub async fn migrate(
     modes: &str,
     json: bool,
     keep_lab: bool,
+    vm: bool,
 ) -> Result<()> {
     if runs == 0 {
         bail!("--runs must be at least 1");
@@ -228,7 +245,12 @@ pub async fn migrate(
     let work = rootfs::find_herd_work().filter(|p| p.exists()).context(
         "the static herd-work (target/static/release/herd-work) was not found: run scripts/setup",
     )?;
-    let cl = lab::up(LAB, 2, &[]).await.with_context(|| {
+    let cl = if vm {
+        herd::lab_vm::up(LAB, 2, herd::lab_vm::Kernel::Both, &[]).await
+    } else {
+        lab::up(LAB, 2, &[]).await
+    }
+    .with_context(|| {
         format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
     })?;
     eprintln!("bench: lab {LAB} is up; {runs} run(s) per mode");
@@ -290,6 +312,7 @@ async fn run_all(
     sizes: &[(&'static str, (u64, bool))],
     modes: &[(&'static str, (FsMode, bool, MemoryMode))],
 ) -> Result<Vec<Row>> {
+    let guests = cl.vm.is_some();
     let mut c = Client::new(cl.clone())?;
     let dir = cl.dir.join("bench-rootfs");
     let _ = std::fs::remove_dir_all(&dir);
@@ -308,7 +331,17 @@ async fn run_all(
     let _ = std::fs::remove_dir_all(&dir);
     let mut rows = Vec::new();
     for &(size, (mib, random)) in sizes {
-        let name = format!("m{mib}{}", if random { "r" } else { "" });
+        let dirty = size.ends_with("-dirty");
+        let name = format!(
+            "m{mib}{}",
+            if dirty {
+                "d"
+            } else if random {
+                "r"
+            } else {
+                ""
+            }
+        );
         let net = network::attach_for(&mut c, "n1", lab::LAB_NETWORK, None).await?;
         let ip = net.ip.clone();
         let spec = RunSpec {
@@ -325,6 +358,12 @@ async fn run_all(
             .map(String::from)
             .into_iter()
             .chain(random.then(|| "--random".to_string()))
+            .chain(
+                dirty
+                    .then(|| ["--dirty-mib".to_string(), DIRTY_MIB.to_string()])
+                    .into_iter()
+                    .flatten(),
+            )
             .collect(),
             net: Some(net),
             ..Default::default()
@@ -420,6 +459,17 @@ async fn run_all(
                 row.frozen_ms.push(rep.frozen_ms);
                 row.criu_frozen_ms.push(rep.criu_frozen_ms);
                 row.bytes.push(rep.bytes as f64);
+                if !rep.pre_rounds.is_empty() {
+                    eprintln!(
+                        "bench: {size} {label}: pre-dump rounds (pages) {:?}, stopped: {}; \
+                         frozen dump {} page bytes{}",
+                        rep.pre_rounds,
+                        rep.pre_stop.as_deref().unwrap_or("-"),
+                        rep.page_bytes,
+                        if guests { " (VM lab)" } else { "" }
+                    );
+                    row.pre_rounds.push(rep.pre_rounds.clone());
+                }
             }
             eprintln!(
                 "bench: {size} {label}: total {} frozen {} gap {}",

@@ -485,6 +485,83 @@ fn agent_killed_by_systemctl_is_restarted_and_readopts(vm: &Vm) {
     lab.ok(&["rm", "-f", "keep"]);
 }
 
+/// Running (not stopped) `herd-work` processes in a guest (by their
+/// command name: the `sh -c` around it names it in its arguments too).
+fn running_counters(vm: &Vm, node: &str) -> usize {
+    vm.guest(node, "ps -eo stat=,comm= || true")
+        .lines()
+        .filter_map(|l| l.split_once(char::is_whitespace))
+        .filter(|(stat, comm)| comm.trim() == "herd-work" && !stat.starts_with('T'))
+        .count()
+}
+
+/// `--memory-mode pre` between the guests (their kernels track dirty
+/// memory): a container holding 48 MiB of pseudo-random pattern it checks
+/// every second (herd-work's counter, its count in memory only) piped into
+/// an appended file, and two shell loops counting into files of their own,
+/// moved 6.1 -> 6.12 -> 6.1 -> 6.12. Each move reports its pre-dump rounds
+/// (the first one carries the pattern), and after each exactly one counter
+/// process runs, on the target; at the end every count is gapless.
+fn pre_copy_moves_keep_state_with_one_copy(vm: &Vm) {
+    let lab = &vm.lab;
+    let loops = "for f in /t1.log /t2.log; do \
+                 (i=0; while :; do i=$((i+1)); echo $i >> $f; sleep 1; done) & done; \
+                 /bin/herd-work counter --mib 48 --interval-ms 1000 | tee -a /data.log";
+    lab.ok(&[
+        "run", "--node", vm.old, "--name", "pre", "busybox", "--", "sh", "-c", loops,
+    ]);
+    vm.counts_past("pre", 2);
+    let mut at = vm.old;
+    for to in [vm.new, vm.old, vm.new] {
+        let n = vm.counts("pre").len();
+        let out = lab.ok(&[
+            "migrate",
+            "pre",
+            "--to",
+            to,
+            "--memory-mode",
+            "pre",
+            "--json",
+        ]);
+        let r: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        eprintln!(
+            "    pre {at} -> {to}: pre_rounds {} ({}), frozen {} ms (CRIU {} ms), dump {} ms, pages in the frozen dump {} bytes, total {} ms",
+            r["pre_rounds"], r["pre_stop"], r["frozen_ms"], r["criu_frozen_ms"], r["dump_ms"],
+            r["page_bytes"], r["total_ms"]
+        );
+        assert_eq!(r["outcome"], "moved", "{r}");
+        assert_eq!(r["memory_mode"], "pre", "{r}");
+        let rounds: Vec<u64> = r["pre_rounds"]
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_u64).collect())
+            .unwrap_or_default();
+        assert!(!rounds.is_empty(), "no pre-dump round: {r}");
+        assert!(
+            rounds[0] >= (48 << 20) / 4096,
+            "the first round did not carry the 48 MiB pattern: {r}"
+        );
+        assert!(r["pre_stop"].as_str().is_some_and(|w| !w.is_empty()), "{r}");
+        assert_eq!(vm.node_of("pre"), to);
+        vm.counts_past("pre", n + 2);
+        assert_eq!(running_counters(vm, to), 1, "one counter on {to}");
+        assert_eq!(running_counters(vm, at), 0, "no counter left on {at}");
+        at = to;
+    }
+    let log = lab.ok(&["logs", "pre"]);
+    assert!(!log.contains("CORRUPT"), "{log}");
+    let c = vm.counts("pre");
+    assert_consecutive(&c, "pre's counter across 3 pre-copy moves");
+    let data = counter_counts(&lab.ok(&["exec", "pre", "--", "cat", "/data.log"]));
+    assert_consecutive(&data, "/data.log across 3 pre-copy moves");
+    for f in ["/t1.log", "/t2.log"] {
+        let t = counter_counts(&lab.ok(&["exec", "pre", "--", "cat", f]));
+        assert!(t.len() >= 3, "{f}: {t:?}");
+        assert_eq!(t[0], 1, "{f}");
+        assert_consecutive(&t, f);
+    }
+    lab.ok(&["rm", "-f", "pre"]);
+}
+
 type Test = (&'static str, fn(&Vm));
 
 const TESTS: &[Test] = &[
@@ -507,6 +584,10 @@ const TESTS: &[Test] = &[
     (
         "agent_killed_by_systemctl_is_restarted_and_readopts",
         agent_killed_by_systemctl_is_restarted_and_readopts,
+    ),
+    (
+        "pre_copy_moves_keep_state_with_one_copy",
+        pre_copy_moves_keep_state_with_one_copy,
     ),
 ];
 const DOWN: &str = "lab_down_leaves_nothing_on_the_host";
@@ -617,7 +698,7 @@ fn main() {
                 println!("test {name} ... FAILED ({secs:.1} s)");
                 failed.push(name.to_string());
                 // Whatever it left would disturb the next test.
-                for c in ["tick", "echo", "cpu2", "mem", "keep"] {
+                for c in ["tick", "echo", "cpu2", "mem", "keep", "pre"] {
                     let _ = vm.lab.herd(&["rm", "-f", c]);
                 }
             }

@@ -296,7 +296,10 @@ impl Criu {
         o.set_track_mem(true);
         o.set_notify_scripts(handler.is_some());
         let req = request(Criu_req_type::SINGLE_PRE_DUMP, o);
-        let out = swrk::run(&self.bin, op, &req, &[], Some(log), handler)?;
+        // A pre-dump may send its pages to a page server too (pre-copy
+        // migration): its socket must reach CRIU.
+        let pass = ps_fds(opts.page_server.as_ref());
+        let out = swrk::run(&self.bin, op, &req, &pass, Some(log), handler)?;
         let r = finish(op, out).map(|_| ());
         drop(held);
         r

@@ -51,6 +51,33 @@
 //! itself, and `RestoreOwn` means "let CRIU resume it" (which CRIU also
 //! does by itself if the agent dies while it holds the tree).
 //!
+//! `--memory-mode pre` adds rounds of pre-dumps between `Built` and the
+//! dump, then dumps as stream mode does (only what changed since the last
+//! round). Each round has its own CRIU page server on T, writing into its
+//! own images dir whose `parent` link names the round before (as runc's
+//! and go-criu phaul's pre-copy do), so the final images are a chain:
+//!
+//! ```text
+//!   ... Prepare{memory: pre}, PreSent, Built as above (no page server yet) ...
+//!   PageRound{1, last: false} ------------------------->| page server #1 into checkpoint/pre/1
+//!   |<------------------------------------- PagesReady  |
+//!   MigratePages{id} stream; pre-dump #1 (track_mem): ===>| every page; #1 exits: PagesIn
+//!   CRIU freezes X briefly, X runs on while its pages  |
+//!   cross; pages written -> the convergence rule       |
+//!   PageRound{2, last: false} ------------------------->| #2 into checkpoint/pre/2, parent ../1
+//!   ... rounds until `pre_converged` says stop ...      |
+//!   PageRound{k+1, last: true} ------------------------>| final page server into checkpoint/,
+//!   |<------------------------------------- PagesReady  | parent pre/k
+//!   journal Dumping; MigratePages{id}; dump (parent:   |
+//!   the last round) ==== the pages dirtied since ====>| PagesIn
+//!   ... held at post-dump, files, Commit, Ready, Releasing, Go: stream mode ...
+//! ```
+//!
+//! A pre-dump leaves X running and nothing journalled, so a failure in the
+//! rounds (a pre-dump, a page server, the link) ends the migration
+//! `untouched`: S sends Abort (or just drops the stream) and T discards its
+//! staging, every round's pages with it.
+//!
 //! Lost answers and restarts are resolved over fresh streams:
 //! `Query::Decide{id, Go|Abort}`, answered `Running` (Go applied), `Gone`
 //! (T's copy of `id` does not exist: aborted, failed or never made),
@@ -64,6 +91,12 @@
 //!  Preparing|Image|PreSending|AwaitBuilt --Refused|Failed|LinkLost--> Done(untouched)
 //!  PreSending --PreSent / send PreSent--> AwaitBuilt
 //!  AwaitBuilt --Built / journal Dumping, Dump--> Dumping
+//!  AwaitBuilt --Built (pre) / send PageRound{1}--> AwaitPages{1}
+//!  AwaitPages{n} --PagesReady / PreDump(n)--> PreDumping(n)
+//!  PreDumping(n) --PreDumped{pages} / send PageRound{n+1, last: converged}--> AwaitPages{n+1}
+//!  AwaitPages{last} --PagesReady / journal Dumping, Dump--> Dumping
+//!  PreDumping --PreDumpFailed / send Abort--> Done(untouched)
+//!  AwaitPages|PreDumping --Refused|Failed|LinkLost--> Done(untouched)
 //!  Dumping --DumpFailed / send Abort, unjournal--> Done(untouched)
 //!  Dumping --Dumped / Transfer--> Transferring
 //!  Transferring --Transferred / journal Committed, send Commit--> AwaitReady
@@ -92,6 +125,9 @@
 //!  Staging --File|Data|FileEnd (checked)--> Staging
 //!  Staging --PreSent (once) / Build--> Staging --Built / reply Built--> Staging
 //!  Staging --bad file|LocalFailure|LinkLost|Abort / Discard--> Gone
+//!  Staging --PageRound{n} (pre; after Built and round n-1's PagesIn)
+//!          / StartPages--> Staging --PagesReady / reply PagesReady--> Staging
+//!  Staging --PagesIn (pre, round n, not the last) --> Staging
 //!  Staging --Commit (after Built) / journal Restoring, RestoreFenced--> Restoring
 //!  Staging --Commit (stream, pages not in yet) / (remember it)--> Staging
 //!  Staging --PagesIn (after that Commit) / journal Restoring, RestoreFenced--> Restoring
@@ -147,16 +183,21 @@
 //!    so it decides Go. Either way at most one copy runs, and none is lost
 //!    (T keeps a voted copy until the decision).
 //!
+//! 8. Pre-copy rounds happen between `Built` and `Dumping` (S, the
+//!    container still running, no journal) and change nothing of the
+//!    decision: until the final dump S's copy is the running container,
+//!    and what T holds is staging, discarded on every way out of
+//!    `Staging`. From the final dump on, rules 6 and 7 apply as in stream
+//!    mode.
+//!
 //! So at every moment at most one of {S's copy, T's copy} runs. Liveness:
 //! S in `Resolving` asks T again until T answers, and every answer moves S
 //! on (`Busy` is only given while a restore is in flight, which ends); once
 //! the link is back and both agents run, S reaches `Done` with its own copy
 //! restored (Abort) or T's running (Go): exactly one.
 //!
-//! Room for the other memory modes: pre-copy rounds happen between
-//! `Built` and `Dumping` (S, the container still running) and change
-//! nothing of the decision. Post-copy (`--memory-mode post`) is designed
-//! but refused before `Prepare` in this version (see below). Its
+//! Post-copy (`--memory-mode post`) is designed but refused before
+//! `Prepare` in this version (see below). Its
 //! sequence, for the record, keeps rules 1-4:
 //!
 //! ```text
@@ -253,6 +294,9 @@ pub enum Phase {
     Restore,
     Handoff,
     Cleanup,
+    /// `--memory-mode pre`: the rounds of pre-dumps (nothing frozen).
+    #[serde(rename = "pre-dump")]
+    PreDump,
 }
 
 impl Phase {
@@ -266,6 +310,7 @@ impl Phase {
             Phase::Restore => "restore",
             Phase::Handoff => "handoff",
             Phase::Cleanup => "cleanup",
+            Phase::PreDump => "pre-dump",
         }
     }
 }
@@ -293,6 +338,9 @@ pub enum TargetMsg {
     Busy,
     /// Go for a migration T never made ready.
     Unknown,
+    /// `--memory-mode pre`: the page server of the round asked for
+    /// (`MigrateMsg::PageRound`) waits for its page stream.
+    PagesReady,
 }
 
 /// S to T over a fresh stream (`Request::Handoff`): resolve a migration.
@@ -357,6 +405,48 @@ pub fn check_version(theirs: u32) -> Result<(), String> {
     }
 }
 
+/// `--memory-mode pre`: at most this many pre-dump rounds.
+pub const PRE_MAX_ROUNDS: usize = 5;
+/// `pre`: a round that wrote fewer pages than this (1 MiB of 4 KiB pages)
+/// leaves too little for another round to win.
+pub const PRE_FEW_PAGES: u64 = 256;
+/// `pre`: a round under this share (percent) of the first round's pages
+/// has converged.
+pub const PRE_FEW_PERCENT: u64 = 10;
+
+/// The convergence rule of `--memory-mode pre`, given the pages each round
+/// wrote so far: `Some(why)` when the next dump should be the final one.
+/// The first round writes every page; later ones write what was dirtied
+/// meanwhile, which shrinks while the rounds get shorter and stops
+/// shrinking once the workload dirties pages as fast as a round copies
+/// them (further rounds only cost time).
+pub fn pre_converged(rounds: &[u64]) -> Option<String> {
+    let n = rounds.len();
+    let (&last, &first) = (rounds.last()?, rounds.first()?);
+    if last < PRE_FEW_PAGES {
+        return Some(format!(
+            "round {n} wrote {last} pages, under {PRE_FEW_PAGES} (1 MiB)"
+        ));
+    }
+    if n > 1 && last * 100 < first * PRE_FEW_PERCENT {
+        return Some(format!(
+            "round {n} wrote {last} pages, under {PRE_FEW_PERCENT} % of round 1's {first}"
+        ));
+    }
+    if n > 1 && last >= rounds[n - 2] {
+        return Some(format!(
+            "round {n} wrote {last} pages, no fewer than round {}'s {}: the dirty set \
+             stopped shrinking",
+            n - 1,
+            rounds[n - 2]
+        ));
+    }
+    if n >= PRE_MAX_ROUNDS {
+        return Some(format!("{n} rounds, the most ({PRE_MAX_ROUNDS})"));
+    }
+    None
+}
+
 // ------------------------------------------------------------------ sender
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -366,6 +456,14 @@ pub enum SState {
     PreSending,
     /// `PreSent` sent: T builds the container, X still runs.
     AwaitBuilt,
+    /// `--memory-mode pre`: `PageRound{round, last}` sent, waiting for
+    /// T's `PagesReady` (X still runs).
+    AwaitPages {
+        round: u32,
+        last: bool,
+    },
+    /// `--memory-mode pre`: pre-dump `round` runs (X still runs).
+    PreDumping(u32),
     Dumping,
     Transferring,
     AwaitReady,
@@ -400,6 +498,13 @@ pub enum SEvent {
     ReleaseFailed(String),
     /// After [`SAction::CheckOwn`]: whether S's own copy still exists.
     OwnAlive(bool),
+    /// `--memory-mode pre`: the round's pre-dump ended well, having
+    /// written this many pages (CRIU's stats-dump).
+    PreDumped {
+        pages: u64,
+    },
+    /// `--memory-mode pre`: the round's pre-dump failed (X runs on).
+    PreDumpFailed(String),
 }
 
 /// What the driver must do, in order.
@@ -415,6 +520,9 @@ pub enum SAction {
     Unjournal,
     /// Checkpoint through CRIU: frozen from here.
     Dump,
+    /// `--memory-mode pre`: pre-dump round `n` while X runs, its pages to
+    /// T's page server of that round; feed `PreDumped` or `PreDumpFailed`.
+    PreDump(u32),
     /// Stream the checkpoint images and the rest, then feed `Transferred`.
     Transfer,
     /// Send this on the migration stream.
@@ -447,6 +555,11 @@ pub struct Sender {
     failed: Option<(Phase, String)>,
     /// `--memory-mode stream`: the tree is held, not killed, by the dump.
     streamed: bool,
+    /// `--memory-mode pre`: rounds of pre-dumps before the (streamed) dump.
+    pre: bool,
+    /// `pre`: pages written by each round so far, and why they stopped.
+    rounds: Vec<u64>,
+    pre_stop: Option<String>,
 }
 
 impl Sender {
@@ -456,6 +569,9 @@ impl Sender {
             state: SState::Preparing,
             failed: None,
             streamed: false,
+            pre: false,
+            rounds: Vec::new(),
+            pre_stop: None,
         }
     }
 
@@ -463,6 +579,24 @@ impl Sender {
     pub fn streaming(mut self) -> Self {
         self.streamed = true;
         self
+    }
+
+    /// `--memory-mode pre`: pre-dump rounds after `Built`, then a streamed
+    /// dump (so T's vote is followed by `Release` too).
+    pub fn pre_copy(mut self) -> Self {
+        self.streamed = true;
+        self.pre = true;
+        self
+    }
+
+    /// `pre`: pages written by each pre-dump round so far.
+    pub fn pre_rounds(&self) -> &[u64] {
+        &self.rounds
+    }
+
+    /// `pre`: why the rounds stopped, once they did.
+    pub fn pre_stop(&self) -> Option<&str> {
+        self.pre_stop.as_deref()
     }
 
     /// A restarted S: what its journal says decides what it does.
@@ -510,6 +644,7 @@ impl Sender {
             SState::Preparing => Phase::Prepare,
             SState::Image => Phase::Image,
             SState::PreSending | SState::AwaitBuilt => Phase::PreSend,
+            SState::AwaitPages { .. } | SState::PreDumping(_) => Phase::PreDump,
             SState::Dumping => Phase::Dump,
             SState::Transferring => Phase::Transfer,
             SState::AwaitReady => Phase::Restore,
@@ -576,6 +711,11 @@ impl Sender {
         v
     }
 
+    fn page_round(&mut self, round: u32, last: bool) -> Vec<SAction> {
+        self.state = SState::AwaitPages { round, last };
+        vec![SAction::Send(MigrateMsg::PageRound { round, last })]
+    }
+
     fn untouched(&mut self, reason: String) -> Vec<SAction> {
         self.fail(reason);
         self.finish(Outcome::Untouched)
@@ -602,19 +742,52 @@ impl Sender {
                 vec![SAction::PreSend]
             }
             (
-                S::Preparing | S::Image | S::PreSending | S::AwaitBuilt,
+                S::Preparing
+                | S::Image
+                | S::PreSending
+                | S::AwaitBuilt
+                | S::AwaitPages { .. }
+                | S::PreDumping(_),
                 E::Answer(T::Refused(r) | T::Failed(r)),
             ) => self.untouched(format!("the target refused: {r}")),
-            (S::Preparing | S::Image | S::PreSending | S::AwaitBuilt, E::LinkLost(r)) => {
-                self.untouched(r)
-            }
+            (
+                S::Preparing
+                | S::Image
+                | S::PreSending
+                | S::AwaitBuilt
+                | S::AwaitPages { .. }
+                | S::PreDumping(_),
+                E::LinkLost(r),
+            ) => self.untouched(r),
             (S::PreSending, E::PreSent) => {
                 self.state = S::AwaitBuilt;
                 vec![SAction::Send(MigrateMsg::PreSent)]
             }
+            (S::AwaitBuilt, E::Answer(T::Built)) if self.pre => self.page_round(1, false),
             (S::AwaitBuilt, E::Answer(T::Built)) => {
                 self.state = S::Dumping;
                 vec![SAction::Journal(Step::Dumping), SAction::Dump]
+            }
+            (S::AwaitPages { round, last: false }, E::Answer(T::PagesReady)) => {
+                self.state = S::PreDumping(round);
+                vec![SAction::PreDump(round)]
+            }
+            (S::AwaitPages { last: true, .. }, E::Answer(T::PagesReady)) => {
+                self.state = S::Dumping;
+                vec![SAction::Journal(Step::Dumping), SAction::Dump]
+            }
+            (S::PreDumping(n), E::PreDumped { pages }) => {
+                self.rounds.push(pages);
+                self.pre_stop = pre_converged(&self.rounds);
+                self.page_round(n + 1, self.pre_stop.is_some())
+            }
+            (S::PreDumping(_), E::PreDumpFailed(r)) => {
+                // Nothing froze for long and nothing was journalled: T drops
+                // what it staged when it hears Abort (or the stream's end).
+                self.fail(format!("pre-dump failed: {r}"));
+                let mut v = vec![SAction::Send(MigrateMsg::Abort)];
+                v.extend(self.finish(Outcome::Untouched));
+                v
             }
             (S::Dumping, E::DumpFailed(r)) => {
                 self.fail(r);
@@ -755,8 +928,11 @@ pub enum REvent {
     Forget,
     /// The [`RAction::Build`] is done.
     Built,
-    /// Stream mode: the page server received every page and exited well.
+    /// Stream mode: the page server received every page and exited well
+    /// (`pre`: that of the current round).
     PagesIn,
+    /// `pre`: the [`RAction::StartPages`] is done: the server waits.
+    PagesReady,
     Restored(Box<crate::RestoreReport>),
     RestoreFailed(String),
     /// The migration stream broke.
@@ -779,6 +955,13 @@ pub enum RAction {
     /// Build what needs no dump (overlay with the staged upper layer,
     /// netns fenced, cgroups, bundle), then feed `Built`.
     Build,
+    /// `pre`: start round `round`'s page server (`last`: the final
+    /// dump's, writing the restore's images, whose parent is the round
+    /// before), then feed `PagesReady`.
+    StartPages {
+        round: u32,
+        last: bool,
+    },
     /// Restore from staging: fenced (nftables drop) and stopped.
     RestoreFenced,
     /// Lift the fence, announce the address, SIGCONT every task.
@@ -811,6 +994,12 @@ pub struct Receiver {
     /// for them.
     pages_pending: bool,
     commit_waiting: bool,
+    /// `--memory-mode pre`: rounds allowed; the last round asked for, its
+    /// page server being started, and whether it is the final dump's.
+    pre: bool,
+    round: u32,
+    starting: bool,
+    last_round: bool,
     /// Bytes staged so far, against `max_bytes` (the agent's limit).
     total: u64,
     max_bytes: u64,
@@ -846,6 +1035,10 @@ impl Receiver {
             built: false,
             pages_pending: false,
             commit_waiting: false,
+            pre: false,
+            round: 0,
+            starting: false,
+            last_round: false,
             total: 0,
             max_bytes: u64::MAX,
             max_files: u64::MAX,
@@ -863,6 +1056,14 @@ impl Receiver {
     /// `--memory-mode stream`: a Commit waits for `PagesIn`.
     pub fn streaming(mut self) -> Self {
         self.pages_pending = true;
+        self
+    }
+
+    /// `--memory-mode pre`: `PageRound`s after `Built`; each round's
+    /// `PagesIn` comes before the next round, and a Commit waits for the
+    /// last round's.
+    pub fn pre_copy(mut self) -> Self {
+        self.pre = true;
         self
     }
 
@@ -981,12 +1182,40 @@ impl Receiver {
                 self.build_asked = true;
                 Ok(vec![RAction::Build])
             }
+            MigrateMsg::PageRound { round, last } => {
+                if !self.pre {
+                    return Err("a page round outside --memory-mode pre".into());
+                }
+                if let Some(f) = &self.file {
+                    return Err(format!("page round inside file {}", f.path));
+                }
+                if !self.built {
+                    return Err("a page round before the container was built".into());
+                }
+                if self.last_round {
+                    return Err(format!("page round {round} after the last one"));
+                }
+                if round != self.round + 1 || self.pages_pending {
+                    return Err(format!(
+                        "page round {round} while round {} is not over",
+                        self.round
+                    ));
+                }
+                self.round = round;
+                self.last_round = last;
+                self.starting = true;
+                self.pages_pending = true;
+                Ok(vec![RAction::StartPages { round, last }])
+            }
             MigrateMsg::Commit => {
                 if let Some(f) = &self.file {
                     return Err(format!("commit inside file {}", f.path));
                 }
                 if !self.built {
                     return Err("commit before the container was built".into());
+                }
+                if self.pre && !self.last_round {
+                    return Err("commit before the last page round".into());
                 }
                 if !self.files.contains("config.json") {
                     return Err("commit without config.json".into());
@@ -1021,7 +1250,11 @@ impl Receiver {
                 self.built = true;
                 vec![RAction::Reply(TargetMsg::Built)]
             }
-            (S::Staging, REvent::PagesIn) if self.pages_pending => {
+            (S::Staging, REvent::PagesReady) if self.starting => {
+                self.starting = false;
+                vec![RAction::Reply(TargetMsg::PagesReady)]
+            }
+            (S::Staging, REvent::PagesIn) if self.pages_pending && !self.starting => {
                 self.pages_pending = false;
                 if self.commit_waiting {
                     self.state = S::Restoring;

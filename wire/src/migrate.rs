@@ -47,7 +47,8 @@ use crate::RunSpec;
 /// 3: `PreSent` / `Built`: the target builds the container before the freeze.
 /// 4: `Prepare.memory` and the page stream (`Request::MigratePages`) of
 ///    `--memory-mode stream`.
-pub const MIGRATE_VERSION: u32 = 4;
+/// 5: `PageRound` / `PagesReady` of `--memory-mode pre`.
+pub const MIGRATE_VERSION: u32 = 5;
 
 /// Largest chunk of file data in one frame.
 pub const CHUNK: usize = 1 << 20;
@@ -91,10 +92,13 @@ pub const AUTO_STREAM_BYTES: u64 = 64 << 20;
 ///   page image on the source's disk, dump and transfer overlap. The
 ///   frozen tree stays on the source (CRIU holds it at its post-dump
 ///   point) until the target voted, so a failure before `Go` resumes it.
-/// * `pre`: iterative pre-dumps while it runs, then the last dirty pages;
-///   needs the kernel's dirty-memory tracking (`criu check --feature
-///   mem_dirty_track`), refused before anything freezes where it is missing
-///   (not in this version either).
+/// * `pre`: iterative pre-dumps while it runs (CRIU's soft-dirty
+///   tracking), each round's pages through the same QUIC page stream as
+///   `stream` to a page server the target starts for that round, then a
+///   frozen dump of only what changed since the last round (streamed the
+///   same way). Needs the kernel's dirty-memory tracking (`criu check
+///   --feature mem_dirty_track`): refused before anything freezes where it
+///   is missing. Rounds and when they stop: [`crate::handoff::pre_converged`].
 /// * `post`: post-copy with lazy pages: the container runs on the target
 ///   at once and faults its pages in from the source. Its risk: until the
 ///   last page arrived, the container lives on both hosts, and if the
@@ -103,9 +107,10 @@ pub const AUTO_STREAM_BYTES: u64 = 64 << 20;
 ///   says why: without userfaultfd it cannot work at all, and with it
 ///   CRIU 4.2.1's lazy page server fails here, see
 ///   `herd_wire::handoff`'s post-copy section).
-/// * `auto`: the mode this agent picks, with why, in the report: `stream`
-///   for a container of at least [`AUTO_STREAM_BYTES`] of memory, else
-///   `stop` (never `pre` or `post` while those are refused).
+/// * `auto`: the mode this agent picks, with why, in the report: for a
+///   container of at least [`AUTO_STREAM_BYTES`] of memory `pre` where the
+///   kernel tracks dirty memory, else `stream`; below it `stop` (never
+///   `post` while it is refused).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum MemoryMode {
@@ -159,8 +164,9 @@ pub struct Prepare {
     pub source_node: String,
     /// The migration's id, the same in both journals.
     pub id: crate::handoff::MigrationId,
-    /// `stop` or `stream` (`auto` is resolved by the source); `stream`:
-    /// start a page server now, the pages come on `Request::MigratePages`.
+    /// `stop`, `stream` or `pre` (`auto` is resolved by the source);
+    /// `stream`: start a page server now, the pages come on
+    /// `Request::MigratePages`; `pre`: one page server per `PageRound`.
     pub memory: MemoryMode,
 }
 
@@ -183,6 +189,11 @@ pub enum MigrateMsg {
     Go,
     /// The decision: drop the copy.
     Abort,
+    /// `--memory-mode pre`, after `Built`: start the page server of round
+    /// `round` (1, 2, ...) and answer `PagesReady`; its pages come on a
+    /// `Request::MigratePages` stream. `last`: the round of the final
+    /// (frozen) dump, whose pages are the restore's images.
+    PageRound { round: u32, last: bool },
 }
 
 /// What a migration cost, phase by phase (milliseconds, wall clock unless
@@ -214,6 +225,10 @@ pub struct MigrateReport {
     /// there were none (every other mode).
     #[serde(default)]
     pub pre_rounds: Vec<u64>,
+    /// `pre`: why the pre-dump rounds stopped (see
+    /// [`crate::handoff::pre_converged`]); null in every other mode.
+    #[serde(default)]
+    pub pre_stop: Option<String>,
     /// `post`: from the resume on the target until its last page arrived;
     /// null in every other mode.
     #[serde(default)]
@@ -244,6 +259,10 @@ pub struct MigrateReport {
     /// `raw_bytes` too); 0 in `stop`, whose pages are files.
     #[serde(default)]
     pub page_bytes: u64,
+    /// `pre`: bytes of the pre-dump rounds' page streams (X running;
+    /// counted in `bytes` and `raw_bytes` too); 0 in every other mode.
+    #[serde(default)]
+    pub pre_bytes: u64,
     /// raw_bytes per second of transfer phase, MiB/s (`stream`: the
     /// pages and the files after the dump, over dump + transfer time).
     pub throughput_mib_s: f64,

@@ -7,7 +7,10 @@
 //! with one byte written per page (zstd shrinks it ~800x); with `--random`
 //! they hold the pseudo-random pattern of `counter` instead (incompressible),
 //! re-verified every second: a bad page prints `pattern=CORRUPT at offset
-//! <byte>` and exits 3.
+//! <byte>` and exits 3. `--dirty-mib D` (with `--random`) holds D MiB more
+//! of that pattern which it verifies and rewrites with the next generation
+//! every second: a heap that keeps writing part of itself (D MiB/s), the
+//! case pre-copy migration (`--memory-mode pre`) is for.
 //! `herd-work client --connect IP:PORT [--interval-ms MS]`: one TCP
 //! connection; sends `<n>\n` every interval, checks the echo is `<n>`,
 //! prints `ok n=<n> maxgap_ms=<g>` each second. Any error or wrong answer
@@ -18,7 +21,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-pub const USAGE: &str = "usage: herd-work echo --port P [--mib M [--random]] | herd-work client --connect IP:PORT [--interval-ms MS]";
+pub const USAGE: &str = "usage: herd-work echo --port P [--mib M [--random [--dirty-mib D]]] | herd-work client --connect IP:PORT [--interval-ms MS]";
 
 fn flag<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.iter()
@@ -36,9 +39,18 @@ pub fn main(kind: &str, args: &[String]) -> u8 {
                 Some(Ok(m)) if m <= 1 << 20 => Ok(m),
                 Some(_) => Err(format!("--mib: an integer up to 1048576\n{USAGE}")),
             };
-            match (flag(args, "--port").map(str::parse::<u16>), mib) {
-                (Some(Ok(p)), Ok(m)) => echo(p, m, args.iter().any(|a| a == "--random")),
-                (_, Err(e)) => Err(e),
+            let dirty = match flag(args, "--dirty-mib").map(str::parse::<usize>) {
+                None => Ok(0),
+                Some(Ok(m)) if m <= 1 << 20 => Ok(m),
+                Some(_) => Err(format!("--dirty-mib: an integer up to 1048576\n{USAGE}")),
+            };
+            let random = args.iter().any(|a| a == "--random");
+            match (flag(args, "--port").map(str::parse::<u16>), mib, dirty) {
+                (_, _, Ok(d)) if d > 0 && !random => {
+                    Err(format!("--dirty-mib needs --random\n{USAGE}"))
+                }
+                (Some(Ok(p)), Ok(m), Ok(d)) => echo(p, m, random, d),
+                (_, Err(e), _) | (_, _, Err(e)) => Err(e),
                 _ => Err(format!("echo needs --port P\n{USAGE}")),
             }
         }
@@ -67,7 +79,7 @@ pub fn main(kind: &str, args: &[String]) -> u8 {
 
 static CONNS: AtomicU64 = AtomicU64::new(0);
 
-fn echo(port: u16, mib: usize, random: bool) -> Result<(), String> {
+fn echo(port: u16, mib: usize, random: bool, dirty: usize) -> Result<(), String> {
     // Touched memory a migration has to carry (every page written).
     let mut held = vec![0u8; if random { 0 } else { mib << 20 }];
     for (i, page) in held.chunks_mut(4096).enumerate() {
@@ -86,6 +98,24 @@ fn echo(port: u16, mib: usize, random: bool) -> Result<(), String> {
             std::thread::sleep(Duration::from_secs(1));
         });
     }
+    if dirty > 0 {
+        // Its own word indices (after the held pattern's), so a page of one
+        // region in the place of the other is caught too.
+        let first = (mib as u64) << 17;
+        let mut hot = vec![0u64; dirty << 17];
+        crate::pattern::fill(&mut hot, first, 1);
+        std::thread::spawn(move || {
+            for gen in 1u64.. {
+                if let Err(off) = crate::pattern::verify(&hot, first, gen) {
+                    println!("pattern=CORRUPT at offset {off} (dirty region)");
+                    eprintln!("pattern=CORRUPT at offset {off} (dirty region)");
+                    std::process::exit(3);
+                }
+                crate::pattern::fill(&mut hot, first, gen + 1);
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        });
+    }
     let l = TcpListener::bind(("0.0.0.0", port)).map_err(|e| format!("bind tcp {port}: {e}"))?;
     let u = UdpSocket::bind(("0.0.0.0", port)).map_err(|e| format!("bind udp {port}: {e}"))?;
     std::thread::spawn(move || {
@@ -94,7 +124,7 @@ fn echo(port: u16, mib: usize, random: bool) -> Result<(), String> {
             let _ = u.send_to(&buf[..n], from);
         }
     });
-    println!("listening port={port} mib={mib} random={random}");
+    println!("listening port={port} mib={mib} random={random} dirty_mib={dirty}");
     for s in l.incoming() {
         let s = s.map_err(|e| format!("accept: {e}"))?;
         let n = CONNS.fetch_add(1, Ordering::Relaxed) + 1;

@@ -55,10 +55,13 @@ pub struct CheckpointOptions {
 /// is our end of a connected socket CRIU writes its page-server protocol
 /// to; `hold` runs at CRIU's post-dump point with the tree still frozen:
 /// `Ok` lets CRIU kill it (the dump succeeds), `Err` makes CRIU resume it
-/// (the dump fails, the container runs on here).
+/// (the dump fails, the container runs on here). `parent`
+/// (`--memory-mode pre`): the last pre-dump's images, relative to the
+/// images dir: only pages dirtied since then are sent.
 pub(crate) struct PageStream {
     pub fd: std::os::fd::RawFd,
     pub hold: Box<dyn FnMut() -> std::result::Result<(), String> + Send>,
+    pub parent: Option<String>,
 }
 
 impl Agent {
@@ -110,9 +113,6 @@ impl Agent {
                     .ctx(|| format!("read stdio fd {fd} of pid {pid}"))
             })
             .collect::<Result<Vec<_>>>()?;
-        let ns_ino = fs::metadata(herd_netlink::netns::path(&rec.netns))
-            .ctx(|| format!("netns {}", rec.netns))?
-            .ino();
         let meta = CheckpointMeta {
             stdio,
             cgroup_path: rec.cgroup_path.clone(),
@@ -123,21 +123,14 @@ impl Agent {
 
         let dump = DumpOpts {
             leave_running: opts.leave_running,
-            tcp_established: true,
-            ext_unix_sk: true,
-            file_locks: true,
-            shell_job: false,
-            manage_cgroups: true,
-            manage_cgroups_mode: Some(CgroupMode::Soft),
-            freeze_cgroup: freezer_path(pid),
-            external: std::iter::once(format!("net[{ns_ino}]:extRootNetNS"))
-                .chain(super::volumes::dump_externals(&rec.spec.volumes))
-                .collect(),
             page_server: stream.as_ref().map(|s| herd_criu::PageServerAddr {
                 fd: Some(s.fd),
                 ..Default::default()
             }),
-            ..DumpOpts::new(pid, images.as_path())
+            parent_image: stream.as_ref().and_then(|s| s.parent.clone()),
+            // As runc: a dump on top of pre-dumps tracks memory too.
+            track_mem: stream.as_ref().is_some_and(|s| s.parent.is_some()),
+            ..dump_opts(&rec, pid, &images)?
         };
         // A container with its own address: nothing may answer its peers
         // from here while its sockets are gone (module docs of crate::net).
@@ -230,6 +223,82 @@ impl Agent {
             export_bytes,
         })
     }
+}
+
+impl Agent {
+    /// `--memory-mode pre`: one pre-dump of running container `name`
+    /// (CRIU's soft-dirty tracking), its pages to the page server on
+    /// `ps_fd`; the round's other images go to `dir`, whose `parent`
+    /// (relative to `dir`) is the round before. The container runs on.
+    /// Returns the pages written (CRIU's stats-dump).
+    pub(crate) fn pre_dump_to(
+        self: &Arc<Self>,
+        name: &str,
+        dir: &Path,
+        parent: Option<&str>,
+        ps_fd: std::os::fd::RawFd,
+    ) -> Result<u64> {
+        let entry = self.entry(name)?;
+        let rec = entry.snapshot();
+        let pid = match (rec.status, rec.pid) {
+            (ContainerStatus::Running, Some(pid)) => pid,
+            _ => {
+                return Err(AgentError::Conflict {
+                    name: name.to_string(),
+                    state: rec.status.to_string(),
+                    hint: "only a running container can be pre-dumped",
+                })
+            }
+        };
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(dir)
+            .ctx(|| format!("create {}", dir.display()))?;
+        let opts = DumpOpts {
+            parent_image: parent.map(str::to_string),
+            page_server: Some(herd_criu::PageServerAddr {
+                fd: Some(ps_fd),
+                ..Default::default()
+            }),
+            ..dump_opts(&rec, pid, dir)?
+        };
+        let criu = herd_criu::Criu::from_env();
+        {
+            let _serial = lock(&self.criu_lock);
+            criu.pre_dump(&opts)
+        }
+        .map_err(|e| AgentError::Criu {
+            context: format!("pre-dump of {name} failed, the container is still running"),
+            source: Box::new(e),
+        })?;
+        let stats = herd_criu::read_dump_stats(dir).map_err(|e| AgentError::Criu {
+            context: "read CRIU's pre-dump statistics".into(),
+            source: Box::new(e),
+        })?;
+        Ok(stats.pages_written)
+    }
+}
+
+/// The CRIU options every dump and pre-dump of a container shares (module
+/// docs): external netns and bind mounts, soft cgroups, the freezer.
+fn dump_opts(rec: &crate::state::ContainerRecord, pid: i32, images: &Path) -> Result<DumpOpts> {
+    let ns_ino = fs::metadata(herd_netlink::netns::path(&rec.netns))
+        .ctx(|| format!("netns {}", rec.netns))?
+        .ino();
+    Ok(DumpOpts {
+        tcp_established: true,
+        ext_unix_sk: true,
+        file_locks: true,
+        shell_job: false,
+        manage_cgroups: true,
+        manage_cgroups_mode: Some(CgroupMode::Soft),
+        freeze_cgroup: freezer_path(pid),
+        external: std::iter::once(format!("net[{ns_ino}]:extRootNetNS"))
+            .chain(super::volumes::dump_externals(&rec.spec.volumes))
+            .collect(),
+        ..DumpOpts::new(pid, images)
+    })
 }
 
 fn check_export_path(p: &Path) -> Result<()> {

@@ -19,12 +19,21 @@
 //! (sequence and states in [`herd_wire::handoff`]). Fault pause point
 //! `mid-stream`: S's page stream after 4 MiB went out.
 //!
-//! `auto` picks `stream` from [`herd_wire::migrate::AUTO_STREAM_BYTES`]
-//! of container memory (its processes' resident bytes), else `stop`; `pre` is
-//! refused without dirty-memory tracking and `post` is refused with the
-//! CRIU failure found on this kernel (`source::pick_memory_mode`; the
-//! designed post-copy sequence and its risk are in
-//! [`herd_wire::handoff`]). Every report says which mode ran and why.
+//! `--memory-mode pre`: rounds of CRIU pre-dumps (soft-dirty tracking)
+//! while the container runs, each round's pages over its own page stream
+//! to a page server T starts for that round, then a streamed dump of what
+//! the last round left (sequence in [`herd_wire::handoff`], where the
+//! images go in [`pages`], the convergence rule in
+//! [`herd_wire::handoff::pre_converged`]).
+//!
+//! `auto` picks, from [`herd_wire::migrate::AUTO_STREAM_BYTES`] of
+//! container memory (its processes' resident bytes), `pre` where the
+//! kernel tracks dirty memory (`criu check --feature mem_dirty_track`) and
+//! `stream` where it does not; below that size `stop`. `pre` is refused
+//! without dirty-memory tracking and `post` is refused with the CRIU
+//! failure found on this kernel (`source::pick_memory_mode`; the designed
+//! post-copy sequence and its risk are in [`herd_wire::handoff`]). Every
+//! report says which mode ran and why.
 //!
 //! Timeouts (seconds, environment of the agent): `HERD_HANDOFF_WAIT_S`
 //! (default 120) for T's vote and answers on the migration stream,

@@ -14,6 +14,13 @@
 //! (the agent is a child subreaper, so it reaps the server) says whether
 //! every page was written, and the migration stream hears of it before it
 //! restores (see `target::migrate_in`).
+//!
+//! `--memory-mode pre` runs one such session per round: the target starts
+//! a page server for each `PageRound` (into `checkpoint/pre/<n>`, parent
+//! `../<n-1>`; the final dump's into `checkpoint/`, parent `pre/<n-1>`),
+//! and the source opens one page stream per pre-dump and one for the
+//! final dump. The images a restore reads are then a chain of parent
+//! links inside `checkpoint/`, which moves into the container as one dir.
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
@@ -36,13 +43,22 @@ pub(crate) struct PageIn {
 
 pub(crate) type Done = tokio::sync::oneshot::Receiver<Result<u64, String>>;
 
-/// Start a page server writing into `images` for migration `id`; its
-/// socket waits in [`super::Handoff`] for the source's stream.
-pub(crate) fn start_server(agent: &Agent, id: &str, images: &Path) -> Result<Done, String> {
+/// Start a page server writing into `images` (created if missing), with
+/// `parent` (relative to it) the images of the round before, for
+/// migration `id`; its socket waits in [`super::Handoff`] for the
+/// source's stream.
+pub(crate) fn start_server(
+    agent: &Agent,
+    id: &str,
+    images: &Path,
+    parent: Option<String>,
+) -> Result<Done, String> {
+    std::fs::create_dir_all(images).map_err(|e| format!("create {}: {e}", images.display()))?;
     let (ours, theirs) =
         UnixStream::pair().map_err(|e| format!("socketpair for the page server: {e}"))?;
     let mut opts = herd_criu::PageServerOpts::new(images, "", 0);
     opts.listen.fd = Some(theirs.as_raw_fd());
+    opts.parent_image = parent;
     let ps = herd_criu::Criu::from_env()
         .page_server(&opts)
         .map_err(|e| format!("start a CRIU page server: {e}"))?;

@@ -146,10 +146,10 @@ pub async fn migrate_out(
         ep: ep.clone(),
         name: name.clone(),
         to,
-        core: if memory == MemoryMode::Stream {
-            Sender::new(id).streaming()
-        } else {
-            Sender::new(id)
+        core: match memory {
+            MemoryMode::Stream => Sender::new(id).streaming(),
+            MemoryMode::Pre => Sender::new(id).pre_copy(),
+            _ => Sender::new(id),
         },
         memory,
         mem,
@@ -265,10 +265,7 @@ fn pick_memory_mode(
             Err(why) => refuse(format!(
                 "--memory-mode pre needs dirty-memory tracking: {why}"
             )),
-            Ok(()) => refuse(
-                "--memory-mode pre (iterative pre-dumps) is not implemented in this agent yet"
-                    .into(),
-            ),
+            Ok(()) => Ok((MemoryMode::Pre, None)),
         },
         MemoryMode::Stream => Ok((MemoryMode::Stream, None)),
         MemoryMode::Post => match lazy() {
@@ -276,10 +273,7 @@ fn pick_memory_mode(
             Ok(()) => refuse("--memory-mode post is not implemented in this agent yet".into()),
         },
         MemoryMode::Auto => {
-            let pre = match tracks() {
-                Err(why) => format!("not pre: {why}"),
-                Ok(()) => "not pre: not implemented yet".into(),
-            };
+            let pre = tracks();
             let post = match lazy() {
                 Err(why) => format!("not post: {why}"),
                 Ok(()) => "not post: not implemented yet".into(),
@@ -287,6 +281,16 @@ fn pick_memory_mode(
             let limit = herd_wire::migrate::AUTO_STREAM_BYTES;
             let mib = |b: u64| b as f64 / (1 << 20) as f64;
             let (mode, size) = match mem {
+                Some(b) if b >= limit && pre.is_ok() => (
+                    MemoryMode::Pre,
+                    format!(
+                        "{:.0} MiB of memory, at least {:.0} MiB, and the kernel tracks dirty \
+                         memory: its pages cross in rounds while it runs, and the frozen dump \
+                         sends only what the last round left",
+                        mib(b),
+                        mib(limit)
+                    ),
+                ),
                 Some(b) if b >= limit => (
                     MemoryMode::Stream,
                     format!(
@@ -309,10 +313,15 @@ fn pick_memory_mode(
                     "its memory size is not known yet (no monitor sample)".to_string(),
                 ),
             };
+            let pre = match pre {
+                Err(why) => format!("; not pre: {why}"),
+                Ok(()) if mode == MemoryMode::Pre => String::new(),
+                Ok(()) => "; not pre: a small container gains nothing from rounds".into(),
+            };
             Ok((
                 mode,
                 Some(format!(
-                    "auto picked {} ({size}; {pre}; {post})",
+                    "auto picked {} ({size}{pre}; {post})",
                     mode.as_str()
                 )),
             ))
@@ -519,7 +528,10 @@ impl Driver {
         loop {
             let Some(a) = self.todo.pop_front() else {
                 let ev = match self.core.state() {
-                    SState::AwaitBuilt | SState::AwaitReady | SState::Going => self.answer().await,
+                    SState::AwaitBuilt
+                    | SState::AwaitPages { .. }
+                    | SState::AwaitReady
+                    | SState::Going => self.answer().await,
                     s => SEvent::LinkLost(format!("the source driver has nothing to do in {s:?}")),
                 };
                 self.feed(ev);
@@ -637,9 +649,14 @@ impl Driver {
             SAction::Dump => {
                 super::pause_point(&self.agent, "before-dump").await;
                 self.t_dump = Some(Instant::now());
-                if self.memory == MemoryMode::Stream {
+                if matches!(self.memory, MemoryMode::Stream | MemoryMode::Pre) {
                     // The pages cross while CRIU dumps: that is the bar.
-                    self.progress.enter("dump", self.mem.unwrap_or(0));
+                    let total = match self.memory {
+                        // What the last round left, near enough.
+                        MemoryMode::Pre => self.core.pre_rounds().last().map(|p| p << 12),
+                        _ => self.mem,
+                    };
+                    self.progress.enter("dump", total.unwrap_or(0));
                     let ev = self.dump_streamed().await;
                     self.report.dump_ms = self.t_dump.map(ms).unwrap_or(0.0);
                     return Some(ev);
@@ -749,6 +766,7 @@ impl Driver {
                     }
                 }
             }
+            SAction::PreDump(round) => Some(self.pre_dump(round).await),
             SAction::RestoreOwn => Some(self.restore_own().await),
             SAction::Release => Some(self.release().await),
             SAction::CheckOwn => Some(SEvent::OwnAlive(self.agent.is_running(&self.name))),
@@ -821,32 +839,14 @@ impl Driver {
     async fn dump_streamed(&mut self) -> SEvent {
         let node = self.to.node.clone();
         let failed = |e: String| SEvent::DumpFailed(format!("stream the pages to {node}: {e}"));
-        let Some(conn) = self.conn.clone() else {
-            return failed("no connection".into());
-        };
-        let (mut send, recv) = match conn.open_bi().await {
-            Ok(s) => s,
-            Err(e) => return failed(format!("open the page stream: {e}")),
-        };
-        let hello = Envelope::new(Request::MigratePages {
-            id: self.core.id.clone(),
-        });
-        if let Err(e) = herd_quic::rpc::send_msg(&mut send, &hello).await {
-            return failed(e.to_string());
-        }
-        let (ours, criu_end) = match std::os::unix::net::UnixStream::pair() {
-            Ok(p) => p,
-            Err(e) => return failed(format!("socketpair: {e}")),
-        };
         let pause = Some((self.agent.clone(), 4 << 20));
-        let bridge = tokio::spawn(super::pages::bridge(
-            ours,
-            send,
-            recv,
-            u64::MAX,
-            pause,
-            Some(self.progress.clone()),
-        ));
+        let (criu_end, bridge) = match self.page_stream(pause).await {
+            Ok(x) => x,
+            Err(e) => return failed(e),
+        };
+        // `pre`: only what changed since the last round.
+        let rounds = self.core.pre_rounds().len();
+        let parent = (rounds > 0).then(|| format!("../pre/{rounds}"));
         let (dumped_tx, dumped_rx) = tokio::sync::oneshot::channel::<()>();
         let (verdict, verdict_rx) = std::sync::mpsc::channel::<bool>();
         let mut dumped_tx = Some(dumped_tx);
@@ -865,6 +865,7 @@ impl Driver {
             let stream = PageStream {
                 fd: criu_end.as_raw_fd(),
                 hold,
+                parent,
             };
             let opts = CheckpointOptions {
                 leave_running: false,
@@ -904,6 +905,85 @@ impl Driver {
             Err(e) => format!("agent task failed: {e}"),
         };
         SEvent::DumpFailed(why)
+    }
+
+    /// A page stream to T (`Request::MigratePages`) bridged to a unix
+    /// socketpair: CRIU gets the returned end, the bridge the other.
+    async fn page_stream(
+        &mut self,
+        pause: Option<(Arc<Agent>, u64)>,
+    ) -> std::result::Result<
+        (
+            std::os::unix::net::UnixStream,
+            tokio::task::JoinHandle<std::io::Result<(u64, u64)>>,
+        ),
+        String,
+    > {
+        let conn = self.conn.clone().ok_or("no connection")?;
+        let (mut send, recv) = conn
+            .open_bi()
+            .await
+            .map_err(|e| format!("open the page stream: {e}"))?;
+        let hello = Envelope::new(Request::MigratePages {
+            id: self.core.id.clone(),
+        });
+        herd_quic::rpc::send_msg(&mut send, &hello)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (ours, criu_end) =
+            std::os::unix::net::UnixStream::pair().map_err(|e| format!("socketpair: {e}"))?;
+        let bridge = tokio::spawn(super::pages::bridge(
+            ours,
+            send,
+            recv,
+            u64::MAX,
+            pause,
+            Some(self.progress.clone()),
+        ));
+        Ok((criu_end, bridge))
+    }
+
+    /// `pre`: pre-dump round `round` while the container runs, its pages
+    /// to T's page server of that round; its own images (no pages) in
+    /// `<container>/pre/<round>`, the parent of the next round's.
+    async fn pre_dump(&mut self, round: u32) -> SEvent {
+        let node = self.to.node.clone();
+        let failed =
+            |e: String| SEvent::PreDumpFailed(format!("round {round}, pages to {node}: {e}"));
+        let pre = self.agent.state_dir().container(&self.name).dir.join("pre");
+        if round == 1 {
+            // Left by an earlier migration that did not finish here.
+            let _ = std::fs::remove_dir_all(&pre);
+        }
+        self.progress
+            .enter("pre-dump", self.mem.filter(|_| round == 1).unwrap_or(0));
+        let (criu_end, bridge) = match self.page_stream(None).await {
+            Ok(x) => x,
+            Err(e) => return failed(e),
+        };
+        let (a, n) = (self.agent.clone(), self.name.clone());
+        let dir = pre.join(round.to_string());
+        let parent = (round > 1).then(|| format!("../{}", round - 1));
+        let r = tokio::task::spawn_blocking(move || {
+            use std::os::fd::AsRawFd;
+            let r = a.pre_dump_to(&n, &dir, parent.as_deref(), criu_end.as_raw_fd());
+            drop(criu_end);
+            r
+        })
+        .await;
+        // Our end saw CRIU close: the bridge finishes the stream by itself.
+        let sent = tokio::time::timeout(Duration::from_secs(30), bridge).await;
+        if let Ok(Ok(Ok((_, out)))) = sent {
+            self.report.pre_bytes += out;
+        }
+        match r {
+            Ok(Ok(pages)) => {
+                tracing::info!(container = %self.name, round, pages, "pre-dump round done");
+                SEvent::PreDumped { pages }
+            }
+            Ok(Err(e)) => failed(e.to_string()),
+            Err(e) => failed(format!("agent task failed: {e}")),
+        }
     }
 
     /// Stream mode, T voted: CRIU kills the held tree and finishes.
@@ -996,13 +1076,18 @@ impl Driver {
             c.close(0u32.into(), b"done");
         }
         self.agent.handoff.unmark(&self.name, &self.journal.id);
+        // `pre`: the rounds' own images (their pages are on T).
+        let _ =
+            std::fs::remove_dir_all(self.agent.state_dir().container(&self.name).dir.join("pre"));
         let r = &mut self.report;
+        r.pre_rounds = self.core.pre_rounds().to_vec();
+        r.pre_stop = self.core.pre_stop().map(str::to_string);
         r.outcome = outcome;
         r.phase = phase;
         r.reason = reason;
         r.total_ms = ms(self.t0);
-        r.bytes = self.sent.wire + r.page_bytes;
-        r.raw_bytes = self.sent.raw + r.page_bytes;
+        r.bytes = self.sent.wire + r.page_bytes + r.pre_bytes;
+        r.raw_bytes = self.sent.raw + r.page_bytes + r.pre_bytes;
         let secs = if r.page_bytes > 0 {
             (r.dump_ms + r.transfer_ms) / 1e3
         } else {

@@ -41,6 +41,9 @@ pub struct Side {
     /// What [`RAction::Build`] made (absent for `--fs whole`, whose
     /// filesystem only comes with the dump).
     built: Option<Arc<crate::container::Entry>>,
+    /// `pre`: how the page session of the round just started ends, until
+    /// the migration stream takes it.
+    pages: Option<super::pages::Done>,
 }
 
 impl Side {
@@ -105,7 +108,7 @@ pub async fn migrate_in(
     if prepare.memory == MemoryMode::Stream {
         let (a, i, images) = (agent.clone(), id.clone(), staging.join("checkpoint"));
         let started =
-            tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images))
+            tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images, None))
                 .await
                 .unwrap_or_else(|e| Err(format!("agent task failed: {e}")));
         match started {
@@ -122,6 +125,9 @@ pub async fn migrate_in(
     if pages.is_some() {
         core = core.streaming();
     }
+    if prepare.memory == MemoryMode::Pre {
+        core = core.pre_copy();
+    }
     let side = Arc::new(tokio::sync::Mutex::new(Side {
         core,
         journal: Journal {
@@ -137,6 +143,7 @@ pub async fn migrate_in(
         file: None,
         made: false,
         built: None,
+        pages: None,
     }));
     lock(&agent.handoff.incoming).insert(id.clone(), side.clone());
     let answer = TargetMsg::Prepared {
@@ -182,13 +189,13 @@ pub async fn migrate_in(
                     Err(e) => REvent::LocalFailure(format!("bad zstd chunk: {e}")),
                 }
             }
-            Ok(Some(MigrateMsg::Commit)) if pages.is_some() => {
-                // The page session ended before S's dump did; hear how.
-                let done = pages
-                    .take()
-                    .map(|rx| tokio::time::timeout(limits.stream_idle, rx));
-                let ev = match done {
-                    Some(d) => match d.await {
+            Ok(Some(m @ (MigrateMsg::Commit | MigrateMsg::PageRound { .. })))
+                if pages.is_some() =>
+            {
+                // The page session (stream, or `pre`'s round) ended before
+                // S's dump did; hear how.
+                let ev = match pages.take() {
+                    Some(rx) => match tokio::time::timeout(limits.stream_idle, rx).await {
                         Ok(Ok(Ok(bytes))) => {
                             tracing::info!(container = %name, %id, bytes, "migration in: pages in");
                             REvent::PagesIn
@@ -196,7 +203,7 @@ pub async fn migrate_in(
                         Ok(Ok(Err(m))) => REvent::LocalFailure(m),
                         Ok(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
                         Err(_) => REvent::LocalFailure(format!(
-                            "the page stream did not end within {} s of the commit",
+                            "the page stream did not end within {} s of the next message",
                             limits.stream_idle.as_secs_f64()
                         )),
                     },
@@ -209,7 +216,7 @@ pub async fn migrate_in(
                 if state == RState::Gone {
                     break;
                 }
-                REvent::Msg(MigrateMsg::Commit)
+                REvent::Msg(m)
             }
             Ok(Some(m)) => REvent::Msg(m),
             Ok(None) => REvent::LinkLost,
@@ -220,6 +227,10 @@ pub async fn migrate_in(
         };
         let lost = ev == REvent::LinkLost;
         let (replies, state) = feed(&agent, &side, ev).await;
+        if let Some(rx) = side.lock().await.pages.take() {
+            // `pre`: the page server of the round just asked for.
+            pages = Some(rx);
+        }
         for r in replies {
             // A dead stream shows on the next read.
             let _ = herd_quic::rpc::send_msg(send, &reply(r)).await;
@@ -312,6 +323,7 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                 None
             }
             RAction::Build => Some(build(agent, side)),
+            RAction::StartPages { round, last } => Some(start_pages(agent, side, round, last)),
             RAction::RestoreFenced => {
                 side.made = true;
                 Some(restore_held(agent, side))
@@ -321,6 +333,10 @@ fn apply(agent: &Arc<Agent>, side: &mut Side, acts: Vec<RAction>) -> Vec<TargetM
                     tracing::error!(container = %name, "release after Go: {e}");
                 }
                 agent.handoff.unmark(&name, &side.journal.id);
+                // `pre`: the rounds' pages were read by the restore.
+                let _ = std::fs::remove_dir_all(
+                    agent.state_dir().container(&name).checkpoint().join("pre"),
+                );
                 agent.monitor.event(
                     &name,
                     EventKind::MovedIn {
@@ -375,6 +391,30 @@ fn discard(agent: &Arc<Agent>, name: &str) {
     match agent.entry(name) {
         Ok(e) => agent.discard(&e),
         Err(_) => agent.remove_orphan(name),
+    }
+}
+
+/// `pre`: start the page server of `round` (module docs of
+/// [`super::pages`] for where it writes); the result as an event.
+fn start_pages(agent: &Arc<Agent>, side: &mut Side, round: u32, last: bool) -> REvent {
+    let Some(dir) = side.staging.as_ref().map(|s| s.join("checkpoint")) else {
+        return REvent::LocalFailure("no staging dir".into());
+    };
+    let before = round.checked_sub(1).filter(|n| *n > 0);
+    let (images, parent) = if last {
+        (dir, before.map(|n| format!("pre/{n}")))
+    } else {
+        (
+            dir.join("pre").join(round.to_string()),
+            before.map(|n| format!("../{n}")),
+        )
+    };
+    match super::pages::start_server(agent, &side.journal.id, &images, parent) {
+        Ok(rx) => {
+            side.pages = Some(rx);
+            REvent::PagesReady
+        }
+        Err(m) => REvent::LocalFailure(m),
     }
 }
 
@@ -514,6 +554,7 @@ pub(super) fn resume(agent: &Arc<Agent>, j: Journal) {
         file: None,
         made: true,
         built: None,
+        pages: None,
     };
     apply(agent, &mut side, acts);
     if side.core.state() != RState::Gone {
@@ -534,11 +575,14 @@ fn check(agent: &Agent, p: &Prepare) -> Result<Option<Vec<String>>, Box<Response
             ),
         ));
     }
-    if !matches!(p.memory, MemoryMode::Stop | MemoryMode::Stream) {
+    if !matches!(
+        p.memory,
+        MemoryMode::Stop | MemoryMode::Stream | MemoryMode::Pre
+    ) {
         return Err(refuse(
             ErrorKind::Unsupported,
             format!(
-                "memory mode {} is not one this agent can receive (stop, stream)",
+                "memory mode {} is not one this agent can receive (stop, stream, pre)",
                 p.memory.as_str()
             ),
         ));

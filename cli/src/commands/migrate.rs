@@ -20,15 +20,16 @@ pub struct MigrateArgs {
     #[arg(long, value_parser = ["zstd", "none"], default_value = "none")]
     pub compress: String,
     /// How memory moves: stop (stop-and-copy), stream (CRIU's page server
-    /// through the agents' QUIC link), pre (pre-dumps while it runs; needs
-    /// the kernel's dirty-memory tracking), post (post-copy: it would run on
-    /// the target at once and pull its pages from the source; its risk: if
-    /// the source dies before the last page arrived, the container is
-    /// LOST), auto (the best this pair supports for the container's size,
-    /// said in the report: stream from 64 MiB of memory, else stop). This
-    /// version does stop, stream and auto; pre and post are refused with
-    /// the reason before anything freezes (post: CRIU's lazy page server
-    /// fails on the hosts it was tried on).
+    /// through the agents' QUIC link), pre (rounds of pre-dumps while it
+    /// runs, the same way, then a frozen dump of what changed; needs the
+    /// kernel's dirty-memory tracking, refused without it), post
+    /// (post-copy: it would run on the target at once and pull its pages
+    /// from the source; its risk: if the source dies before the last page
+    /// arrived, the container is LOST), auto (the best this pair supports
+    /// for the container's size, said in the report: from 64 MiB of memory
+    /// pre where dirty memory is tracked, else stream; below it stop).
+    /// post is refused with the reason before anything freezes (CRIU's
+    /// lazy page server fails on the hosts it was tried on).
     /// In stream the frozen container stays on the source until the
     /// target restored its copy: a failure before that resumes it there.
     #[arg(long, default_value = "auto")]
@@ -105,6 +106,23 @@ fn print_migration(r: &herd_wire::migrate::MigrateReport) {
             Some(why) => println!("  memory: {} ({why})", r.memory_mode),
             None => println!("  memory: {}", r.memory_mode),
         }
+    }
+    if !r.pre_rounds.is_empty() {
+        let rounds: Vec<String> = r
+            .pre_rounds
+            .iter()
+            .map(|p| format!("{p} ({})", human_bytes(p << 12)))
+            .collect();
+        println!(
+            "  pre-copy: {} round(s) while it ran, pages per round {}; {} in all{}",
+            r.pre_rounds.len(),
+            rounds.join(", "),
+            human_bytes(r.pre_bytes),
+            r.pre_stop
+                .as_deref()
+                .map(|w| format!("; stopped: {w}"))
+                .unwrap_or_default()
+        );
     }
     if r.page_bytes > 0 {
         println!(

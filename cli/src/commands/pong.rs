@@ -29,15 +29,16 @@ pub struct PongArgs {
     #[arg(long, default_value = "diff")]
     pub fs: herd_wire::migrate::FsMode,
     /// How memory moves: stop (stop-and-copy), stream (CRIU's page server
-    /// through the agents' QUIC link), pre (pre-dumps while it runs; needs
-    /// the kernel's dirty-memory tracking), post (post-copy: it would run on
-    /// the target at once and pull its pages from the source; its risk: if
-    /// the source dies before the last page arrived, the container is
-    /// LOST), auto (the best this pair supports for the container's size,
-    /// said in the report: stream from 64 MiB of memory, else stop). This
-    /// version does stop, stream and auto; pre and post are refused with
-    /// the reason before anything freezes (post: CRIU's lazy page server
-    /// fails on the hosts it was tried on).
+    /// through the agents' QUIC link), pre (rounds of pre-dumps while it
+    /// runs, the same way, then a frozen dump of what changed; needs the
+    /// kernel's dirty-memory tracking, refused without it), post
+    /// (post-copy: it would run on the target at once and pull its pages
+    /// from the source; its risk: if the source dies before the last page
+    /// arrived, the container is LOST), auto (the best this pair supports
+    /// for the container's size, said in the report: from 64 MiB of memory
+    /// pre where dirty memory is tracked, else stream; below it stop).
+    /// post is refused with the reason before anything freezes (CRIU's
+    /// lazy page server fails on the hosts it was tried on).
     #[arg(long, default_value = "auto")]
     pub memory_mode: herd_wire::migrate::MemoryMode,
     #[arg(long)]

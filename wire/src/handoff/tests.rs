@@ -841,6 +841,10 @@ struct World {
     faults: bool,
     /// `--memory-mode stream`: S's copy is the tree CRIU holds.
     streamed: bool,
+    /// `--memory-mode pre`: rounds of pre-dumps before that.
+    pre: bool,
+    /// `pre`: pages the next pre-dump writes (shrinking).
+    pre_pages: u64,
     s: Option<Sender>,
     s_journal: Option<Step>,
     s_copy: SCopy,
@@ -850,6 +854,8 @@ struct World {
     t: Option<Receiver>,
     t_journal: Option<Step>,
     t_copy: TCopy,
+    /// T forgot a migration whose copy runs (S's `Forget` after Go).
+    t_forgotten: bool,
     t_todo: VecDeque<(RAction, Via)>,
     t_events: VecDeque<(REvent, Via)>,
     stream_alive: bool,
@@ -862,8 +868,13 @@ struct World {
 }
 
 impl World {
-    fn new(seed: u64, streamed: bool) -> World {
-        let (s, t) = if streamed {
+    fn new(seed: u64, streamed: bool, pre: bool) -> World {
+        let (s, t) = if pre {
+            (
+                Sender::new("m1".into()).pre_copy(),
+                Receiver::new("m1".into()).pre_copy(),
+            )
+        } else if streamed {
             (
                 Sender::new("m1".into()).streaming(),
                 Receiver::new("m1".into()).streaming(),
@@ -874,7 +885,9 @@ impl World {
         let mut w = World {
             rng: Rng(seed),
             faults: true,
-            streamed,
+            streamed: streamed || pre,
+            pre,
+            pre_pages: 2_000,
             s: Some(s),
             s_journal: None,
             s_copy: SCopy::Running,
@@ -884,6 +897,7 @@ impl World {
             t: Some(t),
             t_journal: None,
             t_copy: TCopy::None,
+            t_forgotten: false,
             t_todo: VecDeque::new(),
             t_events: VecDeque::new(),
             stream_alive: true,
@@ -972,6 +986,19 @@ impl World {
                     }
                 }
             }
+            SAction::PreDump(_) => {
+                // X runs throughout; only its pages cross.
+                if (self.faults && self.rng.chance(5)) || !self.stream_alive {
+                    self.s_events
+                        .push_back(SEvent::PreDumpFailed("criu".into()));
+                } else {
+                    self.pre_pages /= 1 + self.rng.below(4) as u64;
+                    self.s_events.push_back(SEvent::PreDumped {
+                        pages: self.pre_pages,
+                    });
+                    self.t_events.push_back((REvent::PagesIn, Via::Stream));
+                }
+            }
             SAction::Release => {
                 assert_eq!(self.s_copy, SCopy::Frozen, "{:#?}", self.trace);
                 if self.faults && self.rng.chance(5) {
@@ -1036,7 +1063,11 @@ impl World {
                 }
             }
             RAction::Journal(st) => self.t_journal = Some(st),
-            RAction::Unjournal => self.t_journal = None,
+            RAction::Unjournal => {
+                // Forgotten after Go: an ordinary container from now on.
+                self.t_forgotten = self.t_copy == TCopy::Running;
+                self.t_journal = None
+            }
             RAction::Build => {
                 if self.faults && self.rng.chance(5) {
                     self.t_events
@@ -1046,6 +1077,17 @@ impl World {
                         self.t_copy = TCopy::Staged;
                     }
                     self.t_events.push_back((REvent::Built, Via::Stream));
+                }
+            }
+            RAction::StartPages { .. } => {
+                if self.faults && self.rng.chance(5) {
+                    self.t_events
+                        .push_back((REvent::LocalFailure("criu".into()), Via::Stream));
+                } else {
+                    if self.t_copy == TCopy::None {
+                        self.t_copy = TCopy::Staged;
+                    }
+                    self.t_events.push_back((REvent::PagesReady, Via::Stream));
                 }
             }
             RAction::RestoreFenced => {
@@ -1113,6 +1155,7 @@ impl World {
                 self.t = Some(t);
                 self.t_todo.extend(a.into_iter().map(|x| (x, Via::Local)));
             }
+            None if self.t_forgotten => {}
             None => {
                 // Stale staging dirs are removed at start-up.
                 assert_ne!(self.t_copy, TCopy::Running);
@@ -1277,18 +1320,34 @@ impl World {
 
 #[test]
 fn simulated_faults_never_two_copies_and_exactly_one_after() {
-    simulate(false);
+    simulate(false, false);
 }
 
 #[test]
 fn simulated_faults_in_stream_mode_never_two_copies_and_exactly_one_after() {
-    simulate(true);
+    simulate(true, false);
 }
 
-fn simulate(streamed: bool) {
+#[test]
+fn simulated_faults_in_pre_mode_never_two_copies_and_exactly_one_after() {
+    simulate(true, true);
+}
+
+fn simulate(streamed: bool, pre: bool) {
     let mut outcomes = std::collections::BTreeMap::new();
     for seed in 0..20_000u64 {
-        let mut w = World::new(seed, streamed);
+        let mut w = World::new(seed, streamed, pre);
+        // Pre-copy's rounds are many steps before the freeze: a quiet
+        // start of a random length lets faults hit the later states too.
+        if w.pre {
+            w.faults = false;
+            for _ in 0..w.rng.below(90) {
+                if !w.step() {
+                    break;
+                }
+            }
+            w.faults = true;
+        }
         let faulty = w.rng.below(120) + 1;
         for _ in 0..faulty {
             if !w.step() {
@@ -1504,4 +1563,184 @@ fn stream_receiver_restores_only_once_commit_and_pages_are_both_in() {
     r.handle(REvent::Msg(M::PreSent)).unwrap();
     r.handle(REvent::Built).unwrap();
     assert_eq!(r.handle(REvent::LinkLost).unwrap(), vec![RAction::Discard]);
+}
+
+// --------------------------------------------------------------- pre mode
+
+#[test]
+fn pre_convergence_rule() {
+    // One big round: go on.
+    assert_eq!(pre_converged(&[60_000]), None);
+    // A first round that small needs no second.
+    assert!(pre_converged(&[100]).unwrap().contains("under 256"));
+    // Shrinking, but not yet under 10 % of the first round.
+    assert_eq!(pre_converged(&[60_000, 20_000, 9_000]), None);
+    let few = pre_converged(&[60_000, 20_000, 5_000]).unwrap();
+    assert!(few.contains("under 10 % of round 1's 60000"), "{few}");
+    let flat = pre_converged(&[60_000, 20_000, 20_500]).unwrap();
+    assert!(flat.contains("stopped shrinking"), "{flat}");
+    let most = pre_converged(&[60_000, 50_000, 40_000, 30_000, 20_000]).unwrap();
+    assert!(most.contains("5 rounds"), "{most}");
+    assert_eq!(pre_converged(&[]), None);
+}
+
+#[test]
+fn pre_sender_rounds_until_converged_then_dumps_like_stream() {
+    let mut s = Sender::new("m1".into()).pre_copy();
+    s.handle(PREPARED()).unwrap();
+    s.handle(SEvent::PreSent).unwrap();
+    let round = |n, last| vec![SAction::Send(M::PageRound { round: n, last })];
+    assert_eq!(s.handle(BUILT()).unwrap(), round(1, false));
+    assert_eq!(s.phase(), Phase::PreDump);
+    assert!(!s.frozen());
+    assert_eq!(
+        s.handle(ans(TargetMsg::PagesReady)).unwrap(),
+        vec![SAction::PreDump(1)]
+    );
+    assert_eq!(
+        s.handle(SEvent::PreDumped { pages: 60_000 }).unwrap(),
+        round(2, false)
+    );
+    s.handle(ans(TargetMsg::PagesReady)).unwrap();
+    // Round 2 wrote under 10 % of round 1: the next dump is the last.
+    assert_eq!(
+        s.handle(SEvent::PreDumped { pages: 3_000 }).unwrap(),
+        round(3, true)
+    );
+    assert!(!s.frozen(), "nothing froze before the final round's server");
+    assert_eq!(s.pre_rounds(), &[60_000, 3_000]);
+    assert!(s.pre_stop().unwrap().contains("10 %"));
+    assert_eq!(
+        s.handle(ans(TargetMsg::PagesReady)).unwrap(),
+        vec![SAction::Journal(Step::Dumping), SAction::Dump]
+    );
+    assert!(s.frozen());
+    s.handle(SEvent::Dumped).unwrap();
+    s.handle(SEvent::Transferred).unwrap();
+    // Held like stream mode: release before Go.
+    assert_eq!(
+        s.handle(ans(TargetMsg::Ready(Box::new(report())))).unwrap(),
+        vec![SAction::Journal(Step::Releasing), SAction::Release]
+    );
+}
+
+#[test]
+fn pre_sender_failures_in_the_rounds_leave_it_untouched_without_a_journal() {
+    let at_round = || {
+        let mut s = Sender::new("m1".into()).pre_copy();
+        for e in [
+            PREPARED(),
+            SEvent::PreSent,
+            BUILT(),
+            ans(TargetMsg::PagesReady),
+        ] {
+            s.handle(e).unwrap();
+        }
+        s
+    };
+    let mut s = at_round();
+    let a = s.handle(SEvent::PreDumpFailed("criu".into())).unwrap();
+    assert_eq!(a[0], SAction::Send(M::Abort));
+    assert_eq!(finish_outcome(&a), Some(Outcome::Untouched));
+    assert!(!a.iter().any(|x| matches!(x, SAction::Journal(_))), "{a:?}");
+    match a.last() {
+        Some(SAction::Finish { phase, reason, .. }) => {
+            assert_eq!(*phase, Some(Phase::PreDump));
+            assert!(reason.as_deref().unwrap().contains("pre-dump failed"));
+        }
+        other => panic!("{other:?}"),
+    }
+    for ev in [
+        SEvent::LinkLost("gone".into()),
+        ans(TargetMsg::Failed("page server".into())),
+    ] {
+        let mut s = at_round();
+        s.handle(SEvent::PreDumped { pages: 60_000 }).unwrap();
+        let a = s.handle(ev).unwrap();
+        assert_eq!(finish_outcome(&a), Some(Outcome::Untouched), "{a:?}");
+        assert!(!a.iter().any(|x| matches!(x, SAction::Journal(_))), "{a:?}");
+    }
+    // A PagesReady nobody asked for changes nothing.
+    let mut s = at_round();
+    assert!(s.handle(ans(TargetMsg::PagesReady)).is_err());
+}
+
+#[test]
+fn pre_receiver_one_server_per_round_and_restores_after_the_last() {
+    let mut r = Receiver::new("m1".into()).pre_copy();
+    // No round before the container is built.
+    let mut early = Receiver::new("m1".into()).pre_copy();
+    let a = early
+        .handle(REvent::Msg(M::PageRound {
+            round: 1,
+            last: false,
+        }))
+        .unwrap();
+    assert!(
+        matches!(a.last(), Some(RAction::Reply(TargetMsg::Failed(_)))),
+        "{a:?}"
+    );
+    build(&mut r);
+    let ask = |r: &mut Receiver, round, last| {
+        r.handle(REvent::Msg(M::PageRound { round, last })).unwrap()
+    };
+    assert_eq!(
+        ask(&mut r, 1, false),
+        vec![RAction::StartPages {
+            round: 1,
+            last: false
+        }]
+    );
+    assert_eq!(
+        r.handle(REvent::PagesReady).unwrap(),
+        vec![RAction::Reply(TargetMsg::PagesReady)]
+    );
+    assert_eq!(r.handle(REvent::PagesIn).unwrap(), vec![]);
+    ask(&mut r, 2, true);
+    r.handle(REvent::PagesReady).unwrap();
+    staged(&mut r, file("config.json", b"{}"));
+    // The final round's pages are not in yet: the commit waits for them.
+    assert_eq!(r.handle(REvent::Msg(M::Commit)).unwrap(), vec![]);
+    assert_eq!(
+        r.handle(REvent::PagesIn).unwrap(),
+        vec![RAction::Journal(Step::Restoring), RAction::RestoreFenced]
+    );
+
+    // Out of order, skipped, repeated rounds and early commits discard.
+    for bad in [
+        vec![(2, false)],
+        vec![(1, false), (2, false)], // round 1's pages are not in
+        vec![(1, true), (2, false)],  // after the last
+    ] {
+        let mut r = Receiver::new("m1".into()).pre_copy();
+        build(&mut r);
+        let mut last = vec![];
+        for (n, l) in bad {
+            last = ask(&mut r, n, l);
+            if r.state() == RState::Staging {
+                r.handle(REvent::PagesReady).unwrap();
+            }
+        }
+        assert!(
+            matches!(last.last(), Some(RAction::Reply(TargetMsg::Failed(_)))),
+            "{last:?}"
+        );
+        assert!(last.contains(&RAction::Discard), "{last:?}");
+    }
+    let mut r = Receiver::new("m1".into()).pre_copy();
+    build(&mut r);
+    ask(&mut r, 1, false);
+    r.handle(REvent::PagesReady).unwrap();
+    r.handle(REvent::PagesIn).unwrap();
+    staged(&mut r, file("config.json", b"{}"));
+    let a = r.handle(REvent::Msg(M::Commit)).unwrap();
+    assert!(
+        a.contains(&RAction::Discard),
+        "commit before the last round: {a:?}"
+    );
+    // A page round in stream or stop mode is refused.
+    let mut r = Receiver::new("m1".into());
+    build(&mut r);
+    let a = ask(&mut r, 1, false);
+    assert!(a.contains(&RAction::Discard), "{a:?}");
 }
