@@ -60,7 +60,8 @@ trap '"$HERD" lab down >/dev/null 2>&1 || true' EXIT
 "$HERD" lab up --nodes 3 --disk-iops "$IOPS" | tee "$OUT/lab.txt"
 "$HERD" image import mariadb --debian mariadb-server --node n1 | tee "$OUT/image.txt"
 
-SQL="CREATE USER IF NOT EXISTS sb@'%' IDENTIFIED BY 'sb'; GRANT ALL ON *.* TO sb@'%'; CREATE DATABASE IF NOT EXISTS sbtest;"
+# --init-file takes one statement per line.
+SQL=$'CREATE USER IF NOT EXISTS sb@\'%\' IDENTIFIED BY \'sb\';\nGRANT ALL ON *.* TO sb@\'%\';\nCREATE DATABASE IF NOT EXISTS sbtest;'
 # Native AIO off: Debian's server would use io_uring, which CRIU cannot dump.
 MYSQLD="mkdir -p /run/mysqld && echo \"$SQL\" > /tmp/init.sql && exec mysqld --user=root \
 --bind-address=0.0.0.0 --skip-name-resolve --init-file=/tmp/init.sql --innodb-use-native-aio=0 \
@@ -73,7 +74,7 @@ sb() { # sb IP ARGS...: sysbench oltp_read_write against one database
         --tables=1 --table-size="$ROWS" "$@"
 }
 
-ip_of() { "$HERD" inspect "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["ip"])'; }
+ip_of() { "$HERD" inspect "$1" | python3 -c 'import json,sys; d=json.load(sys.stdin); d=d[0] if isinstance(d,list) else d; print(d["ip"])'; }
 
 arm() { # arm POLICY: one staircase under POLICY into $OUT/POLICY
     local pol=$1 dir="$OUT/$1"
@@ -155,7 +156,7 @@ def arm(pol):
     if os.path.exists(p):
         with open(p) as f:
             for r in csv.DictReader(f):
-                if r["event"] in ("done", "finished", "ok", "end"):
+                if r["event"] == "moved":
                     moves.append((float(r["time"]) - t0, r["container"], r["from"], r["to"]))
     return per, errs, hosts, moves
 
