@@ -128,8 +128,7 @@ impl Agent {
             });
         }
         // The OCI spec is checked before anything is made for it.
-        let mut oci: Spec =
-            serde_json::from_slice(oci).ctx(|| "checkpoint's OCI spec".into())?;
+        let mut oci: Spec = serde_json::from_slice(oci).ctx(|| "checkpoint's OCI spec".into())?;
         let entry = self.reserve(spec, image.layers.clone())?;
         let made = (|| -> Result<()> {
             let cdir = self.state.container(&name);
@@ -535,10 +534,7 @@ fn repoint_spec(spec: &mut Spec, rootfs: &Path, netns: &Path, cgroup_path: &str)
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(rootfs.to_path_buf());
     spec.set_root(Some(root));
-    let mut linux = spec
-        .linux()
-        .clone()
-        .ok_or(AgentError::SpecWithoutLinux)?;
+    let mut linux = spec.linux().clone().ok_or(AgentError::SpecWithoutLinux)?;
     if let Some(nss) = linux.namespaces_mut() {
         for ns in nss.iter_mut() {
             if ns.typ() == LinuxNamespaceType::Network {
