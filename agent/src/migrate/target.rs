@@ -110,12 +110,13 @@ pub async fn migrate_in(
         let started =
             tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images, None))
                 .await
-                .unwrap_or_else(|e| Err(format!("agent task failed: {e}")));
+                .unwrap_or_else(|e| Err(e.into()));
         match started {
             Ok(rx) => pages = Some(rx),
-            Err(m) => {
+            Err(e) => {
                 agent.handoff.unmark(&name, &prepare.id);
                 let _ = std::fs::remove_dir_all(&staging);
+                let m = e.to_string();
                 return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
             }
         }
@@ -200,7 +201,7 @@ pub async fn migrate_in(
                             tracing::info!(container = %name, %id, bytes, "migration in: pages in");
                             REvent::PagesIn
                         }
-                        Ok(Ok(Err(m))) => REvent::LocalFailure(m),
+                        Ok(Ok(Err(e))) => REvent::LocalFailure(e.to_string()),
                         Ok(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
                         Err(_) => REvent::LocalFailure(format!(
                             "the page stream did not end within {} s of the next message",
@@ -414,7 +415,7 @@ fn start_pages(agent: &Arc<Agent>, side: &mut Side, round: u32, last: bool) -> R
             side.pages = Some(rx);
             REvent::PagesReady
         }
-        Err(m) => REvent::LocalFailure(m),
+        Err(m) => REvent::LocalFailure(m.to_string()),
     }
 }
 
