@@ -246,7 +246,13 @@ pub async fn migrate(
         "the static herd-work (target/static/release/herd-work) was not found: run scripts/setup",
     )?;
     let cl = if vm {
-        herd::lab_vm::up(LAB, 2, herd::lab_vm::Kernel::Both, &lab::Capacity::cpus(&[])).await
+        herd::lab_vm::up(
+            LAB,
+            2,
+            herd::lab_vm::Kernel::Both,
+            &lab::Capacity::cpus(&[]),
+        )
+        .await
     } else {
         lab::up(LAB, 2, &[]).await
     }
