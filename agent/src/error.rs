@@ -72,6 +72,66 @@ pub enum AgentError {
     },
     #[error("bad archive {path}: {reason}")]
     BadArchive { path: String, reason: String },
+    /// Encoding or decoding a record, a journal or a spec as JSON.
+    #[error("{context}: {source}")]
+    Json {
+        context: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// Loading or saving an OCI spec.
+    #[error("{context}: {source}")]
+    Spec {
+        context: String,
+        #[source]
+        source: Box<oci_spec::OciSpecError>,
+    },
+    /// libcontainer's runtime config of a container (`YoukiConfig`).
+    #[error("{context}: {source}")]
+    RuntimeConfig {
+        context: String,
+        #[source]
+        source: Box<libcontainer::config::ConfigError>,
+    },
+    /// libcgroups: making a cgroup manager, adding a task, applying limits.
+    #[error("{context}: {source}")]
+    Cgroup {
+        context: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// A QUIC stream to a peer agent.
+    #[error("{context}: {source}")]
+    Quic {
+        context: String,
+        #[source]
+        source: Box<herd_quic::Error>,
+    },
+    /// A blocking task of the agent panicked or was cancelled.
+    #[error("agent task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// An archived (checkpointed or migrated) OCI spec without `linux`.
+    #[error("archived OCI spec has no linux section")]
+    SpecWithoutLinux,
+    /// A migration's resume found the container in no state to run again.
+    #[error("{name} is {state} here: nothing to resume")]
+    NothingToResume { name: String, state: String },
+    /// The migration target asked for a layer the image does not have.
+    #[error("the target asked for layer {layer}, which is not in {image}")]
+    UnknownLayer { layer: String, image: String },
+    /// Sending an image the target lacks failed before anything changed.
+    #[error("sending image {image} to the target failed, nothing was changed: {source}")]
+    SendImage {
+        image: String,
+        #[source]
+        source: Box<AgentError>,
+    },
+    /// The target's CRIU page server (`--memory-mode stream`) failed.
+    #[error(
+        "the CRIU page server exited with {0} (its page-server.log is in the migration's \
+         staging dir)"
+    )]
+    PageServerExit(i32),
     #[error("{0}")]
     Other(String),
 }
@@ -148,6 +208,69 @@ impl<T> IoContext<T> for nix::Result<T> {
 impl<T> IoContext<T> for std::result::Result<T, libcontainer::error::LibcontainerError> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
         self.map_err(|source| AgentError::Runtime {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for serde_json::Result<T> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Json {
+            context: context(),
+            source,
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, oci_spec::OciSpecError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Spec {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, libcontainer::config::ConfigError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::RuntimeConfig {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, libcgroups::common::AnyManagerError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Cgroup {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, libcgroups::common::CreateCgroupSetupError> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Cgroup {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, herd_quic::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Quic {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+impl<T> IoContext<T> for std::result::Result<T, herd_criu::Error> {
+    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| AgentError::Criu {
             context: context(),
             source: Box::new(source),
         })

@@ -128,8 +128,7 @@ impl Agent {
             });
         }
         // The OCI spec is checked before anything is made for it.
-        let mut oci: Spec = serde_json::from_slice(oci)
-            .map_err(|e| AgentError::Other(format!("checkpoint's OCI spec: {e}")))?;
+        let mut oci: Spec = serde_json::from_slice(oci).ctx(|| "checkpoint's OCI spec".into())?;
         let entry = self.reserve(spec, image.layers.clone())?;
         let made = (|| -> Result<()> {
             let cdir = self.state.container(&name);
@@ -164,7 +163,7 @@ impl Agent {
             repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
             fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
             oci.save(cdir.bundle().join("config.json"))
-                .map_err(|e| AgentError::Other(format!("write OCI spec: {e}")))?;
+                .ctx(|| "write OCI spec".into())?;
             // libcontainer's state, so exec/stop/rm work on the restored container.
             let rt = self.state.runtime().join(&name);
             fs::create_dir_all(&rt).ctx(|| format!("create {}", rt.display()))?;
@@ -179,7 +178,7 @@ impl Agent {
             .ctx(|| "write runtime state".into())?;
             libcontainer::config::YoukiConfig::from_spec(&oci, &name)
                 .and_then(|c| c.save(&rt))
-                .map_err(|e| AgentError::Other(format!("write runtime config: {e}")))?;
+                .ctx(|| "write runtime config".into())?;
             Ok(())
         })();
         match made {
@@ -509,16 +508,15 @@ impl Agent {
 
 /// Put `pid` into the container's cgroups and apply the spec's limits.
 fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Result<()> {
-    let spec = Spec::load(bundle.join("config.json"))
-        .map_err(|e| AgentError::Other(format!("OCI spec: {e}")))?;
+    let spec = Spec::load(bundle.join("config.json")).ctx(|| "OCI spec".into())?;
     let cm = libcgroups::common::create_cgroup_manager(libcgroups::common::CgroupConfig {
         cgroup_path: cgroup_path.into(),
         systemd_cgroup: false,
         container_name: name.to_string(),
     })
-    .map_err(|e| AgentError::Other(format!("cgroup manager: {e}")))?;
+    .ctx(|| "cgroup manager".into())?;
     cm.add_task(nix::unistd::Pid::from_raw(pid))
-        .map_err(|e| AgentError::Other(format!("add {pid} to {cgroup_path}: {e}")))?;
+        .ctx(|| format!("add {pid} to {cgroup_path}"))?;
     crate::cgroup::join_container(cgroup_path, pid)?;
     if let Some(res) = spec.linux().as_ref().and_then(|l| l.resources().clone()) {
         cm.apply(&ControllerOpt {
@@ -527,7 +525,7 @@ fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Resul
             oom_score_adj: None,
             freezer_state: None,
         })
-        .map_err(|e| AgentError::Other(format!("apply limits to {cgroup_path}: {e}")))?;
+        .ctx(|| format!("apply limits to {cgroup_path}"))?;
     }
     Ok(())
 }
@@ -536,10 +534,7 @@ fn repoint_spec(spec: &mut Spec, rootfs: &Path, netns: &Path, cgroup_path: &str)
     let mut root = spec.root().clone().unwrap_or_default();
     root.set_path(rootfs.to_path_buf());
     spec.set_root(Some(root));
-    let mut linux = spec
-        .linux()
-        .clone()
-        .ok_or_else(|| AgentError::Other("archived OCI spec has no linux section".into()))?;
+    let mut linux = spec.linux().clone().ok_or(AgentError::SpecWithoutLinux)?;
     if let Some(nss) = linux.namespaces_mut() {
         for ns in nss.iter_mut() {
             if ns.typ() == LinuxNamespaceType::Network {

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use herd_wire::handoff::{valid_id, Journal, Step};
 
-use crate::error::{AgentError, Result};
+use crate::error::{AgentError, IoContext, Result};
 
 pub struct Journals {
     dir: PathBuf,
@@ -18,8 +18,7 @@ pub struct Journals {
 impl Journals {
     pub fn open(state_root: &std::path::Path) -> Result<Self> {
         let dir = state_root.join("migrations");
-        fs::create_dir_all(&dir)
-            .map_err(|e| AgentError::Other(format!("create {}: {e}", dir.display())))?;
+        fs::create_dir_all(&dir).ctx(|| format!("create {}", dir.display()))?;
         Ok(Journals { dir })
     }
 
@@ -37,15 +36,14 @@ impl Journals {
     pub fn write(&self, j: &Journal) -> Result<()> {
         let path = self.path(&j.id)?;
         let tmp = path.with_extension("json.tmp");
-        let err = |e: std::io::Error| AgentError::Other(format!("journal {}: {e}", path.display()));
-        let data = serde_json::to_vec_pretty(j)
-            .map_err(|e| AgentError::Other(format!("encode journal: {e}")))?;
-        let mut f = fs::File::create(&tmp).map_err(err)?;
-        f.write_all(&data).and_then(|_| f.sync_all()).map_err(err)?;
-        fs::rename(&tmp, &path).map_err(err)?;
+        let err = || format!("journal {}", path.display());
+        let data = serde_json::to_vec_pretty(j).ctx(|| "encode journal".into())?;
+        let mut f = fs::File::create(&tmp).ctx(err)?;
+        f.write_all(&data).and_then(|_| f.sync_all()).ctx(err)?;
+        fs::rename(&tmp, &path).ctx(err)?;
         fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(err)
+            .ctx(err)
     }
 
     pub fn step(&self, j: &Journal, step: Step) -> Result<()> {
@@ -55,18 +53,14 @@ impl Journals {
     pub fn remove(&self, id: &str) -> Result<()> {
         let path = self.path(id)?;
         match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(AgentError::Other(format!(
-                    "remove journal {}: {e}",
-                    path.display()
-                )))
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).ctx(|| format!("remove journal {}", path.display()))
             }
+            _ => {}
         }
         fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| AgentError::Other(format!("sync {}: {e}", self.dir.display())))
+            .ctx(|| format!("sync {}", self.dir.display()))
     }
 
     /// Every record; unreadable ones are reported and left alone.

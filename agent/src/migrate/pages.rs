@@ -23,6 +23,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::container::lock;
+use crate::error::{AgentError, IoContext, Result};
 use crate::Agent;
 
 /// The target's page server of one migration, until its stream comes.
@@ -31,21 +32,20 @@ pub(crate) struct PageIn {
     /// The server's exit status, from the thread that reaps it.
     exit: tokio::sync::oneshot::Receiver<Option<i32>>,
     /// Where the migration stream hears how the session ended.
-    done: tokio::sync::oneshot::Sender<Result<u64, String>>,
+    done: tokio::sync::oneshot::Sender<Result<u64>>,
 }
 
-pub(crate) type Done = tokio::sync::oneshot::Receiver<Result<u64, String>>;
+pub(crate) type Done = tokio::sync::oneshot::Receiver<Result<u64>>;
 
 /// Start a page server writing into `images` for migration `id`; its
 /// socket waits in [`super::Handoff`] for the source's stream.
-pub(crate) fn start_server(agent: &Agent, id: &str, images: &Path) -> Result<Done, String> {
-    let (ours, theirs) =
-        UnixStream::pair().map_err(|e| format!("socketpair for the page server: {e}"))?;
+pub(crate) fn start_server(agent: &Agent, id: &str, images: &Path) -> Result<Done> {
+    let (ours, theirs) = UnixStream::pair().ctx(|| "socketpair for the page server".into())?;
     let mut opts = herd_criu::PageServerOpts::new(images, "", 0);
     opts.listen.fd = Some(theirs.as_raw_fd());
     let ps = herd_criu::Criu::from_env()
         .page_server(&opts)
-        .map_err(|e| format!("start a CRIU page server: {e}"))?;
+        .ctx(|| "start a CRIU page server".into())?;
     drop(theirs);
     let (exit_tx, exit) = tokio::sync::oneshot::channel();
     let pid = ps.pid;
@@ -95,13 +95,10 @@ pub(crate) async fn serve(
     let max = agent.limits().migration_bytes;
     let r = bridge(p.sock, send, recv, max, None, None).await;
     let r = match r {
-        Err(e) => Err(format!("page stream: {e}")),
+        Err(e) => Err(e).ctx(|| "page stream".into()),
         Ok((bytes_in, _)) => match p.exit.await {
             Ok(Some(0)) | Ok(None) | Err(_) => Ok(bytes_in),
-            Ok(Some(c)) => Err(format!(
-                "the CRIU page server exited with {c} (its page-server.log is in the \
-                 migration's staging dir)"
-            )),
+            Ok(Some(c)) => Err(AgentError::PageServerExit(c)),
         },
     };
     tracing::info!(%id, result = ?r, "migration in: page stream over");

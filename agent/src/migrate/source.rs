@@ -18,7 +18,7 @@ use tokio::io::AsyncReadExt;
 
 use super::Mark;
 use crate::container::{CheckpointOptions, PageStream};
-use crate::error::{AgentError, Result};
+use crate::error::{AgentError, IoContext, Result};
 use crate::Agent;
 
 /// Where a migration is, for progress reports (see `Request::Migrate`).
@@ -112,7 +112,7 @@ pub async fn migrate_out(
         let mem = rec.pid.and_then(resident_bytes);
         let picked = pick_memory_mode(memory, &herd_criu::Criu::from_env(), mem)?;
         let oci = std::fs::read(a.state_dir().container(&n).bundle().join("config.json"))
-            .map_err(|e| AgentError::Other(format!("read OCI spec of {n}: {e}")))?;
+            .ctx(|| format!("read OCI spec of {n}"))?;
         Ok((rec, oci, picked, mem))
     })
     .await;
@@ -960,9 +960,10 @@ impl Driver {
                         crate::container::lock(&e.record).status = ContainerStatus::Checkpointed;
                         a.restore(&n).map(|_| ())
                     }
-                    s => Err(AgentError::Other(format!(
-                        "{n} is {s} here: nothing to resume"
-                    ))),
+                    s => Err(AgentError::NothingToResume {
+                        name: n.clone(),
+                        state: s.to_string(),
+                    }),
                 }
             })
             .await;
@@ -1125,33 +1126,36 @@ async fn send_image(
     compress: bool,
     sent: &mut Sent,
 ) -> Result<()> {
-    let nothing = |e: String| {
-        AgentError::Other(format!(
-            "sending image {image} to the target failed, nothing was changed: {e}"
-        ))
+    let nothing = |e: AgentError| AgentError::SendImage {
+        image: image.to_string(),
+        source: Box::new(e),
     };
     let rec = agent.image_record(image)?;
     let json = cdir.join("migrate-image.json");
     std::fs::write(
         &json,
-        serde_json::to_vec(&rec).map_err(|e| nothing(e.to_string()))?,
+        serde_json::to_vec(&rec)
+            .ctx(|| "encode image.json".into())
+            .map_err(nothing)?,
     )
-    .map_err(|e| nothing(format!("write {}: {e}", json.display())))?;
+    .ctx(|| format!("write {}", json.display()))
+    .map_err(nothing)?;
     let r = send_file(send, "image.json", &json, compress, sent).await;
     let _ = std::fs::remove_file(&json);
-    r.map_err(|e| nothing(e.to_string()))?;
+    r.ctx(|| "send image.json".into()).map_err(nothing)?;
     for d in layers {
         if !rec.layers.contains(d) {
-            return Err(nothing(format!(
-                "the target asked for layer {d}, which is not in {image}"
-            )));
+            return Err(nothing(AgentError::UnknownLayer {
+                layer: d.clone(),
+                image: image.to_string(),
+            }));
         }
         let tar = cdir.join("migrate-layer.tar");
         let (a, dg, t) = (agent.clone(), d.clone(), tar.clone());
         blocking(move || a.layer_tar(&dg, &t)).await?;
         let r = send_file(send, &format!("layer/{d}"), &tar, compress, sent).await;
         let _ = std::fs::remove_file(&tar);
-        r.map_err(|e| nothing(e.to_string()))?;
+        r.ctx(|| format!("send layer {d}")).map_err(nothing)?;
     }
     Ok(())
 }
@@ -1174,14 +1178,13 @@ async fn target_reason(recv: &mut quinn::RecvStream) -> Option<String> {
 }
 
 fn capture(dir: &Path, out: &Path, since: Option<SystemTime>) -> Result<()> {
-    let f = std::fs::File::create(out)
-        .map_err(|e| AgentError::Other(format!("create {}: {e}", out.display())))?;
+    let f = std::fs::File::create(out).ctx(|| format!("create {}", out.display()))?;
     let mut w = std::io::BufWriter::new(f);
     match since {
         Some(t) => herd_overlay::capture_upper_since(dir, t, &mut w)?,
         None => herd_overlay::capture_upper(dir, &mut w)?,
     };
-    std::io::Write::flush(&mut w).map_err(|e| AgentError::Other(format!("write tar: {e}")))?;
+    std::io::Write::flush(&mut w).ctx(|| "write tar".into())?;
     Ok(())
 }
 
@@ -1278,9 +1281,7 @@ async fn send_file(
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| AgentError::Other(format!("agent task failed: {e}")))?
+    tokio::task::spawn_blocking(f).await?
 }
 
 fn ms(t: Instant) -> f64 {

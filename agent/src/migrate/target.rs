@@ -107,12 +107,13 @@ pub async fn migrate_in(
         let started =
             tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images))
                 .await
-                .unwrap_or_else(|e| Err(format!("agent task failed: {e}")));
+                .unwrap_or_else(|e| Err(e.into()));
         match started {
             Ok(rx) => pages = Some(rx),
-            Err(m) => {
+            Err(e) => {
                 agent.handoff.unmark(&name, &prepare.id);
                 let _ = std::fs::remove_dir_all(&staging);
+                let m = e.to_string();
                 return herd_quic::rpc::send_msg(send, &reply(TargetMsg::Refused(m))).await;
             }
         }
@@ -193,7 +194,7 @@ pub async fn migrate_in(
                             tracing::info!(container = %name, %id, bytes, "migration in: pages in");
                             REvent::PagesIn
                         }
-                        Ok(Ok(Err(m))) => REvent::LocalFailure(m),
+                        Ok(Ok(Err(e))) => REvent::LocalFailure(e.to_string()),
                         Ok(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
                         Err(_) => REvent::LocalFailure(format!(
                             "the page stream did not end within {} s of the commit",
