@@ -241,6 +241,8 @@ fn pidfd_open(pid: i32) -> std::io::Result<Option<OwnedFd>> {
 }
 
 #[cfg(test)]
+// The children are reaped by the waiter (or waitpid) under test.
+#[allow(clippy::zombie_processes)]
 mod tests {
     use super::*;
     use std::process::Command;
