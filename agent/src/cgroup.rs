@@ -247,17 +247,224 @@ pub fn limit_cpu(parent: &str, cores: f64) -> Result<()> {
             controllers.trim()
         )));
     }
-    let mut dir = root.clone();
+    let dir = v2_enable(&root, rel, "cpu")?;
+    let p = dir.join("cpu.max");
+    fs::write(&p, format!("{quota} {CFS_PERIOD_US}")).ctx(|| format!("write {}", p.display()))
+}
+
+/// Make `rel` under the cgroup2 `root` with `controller` enabled on every
+/// ancestor (so its files exist in `rel`); returns `rel`'s directory.
+fn v2_enable(root: &Path, rel: &str, controller: &str) -> Result<PathBuf> {
+    let mut dir = root.to_path_buf();
     for part in Path::new(rel).components() {
         let sub = dir.join("cgroup.subtree_control");
-        fs::write(&sub, "+cpu").ctx(|| format!("enable cpu in {}", sub.display()))?;
+        fs::write(&sub, format!("+{controller}"))
+            .ctx(|| format!("enable {controller} in {}", sub.display()))?;
         dir.push(part);
         if !dir.exists() {
             fs::create_dir(&dir).ctx(|| format!("create cgroup {}", dir.display()))?;
         }
     }
-    let p = dir.join("cpu.max");
-    fs::write(&p, format!("{quota} {CFS_PERIOD_US}")).ctx(|| format!("write {}", p.display()))
+    Ok(dir)
+}
+
+/// A host's disk capacity for its containers (`--disk-iops`,
+/// `--disk-bps`): each bounds reads and writes alike, each direction on
+/// its own, as the IO controller counts them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiskLimit {
+    pub iops: Option<u64>,
+    pub bps: Option<u64>,
+}
+
+impl DiskLimit {
+    /// Smallest values taken: below them a host would barely boot a container.
+    pub const MIN_IOPS: u64 = 1;
+    pub const MIN_BPS: u64 = 4096;
+
+    pub fn is_set(&self) -> bool {
+        self.iops.is_some() || self.bps.is_some()
+    }
+
+    pub fn check(&self) -> Result<()> {
+        if let Some(n) = self.iops.filter(|n| *n < Self::MIN_IOPS) {
+            return Err(crate::AgentError::Invalid {
+                what: "--disk-iops",
+                reason: format!("{n}: must be at least {} op/s", Self::MIN_IOPS),
+            });
+        }
+        if let Some(n) = self.bps.filter(|n| *n < Self::MIN_BPS) {
+            return Err(crate::AgentError::Invalid {
+                what: "--disk-bps",
+                reason: format!("{n}: must be at least {} bytes/s", Self::MIN_BPS),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// v1 blkio throttle files and the field of [`DiskLimit`] each takes.
+const V1_THROTTLE: [(&str, bool); 4] = [
+    ("blkio.throttle.read_iops_device", true),
+    ("blkio.throttle.write_iops_device", true),
+    ("blkio.throttle.read_bps_device", false),
+    ("blkio.throttle.write_bps_device", false),
+];
+
+/// Write `limit` into the v1 throttle files of `dir` (0 removes a rule).
+fn v1_throttle(dir: &Path, disk: crate::blockdev::Dev, limit: DiskLimit) -> Result<()> {
+    for (file, iops) in V1_THROTTLE {
+        let v = if iops { limit.iops } else { limit.bps };
+        let p = dir.join(file);
+        fs::write(&p, format!("{disk} {}", v.unwrap_or(0)))
+            .ctx(|| format!("write {} to {}", disk, p.display()))?;
+    }
+    Ok(())
+}
+
+/// Throttle everything under `parent` (e.g. `/herd/n1`) on `disk` to
+/// `limit`. v2: `io.max` (`riops wiops rbps wbps`) on the parent, after
+/// enabling the io controller on every ancestor: it bounds the children
+/// together, writeback included. v1: blkio throttling is flat (a
+/// parent's limit does not bound its children, only tasks in the parent
+/// itself), so the parent gets the limit and [`DiskShare`] splits it over
+/// the containers below; v1 sees only IO the tasks submit themselves
+/// (direct IO, fsync, reads), not buffered writeback. An unset field is
+/// unlimited (`max`, or 0 on v1, which removes a rule). Returns whether
+/// the split is needed (v1).
+pub fn limit_disk(parent: &str, disk: crate::blockdev::Dev, limit: DiskLimit) -> Result<bool> {
+    limit.check()?;
+    let rel = parent.trim_start_matches('/');
+    let layout = crate::monitor::cgroups::Layout::detect();
+    if let Some(blkio) = layout.v1.get("blkio") {
+        prepare(parent)?;
+        v1_throttle(&blkio.join(rel), disk, limit)?;
+        return Ok(true);
+    }
+    let Some(root) = layout.v2.filter(|r| r.join("cgroup.controllers").exists()) else {
+        return Err(crate::AgentError::Other(
+            "--disk-iops/--disk-bps need the IO controller: no cgroup v1 blkio hierarchy or cgroup2 mount"
+                .into(),
+        ));
+    };
+    let controllers = fs::read_to_string(root.join("cgroup.controllers")).unwrap_or_default();
+    if !controllers.split_whitespace().any(|c| c == "io") {
+        return Err(crate::AgentError::Other(format!(
+            "--disk-iops/--disk-bps need the io controller, which {} does not offer (controllers: {})",
+            root.display(),
+            controllers.trim()
+        )));
+    }
+    let dir = v2_enable(&root, rel, "io")?;
+    let v = |n: Option<u64>| n.map_or("max".to_string(), |n| n.to_string());
+    let line = format!(
+        "{disk} riops={} wiops={} rbps={} wbps={}",
+        v(limit.iops),
+        v(limit.iops),
+        v(limit.bps),
+        v(limit.bps)
+    );
+    let p = dir.join("io.max");
+    fs::write(&p, &line).ctx(|| format!("write {line:?} to {}", p.display()))?;
+    Ok(false)
+}
+
+/// A host's v1 disk limit split over its containers (see [`limit_disk`]).
+///
+/// Every [`DiskShare::PERIOD`], each container cgroup under the parent
+/// that did IO on the disk since the last look is active; each container
+/// gets the limit divided by the number of active ones (at least one), so
+/// the active ones together stay within it and one busy container alone
+/// gets all of it. Not work-conserving within a period: a container that
+/// just started doing IO has the share it was last given until the next
+/// look. A moved-in container (its cgroup new) gets the current share at
+/// once.
+pub struct DiskShare {
+    dir: PathBuf,
+    disk: crate::blockdev::Dev,
+    limit: DiskLimit,
+    /// Per child cgroup: its IO count at the last look, and the share written.
+    seen: std::collections::HashMap<String, (u64, Option<DiskLimit>)>,
+}
+
+impl DiskShare {
+    pub const PERIOD: std::time::Duration = std::time::Duration::from_millis(500);
+
+    /// None where there is no v1 blkio hierarchy.
+    pub fn new(parent: &str, disk: crate::blockdev::Dev, limit: DiskLimit) -> Option<DiskShare> {
+        let layout = crate::monitor::cgroups::Layout::detect();
+        let dir = layout.v1.get("blkio")?.join(parent.trim_start_matches('/'));
+        Some(DiskShare {
+            dir,
+            disk,
+            limit,
+            seen: Default::default(),
+        })
+    }
+
+    /// IO ops a child cgroup did on the disk (reads + writes, its subtree).
+    fn ops(&self, child: &Path) -> u64 {
+        let t = fs::read_to_string(child.join("blkio.throttle.io_serviced_recursive"))
+            .unwrap_or_default();
+        let dev = format!("{} ", self.disk);
+        t.lines()
+            .filter_map(|l| l.strip_prefix(&dev))
+            .filter_map(|l| {
+                let (op, n) = l.split_once(' ')?;
+                matches!(op, "Read" | "Write").then(|| n.trim().parse::<u64>().ok())?
+            })
+            .sum()
+    }
+
+    /// One look: count the active children, write each its share.
+    pub fn tick(&mut self) {
+        let Ok(rd) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        let children: Vec<(String, PathBuf)> = rd
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        let now: Vec<(String, PathBuf, u64)> = children
+            .into_iter()
+            .map(|(n, p)| {
+                let ops = self.ops(&p);
+                (n, p, ops)
+            })
+            .collect();
+        let active = now
+            .iter()
+            .filter(|(n, _, ops)| self.seen.get(n).is_some_and(|(o, _)| ops > o))
+            .count()
+            .max(1) as u64;
+        let share = |v: Option<u64>, min: u64| v.map(|v| (v / active).max(min));
+        let limit = DiskLimit {
+            iops: share(self.limit.iops, DiskLimit::MIN_IOPS),
+            bps: share(self.limit.bps, DiskLimit::MIN_BPS),
+        };
+        let mut seen = std::collections::HashMap::new();
+        for (n, p, ops) in now {
+            let written = match self.seen.get(&n) {
+                Some((_, Some(w))) if *w == limit => Some(limit),
+                // Gone meanwhile, or not ready: tried again next time.
+                _ => v1_throttle(&p, self.disk, limit).ok().map(|()| limit),
+            };
+            seen.insert(n, (ops, written));
+        }
+        self.seen = seen;
+    }
+
+    /// Look every [`DiskShare::PERIOD`] for as long as the process lives.
+    pub fn spawn(mut self) -> std::io::Result<()> {
+        std::thread::Builder::new()
+            .name("disk-share".into())
+            .spawn(move || loop {
+                self.tick();
+                std::thread::sleep(Self::PERIOD);
+            })
+            .map(|_| ())
+    }
 }
 
 #[cfg(test)]

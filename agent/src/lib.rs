@@ -6,6 +6,7 @@
 //! to ([`server`]). It makes no placement decisions.
 
 pub mod auth;
+pub mod blockdev;
 pub mod cgroup;
 pub mod config_file;
 pub mod container;

@@ -50,6 +50,17 @@ struct Args {
     /// figures become theirs over it. Default: the whole machine.
     #[arg(long)]
     cpus: Option<f64>,
+    /// Disk capacity of this host for containers, in IO operations per
+    /// second, reads and writes each (the IO controller on their parent
+    /// cgroup, for the disk of --state-dir): all containers together get
+    /// at most that many, and the host's disk figures become theirs.
+    /// cgroup v1 throttles only IO the tasks submit themselves (direct
+    /// IO, fsync, reads), not buffered writeback. Default: unlimited.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    disk_iops: Option<u64>,
+    /// Like --disk-iops, in bytes per second (64m, 1g, bytes; at least 4096).
+    #[arg(long, value_parser = disk_bps)]
+    disk_bps: Option<u64>,
     /// CRIU binary (default: $HERD_CRIU or `criu` in PATH).
     #[arg(long)]
     criu: Option<PathBuf>,
@@ -82,6 +93,12 @@ struct Args {
     /// Concurrent streams one peer (certificate) may hold, all connections together.
     #[arg(long, env = "HERD_MAX_STREAMS_PER_PEER", default_value_t = Limits::DEFAULT_STREAMS_PER_PEER)]
     max_streams_per_peer: usize,
+}
+
+/// `--disk-bps`: a size in the CLI's spelling (herd_wire::size).
+fn disk_bps(s: &str) -> Result<u64, String> {
+    herd_wire::size::parse_size(s)
+        .ok_or_else(|| format!("bad size {s:?}: use e.g. 64m, 1.5g, 512k or bytes"))
 }
 
 /// Closes every inherited descriptor above stderr, so nothing the agent's
@@ -186,6 +203,10 @@ fn main() -> anyhow::Result<()> {
         netns_prefix: args.netns_prefix.clone(),
         cgroup_parent: args.cgroup_parent.clone(),
         cpus: args.cpus,
+        disk: herd_agent::cgroup::DiskLimit {
+            iops: args.disk_iops,
+            bps: args.disk_bps,
+        },
         limits: Limits {
             unpack: herd_overlay::Limits {
                 max_bytes: args.max_unpack_bytes,

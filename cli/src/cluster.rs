@@ -44,6 +44,37 @@ pub struct Node {
     /// Lab only: the agent's `--cpus`, if any.
     #[serde(default)]
     pub cpus: Option<f64>,
+    /// Lab only: the agent's `--disk-iops` and `--disk-bps`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_iops: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk_bps: Option<u64>,
+}
+
+impl Node {
+    /// The lab flags this node's agent runs with (`--cpus=..`, `--disk-iops=..`).
+    pub fn capacity_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        v.extend(self.cpus.map(|c| format!("--cpus={c}")));
+        v.extend(self.disk_iops.map(|c| format!("--disk-iops={c}")));
+        v.extend(self.disk_bps.map(|c| format!("--disk-bps={c}")));
+        v
+    }
+
+    /// `, 1 CPUs, 200 disk IOPS` for `lab up`'s listing; empty when unlimited.
+    pub fn capacity_note(&self) -> String {
+        let mut s = String::new();
+        if let Some(c) = self.cpus {
+            s.push_str(&format!(", {c} CPUs"));
+        }
+        if let Some(n) = self.disk_iops {
+            s.push_str(&format!(", {n} disk IOPS"));
+        }
+        if let Some(n) = self.disk_bps {
+            s.push_str(&format!(", {} disk/s", crate::ui::human_bytes(n)));
+        }
+        s
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

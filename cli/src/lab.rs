@@ -79,30 +79,123 @@ fn subnet_in_use(index: u8) -> bool {
     })
 }
 
+/// Each lab host's capacity for its containers, one value for all nodes or
+/// one per node; empty: the whole machine.
+#[derive(Debug, Clone, Default)]
+pub struct Capacity {
+    /// `herd-agent --cpus`, in cores.
+    pub cpus: Vec<f64>,
+    /// `herd-agent --disk-iops`; None: unlimited (`max`).
+    pub disk_iops: Vec<Option<u64>>,
+    /// `herd-agent --disk-bps`; None: unlimited (`max`).
+    pub disk_bps: Vec<Option<u64>>,
+}
+
+/// One `--disk-iops` value: at least 1, or `max`.
+pub fn parse_iops(s: &str) -> Result<Option<u64>, String> {
+    if s.trim() == "max" {
+        return Ok(None);
+    }
+    match s.trim().parse::<u64>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err(format!(
+            "{s:?}: IO operations per second, a whole number of at least 1, or max"
+        )),
+    }
+}
+
+/// One `--disk-bps` value: a size of at least 4k (64m, 1g, bytes), or `max`.
+pub fn parse_bps(s: &str) -> Result<Option<u64>, String> {
+    if s.trim() == "max" {
+        return Ok(None);
+    }
+    match herd_wire::size::parse_size(s) {
+        Some(n) if n >= 4096 => Ok(Some(n)),
+        Some(n) => Err(format!(
+            "{s:?} is {n} bytes per second: at least 4096 (4k), or max"
+        )),
+        None => Err(format!(
+            "{s:?}: bytes per second, e.g. 64m, 1g, 512k, bytes, or max"
+        )),
+    }
+}
+
+/// One node's share of a [`Capacity`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct NodeCapacity {
+    pub cpus: Option<f64>,
+    pub disk_iops: Option<u64>,
+    pub disk_bps: Option<u64>,
+}
+
+fn per_node<T: Copy>(flag: &str, v: &[T], nodes: usize) -> Result<Vec<Option<T>>> {
+    Ok(match v.len() {
+        0 => vec![None; nodes],
+        1 => vec![Some(v[0]); nodes],
+        n if n == nodes => v.iter().map(|c| Some(*c)).collect(),
+        n => bail!("{flag} has {n} values for {nodes} nodes: give one for all or one per node"),
+    })
+}
+
+impl Capacity {
+    pub fn cpus(cpus: &[f64]) -> Capacity {
+        Capacity {
+            cpus: cpus.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    /// Spread over `nodes` and checked: refused with the flag and the range.
+    pub fn per_node(&self, nodes: usize) -> Result<Vec<NodeCapacity>> {
+        let cpus = per_node("--cpus", &self.cpus, nodes)?;
+        let iops: Vec<Option<u64>> = per_node("--disk-iops", &self.disk_iops, nodes)?
+            .into_iter()
+            .map(Option::flatten)
+            .collect();
+        let bps: Vec<Option<u64>> = per_node("--disk-bps", &self.disk_bps, nodes)?
+            .into_iter()
+            .map(Option::flatten)
+            .collect();
+        let machine = std::thread::available_parallelism()
+            .map(|n| n.get() as f64)
+            .unwrap_or(1.0);
+        if let Some(c) = cpus
+            .iter()
+            .flatten()
+            .find(|c| !(c.is_finite() && **c >= 0.01 && **c <= machine))
+        {
+            bail!("--cpus {c}: each value must be from 0.01 to {machine} (this machine's CPUs)");
+        }
+        if let Some(n) = iops.iter().flatten().find(|n| **n < 1) {
+            bail!("--disk-iops {n}: each value must be at least 1 (IO operations per second)");
+        }
+        if let Some(n) = bps.iter().flatten().find(|n| **n < 4096) {
+            bail!("--disk-bps {n}: each value must be at least 4096 bytes per second (4k)");
+        }
+        Ok((0..nodes)
+            .map(|i| NodeCapacity {
+                cpus: cpus[i],
+                disk_iops: iops[i],
+                disk_bps: bps[i],
+            })
+            .collect())
+    }
+}
+
 /// Start a lab of `nodes` hosts. `cpus`: each node's CPU capacity for
 /// containers (`herd-agent --cpus`), one value for all or one per node;
 /// empty: every node sees the whole machine.
 pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
+    up_with(lab, nodes, &Capacity::cpus(cpus)).await
+}
+
+/// [`up`] with each node's CPU and disk capacity.
+pub async fn up_with(lab: &str, nodes: usize, cap: &Capacity) -> Result<Cluster> {
     check_lab_name(lab)?;
     if !(1..=32).contains(&nodes) {
         bail!("--nodes must be between 1 and 32");
     }
-    let cpus: Vec<Option<f64>> = match cpus.len() {
-        0 => vec![None; nodes],
-        1 => vec![Some(cpus[0]); nodes],
-        n if n == nodes => cpus.iter().map(|c| Some(*c)).collect(),
-        n => bail!("--cpus has {n} values for {nodes} nodes: give one for all or one per node"),
-    };
-    let machine = std::thread::available_parallelism()
-        .map(|n| n.get() as f64)
-        .unwrap_or(1.0);
-    if let Some(c) = cpus
-        .iter()
-        .flatten()
-        .find(|c| !(c.is_finite() && **c >= 0.01 && **c <= machine))
-    {
-        bail!("--cpus {c}: each value must be from 0.01 to {machine} (this machine's CPUs)");
-    }
+    let caps = cap.per_node(nodes)?;
     if nix::unistd::geteuid().as_raw() != 0 {
         bail!("herd lab up needs root (network namespaces, cgroups, CRIU)");
     }
@@ -159,7 +252,7 @@ pub async fn up(lab: &str, nodes: usize, cpus: &[f64]) -> Result<Cluster> {
     };
     // Written first, so `lab down` can clean up a half-made lab.
     cl.save(&file)?;
-    let built = build(&mut cl, &agent_bin, &cpus, index).await;
+    let built = build(&mut cl, &agent_bin, &caps, index).await;
     drop(lock);
     match built {
         Ok(()) => {
@@ -196,7 +289,7 @@ fn subnet_taken(h: &mut Handle, index: u8) -> bool {
         .unwrap_or(false)
 }
 
-async fn build(cl: &mut Cluster, agent_bin: &Path, cpus: &[Option<f64>], index: u8) -> Result<()> {
+async fn build(cl: &mut Cluster, agent_bin: &Path, caps: &[NodeCapacity], index: u8) -> Result<()> {
     let lab = cl.name.clone();
     let pki_dir = cl.dir.join("pki");
     pki::init_ca(&pki_dir, &lab, true).context("create the lab CA")?;
@@ -216,7 +309,7 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, cpus: &[Option<f64>], index: 
     h.add_address(&br, Ipv4Addr::new(10, 77, index, 1).into(), 24)?;
     h.set_up(&br)?;
 
-    for (i, node_cpus) in (1..).zip(cpus.iter().copied()) {
+    for (i, cap) in (1..).zip(caps.iter().copied()) {
         let node = format!("n{i}");
         let ns_name = format!("{lab}-{node}");
         let ns_path = netns::create(&ns_name).with_context(|| format!("create netns {ns_name}"))?;
@@ -238,17 +331,20 @@ async fn build(cl: &mut Cluster, agent_bin: &Path, cpus: &[Option<f64>], index: 
         pki::issue(&pki_dir, &node, Role::Node, &node_dir, &[ip.to_string()])
             .with_context(|| format!("issue certificate for {node}"))?;
         let state_dir = node_dir.join("state");
-        let (pid, pid_start) =
-            spawn_agent(agent_bin, &lab, &node, &node_dir, ip, &ns_path, node_cpus)?;
-        cl.nodes.push(Node {
-            cpus: node_cpus,
+        let mut n = Node {
+            cpus: cap.cpus,
+            disk_iops: cap.disk_iops,
+            disk_bps: cap.disk_bps,
             name: node.clone(),
             addr: SocketAddr::from((ip, AGENT_PORT)),
             netns: Some(ns_name),
             state_dir: Some(state_dir),
-            pid: Some(pid),
-            pid_start,
-        });
+            pid: None,
+            pid_start: None,
+        };
+        let (pid, pid_start) = spawn_agent(agent_bin, &lab, &n, &node_dir, ip, &ns_path)?;
+        (n.pid, n.pid_start) = (Some(pid), pid_start);
+        cl.nodes.push(n);
     }
     cl.save(&cl.dir.join("cluster.json"))?;
     wait_ready(cl).await?;
@@ -273,12 +369,12 @@ pub const LAB_NETWORK: &str = "lab";
 fn spawn_agent(
     agent_bin: &Path,
     lab: &str,
-    node: &str,
+    n: &Node,
     node_dir: &Path,
     ip: Ipv4Addr,
     ns_path: &Path,
-    cpus: Option<f64>,
 ) -> Result<(i32, Option<u64>)> {
+    let node = n.name.as_str();
     let ns_fd = netns::open(ns_path)?;
     let tls = pki::TlsFiles::in_dir(node_dir, node);
     let log = fs::OpenOptions::new()
@@ -304,7 +400,7 @@ fn spawn_agent(
         .arg(format!("/herd/{lab}/{node}"))
         .arg("--metrics-listen")
         .arg(SocketAddr::from((ip, METRICS_PORT)).to_string())
-        .args(cpus.map(|c| format!("--cpus={c}")))
+        .args(n.capacity_args())
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
@@ -352,7 +448,7 @@ pub async fn restart(lab: &str, node: &str) -> Result<()> {
         bail!("lab node {node} has a non-IPv4 address");
     };
     let ns = netns::path(n.netns.as_deref().context("lab node without a netns")?);
-    let (pid, pid_start) = spawn_agent(&agent_bin, lab, node, &cl.dir.join(node), ip, &ns, n.cpus)?;
+    let (pid, pid_start) = spawn_agent(&agent_bin, lab, &n, &cl.dir.join(node), ip, &ns)?;
     for x in cl.nodes.iter_mut().filter(|x| x.name == node) {
         x.pid = Some(pid);
         x.pid_start = pid_start;

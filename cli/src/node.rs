@@ -164,6 +164,8 @@ pub fn add(
         pid: None,
         pid_start: None,
         cpus: None,
+        disk_iops: None,
+        disk_bps: None,
     });
     cl.save(file)?;
     Ok(cl)

@@ -33,7 +33,7 @@ use std::time::Duration;
 use herd_overlay::ImageStore;
 use herd_wire::{ContainerInfo, ContainerStatus, ImageSummary};
 
-use crate::error::{validate_name, AgentError, Result};
+use crate::error::{validate_name, AgentError, IoContext, Result};
 use crate::state::{ContainerRecord, StateDir};
 
 pub use checkpoint::CheckpointOptions;
@@ -57,6 +57,11 @@ pub struct AgentConfig {
     /// host's CPU figures become those of the parent (see
     /// [`crate::cgroup::limit_cpu`]). None: the whole machine.
     pub cpus: Option<f64>,
+    /// Disk capacity of this host for its containers (`--disk-iops`,
+    /// `--disk-bps`) on the disk of its state dir: the cgroup parent is
+    /// throttled there (see [`crate::cgroup::limit_disk`]) and the host's
+    /// disk figures become the parent's. Unset: the whole disk.
+    pub disk: crate::cgroup::DiskLimit,
     /// Bounds on imports, streams and peers (see [`crate::limits`]).
     pub limits: crate::limits::Limits,
 }
@@ -69,6 +74,7 @@ impl AgentConfig {
             netns_prefix: None,
             cgroup_parent: None,
             cpus: None,
+            disk: Default::default(),
             limits: crate::limits::Limits::default(),
         }
     }
@@ -126,6 +132,8 @@ pub struct Agent {
     pub monitor: crate::monitor::Hub,
     /// Migrations in flight and their journals (see [`crate::migrate`]).
     pub handoff: crate::migrate::Handoff,
+    /// The disk `--disk-iops`/`--disk-bps` throttle, when set.
+    pub(crate) disk: Option<crate::blockdev::Dev>,
 }
 
 impl Agent {
@@ -136,11 +144,27 @@ impl Agent {
             crate::cgroup::limit_cpu(&cgroup_parent_of(&cfg), c)?;
         }
         let state = StateDir::open(&cfg.state_dir)?;
+        let disk = match cfg.disk.is_set() {
+            true => {
+                let dev = crate::blockdev::disk_of(state.root())?;
+                let parent = cgroup_parent_of(&cfg);
+                if crate::cgroup::limit_disk(&parent, dev, cfg.disk)? {
+                    if let Some(share) = crate::cgroup::DiskShare::new(&parent, dev, cfg.disk) {
+                        share
+                            .spawn()
+                            .ctx(|| "start the disk share thread".to_string())?;
+                    }
+                }
+                Some(dev)
+            }
+            false => None,
+        };
         let images = ImageStore::open(state.images())?.with_limits(cfg.limits.unpack);
         let nets = crate::net::NetStore::open(state.root().join("networks"))?;
         let monitor = crate::monitor::Hub::new(&cfg.node);
         let handoff = crate::migrate::Handoff::open(state.root())?;
         let agent = Arc::new(Agent {
+            disk,
             handoff,
             monitor,
             cfg,
@@ -193,6 +217,11 @@ impl Agent {
     /// Whether `--cpus` confines this host to a slice of the machine.
     pub fn cpus(&self) -> Option<f64> {
         self.cfg.cpus
+    }
+
+    /// The throttled disk and its limits, when `--disk-iops`/`--disk-bps` are set.
+    pub fn disk_limit(&self) -> Option<(crate::blockdev::Dev, crate::cgroup::DiskLimit)> {
+        self.disk.map(|d| (d, self.cfg.disk))
     }
 
     pub fn state_dir(&self) -> &StateDir {

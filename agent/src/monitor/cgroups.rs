@@ -14,6 +14,9 @@
 //! v1 IO is counted per task because v1 does not charge buffered
 //! writeback to the cgroup that dirtied the pages (blkio shows zero for a
 //! write+fsync workload here): its ops are the tasks' read/write calls.
+//! On a host with a disk limit (`--disk-iops`) the ops are block IO
+//! instead ([`CgroupReader::with_block_ops`]), the unit of the host's
+//! own disk figures there.
 //! On a hybrid host the container also sits in the cgroup2 hierarchy (the
 //! agent joins it there), which gives PSI and, if the v1 cpuacct is
 //! missing, CPU time.
@@ -176,6 +179,9 @@ pub struct CgroupReader {
     pids: Option<PFile>,
     procs: Option<PFile>,
     psi: [Option<PFile>; 3],
+    /// v1 `blkio.throttle.io_serviced_recursive`: block ops instead of
+    /// the tasks' read/write calls (see [`CgroupReader::with_block_ops`]).
+    block_ops: Option<PFile>,
     /// v1: /proc/<pid>/io of the cgroup's processes, kept open.
     proc_io: HashMap<u32, Option<PFile>>,
     io_last: HashMap<u32, [u64; 4]>,
@@ -203,6 +209,23 @@ impl CgroupReader {
             psi: psi_files(dir),
             ..Default::default()
         }
+    }
+
+    /// v1: count the block IO the cgroup's tasks submitted (blkio's
+    /// throttle counters: direct IO, fsync, reads; what a disk limit
+    /// throttles) as its read and write ops, not their read/write calls.
+    /// A disk-limited host reports its own disk in those ops, and
+    /// `oltp-disk` compares a container's ops with its host's: a
+    /// database's socket reads and writes are no disk ops. v2 already
+    /// counts block IO (io.stat).
+    pub fn with_block_ops(mut self, layout: &Layout, path: &str) -> Self {
+        if self.v1 {
+            let rel = path.trim_start_matches('/');
+            self.block_ops = layout.v1.get("blkio").and_then(|m| {
+                PFile::open(&m.join(rel).join("blkio.throttle.io_serviced_recursive"))
+            });
+        }
+        self
     }
 
     /// Count the CPU time of the `/proc/<pid>/io` reads (for `herd bench monitor`).
@@ -281,6 +304,9 @@ impl CgroupReader {
             .unwrap_or(0);
         if self.v1 {
             r.io = self.proc_io(buf);
+            if let Some(t) = self.block_ops.as_ref().and_then(|f| f.read(buf).ok()) {
+                [r.io[0], r.io[1]] = blkio_ops(t);
+            }
         } else if let Some(t) = self.io_stat.as_ref().and_then(|f| f.read(buf).ok()) {
             r.io = parse_io_stat(t);
         }
@@ -363,6 +389,25 @@ impl CgRaw {
     }
 }
 
+/// Read and Write ops summed over the devices of a v1 blkio
+/// `io_serviced` file (`MAJ:MIN Read N` lines).
+pub fn blkio_ops(text: &str) -> [u64; 2] {
+    let mut v = [0u64; 2];
+    for l in text.lines() {
+        let mut f = l.split_whitespace();
+        let (Some(_dev), Some(op), Some(n)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        let i = match op {
+            "Read" => 0,
+            "Write" => 1,
+            _ => continue,
+        };
+        v[i] += n.parse::<u64>().unwrap_or(0);
+    }
+    v
+}
+
 /// `rios`, `wios`, `rbytes`, `wbytes` summed over the devices of `io.stat`.
 pub fn parse_io_stat(text: &str) -> [u64; 4] {
     let mut v = [0u64; 4];
@@ -392,4 +437,14 @@ pub fn parse_proc_io(text: &str) -> [u64; 4] {
             .unwrap_or(0)
     };
     [g("syscr"), g("syscw"), g("read_bytes"), g("write_bytes")]
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn blkio_ops_sum_reads_and_writes_over_devices() {
+        let t = "254:0 Read 7\n254:0 Write 153\n254:0 Sync 209\n254:0 Async 0\n\
+                 254:0 Discard 49\n254:0 Total 209\n8:0 Read 1\n8:0 Write 2\nTotal 212\n";
+        assert_eq!(super::blkio_ops(t), [8, 155]);
+    }
 }

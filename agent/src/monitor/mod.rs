@@ -168,13 +168,16 @@ pub struct Sampler {
 impl Sampler {
     pub fn new(agent: Arc<Agent>) -> Sampler {
         Sampler {
-            host: match agent.cpus() {
-                Some(c) => HostSampler::new(agent.node()).with_slice(
-                    &agent.monitor.layout,
-                    &agent.cgroup_parent(),
-                    c,
-                ),
-                None => HostSampler::new(agent.node()),
+            host: {
+                let (layout, parent) = (&agent.monitor.layout, agent.cgroup_parent());
+                let h = match agent.cpus() {
+                    Some(c) => HostSampler::new(agent.node()).with_slice(layout, &parent, c),
+                    None => HostSampler::new(agent.node()),
+                };
+                match agent.disk_limit() {
+                    Some((dev, limit)) => h.with_disk_slice(layout, &parent, dev, limit),
+                    None => h,
+                }
             },
             agent,
             tracked: HashMap::new(),
@@ -259,7 +262,10 @@ impl Sampler {
                         base.start_time_seconds = r.created_ns as f64 / 1e9;
                         (r.cgroup_path.clone(), base, r.spec.image.clone())
                     };
-                    let reader = hub.layout.open(&path);
+                    let mut reader = hub.layout.open(&path);
+                    if self.agent.disk_limit().is_some() {
+                        reader = reader.with_block_ops(&hub.layout, &path);
+                    }
                     self.tracked.insert(
                         name.clone(),
                         Tracked {

@@ -251,6 +251,67 @@ fn runnable_under(dir: &Path, file: &str) -> u64 {
     n
 }
 
+/// A host with a disk capacity of its own (`herd-agent --disk-iops`,
+/// `--disk-bps`): its disk figures are the IO its containers' parent
+/// cgroup did on the throttled disk (v1 `blkio.throttle.io_serviced` and
+/// `io_service_bytes`, recursive; v2 `io.stat`), and its busy ratio that
+/// IO over the limit (the busiest direction), not the machine's disks.
+struct DiskSlice {
+    dev: crate::blockdev::Dev,
+    /// The disk's name in /sys (`vda`), for the sample.
+    name: String,
+    limit: crate::cgroup::DiskLimit,
+    v1: Option<(PFile, PFile)>,
+    v2: Option<PFile>,
+}
+
+impl DiskSlice {
+    /// [reads, writes, read sectors, written sectors, 0] (diskstats' order).
+    fn read(&self, buf: &mut Vec<u8>) -> Option<[u64; 5]> {
+        let dev = format!("{} ", self.dev);
+        if let Some((ops, bytes)) = &self.v1 {
+            let pick = |t: &str, what: &str| {
+                t.lines()
+                    .filter_map(|l| l.strip_prefix(&dev))
+                    .find_map(|l| l.strip_prefix(what)?.trim().parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            let t = ops.read(buf).ok()?;
+            let (r, w) = (pick(t, "Read "), pick(t, "Write "));
+            let t = bytes.read(buf).ok()?;
+            return Some([r, w, pick(t, "Read ") / 512, pick(t, "Write ") / 512, 0]);
+        }
+        let t = self.v2.as_ref()?.read(buf).ok()?;
+        let line = t.lines().find_map(|l| l.strip_prefix(&dev)).unwrap_or("");
+        let f = |k: &str| kv_inline(line, k).unwrap_or(0);
+        Some([
+            f("rios"),
+            f("wios"),
+            f("rbytes") / 512,
+            f("wbytes") / 512,
+            0,
+        ])
+    }
+
+    /// The busiest direction's use of its limit, 0..1.
+    fn busy(&self, d: &DiskSample) -> f64 {
+        let mut b: f64 = 0.0;
+        if let Some(n) = self.limit.iops {
+            b = b.max(d.read_ops_per_second.max(d.write_ops_per_second) / n as f64);
+        }
+        if let Some(n) = self.limit.bps {
+            b = b.max(d.read_bytes_per_second.max(d.write_bytes_per_second) / n as f64);
+        }
+        b.min(1.0)
+    }
+}
+
+/// `key=N` in one line of space-separated pairs (v2 `io.stat`).
+fn kv_inline(line: &str, key: &str) -> Option<u64> {
+    line.split_whitespace()
+        .find_map(|p| p.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
+}
+
 impl CpuSlice {
     /// Count the slice's runnable threads and fold them into its load
     /// averages, as the kernel does for the whole machine (exponential, 1,
@@ -293,6 +354,7 @@ pub struct HostSampler {
     prev: Option<(Instant, HostRaw)>,
     buf: Vec<u8>,
     slice: Option<CpuSlice>,
+    disk_slice: Option<DiskSlice>,
     cost: Option<ReadCost>,
 }
 
@@ -320,8 +382,55 @@ impl HostSampler {
             prev: None,
             buf: Vec::with_capacity(16 << 10),
             slice: None,
+            disk_slice: None,
             cost: None,
         }
+    }
+
+    /// Report the disk IO of cgroup `parent` on `dev` against `limit`
+    /// instead of the machine's /proc/diskstats (see [`DiskSlice`]).
+    pub fn with_disk_slice(
+        mut self,
+        layout: &super::cgroups::Layout,
+        parent: &str,
+        dev: crate::blockdev::Dev,
+        limit: crate::cgroup::DiskLimit,
+    ) -> Self {
+        let rel = parent.trim_start_matches('/');
+        let v1 = layout.v1.get("blkio").and_then(|m| {
+            let d = m.join(rel);
+            Some((
+                PFile::open(&d.join("blkio.throttle.io_serviced_recursive"))?,
+                PFile::open(&d.join("blkio.throttle.io_service_bytes_recursive"))?,
+            ))
+        });
+        let v2 = match v1 {
+            Some(_) => None,
+            None => layout
+                .v2
+                .as_ref()
+                .and_then(|m| PFile::open(&m.join(rel).join("io.stat"))),
+        };
+        if v1.is_none() && v2.is_none() {
+            tracing::warn!(%parent, "no IO accounting for the disk limit: host disk stays the machine's");
+            return self;
+        }
+        let name = std::fs::read_to_string(format!("/sys/dev/block/{dev}/uevent"))
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("DEVNAME="))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| dev.to_string());
+        self.disk_slice = Some(DiskSlice {
+            dev,
+            name,
+            limit,
+            v1,
+            v2,
+        });
+        self
     }
 
     /// Count the CPU time of each /proc read (for `herd bench monitor`).
@@ -463,6 +572,14 @@ impl HostSampler {
                 read_bytes_total: c[2] * 512,
                 written_bytes_total: c[3] * 512,
                 io_time_seconds_total: c[4] as f64 / 1e3,
+            };
+            let disk = match &self.disk_slice {
+                Some(sl) => DiskSample {
+                    busy_ratio: sl.busy(&disk),
+                    io_time_seconds_total: 0.0,
+                    ..disk
+                },
+                None => disk,
             };
             s.disk_ops_per_second += disk.read_ops_per_second + disk.write_ops_per_second;
             s.disk_read_bytes_per_second += disk.read_bytes_per_second;
@@ -638,7 +755,11 @@ impl HostSampler {
                 .entry(name.to_string())
                 .or_insert_with(|| is_disk(name))
         };
-        if let Some(t) = self.diskstats.as_ref().and_then(|f| f.read(buf).ok()) {
+        if let Some(sl) = &self.disk_slice {
+            if let Some(v) = sl.read(buf) {
+                r.disks.insert(sl.name.clone(), v);
+            }
+        } else if let Some(t) = self.diskstats.as_ref().and_then(|f| f.read(buf).ok()) {
             if use_crate(ProcRead::Diskstats) {
                 let disks = procfs::DiskStats::from_read(t.as_bytes()).map(|d| d.0);
                 for d in disks.unwrap_or_default() {

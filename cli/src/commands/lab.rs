@@ -21,6 +21,18 @@ pub enum LabCmd {
         /// shares the whole machine.
         #[arg(long, value_delimiter = ',')]
         cpus: Vec<f64>,
+        /// Each node's disk capacity for containers, in IO operations per
+        /// second (reads and writes each), on the disk of the lab's state
+        /// dirs: one value for all nodes or one per node, `max` for none
+        /// (e.g. 100,max,max). The IO controller (cgroup v1 blkio
+        /// throttling, v2 io.max) on the node's container parent; v1
+        /// throttles only IO the tasks submit themselves (direct IO, fsync,
+        /// reads), not buffered writeback.
+        #[arg(long, value_delimiter = ',', value_parser = lab::parse_iops)]
+        disk_iops: Vec<Option<u64>>,
+        /// Like --disk-iops, in bytes per second (64m, 1g, bytes, max).
+        #[arg(long, value_delimiter = ',', value_parser = lab::parse_bps)]
+        disk_bps: Vec<Option<u64>>,
         /// Hosts as QEMU guests (Debian's kernels, systemd, pure cgroup v2,
         /// the agent as a systemd service) instead of network namespaces.
         #[arg(long)]
@@ -61,16 +73,34 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
             vm: true,
             nodes,
             cpus,
+            disk_iops,
+            disk_bps,
             kernel,
         } => {
-            let cl = lab_vm::up(&g.lab, *nodes, *kernel, cpus).await?;
+            let cap = lab::Capacity {
+                cpus: cpus.clone(),
+                disk_iops: disk_iops.clone(),
+                disk_bps: disk_bps.clone(),
+            };
+            let cl = lab_vm::up(&g.lab, *nodes, *kernel, &cap).await?;
             lab_vm::print_up(&cl);
         }
         LabCmd::Guest { node, timeout, cmd } => {
             return lab_vm::guest_cmd(&g.lab, node, cmd, *timeout);
         }
-        LabCmd::Up { nodes, cpus, .. } => {
-            let cl = lab::up(&g.lab, *nodes, cpus).await?;
+        LabCmd::Up {
+            nodes,
+            cpus,
+            disk_iops,
+            disk_bps,
+            ..
+        } => {
+            let cap = lab::Capacity {
+                cpus: cpus.clone(),
+                disk_iops: disk_iops.clone(),
+                disk_bps: disk_bps.clone(),
+            };
+            let cl = lab::up_with(&g.lab, *nodes, &cap).await?;
             println!("lab {} is up: {} node(s)", cl.name, cl.nodes.len());
             for n in &cl.nodes {
                 println!(
@@ -78,7 +108,7 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
                     n.name,
                     n.addr,
                     n.netns.clone().unwrap_or_default(),
-                    n.cpus.map(|c| format!(", {c} CPUs")).unwrap_or_default()
+                    n.capacity_note()
                 );
             }
         }

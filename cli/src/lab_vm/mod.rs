@@ -183,17 +183,12 @@ fn criu_prefix() -> Result<PathBuf> {
 }
 
 /// Start a lab of `nodes` QEMU guests.
-pub async fn up(name: &str, nodes: usize, kernel: Kernel, cpus: &[f64]) -> Result<Cluster> {
+pub async fn up(name: &str, nodes: usize, kernel: Kernel, cap: &lab::Capacity) -> Result<Cluster> {
     lab::check_lab_name(name)?;
     if !(1..=16).contains(&nodes) {
         bail!("--vm --nodes must be between 1 and 16");
     }
-    let cpus: Vec<Option<f64>> = match cpus.len() {
-        0 => vec![None; nodes],
-        1 => vec![Some(cpus[0]); nodes],
-        n if n == nodes => cpus.iter().map(|c| Some(*c)).collect(),
-        n => bail!("--cpus has {n} values for {nodes} nodes: give one for all or one per node"),
-    };
+    let caps = cap.per_node(nodes)?;
     if nix::unistd::geteuid().as_raw() != 0 {
         bail!("herd lab up --vm needs root (bridge, taps, guest images)");
     }
@@ -276,7 +271,7 @@ pub async fn up(name: &str, nodes: usize, kernel: Kernel, cpus: &[f64]) -> Resul
         &criu,
         &images,
         kernel,
-        &cpus,
+        &caps,
         index,
         &accel_args,
     )
@@ -338,7 +333,7 @@ async fn build(
     criu: &Path,
     images: &std::collections::BTreeMap<&str, PathBuf>,
     kernel: Kernel,
-    cpus: &[Option<f64>],
+    caps: &[lab::NodeCapacity],
     index: u8,
     accel_args: &[&str],
 ) -> Result<()> {
@@ -369,7 +364,7 @@ async fn build(
     h.add_address(&br, Ipv4Addr::new(10, 77, index, 1).into(), 24)?;
     h.set_up(&br)?;
     let (smp, mem) = guest_size();
-    for (i, node_cpus) in (1..).zip(cpus.iter().copied()) {
+    for (i, cap) in (1..).zip(caps.iter().copied()) {
         let node = format!("n{i}");
         let suite = kernel.suite(i);
         let img = &images[suite];
@@ -380,7 +375,7 @@ async fn build(
         fs::create_dir_all(&etc)?;
         pki::issue(&pki_dir, &node, Role::Node, &etc, &[ip.to_string()])
             .with_context(|| format!("issue certificate for {node}"))?;
-        fs::write(etc.join("agent.toml"), agent_toml(&node, ip, node_cpus))?;
+        fs::write(etc.join("agent.toml"), agent_toml(&node, ip, &cap))?;
         fs::write(
             nshare.join("guest.env"),
             format!(
@@ -472,7 +467,9 @@ async fn build(
             g.qemu_start = crate::process::proc_start(pid);
         }
         cl.nodes.push(Node {
-            cpus: node_cpus,
+            cpus: cap.cpus,
+            disk_iops: cap.disk_iops,
+            disk_bps: cap.disk_bps,
             name: node.clone(),
             addr: SocketAddr::from((ip, lab::AGENT_PORT)),
             netns: None,
@@ -502,7 +499,7 @@ async fn build(
 
 /// The agent's settings file in a guest (`/etc/herd/agent.toml`): what an
 /// operator writes, with the lab's addresses.
-pub fn agent_toml(node: &str, ip: Ipv4Addr, cpus: Option<f64>) -> String {
+pub fn agent_toml(node: &str, ip: Ipv4Addr, cap: &lab::NodeCapacity) -> String {
     let mut s = format!(
         "# herd-agent settings: one `key = value` per herd-agent flag (herd-agent --help)\n\
          node = \"{node}\"\n\
@@ -516,8 +513,14 @@ pub fn agent_toml(node: &str, ip: Ipv4Addr, cpus: Option<f64>) -> String {
         port = lab::AGENT_PORT,
         mport = lab::METRICS_PORT,
     );
-    if let Some(c) = cpus {
+    if let Some(c) = cap.cpus {
         s.push_str(&format!("cpus = {c}\n"));
+    }
+    if let Some(n) = cap.disk_iops {
+        s.push_str(&format!("disk-iops = {n}\n"));
+    }
+    if let Some(n) = cap.disk_bps {
+        s.push_str(&format!("disk-bps = {n}\n"));
     }
     s
 }
@@ -781,7 +784,7 @@ pub fn print_up(cl: &Cluster) {
             g.boot_seconds
                 .map(|s| format!("{s:.1} s"))
                 .unwrap_or_else(|| "?".into()),
-            n.cpus.map(|c| format!(", {c} CPUs")).unwrap_or_default()
+            n.capacity_note()
         );
     }
 }

@@ -185,7 +185,7 @@ pub static REGISTRY: &[PolicyEntry] = &[
     PolicyEntry {
         name: "oltp-disk",
         about: "disk-contended hosts first (thesis 5.5.2), else cpu-greedy-threads",
-        build: |c| Ok(Box::new(oltp_disk::OltpDisk::new(c.clone()))),
+        build: |c| Ok(Box::new(oltp_disk::OltpDisk::from_options(c)?)),
     },
     PolicyEntry {
         name: "forecast",

@@ -77,6 +77,49 @@ impl OltpDisk {
         OltpDisk { cfg }
     }
 
+    /// [`OltpDisk::new`] with each [`OltpParams`] field settable by
+    /// `--policy-opt NAME=VALUE` (e.g. `disk_ops_baseline=150` for lab
+    /// hosts whose disk is limited to a few hundred IOPS).
+    pub fn from_options(cfg: &PlacementConfig) -> Result<Self, super::PolicyError> {
+        let mut cfg = cfg.clone();
+        let p = &mut cfg.oltp;
+        for (k, slot) in [
+            ("disk_ops_baseline", &mut p.disk_ops_baseline),
+            ("baseline_threshold", &mut p.baseline_threshold),
+            (
+                "disk_ops_reward_threshold",
+                &mut p.disk_ops_reward_threshold,
+            ),
+            ("disk_active_threshold", &mut p.disk_active_threshold),
+            (
+                "disk_active_reward_threshold",
+                &mut p.disk_active_reward_threshold,
+            ),
+            (
+                "missing_samples_threshold",
+                &mut p.missing_samples_threshold,
+            ),
+        ] {
+            if let Some(v) = cfg.options.get(k) {
+                *slot = v
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite() && *x >= 0.0)
+                    .ok_or_else(|| super::PolicyError::Config {
+                        policy: "oltp-disk".into(),
+                        msg: format!("{k}={v:?} is not a number >= 0"),
+                    })?;
+            }
+        }
+        if cfg.oltp.disk_ops_baseline <= 0.0 {
+            return Err(super::PolicyError::Config {
+                policy: "oltp-disk".into(),
+                msg: "disk_ops_baseline must be above 0".into(),
+            });
+        }
+        Ok(OltpDisk { cfg })
+    }
+
     fn line(&self) -> f64 {
         let p = &self.cfg.oltp;
         p.disk_ops_baseline * (1.0 + p.baseline_threshold)
@@ -295,6 +338,29 @@ mod tests {
         assert_eq!(pol().check(&h, &c, &t), Err(Rule::BusyReward));
         t.disk_busy_ratio = 0.75;
         assert_eq!(pol().check(&h, &c, &t), Ok(()));
+    }
+
+    #[test]
+    fn params_come_from_policy_options() {
+        let mut c = PlacementConfig::default();
+        c.options.insert("disk_ops_baseline".into(), "150".into());
+        let p = OltpDisk::from_options(&c).unwrap();
+        assert_eq!(p.cfg.oltp.disk_ops_baseline, 150.0);
+        assert_eq!(p.cfg.oltp.disk_active_threshold, 0.15);
+        let (mut h, c1, t) = base();
+        h.disk_ops_per_second = 200.0;
+        let mut c1 = c1;
+        (c1.io_read_ops_per_second, c1.io_write_ops_per_second) = (30.0, 40.0);
+        let mut t = t;
+        t.disk_ops_per_second = 10.0;
+        assert_eq!(p.check(&h, &c1, &t), Ok(()));
+        for bad in ["x", "-1", "NaN"] {
+            let mut c = PlacementConfig::default();
+            c.options
+                .insert("disk_ops_reward_threshold".into(), bad.into());
+            let e = OltpDisk::from_options(&c).err().unwrap().to_string();
+            assert!(e.contains("disk_ops_reward_threshold"), "{e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,202 @@
+//! Lab hosts with a disk capacity of their own (`herd lab up --disk-iops`):
+//! the IO controller on each host's container parent (cgroup v1 blkio
+//! throttling here, v2 io.max in the VM lab) for the disk under the lab's
+//! state dirs.
+//!
+//! A container doing synchronous writes (herd-work `io`: write 4 KiB,
+//! fsync, read back) runs slower on the limited host than on an unlimited
+//! one, by a ratio measured in the same test, and its rate lifts when it is
+//! moved to the unlimited host. The limited host's own disk figures
+//! (`herd monitor`'s hosts.csv) are its containers' IO over its limit.
+
+mod common;
+
+use common::{import_busybox_with_work, migrate_json, wait_for, Lab};
+
+/// The ops/s lines of a herd-work log from line `from` on, the first one
+/// after `from` left out (it may straddle a move or a start).
+fn ops_after(log: &str, from: usize) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("ops="))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .skip(from + 1)
+        .collect()
+}
+
+fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+fn ops_lines(lab: &Lab, name: &str) -> usize {
+    lab.ok(&["logs", name])
+        .lines()
+        .filter(|l| l.starts_with("ops="))
+        .count()
+}
+
+/// Wait until `name` has `n` more ops lines than `from`; returns their rates.
+fn rates(lab: &Lab, name: &str, from: usize, n: usize) -> Vec<f64> {
+    wait_for(60, || {
+        let r = ops_after(&lab.ok(&["logs", name]), from);
+        (r.len() >= n).then(|| r[..n].to_vec())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name}: fewer than {n} ops lines:\n{}",
+            lab.ok(&["logs", name])
+        )
+    })
+}
+
+const LIMIT: u64 = 30;
+
+#[test]
+fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
+    let iops = format!("{LIMIT},max");
+    let Some(lab) = Lab::up_with(
+        "a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them",
+        "disk1",
+        2,
+        &["--disk-iops", &iops],
+    ) else {
+        return;
+    };
+    let cl: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(lab.dir().join("cluster.json")).expect("cluster.json"),
+    )
+    .expect("cluster.json is JSON");
+    assert_eq!(cl["nodes"][0]["disk_iops"], LIMIT, "{cl}");
+    assert!(cl["nodes"][1].get("disk_iops").is_none(), "{cl}");
+    import_busybox_with_work(&lab);
+    // /root is in the container's upper layer, on the lab's disk.
+    let io = ["io", "--dir", "/root", "--interval-ms", "1000"];
+    let run = |name: &str, node: &str| {
+        let mut a = vec![
+            "run",
+            "--node",
+            node,
+            "--name",
+            name,
+            "busybox",
+            "--",
+            "herd-work",
+        ];
+        a.extend(io);
+        lab.ok(&a);
+    };
+    // The same workload on both hosts at once: one ratio, one load.
+    run("slow", "n1");
+    run("fast", "n2");
+    let slow = rates(&lab, "slow", 0, 5);
+    let fast = rates(&lab, "fast", 0, 5);
+    lab.ok(&["rm", "-f", "fast"]);
+    let (s, f) = (mean(&slow), mean(&fast));
+    eprintln!("limited host {s:.1} ops/s {slow:?}; unlimited host {f:.1} ops/s {fast:?}");
+    assert!(s > 0.0, "no progress on the limited host: {slow:?}");
+    // Each op writes and fsyncs at least one block the task submits itself.
+    assert!(
+        s <= LIMIT as f64 * 1.5,
+        "{s:.1} ops/s on a host limited to {LIMIT} IOPS: {slow:?}"
+    );
+    assert!(
+        f >= 3.0 * s,
+        "the unlimited host is not clearly faster: {f:.1} vs {s:.1} ops/s"
+    );
+
+    // The host's own disk figures: its containers' IO, busy near its limit.
+    let out = lab.root.join("mon");
+    lab.ok(&[
+        "monitor",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--duration",
+        "4s",
+    ]);
+    let hosts = std::fs::read_to_string(out.join("hosts.csv")).expect("hosts.csv");
+    let head: Vec<&str> = hosts.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| {
+        head.iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name} in hosts.csv"))
+    };
+    let (h, ops, busy) = (
+        col("host"),
+        col("disk_ops_per_second"),
+        col("disk_busy_ratio"),
+    );
+    let n1: Vec<(f64, f64)> = hosts
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[h] == "n1")
+        .map(|f| {
+            (
+                f[ops].parse().unwrap_or(-1.0),
+                f[busy].parse().unwrap_or(-1.0),
+            )
+        })
+        .skip(1)
+        .collect();
+    eprintln!("n1 (disk ops/s, busy): {n1:?}");
+    assert!(!n1.is_empty(), "no n1 samples:\n{hosts}");
+    assert!(
+        n1.iter()
+            .all(|(o, b)| *o > 0.0 && *o <= 2.0 * LIMIT as f64 + 5.0 && *b > 0.3),
+        "n1's disk figures are not its containers' IO against {LIMIT} IOPS: {n1:?}"
+    );
+
+    // Moved to the unlimited host, the same process speeds up.
+    let before = ops_lines(&lab, "slow");
+    let r = migrate_json(&lab, "slow", "n2");
+    assert_eq!(
+        lab.container("slow").expect("slow in ps")["node"],
+        "n2",
+        "{r}"
+    );
+    let moved = rates(&lab, "slow", before, 5);
+    let m = mean(&moved);
+    eprintln!("after the move to n2: {m:.1} ops/s {moved:?}");
+    assert!(
+        m >= 3.0 * s,
+        "the move to the unlimited host did not lift it: {m:.1} vs {s:.1} ops/s"
+    );
+    let log = lab.ok(&["logs", "slow"]);
+    assert!(!log.contains("CORRUPT"), "{log}");
+}
+
+#[test]
+fn bad_disk_limits_are_refused_with_the_flag_and_the_range() {
+    let herd = |args: &[&str]| {
+        let out = std::process::Command::new(common::herd_bin())
+            .env("HERD_LAB", "diskbad")
+            .env(
+                "HERD_LAB_ROOT",
+                std::env::temp_dir().join("herd-test-labs-diskbad"),
+            )
+            .args(args)
+            .output()
+            .expect("run herd");
+        assert!(!out.status.success(), "herd {args:?} was accepted");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let e = herd(&["lab", "up", "--nodes", "2", "--disk-iops", "0"]);
+    assert!(e.contains("--disk-iops") && e.contains("at least 1"), "{e}");
+    let e = herd(&["lab", "up", "--nodes", "2", "--disk-iops", "fast"]);
+    assert!(e.contains("--disk-iops") && e.contains("or max"), "{e}");
+    let e = herd(&["lab", "up", "--nodes", "3", "--disk-iops", "10,20"]);
+    assert!(e.contains("--disk-iops has 2 values for 3 nodes"), "{e}");
+    let e = herd(&["lab", "up", "--nodes", "2", "--disk-bps", "1k"]);
+    assert!(
+        e.contains("--disk-bps") && e.contains("at least 4096"),
+        "{e}"
+    );
+    let e = herd(&["lab", "up", "--nodes", "2", "--disk-bps", "10x"]);
+    assert!(e.contains("--disk-bps"), "{e}");
+    // The agent refuses on its own too (a hand-started agent, no lab).
+    let out = std::process::Command::new(common::agent_bin())
+        .args(["--node", "x", "--disk-iops", "0"])
+        .output()
+        .expect("run herd-agent");
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && e.contains("--disk-iops"), "{e}");
+}
