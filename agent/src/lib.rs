@@ -11,6 +11,7 @@ pub mod cgroup;
 pub mod config_file;
 pub mod container;
 pub mod error;
+pub mod exits;
 pub mod export;
 pub mod limits;
 pub mod logs;

@@ -75,13 +75,14 @@ fn spawn_shim(log: &Path, out_r: OwnedFd, err_r: OwnedFd) -> Result<()> {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().ctx(|| "cannot start the log shim".into())?;
+    let child = cmd.spawn().ctx(|| "cannot start the log shim".into())?;
     drop(out_r);
     drop(err_r);
-    // Reap the shim when it ends (it outlives us if we restart: then init does).
-    std::thread::spawn(move || {
-        let _ = child.wait();
-    });
+    // Reap the shim when it ends (it outlives us if we restart: then init
+    // does). Dropping `child` neither waits nor kills.
+    let pid = child.id() as i32;
+    crate::exits::watch(pid, crate::exits::Reap::Child, Box::new(|_| {}))
+        .ctx(|| format!("watch the log shim {pid}"))?;
     Ok(())
 }
 

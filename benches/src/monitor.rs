@@ -442,11 +442,11 @@ fn netdata_conf(dir: &Path, port: u16) -> String {
     )
 }
 
-/// Starts netdata if it is installed (Debian's `netdata-core`, not
-/// installed by scripts/setup) and waits until it charts the `n` containers
-/// or 5 minutes passed. It reads every cgroup of the host, not only the
-/// bench's.
-async fn start_netdata(dir: &Path, n: usize) -> Option<Child> {
+/// Starts netdata if it is installed (Debian's `netdata-core`, installed
+/// by scripts/setup) and waits until it charts the `n` containers or 5
+/// minutes passed; with how many it charts. It reads every cgroup of the
+/// host, not only the bench's.
+async fn start_netdata(dir: &Path, n: usize) -> Option<(Child, usize)> {
     let bin = ["/usr/sbin/netdata", "/usr/bin/netdata"]
         .iter()
         .map(PathBuf::from)
@@ -480,7 +480,7 @@ async fn start_netdata(dir: &Path, n: usize) -> Option<Child> {
         "bench: netdata charts {charted} of {n} containers after {:.0} s",
         t0.elapsed().as_secs_f64()
     );
-    Some(child)
+    Some((child, charted))
 }
 
 /// How many of the bench's containers netdata charts (`cgroup_<name>.*`).
@@ -824,9 +824,17 @@ async fn measure(
         let files_per = text.matches('\t').count() as f64 / n.max(1) as f64 + 1.0;
         let names: Vec<&str> = made.iter().map(|(n, _)| n.as_str()).collect();
         let run_s = format!("{}", seconds as f64 + 1.0);
-        let mut netdata = start_netdata(&cl.dir.join("bench-netdata"), n).await;
-        if netdata.is_none() {
-            eprintln!("bench: netdata not found or not started (netdata-core: scripts/setup): no netdata column");
+        let (mut netdata, mut nd_charted) = (None, None);
+        match start_netdata(&cl.dir.join("bench-netdata"), n).await {
+            None => eprintln!("bench: netdata not found or not started (netdata-core: scripts/setup): no netdata column"),
+            Some((mut p, k)) if k < n => {
+                // Its cost over containers it does not chart is no figure.
+                eprintln!("bench: netdata charts {k} of {n} containers: no netdata figure");
+                let _ = p.kill();
+                let _ = p.wait();
+                nd_charted = Some(k);
+            }
+            Some((p, k)) => (netdata, nd_charted) = (Some(p), Some(k)),
         }
         let mut pcp = start_pcp(&cl.dir.join("bench-pcp")).await;
         let pcp_pids = pcp.as_ref().map(Pcp::pids).unwrap_or_default();
@@ -960,6 +968,7 @@ async fn measure(
             "naive_rss_bytes": nv_pid.map(|_| nv_rss),
             "naive_passes_containers_checksum": nv_out,
             "ratio_naive_over_herd_sampler": nv_pid.map(|_| nv_ns as f64 / herd.max(1) as f64),
+            "netdata_charted": nd_charted,
             "netdata_cores": nd_pid.map(|_| cores(nd_ns)),
             "netdata_us_per_container_sample": nd_pid.map(|_| us_per(nd_ns)),
             "netdata_rss_bytes": nd_pid.map(|_| nd_rss),
@@ -1007,8 +1016,14 @@ fn print(rows: &[serde_json::Value]) {
     for r in rows {
         let f = |k: &str| r[k].as_f64().unwrap_or(f64::NAN);
         let mib = |k: &str| f(k) / (1u64 << 20) as f64;
+        // netdata that did not chart every container has no figure: say so.
+        let netd = match (r["netdata_charted"].as_u64(), r["containers"].as_u64()) {
+            (Some(0), Some(_)) => "no chart".to_string(),
+            (Some(k), Some(n)) if k < n => format!("{k}/{n}"),
+            _ => format!("{:.2}", f("netdata_us_per_container_sample")),
+        };
         println!(
-            "{:>10} {:>9} | {:>8.2} {:>8.4} {:>8.4} {:>8.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1}",
+            "{:>10} {:>9} | {:>8.2} {:>8.4} {:>8.4} {:>8.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1} | {:>8} {:>8.1} {:>6.1} | {:>8.2} {:>8.1} {:>6.1}",
             r["containers"].to_string(),
             r["samples_received"].to_string(),
             f("herd_sampler_us_per_container_sample"),
@@ -1021,7 +1036,7 @@ fn print(rows: &[serde_json::Value]) {
             f("python_us_per_container_sample"),
             mib("python_rss_bytes"),
             f("ratio_python_over_herd_sampler"),
-            f("netdata_us_per_container_sample"),
+            netd,
             mib("netdata_rss_bytes"),
             f("ratio_netdata_over_herd_sampler"),
             f("pcp_us_per_container_sample"),
@@ -1035,7 +1050,7 @@ fn print(rows: &[serde_json::Value]) {
         println!(
             "herd us: the agent's sampler thread's CPU per container per sample; cores: that thread and the whole agent; \
              naive: every file the agent reads ({:.0} a container), opened, read and closed each time; \
-             py: python3 reading 3 files a container; netd: netdata with only its cgroups plugin; pcp: pmcd+pmdaproc+pmdalinux+pmlogger at 1 s (NaN: not installed or not started, the reason is printed above). Agent RSS {:.1} MiB before the containers, {:.1} MiB peak.",
+             py: python3 reading 3 files a container; netd: netdata with only its cgroups plugin (\"no chart\" or k/n: it charted none or only k of the n containers in 300 s, so no figure); pcp: pmcd+pmdaproc+pmdalinux+pmlogger at 1 s (NaN: not installed or not started, the reason is printed above). Agent RSS {:.1} MiB before the containers, {:.1} MiB peak.",
             r["naive_files_per_container"].as_f64().unwrap_or(0.0),
             f("herd_agent_rss_before_containers_bytes"),
             f("herd_agent_rss_peak_bytes"),

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use anyhow::{anyhow, bail, Context, Result};
-use herd_wire::{Envelope, ErrorKind, Request, Response, WireError};
+use herd_wire::{ContainerInfo, Envelope, ErrorKind, Request, Response, WireError};
 
 use crate::cluster::{Cluster, Node};
 
@@ -135,6 +135,26 @@ impl Client {
         ))
     }
 
+    /// The containers of `node`, or of every node, as `herd ps` shows them:
+    /// one entry per name during a move (see [`one_per_name`]). The second
+    /// list holds the nodes that did not answer, with why.
+    pub async fn list(&mut self, node: Option<&str>) -> Result<(Vec<ContainerInfo>, Vec<String>)> {
+        let nodes = match node {
+            Some(n) => vec![n.to_string()],
+            None => self.node_names(),
+        };
+        let mut all = Vec::new();
+        let mut failed = Vec::new();
+        for n in nodes {
+            match self.call(&n, Request::List).await {
+                Ok(Response::Containers(v)) => all.extend(v),
+                Ok(r) => return Err(unexpected(r)),
+                Err(e) => failed.push(format!("{e:#}")),
+            }
+        }
+        Ok((one_per_name(all), failed))
+    }
+
     /// `--node` if given (checked to have `name`), else [`Client::locate`].
     pub async fn locate_on(&mut self, name: &str, node: Option<&str>) -> Result<String> {
         let Some(node) = node else {
@@ -154,6 +174,40 @@ impl Client {
             },
         }
     }
+}
+
+/// One entry per container name across nodes during a move. The target
+/// stages its copy at Prepare (it reserves the name there) and lists it as
+/// `migrating` until Go; the source lists its own as `migrating` too, with
+/// the same `from`/`to`. Until the target's copy runs, the source's entry
+/// stands for the container and the target's staged copy is left out
+/// (also while the source's Abort is on its way after a failed move: the
+/// source's entry is `running` again then). Once the target's copy runs
+/// (Go), the source's leftover `migrating` entry is left out instead.
+/// Entries of a node whose peer was not asked (`ps --node`) are kept.
+pub fn one_per_name(all: Vec<ContainerInfo>) -> Vec<ContainerInfo> {
+    use herd_wire::ContainerStatus::Migrating;
+    let on = |name: &str, node: &str, pred: &dyn Fn(&ContainerInfo) -> bool| {
+        all.iter()
+            .any(|c| c.name == name && c.node == node && pred(c))
+    };
+    let hidden = |c: &ContainerInfo| {
+        let Some(m) = c.migration.as_ref().filter(|_| c.status == Migrating) else {
+            return false;
+        };
+        if m.to == c.node {
+            // The target's staged copy, while the source still lists one.
+            on(&c.name, &m.from, &|_| true)
+        } else {
+            // The source's copy, once the target's runs.
+            m.from == c.node && on(&c.name, &m.to, &|t| t.status != Migrating)
+        }
+    };
+    let keep: Vec<bool> = all.iter().map(|c| !hidden(c)).collect();
+    all.into_iter()
+        .zip(keep)
+        .filter_map(|(c, k)| k.then_some(c))
+        .collect()
 }
 
 /// What [`Client::find_all`] saw.
@@ -193,4 +247,64 @@ fn describe(r: &herd_wire::migrate::MigrateReport) -> String {
 
 pub fn unexpected(r: Response) -> anyhow::Error {
     anyhow!("unexpected answer from agent: {r:?}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herd_wire::{ContainerStatus as S, MigrationInfo};
+
+    fn c(node: &str, status: S, moving: Option<(&str, &str)>) -> ContainerInfo {
+        ContainerInfo {
+            name: "web".into(),
+            node: node.into(),
+            image: "busybox".into(),
+            cmd: vec![],
+            status,
+            pid: None,
+            exit_code: None,
+            created_ns: 0,
+            memory_bytes: None,
+            cpus: None,
+            hostname: "web".into(),
+            network: None,
+            ip: None,
+            mac: None,
+            migration: moving.map(|(from, to)| MigrationInfo {
+                from: from.into(),
+                to: to.into(),
+                phase: "dump".into(),
+            }),
+            volumes: vec![],
+        }
+    }
+
+    fn nodes(v: Vec<ContainerInfo>) -> Vec<(String, S)> {
+        one_per_name(v)
+            .into_iter()
+            .map(|c| (c.node, c.status))
+            .collect()
+    }
+
+    #[test]
+    fn a_move_is_listed_once() {
+        let mv = Some(("n1", "n2"));
+        // During the move: the source's entry.
+        let during = vec![c("n1", S::Migrating, mv), c("n2", S::Migrating, mv)];
+        assert_eq!(nodes(during), [("n1".into(), S::Migrating)]);
+        // A failed move whose Abort has not reached the target yet.
+        let failed = vec![c("n1", S::Running, None), c("n2", S::Migrating, mv)];
+        assert_eq!(nodes(failed), [("n1".into(), S::Running)]);
+        // After Go, before the source has deleted its copy.
+        let after = vec![c("n1", S::Migrating, mv), c("n2", S::Running, None)];
+        assert_eq!(nodes(after), [("n2".into(), S::Running)]);
+        // Only the target asked (`ps --node n2`), or the source gone: kept.
+        assert_eq!(
+            nodes(vec![c("n2", S::Migrating, mv)]),
+            [("n2".into(), S::Migrating)]
+        );
+        // Two containers of one name that raced (no move): both shown.
+        let raced = vec![c("n1", S::Running, None), c("n2", S::Running, None)];
+        assert_eq!(nodes(raced).len(), 2);
+    }
 }

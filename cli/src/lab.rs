@@ -722,18 +722,35 @@ fn remove_cgroup_tree(dir: &Path) -> std::io::Result<()> {
     last
 }
 
-pub async fn status(lab: &str) -> Result<Vec<(Node, std::result::Result<String, String>)>> {
+/// Each node of the lab with its agent's container count, or why it did
+/// not answer.
+pub async fn status(lab: &str) -> Result<Vec<(Node, std::result::Result<usize, String>)>> {
     let file = cluster::lab_dir(lab).join("cluster.json");
     let cl = Cluster::load(&file)?;
     let mut client = Client::new(cl.clone())?;
     let mut out = Vec::new();
     for n in cl.nodes.clone() {
         let r = match client.call(&n.name, Request::List).await {
-            Ok(Response::Containers(cs)) => Ok(format!("up, {} container(s)", cs.len())),
+            Ok(Response::Containers(cs)) => Ok(cs.len()),
             Ok(r) => Err(format!("unexpected answer {r:?}")),
             Err(e) => Err(format!("{e:#}")),
         };
         out.push((n, r));
     }
     Ok(out)
+}
+
+/// One node of `lab status --json` (the VM lab adds its guest's keys).
+pub fn status_json(
+    name: &str,
+    addr: std::net::SocketAddr,
+    containers: &std::result::Result<usize, String>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "name": name,
+        "addr": addr.to_string(),
+        "up": containers.is_ok(),
+        "containers": containers.as_ref().ok(),
+        "error": containers.as_ref().err(),
+    })
 }

@@ -97,6 +97,8 @@ enum Cmd {
     Monitor(cmd::monitor::MonitorArgs),
     /// A live table of hosts and containers.
     Top(cmd::top::TopArgs),
+    /// This client's version, its JSON format and agent protocol.
+    Version(cmd::version::VersionArgs),
 }
 
 async fn dispatch(cli: Cli) -> Result<i32> {
@@ -131,6 +133,7 @@ async fn dispatch(cli: Cli) -> Result<i32> {
         Cmd::Coordinator(a) => cmd::coordinator::run(g, a).await,
         Cmd::Monitor(a) => cmd::monitor::run(g, a).await,
         Cmd::Top(a) => cmd::top::run(g, a).await,
+        Cmd::Version(a) => cmd::version::run(a),
     }
 }
 

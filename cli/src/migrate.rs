@@ -94,6 +94,40 @@ pub async fn migrate_with(
     }
 }
 
+/// A migration's report as `--json` prints it (docs/json.md, format 2):
+/// the report's keys, with `compress` naming the algorithm (`zstd` or
+/// `none`, the flag's values) instead of format 1's bool.
+pub fn report_json(r: &herd_wire::migrate::MigrateReport) -> serde_json::Value {
+    let mut v = serde_json::to_value(r).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        let algo = if r.compress { "zstd" } else { "none" };
+        o.insert("compress".into(), algo.into());
+    }
+    v
+}
+
+/// A failed migration as `--json` prints it: its report when the source
+/// made one, else the keys a refusal before any agent acted has
+/// (`outcome` untouched, `phase` prepare, `reason`).
+pub fn failure_json(
+    e: &anyhow::Error,
+    name: &str,
+    from: Option<&str>,
+    to: &str,
+) -> serde_json::Value {
+    match e.downcast_ref::<client::MigrateFailed>() {
+        Some(f) => report_json(&f.0),
+        None => serde_json::json!({
+            "container": name,
+            "from": from,
+            "to": to,
+            "outcome": "untouched",
+            "phase": "prepare",
+            "reason": format!("{e:#}"),
+        }),
+    }
+}
+
 fn draw_progress(phase: &str, done: u64, total: u64, elapsed: Duration) {
     const W: usize = 30;
     let line = if total > 0 {

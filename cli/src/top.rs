@@ -1,6 +1,7 @@
 //! `herd top`: a live table of hosts and containers, redrawn on every sample
 //! (the agents' subscribe streams, without logs). `--once` prints one table
-//! as soon as every reachable node has sent a sample, and exits.
+//! as soon as every reachable node has sent a sample, and exits; `--json`
+//! prints that snapshot as JSON.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -12,7 +13,15 @@ use herd_wire::monitor::{MonitorMsg, Sample};
 use crate::cluster::Cluster;
 use crate::monitor::{subscribe_all, Feed};
 
-pub async fn run(cluster: Cluster, once: bool) -> Result<()> {
+/// How `herd top` shows what it sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Show {
+    Live,
+    Once,
+    Json,
+}
+
+pub async fn run(cluster: Cluster, how: Show) -> Result<()> {
     let marks = Arc::new(Mutex::new(HashMap::new()));
     let mut rx = subscribe_all(&cluster, false, marks)?;
     let mut latest: BTreeMap<String, Sample> = BTreeMap::new();
@@ -32,9 +41,15 @@ pub async fn run(cluster: Cluster, once: bool) -> Result<()> {
             }
         }
         let all_in = latest.len() + down.len() >= cluster.nodes.len();
-        if once {
+        if how != Show::Live {
             if all_in || t0.elapsed() > Duration::from_secs(10) {
-                print!("{}", table(&latest, &down));
+                match how {
+                    Show::Json => println!(
+                        "{}",
+                        serde_json::to_string_pretty(&snapshot(&latest, &down))?
+                    ),
+                    _ => print!("{}", table(&latest, &down)),
+                }
                 return Ok(());
             }
             continue;
@@ -50,6 +65,59 @@ pub async fn run(cluster: Cluster, once: bool) -> Result<()> {
 
 fn mib(b: u64) -> String {
     format!("{:.1}", b as f64 / (1u64 << 20) as f64)
+}
+
+/// The table's snapshot as `top --json` prints it: the table's columns in
+/// base units (ratios, bytes, per second), keys as the monitor names them.
+pub fn snapshot(
+    latest: &BTreeMap<String, Sample>,
+    down: &BTreeMap<String, String>,
+) -> serde_json::Value {
+    let hosts: Vec<_> = latest
+        .iter()
+        .filter_map(|(node, s)| Some((node, s.host.as_ref()?)))
+        .map(|(node, h)| {
+            serde_json::json!({
+                "node": node,
+                "time_ns": h.time_ns,
+                "cores": h.cores,
+                "cpu_user_ratio": h.cpu_user_ratio,
+                "cpu_system_ratio": h.cpu_system_ratio,
+                "cpu_iowait_ratio": h.cpu_iowait_ratio,
+                "load1": h.load1,
+                "memory_used_bytes": h.memory_used_bytes,
+                "memory_total_bytes": h.memory_total_bytes,
+                "disk_ops_per_second": h.disk_ops_per_second,
+                "disk_busy_ratio": h.disk_busy_ratio,
+                "net_rx_bytes_per_second": h.net_rx_bytes_per_second,
+                "net_tx_bytes_per_second": h.net_tx_bytes_per_second,
+            })
+        })
+        .collect();
+    let mut rows: Vec<_> = latest.values().flat_map(|s| s.containers.iter()).collect();
+    rows.sort_by(|a, b| a.container.cmp(&b.container));
+    let containers: Vec<_> = rows
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "name": c.container,
+                "node": c.host,
+                "image": c.image,
+                "time_ns": c.time_ns,
+                "cpu_usage_cores": c.cpu_usage_cores,
+                "memory_bytes": c.memory_bytes,
+                "io_read_ops_per_second": c.io_read_ops_per_second,
+                "io_write_ops_per_second": c.io_write_ops_per_second,
+                "pids": c.pids,
+                "ops_per_second": c.ops_per_second,
+            })
+        })
+        .collect();
+    let unreachable: Vec<_> = down
+        .iter()
+        .map(|(node, why)| serde_json::json!({"node": node, "error": why}))
+        .collect();
+    serde_json::json!({"hosts": hosts, "containers": containers, "unreachable": unreachable})
 }
 
 /// The table, as text.

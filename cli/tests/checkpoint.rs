@@ -61,7 +61,7 @@ fn status(lab: &Lab, name: &str) -> Value {
 /// The pid of `name`, which must be running.
 fn running_pid(lab: &Lab, name: &str) -> i32 {
     let c = status(lab, name);
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     pid_of(lab, name)
 }
 
@@ -139,7 +139,7 @@ fn restore_checked(lab: &Lab, name: &str, old_pid: i32) -> (Value, i32) {
     let r = restore_json(lab, &[name]);
     let c = &r["container"];
     assert_eq!(c["name"], name, "{r}");
-    assert_eq!(c["status"], "Running", "{r}");
+    assert_eq!(c["status"], "running", "{r}");
     let pid = c["pid"].as_i64().unwrap_or_else(|| panic!("no pid: {r}")) as i32;
     assert_ne!(pid, old_pid, "restore reports the old pid: {r}");
     assert!(process_alive(pid), "restored pid {pid} is not alive");
@@ -159,7 +159,7 @@ fn checkpoint_stopping(lab: &Lab, name: &str, pid: i32, mib: u64) -> Value {
     let r = checkpoint_json(lab, &[name]);
     check_checkpoint_report(&r, name, "n1", false, mib);
     let c = status(lab, name);
-    assert_eq!(c["status"], "Checkpointed", "{c}");
+    assert_eq!(c["status"], "checkpointed", "{c}");
     assert!(c["pid"].is_null(), "{c}");
     assert!(
         wait_for(5, || (!process_alive(pid)).then_some(())).is_some(),
@@ -271,7 +271,7 @@ fn counter_goes_on_after_restore() {
         at_checkpoint,
         "log grew while checkpointed"
     );
-    assert_eq!(status(&lab, "c")["status"], "Checkpointed");
+    assert_eq!(status(&lab, "c")["status"], "checkpointed");
 
     let (r, new_pid) = restore_checked(&lab, "c", pid);
     report_restore("8 MiB", &r);
@@ -285,13 +285,13 @@ fn counter_goes_on_after_restore() {
     let later = wait_more(&lab, "c", after.len(), 5);
     assert_consecutive_from(&later, 1, "whole log later");
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["pid"], new_pid, "{c}");
 
     // The restored container is managed like any other: stop records its exit.
     lab.ok(&["stop", "-t", "5", "c"]);
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Stopped", "{c}");
+    assert_eq!(c["status"], "stopped", "{c}");
     assert!(
         wait_for(5, || (!process_alive(new_pid)).then_some(())).is_some(),
         "restored pid {new_pid} survives stop"
@@ -349,7 +349,7 @@ fn memory_of_64_mib_is_intact_after_restore() {
     let after = wait_more(&lab, "c", at.len(), 8);
     assert_consecutive_from(&after, 1, "64 MiB log");
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["pid"], new_pid, "{c}");
     assert!(c["exit_code"].is_null(), "{c}");
     assert!(process_alive(new_pid));
@@ -369,7 +369,7 @@ fn leave_running_keeps_the_original_then_a_real_checkpoint_works() {
     check_checkpoint_report(&cp, "c", "n1", true, 8);
     report_checkpoint("8 MiB -R", &cp);
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["pid"], pid, "same process after -R: {c}");
     assert!(process_alive(pid));
     let after = wait_more(&lab, "c", before.len(), 5);
@@ -427,7 +427,7 @@ fn export_then_import_on_another_node() {
         zst_len < u64_of(&cp_r, "export_bytes"),
         "zstd export ({zst_len}) not smaller than the plain tar: {cp_r}"
     );
-    assert_eq!(status(&lab, "c")["status"], "Checkpointed");
+    assert_eq!(status(&lab, "c")["status"], "checkpointed");
     let last = *settled_counts(&lab, "c").last().unwrap();
     // No partial file is left next to the exports.
     assert_eq!(
@@ -447,7 +447,7 @@ fn export_then_import_on_another_node() {
     let c = &r["container"];
     assert_eq!(c["name"], "c2", "{r}");
     assert_eq!(c["node"], "n2", "{r}");
-    assert_eq!(c["status"], "Running", "{r}");
+    assert_eq!(c["status"], "running", "{r}");
     let c2 = status(&lab, "c2");
     assert_eq!(c2["node"], "n2", "{c2}");
     assert_eq!(c2["pid"], c["pid"], "{c2}");
@@ -631,7 +631,7 @@ fn corrupt_or_cut_short_archives_are_refused_and_leave_nothing() {
     assert_eq!(dir_names(&state.join("containers")), dirs1);
     assert_eq!(netns_of(&lab.name), netns1);
     assert!(!dir_names(&state).iter().any(|n| n.starts_with("import-")));
-    assert_eq!(status(&lab, "c")["status"], "Running");
+    assert_eq!(status(&lab, "c")["status"], "running");
 }
 
 fn flip_middle(data: &[u8]) -> Vec<u8> {
@@ -731,7 +731,7 @@ fn criu_refusal_leaves_the_container_running() {
             "{err}"
         );
         let c = status(&lab, "g");
-        assert_eq!(c["status"], "Running", "{c}");
+        assert_eq!(c["status"], "running", "{c}");
         assert_eq!(c["pid"], pid, "{c}");
         assert!(process_alive(pid));
     }
@@ -743,7 +743,7 @@ fn criu_refusal_leaves_the_container_running() {
     // And the container is still managed: stop records its exit.
     lab.ok(&["stop", "-t", "5", "g"]);
     let c = status(&lab, "g");
-    assert_eq!(c["status"], "Stopped", "{c}");
+    assert_eq!(c["status"], "stopped", "{c}");
     assert!(!process_alive(pid));
 }
 
@@ -796,7 +796,7 @@ fn two_checkpoint_restore_cycles_keep_counting() {
         have = after.len();
     }
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["pid"], pid, "{c}");
 }
 
@@ -814,7 +814,7 @@ fn checkpointed_container_survives_an_agent_restart() {
     let at = settled_counts(&lab, "c");
     lab.ok(&["lab", "restart", "n1"]);
     let c = status(&lab, "c");
-    assert_eq!(c["status"], "Checkpointed", "after the agent restart: {c}");
+    assert_eq!(c["status"], "checkpointed", "after the agent restart: {c}");
     restore_checked(&lab, "c", pid);
     let after = wait_more(&lab, "c", at.len(), 5);
     assert_consecutive_from(&after, 1, "log across agent restart + restore");
@@ -831,7 +831,7 @@ fn bad_input_gives_a_clear_error() {
     let rpid = running_pid(&lab, "r");
     lab.ok(&["run", "--name", "s", "busybox", "--", "true"]);
     wait_for(10, || {
-        lab.container("s").filter(|c| c["status"] == "Stopped")
+        lab.container("s").filter(|c| c["status"] == "stopped")
     })
     .expect("s stops");
     let tmp = tempfile::tempdir().unwrap();
@@ -890,7 +890,7 @@ fn bad_input_gives_a_clear_error() {
 
     // None of it touched the running container or made anything.
     let c = status(&lab, "r");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["pid"], rpid, "{c}");
     assert!(!lab.dir().join("n1/state/containers/r/checkpoint").exists());
     assert_eq!(

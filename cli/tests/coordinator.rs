@@ -222,7 +222,7 @@ fn a_failed_move_is_recorded_and_the_container_runs_in_one_place() {
     assert_eq!(list.len(), 2, "{ps}");
     for c in list {
         assert_eq!(c["node"], "n1", "{c}");
-        assert_eq!(c["status"], "Running", "{c}");
+        assert_eq!(c["status"], "running", "{c}");
     }
     let before = lab.ok(&["logs", "w1"]).lines().count();
     wait_for(10, || {

@@ -45,7 +45,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
         "i=0; while true; do i=$((i+1)); echo \"$GREETING $i\"; echo \"err $i\" >&2; sleep 0.1; done",
     ]);
     let c = lab.container("ticker").expect("ticker in ps");
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     assert_eq!(c["node"], "n1");
     assert_eq!(c["memory_bytes"], 32 << 20);
     let pid = c["pid"].as_i64().expect("pid") as i32;
@@ -123,7 +123,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
     // sh as pid 1 ignores SIGTERM: stop escalates to SIGKILL after -t.
     lab.ok(&["stop", "-t", "1", "ticker"]);
     let c = lab.container("ticker").unwrap();
-    assert_eq!(c["status"], "Stopped", "{c}");
+    assert_eq!(c["status"], "stopped", "{c}");
     assert_eq!(c["exit_code"], 137, "{c}");
     assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie_free(pid));
     lab.ok(&["rm", "ticker"]);
@@ -152,7 +152,7 @@ fn container_lifecycle_logs_exec_stop_rm() {
     ]);
     let c = wait_for(10, || {
         lab.container("oneshot")
-            .filter(|c| c["status"] == "Stopped")
+            .filter(|c| c["status"] == "stopped")
     })
     .expect("oneshot stops");
     assert_eq!(c["exit_code"], 3);
@@ -273,10 +273,10 @@ fn agent_restart_readopts_a_running_container() {
     lab.ok(&["lab", "restart", "n1"]);
 
     let after = lab.container("survivor").expect("survivor re-adopted");
-    assert_eq!(after["status"], "Running");
+    assert_eq!(after["status"], "running");
     assert_eq!(after["pid"], before["pid"], "same process, not a new one");
     let victim = lab.container("victim").expect("victim still listed");
-    assert_eq!(victim["status"], "Stopped", "{victim}");
+    assert_eq!(victim["status"], "stopped", "{victim}");
     // Its output kept flowing while the agent was away, with no gap.
     // (A quick restart may come back before the next line: wait for it.)
     let grown = wait_for(10, || {
@@ -296,6 +296,6 @@ fn agent_restart_readopts_a_running_container() {
         "hi"
     );
     lab.ok(&["stop", "-t", "1", "survivor"]);
-    assert_eq!(lab.container("survivor").unwrap()["status"], "Stopped");
+    assert_eq!(lab.container("survivor").unwrap()["status"], "stopped");
     lab.ok(&["rm", "survivor", "victim"]);
 }

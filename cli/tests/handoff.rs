@@ -53,7 +53,7 @@ fn wait_resolved(lab: &Lab, nodes: &[&str], name: &str, secs: u64) -> (String, D
         let on = copies(lab, nodes, name);
         assert!(on.len() <= 1, "{name} runs on {on:?} at once");
         let e = entries(lab, name);
-        (on.len() == 1 && e.len() == 1 && e[0]["status"] == "Running").then(|| on[0].clone())
+        (on.len() == 1 && e.len() == 1 && e[0]["status"] == "running").then(|| on[0].clone())
     })
     .unwrap_or_else(|| {
         panic!(
@@ -107,7 +107,7 @@ fn link_cut_right_after_commit_rolls_back_with_one_copy() {
     let e = wait_for(10, || {
         entries(&lab, "c")
             .into_iter()
-            .find(|c| c["status"] == "Migrating")
+            .find(|c| c["status"] == "migrating")
     })
     .expect("c listed as Migrating during the cut");
     assert_eq!(e["migration"]["from"], "n1", "{e}");
@@ -821,11 +821,11 @@ fn init_killed_during_the_dump_runs_nowhere_and_leaves_nothing() {
     assert!(!o.status.success(), "{}", text(&o));
     let stable = wait_for(60, || {
         let e = entries(&lab, "c");
-        (e.len() == 1 && e[0]["status"] != "Migrating").then_some(e)
+        (e.len() == 1 && e[0]["status"] != "migrating").then_some(e)
     })
     .expect("c listed once and not migrating");
     assert_eq!(stable[0]["node"], "n1", "{stable:?}");
-    assert_ne!(stable[0]["status"], "Running", "{stable:?}");
+    assert_ne!(stable[0]["status"], "running", "{stable:?}");
     assert!(
         copies(&lab, &N, "c").is_empty(),
         "{:?}",

@@ -938,5 +938,5 @@ fn a_peer_that_stops_reading_a_follow_or_subscribe_stream_is_dropped() {
             Response::Pong { .. }
         ));
     }
-    assert_eq!(lab.container("chat").unwrap()["status"], "Running");
+    assert_eq!(lab.container("chat").unwrap()["status"], "running");
 }

@@ -47,7 +47,7 @@ fn assert_invariant(lab: &Lab, name: &str) -> (String, i32) {
     .unwrap_or_else(|| entries(lab, name));
     assert_eq!(all.len(), 1, "{name} listed {} times: {all:?}", all.len());
     let c = &all[0];
-    assert_eq!(c["status"], "Running", "{name}: {c}");
+    assert_eq!(c["status"], "running", "{name}: {c}");
     let pid = c["pid"]
         .as_i64()
         .unwrap_or_else(|| panic!("{name} has no pid: {c}")) as i32;
@@ -191,7 +191,7 @@ fn check_report(r: &Value, name: &str, to: &str) {
     let bytes = r["bytes"].as_u64().expect("bytes");
     let raw = r["raw_bytes"].as_u64().expect("raw_bytes");
     assert!(bytes > 0 && raw > 0, "{r}");
-    if r["compress"] == false {
+    if r["compress"] == "none" {
         assert_eq!(
             bytes, raw,
             "uncompressed: wire bytes are the data bytes: {r}"
@@ -257,7 +257,7 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
     let r = migrate_json(&lab, "c", "n2", &[]);
     assert_eq!(r["from"], "n1", "{r}");
     assert_eq!(r["fs"], "diff", "{r}");
-    assert_eq!(r["compress"], false, "{r}");
+    assert_eq!(r["compress"], "none", "{r}");
 
     let (node, pid) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
@@ -384,7 +384,7 @@ fn fs_none_leaves_files_behind_and_fs_diff_zstd_carries_them() {
     let first_after = counts(&lab, "c").len() as u64;
     let r = migrate_json(&lab, "c", "n1", &["--fs", "diff", "--compress", "zstd"]);
     assert_eq!(r["fs"], "diff", "{r}");
-    assert_eq!(r["compress"], true, "{r}");
+    assert_eq!(r["compress"], "zstd", "{r}");
     let (bytes, raw) = (
         r["bytes"].as_u64().unwrap(),
         r["raw_bytes"].as_u64().unwrap(),
@@ -679,7 +679,7 @@ fn target_agent_killed_mid_transfer_rolls_back() {
     let on = entries(&lab, "c");
     assert_eq!(on.len(), 1, "{on:?}");
     assert_eq!(on[0]["node"], "n1", "{on:?}");
-    assert_eq!(on[0]["status"], "Running", "{on:?}");
+    assert_eq!(on[0]["status"], "running", "{on:?}");
     // The target comes back clean: the new agent removes what its killed
     // predecessor had staged.
     lab.ok(&["lab", "restart", "n2"]);
@@ -730,7 +730,7 @@ fn link_down_mid_transfer_rolls_back_after_the_idle_timeout() {
     let on = entries(&lab, "c");
     assert_eq!(on.len(), 1, "{on:?}");
     assert_eq!(on[0]["node"], "n1", "{on:?}");
-    assert_eq!(on[0]["status"], "Running", "{on:?}");
+    assert_eq!(on[0]["status"], "running", "{on:?}");
     drop(guard); // link up again
     let up = wait_for(10, || {
         lab.herd(&["ps", "--node", "n2"])

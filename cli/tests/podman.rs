@@ -81,7 +81,7 @@ fn a_second_web_on_another_node_is_refused() {
         err.contains("already in use on n1"),
         "refusal does not name n1: {err}"
     );
-    assert_eq!(listed(&lab, "web"), vec![("n1".into(), "Running".into())]);
+    assert_eq!(listed(&lab, "web"), vec![("n1".into(), "running".into())]);
 
     // The race: a second user whose check could not see n1's web.
     let tmp = tempfile::tempdir().unwrap();
@@ -118,8 +118,8 @@ fn a_second_web_on_another_node_is_refused() {
     assert_eq!(
         listed(&lab, "web"),
         vec![
-            ("n1".into(), "Running".into()),
-            ("n2".into(), "Running".into())
+            ("n1".into(), "running".into()),
+            ("n2".into(), "running".into())
         ]
     );
 
@@ -135,12 +135,12 @@ fn a_second_web_on_another_node_is_refused() {
     // --node says which; the other is untouched.
     lab.ok(&["stop", "-t", "1", "--node", "n2", "web"]);
     lab.ok(&["rm", "--node", "n2", "web"]);
-    assert_eq!(listed(&lab, "web"), vec![("n1".into(), "Running".into())]);
+    assert_eq!(listed(&lab, "web"), vec![("n1".into(), "running".into())]);
     let err = fails(&lab, &["stop", "--node", "n2", "web"]);
     assert!(err.contains("no such container on n2: web"), "{err}");
     // With one left, plain names work again.
     lab.ok(&["migrate", "web", "--to", "n2"]);
-    assert_eq!(listed(&lab, "web"), vec![("n2".into(), "Running".into())]);
+    assert_eq!(listed(&lab, "web"), vec![("n2".into(), "running".into())]);
     lab.ok(&["rm", "-f", "web"]);
 }
 
@@ -202,7 +202,7 @@ fn the_demo_beside_a_running_lab_leaves_it_intact() {
         "the demo left its lab up"
     );
     let keep = lab.container("keep").expect("our container is gone");
-    assert_eq!(keep["status"], "Running");
+    assert_eq!(keep["status"], "running");
     assert_eq!(keep["pid"], pid_before, "our container was restarted");
 
     // In a lab that is already up (ours): refused, nothing touched.
@@ -218,7 +218,7 @@ fn the_demo_beside_a_running_lab_leaves_it_intact() {
         "the demo took our lab down"
     );
     let keep = wait_for(5, || lab.container("keep")).expect("our container is gone");
-    assert_eq!(keep["status"], "Running");
+    assert_eq!(keep["status"], "running");
     assert_eq!(keep["pid"], pid_before);
     lab.ok(&["lab", "status"]);
 }
@@ -639,7 +639,7 @@ fn every_duration_and_size_form_on_every_command() {
         lab.ok(&["stop", "-t", form, &name]);
         assert_eq!(
             lab.container(&name).unwrap()["status"],
-            "Stopped",
+            "stopped",
             "stop -t {form}"
         );
     }
@@ -857,7 +857,7 @@ fn start_restart_rm_and_exec_as_podman() {
     // restart: a new process, the counter from 1 again.
     assert_eq!(lab.ok(&["restart", "-t", "1", "ctr"]), "ctr\n");
     let c = lab.container("ctr").unwrap();
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     let pid2 = pid_of(&lab, "ctr");
     assert_ne!(pid1, pid2, "restart kept the process");
     assert!(
@@ -869,7 +869,7 @@ fn start_restart_rm_and_exec_as_podman() {
 
     // stop, then start.
     lab.ok(&["stop", "-t", "1", "ctr"]);
-    assert_eq!(lab.container("ctr").unwrap()["status"], "Stopped");
+    assert_eq!(lab.container("ctr").unwrap()["status"], "stopped");
     assert_eq!(lab.ok(&["start", "ctr"]), "ctr\n");
     let pid3 = pid_of(&lab, "ctr");
     assert!(pid3 != pid2 && pid3 != pid1);
@@ -897,7 +897,7 @@ fn start_restart_rm_and_exec_as_podman() {
     let restore = crs["restore_time"].as_u64().unwrap();
     assert!(restore > 0 && restore <= total, "{st}");
     assert!(crs["pages_restored"].as_u64().unwrap() > 0, "{st}");
-    assert_eq!(lab.container("ctr").unwrap()["status"], "Running");
+    assert_eq!(lab.container("ctr").unwrap()["status"], "running");
     assert_eq!(
         code(&lab, &["checkpoint", "--print-stats", "--json", "ctr"]).0,
         Some(125)
@@ -966,14 +966,14 @@ fn start_restart_rm_and_exec_as_podman() {
     lab.ok(&[
         "run", "--rm", "--name", "long", "busybox", "--", "sleep", "1000",
     ]);
-    assert_eq!(lab.container("long").unwrap()["status"], "Running");
+    assert_eq!(lab.container("long").unwrap()["status"], "running");
     lab.ok(&["stop", "-t", "1", "long"]);
     wait_for(30, || gone(&lab, "long").then_some(()))
         .unwrap_or_else(|| panic!("stopped --rm container left: {:?}", lab.container("long")));
     // Without --rm a container stays after it exits.
     lab.ok(&["run", "--name", "stays", "busybox", "--", "true"]);
     wait_for(30, || {
-        (lab.container("stays").unwrap()["status"] == "Stopped").then_some(())
+        (lab.container("stays").unwrap()["status"] == "stopped").then_some(())
     })
     .expect("stays never stopped");
     assert!(!gone(&lab, "stays"));
@@ -1057,7 +1057,7 @@ fn bind_mounts_with_v_and_their_moves() {
         err.contains(rw_s) && err.contains("not there on n2"),
         "refusal does not name the path and node: {err}"
     );
-    assert_eq!(listed(&lab, "vol"), vec![("n1".into(), "Running".into())]);
+    assert_eq!(listed(&lab, "vol"), vec![("n1".into(), "running".into())]);
     assert_eq!(pid_of(&lab, "vol"), pid);
     lab.ok(&["exec", "vol", "sh", "-c", "echo two >> /data/w"]);
     assert_eq!(
@@ -1068,7 +1068,7 @@ fn bind_mounts_with_v_and_their_moves() {
 
     // With it there: moved, the same host directory bound on n2.
     lab.ok(&["migrate", "vol", "--to", "n2"]);
-    assert_eq!(listed(&lab, "vol"), vec![("n2".into(), "Running".into())]);
+    assert_eq!(listed(&lab, "vol"), vec![("n2".into(), "running".into())]);
     assert_eq!(lab.ok(&["exec", "vol", "cat", "/data/w"]), "one\ntwo\n");
     lab.ok(&["exec", "vol", "sh", "-c", "echo three >> /data/w"]);
     assert_eq!(
@@ -1222,7 +1222,7 @@ fn stats_compress_and_exec_env_as_podman() {
         let (c, out) = code(&lab, &a);
         assert_eq!(c, Some(125), "{a:?}: {out}");
         assert!(out.contains(says), "{a:?} does not say {says:?}: {out}");
-        assert_eq!(lab.container("st").unwrap()["status"], "Running");
+        assert_eq!(lab.container("st").unwrap()["status"], "running");
     }
     assert!(!tar.exists() && !zst.exists());
     lab.ok(&[
@@ -1244,4 +1244,381 @@ fn stats_compress_and_exec_env_as_podman() {
     lab.ok(&["restore", "--tcp-established", "st"]);
     assert_eq!(lab.ok(&["exec", "st", "sh", "-c", "echo $FOO"]), "bar\n");
     lab.ok(&["rm", "-f", "st"]);
+}
+
+/// `herd ARGS` parsed as JSON (it must succeed).
+fn json_of(lab: &Lab, args: &[&str]) -> Value {
+    let out = lab.ok(args);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("herd {args:?}: not JSON ({e}): {out}"))
+}
+
+/// JSON format 2 (docs/json.md), each output against what the lab has:
+/// `version --json` names the format; status lowercase; `image ls`'s
+/// `created_ns`; `lab status`, `top`, `migrate` (compress as the
+/// algorithm) and `pong` (a hop list) as JSON; `ps -a -q --format json`.
+/// Then a move seen by `ps`: one entry per name, the source's, while the
+/// target has staged its copy (held after its build), and the target's
+/// once it runs. Last, two `run`s of one name racing on two nodes.
+#[test]
+fn json_format_2_and_one_entry_per_move() {
+    let v: Value = serde_json::from_str(&common::herd_ok(&["version", "--json"])).unwrap();
+    assert_eq!(v["json_format"], 2, "{v}");
+    assert!(v["protocol"].as_u64().is_some_and(|p| p >= 6), "{v}");
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"), "{v}");
+
+    let Some(lab) = Lab::up("podman_json", "js", 2) else {
+        return;
+    };
+    lab.import_busybox();
+    let t0_ns = (common::now_s() * 1e9) as u64;
+    lab.ok(&[
+        "run",
+        "--node",
+        "n1",
+        "--name",
+        "c",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while true; do i=$((i+1)); echo \"n $i\"; sleep 0.2; done",
+    ]);
+    lab.ok(&[
+        "run", "--node", "n2", "--name", "done", "busybox", "sh", "-c", "exit 3",
+    ]);
+    wait_for(30, || {
+        (lab.container("done")?["status"] == "stopped").then_some(())
+    })
+    .expect("done never stopped");
+
+    // Status lowercase in JSON as in the table; ps -a -q --format json is
+    // ps --json (JSON wins over -q, as Podman's --format over its -q).
+    let ps = lab.ps_json();
+    let c = lab.container("c").unwrap();
+    assert_eq!(c["status"], "running", "{c}");
+    let d = lab.container("done").unwrap();
+    assert_eq!(
+        (d["status"].as_str(), d["exit_code"].as_i64()),
+        (Some("stopped"), Some(3)),
+        "{d}"
+    );
+    let table = lab.ok(&["ps"]);
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("c ") && l.contains(" running ")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("done ") && l.contains(" exited(3) ")),
+        "{table}"
+    );
+    let q: Value = serde_json::from_str(&lab.ok(&["ps", "-a", "-q", "--format", "json"])).unwrap();
+    let names = |v: &Value| -> Vec<String> {
+        let mut n: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    assert_eq!(names(&q), ["c", "done"]);
+    assert_eq!(names(&q), names(&ps));
+    assert_eq!(lab.ok(&["ps", "-a", "-q"]).lines().count(), 2);
+
+    // image ls --json: created_ns beside format 1's created (seconds).
+    let imgs = json_of(&lab, &["image", "ls", "--json"]);
+    let imgs = imgs.as_array().unwrap();
+    assert_eq!(imgs.len(), 2, "busybox on each node: {imgs:?}");
+    for i in imgs {
+        let (ns, s) = (
+            i["created_ns"].as_u64().unwrap(),
+            i["created"].as_u64().unwrap(),
+        );
+        assert_eq!(ns, s * 1_000_000_000, "{i}");
+        assert!(
+            ns > 0 && ns <= t0_ns + 1_000_000_000,
+            "created in the future: {i}"
+        );
+        assert_eq!(i["name"], "busybox", "{i}");
+    }
+
+    // lab status --json: each node, up, with the containers it holds.
+    let cl = common::cluster_json(&lab);
+    let st = json_of(&lab, &["lab", "status", "--json"]);
+    let st = st.as_array().unwrap();
+    assert_eq!(st.len(), 2, "{st:?}");
+    for (n, (name, count)) in st.iter().zip([("n1", 1), ("n2", 1)]) {
+        assert_eq!(n["name"], name, "{n}");
+        assert_eq!(n["up"], true, "{n}");
+        assert_eq!(n["containers"], count, "{n}");
+        assert!(n["error"].is_null(), "{n}");
+        let addr = cl["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == name)
+            .unwrap()["addr"]
+            .clone();
+        assert_eq!(n["addr"], addr, "{n}");
+    }
+
+    // top --json: one snapshot with both hosts and the running container.
+    let snap = wait_for(30, || {
+        let v = json_of(&lab, &["top", "--json"]);
+        v["containers"]
+            .as_array()?
+            .iter()
+            .any(|c| c["name"] == "c")
+            .then_some(v)
+    })
+    .expect("top --json never showed c");
+    let hosts: Vec<&Value> = snap["hosts"].as_array().unwrap().iter().collect();
+    assert_eq!(
+        hosts
+            .iter()
+            .map(|h| h["node"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["n1", "n2"]
+    );
+    for h in &hosts {
+        let (used, total) = (
+            h["memory_used_bytes"].as_u64().unwrap(),
+            h["memory_total_bytes"].as_u64().unwrap(),
+        );
+        assert!(used > 0 && used < total, "{h}");
+        assert!(h["cores"].as_f64().unwrap() > 0.0, "{h}");
+        assert!(h["time_ns"].as_u64().unwrap() >= t0_ns, "{h}");
+    }
+    let tc = snap["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "c")
+        .unwrap();
+    assert_eq!(
+        (tc["node"].as_str(), tc["image"].as_str()),
+        (Some("n1"), Some("busybox")),
+        "{tc}"
+    );
+    assert!(
+        tc["pids"].as_u64().unwrap() >= 1 && tc["memory_bytes"].as_u64().unwrap() > 0,
+        "{tc}"
+    );
+    assert!(snap["unreachable"].as_array().unwrap().is_empty(), "{snap}");
+
+    // migrate --json: compress names the algorithm.
+    let r = json_of(
+        &lab,
+        &["migrate", "c", "--to", "n2", "--compress", "zstd", "--json"],
+    );
+    assert_eq!(
+        (r["compress"].as_str(), r["outcome"].as_str()),
+        (Some("zstd"), Some("moved")),
+        "{r}"
+    );
+    assert_eq!(lab.container("c").unwrap()["node"], "n2");
+    // pong --json: every hop, in order, with the migration's keys.
+    let p = json_of(
+        &lab,
+        &[
+            "pong", "c", "--hosts", "n1,n2", "--count", "3", "--dwell", "0", "--json",
+        ],
+    );
+    let hops = p["hop_reports"].as_array().unwrap();
+    assert_eq!((p["hops"].as_u64(), hops.len()), (Some(3), 3), "{p}");
+    for (i, (h, (from, to))) in hops
+        .iter()
+        .zip([("n2", "n1"), ("n1", "n2"), ("n2", "n1")])
+        .enumerate()
+    {
+        assert_eq!(h["hop"], i + 1, "{h}");
+        assert_eq!(
+            (h["from"].as_str(), h["to"].as_str()),
+            (Some(from), Some(to)),
+            "{h}"
+        );
+        assert_eq!(
+            (h["outcome"].as_str(), h["compress"].as_str()),
+            (Some("moved"), Some("none")),
+            "{h}"
+        );
+        let (frozen, total) = (
+            h["frozen_ms"].as_f64().unwrap(),
+            h["total_ms"].as_f64().unwrap(),
+        );
+        assert!(frozen > 0.0 && frozen <= total, "{h}");
+        assert_eq!(h["container"], "c", "{h}");
+    }
+    assert_eq!(p["ends_on"], "n1", "{p}");
+    assert_eq!(lab.container("c").unwrap()["node"], "n1");
+
+    // A move held on the target right after it built (staged) its copy.
+    common::restart_with_fault(&lab, "n2", "pause-after-build");
+    let mut child = common::moves::spawn_migrate(&lab, "c", "n2");
+    common::moves::wait_paused(&lab, "n2", "after-build", &mut child);
+    let staged = json_of(&lab, &["ps", "--node", "n2", "--json"]);
+    let staged: Vec<&Value> = staged
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "c")
+        .collect();
+    assert_eq!(
+        staged.len(),
+        1,
+        "the target has no staged copy to hide: {staged:?}"
+    );
+    assert_eq!(staged[0]["status"], "migrating", "{staged:?}");
+    let during = listed(&lab, "c");
+    let one = lab.container("c").unwrap();
+    common::moves::resume(&lab, "n2", "after-build");
+    assert_eq!(
+        during,
+        [("n1".to_string(), "migrating".to_string())],
+        "ps lists the move more than once"
+    );
+    assert_eq!(
+        (
+            one["migration"]["from"].as_str(),
+            one["migration"]["to"].as_str()
+        ),
+        (Some("n1"), Some("n2")),
+        "{one}"
+    );
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        listed(&lab, "c"),
+        [("n2".to_string(), "running".to_string())]
+    );
+    common::restart_with_fault(&lab, "n2", "");
+    lab.ok(&["rm", "-f", "c", "done"]);
+
+    // Two users racing `run` of one name on two nodes: at most one
+    // container survives, and it is the one whose `run` succeeded.
+    for round in 0..3 {
+        let name = format!("dup{round}");
+        let spawn = |node: &str| {
+            lab.cmd()
+                .args([
+                    "run", "--node", node, "--name", &name, "busybox", "sleep", "1000",
+                ])
+                .output()
+        };
+        let (a, b) = std::thread::scope(|s| {
+            let a = s.spawn(|| spawn("n1").unwrap());
+            let b = s.spawn(|| spawn("n2").unwrap());
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        let won: Vec<&str> = [("n1", &a), ("n2", &b)]
+            .iter()
+            .filter(|(_, o)| o.status.success())
+            .map(|(n, _)| *n)
+            .collect();
+        let left: Vec<String> = listed(&lab, &name).into_iter().map(|(n, _)| n).collect();
+        assert!(left.len() <= 1, "round {round}: both survived: {left:?}");
+        assert_eq!(
+            left,
+            won,
+            "round {round}: n1: {}\nn2: {}",
+            text(&a),
+            text(&b)
+        );
+        for o in [&a, &b].into_iter().filter(|o| !o.status.success()) {
+            assert_eq!(o.status.code(), Some(125), "{}", text(o));
+        }
+        if !left.is_empty() {
+            lab.ok(&["rm", "-f", &name]);
+        }
+    }
+}
+
+/// `report --json` and `sim --json`: the table's figures, checked against
+/// the run directories the simulator wrote (no lab needed).
+#[test]
+fn report_and_sim_as_json() {
+    let tmp = tempfile::tempdir().unwrap();
+    let scen = tmp.path().join("s.json");
+    let out = tmp.path().join("out");
+    common::herd_ok(&[
+        "scenario",
+        "gen",
+        "--kind",
+        "staircase",
+        "--containers",
+        "20",
+        "--length",
+        "40m",
+        "--out",
+        common::path_arg(&scen),
+    ]);
+    let sim: Value = serde_json::from_str(&common::herd_ok(&[
+        "sim",
+        common::path_arg(&scen),
+        "--policy",
+        "none,cpu-greedy",
+        "--out",
+        common::path_arg(&out),
+        "--json",
+    ]))
+    .unwrap();
+    let runs = sim["runs"].as_array().unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| r["policy"].as_str().unwrap())
+            .collect::<Vec<_>>(),
+        ["none", "cpu-greedy"]
+    );
+    assert_eq!(sim["report"], out.join("report.md").display().to_string());
+    assert!(out.join("report.md").exists());
+    for r in runs {
+        let dir = Path::new(r["dir"].as_str().unwrap());
+        // migrations: the moved rows of the run's migrations.csv.
+        let moved = std::fs::read_to_string(dir.join("migrations.csv"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains(",moved,") || l.ends_with(",moved"))
+            .count();
+        assert_eq!(r["migrations"], moved, "{r}");
+        let sim_s = r["simulated_s"].as_u64().unwrap();
+        assert!(
+            sim_s > 0 && sim_s <= 2400,
+            "at most the scenario's length: {r}"
+        );
+        assert!(
+            r["avg_host_cpu_ratio"]
+                .as_f64()
+                .is_some_and(|x| (0.0..=1.0).contains(&x)),
+            "{r}"
+        );
+        assert!(r["avg_ops_per_second"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    assert!(
+        runs[0]["ops_gain_vs_control_ratio"].is_null(),
+        "control has no gain"
+    );
+    assert!(runs[1]["ops_gain_vs_control_ratio"].is_f64(), "{}", runs[1]);
+    // report --json over the same runs: the same figures.
+    let dirs: Vec<&str> = runs.iter().map(|r| r["dir"].as_str().unwrap()).collect();
+    let mut args = vec!["report"];
+    args.extend(&dirs);
+    args.extend(["--out", common::path_arg(&out), "--json"]);
+    let rep: Value = serde_json::from_str(&common::herd_ok(&args)).unwrap();
+    for (a, b) in rep["runs"].as_array().unwrap().iter().zip(runs) {
+        for k in [
+            "policy",
+            "avg_host_cpu_ratio",
+            "avg_ops_per_second",
+            "ops_gain_vs_control_ratio",
+            "migrations",
+            "frozen_ms",
+        ] {
+            assert_eq!(a[k], b[k], "{k}: {a} vs {b}");
+        }
+        assert!(a.get("simulated_s").is_none(), "{a}");
+    }
 }

@@ -53,7 +53,7 @@ fn where_is(lab: &Lab, name: &str) -> (String, String, i64) {
     let c = lab
         .container(name)
         .unwrap_or_else(|| panic!("{name} not in ps: {}", lab.ps_json()));
-    assert_eq!(c["status"], "Running", "{c}");
+    assert_eq!(c["status"], "running", "{c}");
     (
         c["node"].as_str().unwrap_or_default().to_string(),
         c["ip"].as_str().unwrap_or_default().to_string(),

@@ -235,15 +235,24 @@ pub struct NetAttach {
     pub mac: String,
 }
 
+/// In JSON (`herd ps --json`, the agent's records) lowercase, as Podman
+/// prints a state and as the tables show it; the capitalised names of
+/// JSON format 1 (and of older agents' records) are still read.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
 pub enum ContainerStatus {
+    #[serde(alias = "Created")]
     Created,
+    #[serde(alias = "Running")]
     Running,
+    #[serde(alias = "Stopped")]
     Stopped,
     /// Dumped by CRIU and not running: `restore` brings it back.
+    #[serde(alias = "Checkpointed")]
     Checkpointed,
     /// Being moved (see `ContainerInfo::migration`): frozen, or restored
     /// stopped and fenced on the target, until the handoff ends.
+    #[serde(alias = "Migrating")]
     Migrating,
 }
 
@@ -457,5 +466,28 @@ mod tests {
         let back: Envelope = frame::decode(&f[frame::HEADER_LEN..]).unwrap();
         assert_eq!(back, env);
         assert_eq!(back.version, PROTOCOL_VERSION);
+    }
+
+    #[test]
+    fn status_is_lowercase_in_json_and_old_records_still_read() {
+        let all = [
+            (ContainerStatus::Created, "created"),
+            (ContainerStatus::Running, "running"),
+            (ContainerStatus::Stopped, "stopped"),
+            (ContainerStatus::Checkpointed, "checkpointed"),
+            (ContainerStatus::Migrating, "migrating"),
+        ];
+        for (s, name) in all {
+            assert_eq!(serde_json::to_value(s).unwrap(), name);
+            assert_eq!(s.to_string(), name, "the tables print the JSON name");
+            let old = format!("\"{}{}\"", name[..1].to_uppercase(), &name[1..]);
+            let back: ContainerStatus = serde_json::from_str(&old).unwrap();
+            assert_eq!(back, s, "{old}");
+            let f = frame::encode(&s).unwrap();
+            assert_eq!(
+                frame::decode::<ContainerStatus>(&f[frame::HEADER_LEN..]).unwrap(),
+                s
+            );
+        }
     }
 }

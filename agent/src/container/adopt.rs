@@ -1,14 +1,12 @@
-//! Re-adoption after an agent restart, and the per-container exit watcher.
+//! Re-adoption after an agent restart, and recording a container's exit.
 
-use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use herd_wire::ContainerStatus;
-use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::Pid;
 
 use super::{lock, Agent, Entry};
 use crate::error::{IoContext, Result};
+use crate::exits::Reap;
 use crate::state::{pid_start_time, ContainerRecord};
 
 impl Agent {
@@ -99,81 +97,50 @@ impl Agent {
         }
     }
 
-    /// Watch a container's init and record its exit. `child`: it is our
-    /// child (we can reap it and learn its exit code).
+    /// Watch a container's init and record its exit (on the agent's one
+    /// exit waiter, [`crate::exits`]). `child`: it is our child (we can
+    /// reap it and learn its exit code).
     pub(crate) fn watch(self: &Arc<Self>, entry: Arc<Entry>, pid: i32, child: bool) {
         let me = self.clone();
-        std::thread::spawn(move || {
-            let code = if child {
-                wait_child(pid)
-            } else {
-                wait_foreign(pid);
-                None
-            };
-            let rec = {
-                let mut r = lock(&entry.record);
-                if r.pid != Some(pid) {
-                    return; // restored elsewhere or replaced meanwhile
-                }
-                r.status = ContainerStatus::Stopped;
-                r.exit_code = code;
-                r.clone()
-            };
-            if me.state.container(&rec.spec.name).dir.exists() {
-                if let Err(e) = me.save(&rec) {
-                    tracing::error!(container = %rec.spec.name, "save record: {e}");
-                }
-            }
-            entry.exited.notify_all();
-            tracing::info!(container = %rec.spec.name, ?code, "exited");
-            if rec.spec.auto_remove {
-                // `run --rm`: nothing of it stays once its process is gone.
-                let name = rec.spec.name.clone();
-                match me.remove(&name, false) {
-                    Ok(()) => me
-                        .monitor
-                        .event(&name, herd_wire::monitor::EventKind::Removed),
-                    Err(e) => tracing::error!(container = %name, "--rm: remove: {e}"),
-                }
-            }
-        });
-    }
-}
-
-fn wait_child(pid: i32) -> Option<i32> {
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return Some(c),
-            Ok(WaitStatus::Signaled(_, s, _)) => return Some(128 + s as i32),
-            Ok(_) => continue,
-            Err(nix::Error::EINTR) => continue,
-            Err(_) => {
-                // Not our child after all: fall back to watching it.
-                wait_foreign(pid);
-                return None;
-            }
+        let reap = match child {
+            true => Reap::Child,
+            false => Reap::Foreign,
+        };
+        let name = entry.snapshot().spec.name;
+        let done = Box::new(move |code| me.exited(&entry, pid, code));
+        if let Err(e) = crate::exits::watch(pid, reap, done) {
+            tracing::error!(container = %name, pid, "cannot watch its exit: {e}");
         }
     }
-}
 
-/// Block until a process that is not our child exits.
-fn wait_foreign(pid: i32) {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return; // already gone
-    }
-    // SAFETY: fd is a fresh descriptor we own.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    loop {
-        let mut fds = [nix::poll::PollFd::new(
-            fd.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-            Ok(n) if n > 0 => return,
-            Err(nix::Error::EINTR) | Ok(_) => continue,
-            Err(_) => return,
+    /// Record that the init `pid` of `entry` exited. Runs on the exit
+    /// waiter: anything slow goes to a thread of its own.
+    fn exited(self: &Arc<Self>, entry: &Entry, pid: i32, code: Option<i32>) {
+        let rec = {
+            let mut r = lock(&entry.record);
+            if r.pid != Some(pid) {
+                return; // restored elsewhere or replaced meanwhile
+            }
+            r.status = ContainerStatus::Stopped;
+            r.exit_code = code;
+            r.clone()
+        };
+        if self.state.container(&rec.spec.name).dir.exists() {
+            if let Err(e) = self.save(&rec) {
+                tracing::error!(container = %rec.spec.name, "save record: {e}");
+            }
+        }
+        entry.exited.notify_all();
+        tracing::info!(container = %rec.spec.name, ?code, "exited");
+        if rec.spec.auto_remove {
+            // `run --rm`: nothing of it stays once its process is gone.
+            let (me, name) = (self.clone(), rec.spec.name);
+            std::thread::spawn(move || match me.remove(&name, false) {
+                Ok(()) => me
+                    .monitor
+                    .event(&name, herd_wire::monitor::EventKind::Removed),
+                Err(e) => tracing::error!(container = %name, "--rm: remove: {e}"),
+            });
         }
     }
 }

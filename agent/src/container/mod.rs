@@ -9,10 +9,10 @@
 //! ```
 //!
 //! The container's init is a child of the agent (libcontainer clones it as a
-//! sibling of its intermediate process), so a watcher thread per container
-//! reaps it and records the exit code. After an agent restart the init is
-//! no longer our child: the watcher then polls a pidfd and the exit code is
-//! unknown.
+//! sibling of its intermediate process), so the agent's one exit waiter
+//! ([`crate::exits`]) reaps it and records the exit code. After an agent
+//! restart the init is no longer our child: the waiter then only notices
+//! its exit (pidfd) and the exit code is unknown.
 
 mod adopt;
 mod checkpoint;

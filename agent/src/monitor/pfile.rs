@@ -11,7 +11,7 @@
 //! own work) files are opened at each read instead of kept.
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -65,14 +65,44 @@ fn rlim_u64(v: libc::rlim_t) -> u64 {
 
 /// Open `path` read-only with its descriptor at or above [`FD_FLOOR`].
 pub fn open_high(path: &Path) -> std::io::Result<File> {
-    let f = File::open(path)?;
+    Ok(File::from(to_high(File::open(path)?.into())))
+}
+
+/// `fd` moved to a number at or above [`FD_FLOOR`] (CLOEXEC), or itself
+/// if the limit is at or below the floor.
+fn to_high(fd: OwnedFd) -> OwnedFd {
     // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own; the new one is ours.
-    let fd = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FD_FLOOR) };
-    if fd < 0 {
-        return Ok(f); // limit at or below the floor: keep the low one
+    let high = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, FD_FLOOR) };
+    if high < 0 {
+        return fd;
     }
-    // SAFETY: fd was just returned by fcntl and is owned by nobody else.
-    Ok(unsafe { File::from_raw_fd(fd) })
+    // SAFETY: high was just returned by fcntl and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(high) }
+}
+
+/// A long-lived descriptor of the agent's own (a pidfd of
+/// [`crate::exits`]) kept above [`FD_FLOOR`] like the monitor's files and
+/// counted in their budget, so that they give way (are reopened at each
+/// read) before the agent runs out of descriptors.
+pub struct HighFd(OwnedFd);
+
+impl HighFd {
+    pub fn new(fd: OwnedFd) -> HighFd {
+        KEPT.fetch_add(1, Ordering::Relaxed);
+        HighFd(to_high(fd))
+    }
+}
+
+impl AsFd for HighFd {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+}
+
+impl Drop for HighFd {
+    fn drop(&mut self) {
+        KEPT.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 enum Src {

@@ -121,7 +121,13 @@ pub async fn run(g: &GlobalArgs, ic: &ImageCmd) -> Result<i32> {
                 let v: Vec<_> = rows
                     .iter()
                     .map(|(n, i)| {
-                        serde_json::json!({"node": n, "name": i.name, "id": i.id, "layers": i.layers, "size_bytes": i.size_bytes, "created": i.created})
+                        serde_json::json!({
+                            "node": n, "name": i.name, "id": i.id, "layers": i.layers,
+                            "size_bytes": i.size_bytes,
+                            "created_ns": i.created.saturating_mul(1_000_000_000),
+                            // Seconds: format 1's key, kept (docs/json.md).
+                            "created": i.created,
+                        })
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&v)?);

@@ -54,7 +54,11 @@ pub enum LabCmd {
     /// Stop the agents and remove every netns, link, mount, cgroup and container of the lab.
     Down,
     /// Show the lab's nodes and whether their agents answer.
-    Status,
+    Status {
+        /// One object per node (docs/json.md).
+        #[arg(long)]
+        json: bool,
+    },
     /// The main job: a lab, an image, a container, its logs, teardown.
     /// Runs in a lab of its own (never --lab's): refused when that lab is
     /// already up, and only a lab the demo itself brought up is taken down.
@@ -119,16 +123,23 @@ pub async fn run(g: &GlobalArgs, lc: &LabCmd) -> Result<i32> {
                 println!("no lab named {} (nothing to do)", g.lab);
             }
         }
-        LabCmd::Status if lab_vm::is_vm_lab(&g.lab) => return lab_vm::print_status(&g.lab).await,
-        LabCmd::Status => {
-            let mut bad = 0;
-            for (n, r) in lab::status(&g.lab).await? {
+        LabCmd::Status { json } if lab_vm::is_vm_lab(&g.lab) => {
+            return lab_vm::print_status(&g.lab, *json).await
+        }
+        LabCmd::Status { json } => {
+            let nodes = lab::status(&g.lab).await?;
+            let bad = nodes.iter().filter(|(_, r)| r.is_err()).count();
+            if *json {
+                let v: Vec<_> = nodes
+                    .iter()
+                    .map(|(n, r)| lab::status_json(&n.name, n.addr, r))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            }
+            for (n, r) in nodes.iter().filter(|_| !*json) {
                 match r {
-                    Ok(s) => println!("{:<4} {:<18} {s}", n.name, n.addr),
-                    Err(e) => {
-                        bad += 1;
-                        println!("{:<4} {:<18} DOWN: {e}", n.name, n.addr)
-                    }
+                    Ok(c) => println!("{:<4} {:<18} up, {c} container(s)", n.name, n.addr),
+                    Err(e) => println!("{:<4} {:<18} DOWN: {e}", n.name, n.addr),
                 }
             }
             return Ok(if bad > 0 { crate::exit::HERD_ERROR } else { 0 });

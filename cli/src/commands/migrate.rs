@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Args;
 
 use crate::context::GlobalArgs;
-use crate::migrate::migrate_with;
+use crate::migrate::{failure_json, migrate_with, report_json};
 use crate::ui::human_bytes;
 
 #[derive(Args, Debug)]
@@ -59,7 +59,7 @@ pub async fn run(g: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
         }
     };
     if *json {
-        println!("{}", serde_json::to_string_pretty(&rep)?);
+        println!("{}", serde_json::to_string_pretty(&report_json(&rep))?);
     } else {
         print_migration(&rep);
     }
@@ -69,17 +69,7 @@ pub async fn run(g: &GlobalArgs, args: &MigrateArgs) -> Result<i32> {
 /// `--json` on failure: the report with its outcome, or for a refusal
 /// before anything started, `untouched` in phase prepare.
 fn print_failed(e: &anyhow::Error, name: &str, to: &str) {
-    let v = match e.downcast_ref::<crate::client::MigrateFailed>() {
-        Some(f) => serde_json::to_value(&f.0).ok(),
-        None => Some(serde_json::json!({
-            "container": name,
-            "to": to,
-            "outcome": "untouched",
-            "phase": "prepare",
-            "reason": format!("{e:#}"),
-        })),
-    };
-    if let Some(v) = v.and_then(|v| serde_json::to_string_pretty(&v).ok()) {
+    if let Ok(v) = serde_json::to_string_pretty(&failure_json(e, name, None, to)) {
         println!("{v}");
     }
 }

@@ -29,4 +29,5 @@ pub mod start;
 pub mod stats;
 pub mod stop;
 pub mod top;
+pub mod version;
 pub mod wait;

@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::Args;
 
 use crate::context::GlobalArgs;
-use crate::migrate::migrate_with;
+use crate::migrate::{failure_json, migrate_with, report_json};
 use crate::ui::percentile;
 
 #[derive(Args, Debug)]
@@ -74,6 +74,8 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
         .wrapping_add(1442695040888963407);
     let mut reports = Vec::new();
     let mut failures = Vec::new();
+    // Every hop tried, in order, as `migrate --json` reports it.
+    let mut hop_reports = Vec::new();
     for hop in 0..count {
         let candidates: Vec<&String> = hosts.iter().filter(|h| **h != at).collect();
         let next = if random {
@@ -106,6 +108,9 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
                     );
                 }
                 at = next;
+                let mut v = report_json(&r);
+                v["hop"] = (hop + 1).into();
+                hop_reports.push(v);
                 reports.push(r);
             }
             Err(e) => {
@@ -113,6 +118,9 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
                     println!("hop {:>3}: {at} -> {next}  FAILED: {e:#}", hop + 1);
                 }
                 failures.push(format!("{e:#}"));
+                let mut v = failure_json(&e, name, Some(&at), &next);
+                v["hop"] = (hop + 1).into();
+                hop_reports.push(v);
                 at = c.locate(name).await?;
             }
         }
@@ -132,6 +140,7 @@ pub async fn run(g: &GlobalArgs, args: &PongArgs) -> Result<i32> {
         "total_ms_p95": percentile(&mut total, 95.0),
         "ends_on": at,
         "errors": failures,
+        "hop_reports": hop_reports,
     });
     if json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

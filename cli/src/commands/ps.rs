@@ -1,10 +1,10 @@
-//! `herd ps`: the containers of every node (or one).
+//! `herd ps`: the containers of every node (or one), one entry per name
+//! during a move ([`crate::client::one_per_name`]).
 
 use anyhow::Result;
 use clap::Args;
-use herd_wire::{ContainerInfo, Request, Response};
+use herd_wire::ContainerInfo;
 
-use crate::client::unexpected;
 use crate::context::GlobalArgs;
 
 #[derive(Args, Debug)]
@@ -18,8 +18,9 @@ pub struct PsArgs {
     /// container, stopped and checkpointed ones too).
     #[arg(short = 'a', long)]
     pub all: bool,
-    /// Only the names, one a line.
-    #[arg(short = 'q', long, conflicts_with = "json")]
+    /// Only the names, one a line (JSON, when asked for too, wins, as
+    /// Podman's `--format json` overrides its `-q`).
+    #[arg(short = 'q', long)]
     pub quiet: bool,
     #[arg(long)]
     pub node: Option<String>,
@@ -34,19 +35,7 @@ pub async fn run(g: &GlobalArgs, args: &PsArgs) -> Result<i32> {
         node,
     } = args;
     let mut c = g.client()?;
-    let nodes = match node {
-        Some(n) => vec![n.clone()],
-        None => c.node_names(),
-    };
-    let mut all: Vec<ContainerInfo> = Vec::new();
-    let mut failed = Vec::new();
-    for n in nodes {
-        match c.call(&n, Request::List).await {
-            Ok(Response::Containers(v)) => all.extend(v),
-            Ok(r) => return Err(unexpected(r)),
-            Err(e) => failed.push(format!("{e:#}")),
-        }
-    }
+    let (all, failed) = c.list(node.as_deref()).await?;
     if *json || format.is_some() {
         println!("{}", serde_json::to_string_pretty(&all)?);
     } else if *quiet {

@@ -47,6 +47,10 @@ pub struct SimArgs {
     /// and DIR/report.md for several.
     #[arg(long)]
     out: PathBuf,
+    /// The table as JSON on stdout, with each policy's simulated seconds,
+    /// decisions and wall time (docs/json.md).
+    #[arg(long)]
+    json: bool,
 }
 
 /// `all` is every policy that can be built as configured: `forecast` only
@@ -103,6 +107,7 @@ pub fn run(a: &SimArgs) -> Result<i32> {
     cfg.placement = a.placement.config()?;
     let single = list.len() == 1;
     let mut runs = Vec::new();
+    let mut extra = Vec::new();
     for p in &list {
         let dir = if single { a.out.clone() } else { a.out.join(p) };
         let t0 = Instant::now();
@@ -117,6 +122,11 @@ pub fn run(a: &SimArgs) -> Result<i32> {
             totals.frozen_s,
             dir.display()
         );
+        extra.push(serde_json::json!({
+            "simulated_s": totals.ticks,
+            "decisions": totals.decisions,
+            "elapsed_ms": t0.elapsed().as_secs_f64() * 1000.0,
+        }));
         runs.push(report::load_run(&dir)?);
     }
     let title = format!(
@@ -130,7 +140,6 @@ pub fn run(a: &SimArgs) -> Result<i32> {
             .join(",")
     );
     report::write_report(&runs, &a.out, &title)?;
-    print!("{}", report::table(&runs));
-    println!("report: {}", a.out.join("report.md").display());
+    super::report::print_table(&runs, &a.out, a.json, &extra)?;
     Ok(0)
 }

@@ -790,8 +790,25 @@ pub fn print_up(cl: &Cluster) {
 }
 
 /// `herd lab status` of a VM lab; exit code 125 when a guest or agent is down.
-pub async fn print_status(lab: &str) -> Result<i32> {
+pub async fn print_status(lab: &str, json: bool) -> Result<i32> {
     let cl = load(lab)?;
+    if json {
+        let all = status(&cl).await?;
+        let bad = all.iter().any(|s| !s.qemu || s.containers.is_err());
+        let v: Vec<_> = all
+            .iter()
+            .map(|s| {
+                let mut v = crate::lab::status_json(&s.node, s.addr, &s.containers);
+                v["qemu"] = s.qemu.into();
+                v["kernel"] = s.kernel.clone().into();
+                v["cgroup"] = s.cgroup.clone().into();
+                v["agent"] = s.agent.clone().into();
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(if bad { crate::exit::HERD_ERROR } else { 0 });
+    }
     let mut bad = 0;
     println!(
         "{:<4} {:<18} {:<18} {:<44} {:<28} containers",

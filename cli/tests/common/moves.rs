@@ -92,7 +92,7 @@ pub fn assert_one_intact(lab: &Lab, nodes: &[&str], name: &str, node: &str) {
     let e = entries(lab, name);
     assert_eq!(e.len(), 1, "{name} listed: {e:?}");
     assert_eq!(e[0]["node"], node, "{e:?}");
-    assert_eq!(e[0]["status"], "Running", "{e:?}");
+    assert_eq!(e[0]["status"], "running", "{e:?}");
     let before = counts(lab, name);
     assert_gapless(&before, "log");
     let after = wait_lines(lab, name, before.len() + 3, 30);
