@@ -323,7 +323,39 @@ impl From<&HostSample> for HostRow {
     }
 }
 
+impl HostRow {
+    /// The required metrics, in hosts.csv's column order (the forecaster's
+    /// `HOST_METRICS`): what a window or a bucket averages per host.
+    pub fn metrics(&self) -> [f64; 10] {
+        [
+            self.cpu_user_ratio,
+            self.cpu_system_ratio,
+            self.cpu_iowait_ratio,
+            self.load1,
+            self.memory_used_bytes as f64,
+            self.major_faults_per_second,
+            self.disk_ops_per_second,
+            self.disk_busy_ratio,
+            self.net_rx_bytes_per_second,
+            self.net_tx_bytes_per_second,
+        ]
+    }
+}
+
 impl ContainerRow {
+    /// The metrics in containers.csv's column order (the forecaster's
+    /// `CONTAINER_METRICS`): what a window or a bucket averages per container.
+    pub fn metrics(&self) -> [f64; 6] {
+        [
+            self.cpu_usage_cores,
+            self.memory_bytes as f64,
+            self.major_faults_per_second,
+            self.io_read_ops_per_second,
+            self.io_write_ops_per_second,
+            self.pids as f64,
+        ]
+    }
+
     /// The monitor's row of an agent's sample; `kind` is known to scenario
     /// runs only.
     pub fn from_sample(c: &ContainerSample, kind: Option<&str>) -> ContainerRow {

@@ -137,13 +137,17 @@ pub struct HostInfo {
     pub cores: f64,
 }
 
+/// Where a host's runnable count is summed, after [`HostRow::metrics`].
+const RUNNABLE: usize = 10;
+
 #[derive(Default, Clone)]
 struct HostAcc {
     first: f64,
     n: u32,
     cores: Option<f64>,
-    sums: [f64; 9],
-    /// Samples with a runnable count (its sum is sums[8]).
+    /// [`HostRow::metrics`], then the runnable count at [`RUNNABLE`].
+    sums: [f64; RUNNABLE + 1],
+    /// Samples with a runnable count.
     nr: u32,
 }
 
@@ -154,7 +158,8 @@ struct ContainerAcc {
     n: u32,
     host: String,
     kind: Option<WorkloadKind>,
-    sums: [f64; 7],
+    /// [`ContainerRow::metrics`].
+    sums: [f64; 6],
     ops_n: u32,
     ops_sum: f64,
 }
@@ -235,17 +240,10 @@ impl Window {
         if r.cores.is_some() {
             a.cores = r.cores;
         }
-        let v = [
-            r.cpu_user_ratio,
-            r.cpu_system_ratio,
-            r.cpu_iowait_ratio,
-            r.load1,
-            r.memory_used_bytes as f64,
-            r.major_faults_per_second,
-            r.disk_ops_per_second,
-            r.disk_busy_ratio,
-            r.runnable_tasks.unwrap_or(0.0),
-        ];
+        let v = r
+            .metrics()
+            .into_iter()
+            .chain([r.runnable_tasks.unwrap_or(0.0)]);
         if r.runnable_tasks.is_some() {
             a.nr += 1;
         }
@@ -278,16 +276,7 @@ impl Window {
         if let Some(k) = r.kind.as_deref() {
             a.kind = k.parse().ok();
         }
-        let v = [
-            r.cpu_usage_cores,
-            r.memory_bytes as f64,
-            r.major_faults_per_second,
-            r.io_read_ops_per_second,
-            r.io_write_ops_per_second,
-            r.pids as f64,
-            0.0,
-        ];
-        for (s, x) in a.sums.iter_mut().zip(v) {
+        for (s, x) in a.sums.iter_mut().zip(r.metrics()) {
             *s += x;
         }
         if let Some(o) = r.ops_per_second {
@@ -337,7 +326,7 @@ impl Window {
                 h.major_faults_per_second = m[5];
                 h.disk_ops_per_second = m[6];
                 h.disk_busy_ratio = m[7];
-                h.runnable = (a.nr > 0).then(|| a.sums[8] / a.nr as f64);
+                h.runnable = (a.nr > 0).then(|| a.sums[RUNNABLE] / a.nr as f64);
                 h.samples = a.n;
                 h.missing_ratio = self.missing(a.first, a.n, now);
             } else {

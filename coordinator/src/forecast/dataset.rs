@@ -395,31 +395,10 @@ impl<const N: usize> Acc<N> {
 
 /// hosts.csv's metrics in the order of [`HOST_METRICS`], then [`HOST_OPTIONAL`].
 fn host_values(r: &HostRow) -> [f64; 11] {
-    [
-        r.cpu_user_ratio,
-        r.cpu_system_ratio,
-        r.cpu_iowait_ratio,
-        r.load1,
-        r.memory_used_bytes as f64,
-        r.major_faults_per_second,
-        r.disk_ops_per_second,
-        r.disk_busy_ratio,
-        r.net_rx_bytes_per_second,
-        r.net_tx_bytes_per_second,
-        r.cores.unwrap_or(f64::NAN),
-    ]
-}
-
-/// containers.csv's metrics in the order of [`CONTAINER_METRICS`].
-fn container_values(r: &ContainerRow) -> [f64; 6] {
-    [
-        r.cpu_usage_cores,
-        r.memory_bytes as f64,
-        r.major_faults_per_second,
-        r.io_read_ops_per_second,
-        r.io_write_ops_per_second,
-        r.pids as f64,
-    ]
+    let mut v = [f64::NAN; 11];
+    v[..HOST_METRICS.len()].copy_from_slice(&r.metrics());
+    v[HOST_METRICS.len()] = r.cores.unwrap_or(f64::NAN);
+    v
 }
 
 /// Loads one run directory; the run is named by the directory's path.
@@ -471,7 +450,7 @@ pub fn load_run_with(dir: &Path, window_s: f64, kinds: &ScenarioKinds) -> Result
                     });
                 (kind, Acc::new(), Acc::new())
             });
-        e.1.add(&container_values(&r));
+        e.1.add(&r.metrics());
         e.2.add(&[r.ops_per_second.unwrap_or(f64::NAN)]);
         Ok::<_, ForecastError>(())
     })?;
