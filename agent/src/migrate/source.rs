@@ -939,6 +939,7 @@ impl Driver {
             u64::MAX,
             pause,
             Some(self.progress.clone()),
+            None,
         ));
         Ok((criu_end, bridge))
     }
