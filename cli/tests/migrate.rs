@@ -689,7 +689,8 @@ fn target_agent_killed_mid_transfer_rolls_back() {
     assert!(!on_n2.contains("\"c\""), "{on_n2}");
     assert_no_traces_soon(&lab, "n2", "c");
     // And the move works now, with its progress bar (forced: no terminal
-    // here); 256 MiB take well over the one second before the bar shows.
+    // here, and HERD_PROGRESS=always draws from the first report; each
+    // phase is reported as it starts, the dump with its total).
     let o = lab
         .cmd()
         .args(["migrate", "c", "--to", "n2"])
