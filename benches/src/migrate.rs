@@ -60,8 +60,10 @@ use herd::{lab, network, rootfs};
 const IMAGE: &str = "hbench-busybox";
 const PORT: u16 = 7000;
 
-/// How long the client waits for an answer outside a move (and after one
-/// ends): inside a move it waits as long as the move lasts.
+/// How long the client waits for an answer outside a move, and after one
+/// ends this plus the move's length (after a long freeze TCP's next
+/// retransmission may be as far off as the freeze was long); inside a move
+/// it waits as long as the move lasts.
 const QUIET: Duration = Duration::from_secs(30);
 
 /// Answers of the one connection, as times; an error ends it.
@@ -72,16 +74,18 @@ struct Pinger {
     /// A move (or a floor cycle) is under way: the container may be
     /// frozen for as long as it lasts (minutes in the VM lab).
     busy: Arc<AtomicBool>,
-    /// When the last one ended.
-    idle_from: Arc<Mutex<Instant>>,
+    /// When the last one ended, and the client's wait after it.
+    idle_from: Arc<Mutex<(Instant, Duration)>>,
 }
 
-/// [`Pinger::hold`]: a move is under way until this drops.
-struct Hold<'a>(&'a Pinger);
+/// [`Pinger::hold`]: a move is under way since `.1` until this drops.
+struct Hold<'a>(&'a Pinger, Instant);
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        *self.0.idle_from.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        let now = Instant::now();
+        *self.0.idle_from.lock().unwrap_or_else(|p| p.into_inner()) =
+            (now, QUIET + now.duration_since(self.1));
         self.0.busy.store(false, Ordering::SeqCst);
     }
 }
@@ -99,7 +103,7 @@ impl Pinger {
             error: Arc::default(),
             stop: Arc::default(),
             busy: Arc::default(),
-            idle_from: Arc::new(Mutex::new(Instant::now())),
+            idle_from: Arc::new(Mutex::new((Instant::now(), QUIET))),
         };
         let (times, error, stop) = (p.times.clone(), p.error.clone(), p.stop.clone());
         let (busy, idle_from) = (p.busy.clone(), p.idle_from.clone());
@@ -130,12 +134,16 @@ impl Pinger {
                             if stop.load(Ordering::Relaxed) {
                                 return;
                             }
-                            let from =
-                                sent.max(*idle_from.lock().unwrap_or_else(|p| p.into_inner()));
-                            if !busy.load(Ordering::SeqCst) && from.elapsed() > QUIET {
+                            let (end, wait) = *idle_from.lock().unwrap_or_else(|p| p.into_inner());
+                            let (from, wait) = if sent > end {
+                                (sent, QUIET)
+                            } else {
+                                (end, wait)
+                            };
+                            if !busy.load(Ordering::SeqCst) && from.elapsed() > wait {
                                 return fail(format!(
                                     "read {n}: no answer for {} s outside a move",
-                                    QUIET.as_secs()
+                                    wait.as_secs()
                                 ));
                             }
                         }
@@ -159,7 +167,7 @@ impl Pinger {
     /// client waits for its answer as long as it takes.
     fn hold(&self) -> Hold<'_> {
         self.busy.store(true, Ordering::SeqCst);
-        Hold(self)
+        Hold(self, Instant::now())
     }
 
     fn check(&self) -> Result<()> {
@@ -404,10 +412,14 @@ pub async fn migrate(sizes: &str, modes: &str, o: &Opts<'_>) -> Result<()> {
             );
         }
     }
+    // The largest size's streamed moves, `stream` before others.
     let quic = rows
         .iter()
         .filter(|r| !r.mib_s.is_empty() && r.size != "link")
-        .max_by(|a, b| med(&a.bytes).total_cmp(&med(&b.bytes)));
+        .max_by(|a, b| {
+            let key = |r: &Row| (med(&r.bytes) as u64 >> 20, r.mode == "stream");
+            key(a).cmp(&key(b))
+        });
     let tcp = rows.iter().find(|r| r.size == "link" && r.mode == "tcp");
     if let Some(q) = quic {
         println!(
