@@ -1,5 +1,8 @@
 //! Containers on one host, through youki's libcontainer: one file per verb,
-//! as youki does (`run.rs`, `stop.rs`, `exec.rs`, `remove.rs`, `adopt.rs`).
+//! as youki does (`run.rs`, `stop.rs`, `exec.rs`, `remove.rs`, `adopt.rs`),
+//! and `provision.rs`, the one path that makes what a container needs here
+//! (overlay, netns, bundle) fresh for `run` or from a checkpoint's bundle
+//! for `restore --import` and a migration target.
 //!
 //! Lifecycle of a container as this agent sees it:
 //!
@@ -19,6 +22,7 @@ mod checkpoint;
 mod command;
 mod exec;
 mod preflight;
+mod provision;
 mod remove;
 mod restore;
 mod run;
