@@ -107,6 +107,16 @@ impl Entry {
     pub fn snapshot(&self) -> ContainerRecord {
         lock(&self.record).clone()
     }
+    /// Record that `pid` runs it now (run, start, restore); returns the
+    /// record to save.
+    pub(crate) fn set_running(&self, pid: i32) -> ContainerRecord {
+        let mut r = lock(&self.record);
+        r.status = ContainerStatus::Running;
+        r.pid = Some(pid);
+        r.pid_start = crate::state::pid_start_time(pid);
+        r.exit_code = None;
+        r.clone()
+    }
     /// Wait until the container is stopped, at most `timeout`. True if it stopped.
     pub(crate) fn wait_stopped(&self, timeout: Duration) -> bool {
         let g = lock(&self.record);

@@ -34,7 +34,7 @@ use oci_spec::runtime::Spec;
 use super::{lock, read_json, Agent, CheckpointMeta, Entry, META_FILE};
 use crate::error::{AgentError, IoContext, Result};
 use crate::logs;
-use crate::state::{now_ns, pid_start_time};
+use crate::state::now_ns;
 
 impl Agent {
     /// Restore a container from its own last checkpoint on this host.
@@ -304,14 +304,7 @@ impl Agent {
         }
 
         let stats = herd_criu::read_restore_stats(images).ok();
-        let snapshot = {
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Running;
-            r.pid = Some(pid);
-            r.pid_start = pid_start_time(pid);
-            r.exit_code = None;
-            r.clone()
-        };
+        let snapshot = entry.set_running(pid);
         self.save(&snapshot)?;
         self.watch(entry.clone(), pid, true);
         tracing::info!(container = %name, pid, hold, "restored");

@@ -13,11 +13,10 @@ use libcontainer::syscall::syscall::SyscallType;
 use oci_spec::runtime::Spec;
 
 use super::provision::{Fresh, Origin};
-use super::{lock, Agent};
+use super::Agent;
 use crate::error::{validate_name, AgentError, IoContext, Result};
 use crate::logs;
 use crate::spec::{self, SpecInput};
-use crate::state::pid_start_time;
 
 impl Agent {
     pub fn run(self: &Arc<Self>, spec: RunSpec) -> Result<ContainerInfo> {
@@ -58,13 +57,7 @@ impl Agent {
             Ok(pid)
         })();
         let saved = started.and_then(|pid| {
-            let rec = {
-                let mut r = lock(&entry.record);
-                r.status = ContainerStatus::Running;
-                r.pid = Some(pid);
-                r.pid_start = pid_start_time(pid);
-                r.clone()
-            };
+            let rec = entry.set_running(pid);
             self.save(&rec).map(|_| (pid, rec))
         });
         let (pid, rec) = match saved {
@@ -200,14 +193,7 @@ impl Agent {
         let stdio = logs::spawn_logged_stdio(&cdir.log())?;
         let pid = create_and_start(&self.state.runtime(), name, &cdir.bundle(), stdio)?;
         crate::cgroup::join_container(&rec.cgroup_path, pid)?;
-        let rec = {
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Running;
-            r.pid = Some(pid);
-            r.pid_start = pid_start_time(pid);
-            r.exit_code = None;
-            r.clone()
-        };
+        let rec = entry.set_running(pid);
         self.save(&rec)?;
         self.watch(entry, pid, true);
         tracing::info!(container = %name, pid, "started again");
