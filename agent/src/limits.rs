@@ -8,7 +8,7 @@
 //! | entries (files, dirs, links) of the same | `--max-unpack-entries` / `HERD_MAX_UNPACK_ENTRIES` | 1 000 000 |
 //! | bytes one incoming migration stream may carry (all files, decompressed) | `--max-migration-bytes` / `HERD_MAX_MIGRATION_BYTES` | 64 GiB |
 //! | time for a request frame to arrive once its stream is open | `--request-timeout-s` / `HERD_REQUEST_TIMEOUT_S` | 30 s |
-//! | time without a frame on an incoming migration stream, and time any stream's peer may take none of what the agent writes (replies, log follow, subscriptions, progress) | `--stream-idle-timeout-s` / `HERD_STREAM_IDLE_TIMEOUT_S` | 120 s |
+//! | time without a frame on an incoming migration stream (nor a page byte on its page stream), and time any stream's peer may take none of what the agent writes (replies, log follow, subscriptions, progress) | `--stream-idle-timeout-s` / `HERD_STREAM_IDLE_TIMEOUT_S` | 120 s |
 //! | concurrent streams of one peer (by certificate), all its connections together | `--max-streams-per-peer` / `HERD_MAX_STREAMS_PER_PEER` | 256 |
 //!
 //! A stream over a bound is answered with a clear error naming the limit

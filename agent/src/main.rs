@@ -84,7 +84,8 @@ struct Args {
     #[arg(long, env = "HERD_REQUEST_TIMEOUT_S", default_value_t = Limits::DEFAULT_REQUEST_TIMEOUT.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     request_timeout_s: u64,
-    /// Seconds an incoming migration stream may go without a frame, and
+    /// Seconds an incoming migration stream may go without a frame (or a
+    /// byte on its page stream), and
     /// any stream's peer without taking data the agent writes (log follow,
     /// monitor subscriptions, replies): then the stream is dropped.
     #[arg(long, env = "HERD_STREAM_IDLE_TIMEOUT_S", default_value_t = Limits::DEFAULT_STREAM_IDLE.as_secs(),

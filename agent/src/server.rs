@@ -237,15 +237,8 @@ async fn handle_stream(
             let result = loop {
                 tokio::select! {
                     r = &mut run => break r,
-                    _ = tick.tick(), if progress => {
-                        let (phase, done, total) = p.get();
-                        let f = Response::Progress { phase: phase.into(), done_bytes: done, total_bytes: total };
-                        // A client that went away (or stopped reading) must
-                        // not stop the migration: it just gets no more progress.
-                        if herd_quic::rpc::send_msg(&mut send, &f).await.is_err() {
-                            progress = false;
-                        }
-                    }
+                    _ = tick.tick(), if progress => progress = report(&mut send, &p).await,
+                    _ = p.changed.notified(), if progress => progress = report(&mut send, &p).await,
                 }
             };
             // MovedOut is sent when the move is done (maybe later, if pending).
@@ -448,4 +441,16 @@ async fn stream_logs(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     herd_quic::rpc::send_msg(send, &Response::End).await
+}
+
+/// Sends where a migration is; false once the client is gone (or stopped
+/// reading): that must not stop the migration, it just gets no more progress.
+async fn report(send: &mut quinn::SendStream, p: &crate::migrate::source::Progress) -> bool {
+    let (phase, done, total) = p.get();
+    let f = Response::Progress {
+        phase: phase.into(),
+        done_bytes: done,
+        total_bytes: total,
+    };
+    herd_quic::rpc::send_msg(send, &f).await.is_ok()
 }

@@ -59,14 +59,17 @@ pub enum BenchCmd {
         /// Modes, comma-separated: diff, diff+zstd, none, whole (fs modes,
         /// memory stop), stop (= diff), stream (memory streamed to the
         /// target during the dump), pre (pre-dump rounds while it runs;
-        /// needs dirty-memory tracking: --vm).
+        /// needs dirty-memory tracking: --vm), auto (the agent picks).
         #[arg(long, default_value = "diff,diff+zstd,none,whole")]
         modes: String,
         #[arg(long)]
         json: bool,
-        /// Leave the bench lab (hbenchm) up afterwards.
+        /// Leave the bench lab up afterwards.
         #[arg(long)]
         keep_lab: bool,
+        /// The bench lab's name (two benches at once need two names).
+        #[arg(long, default_value = "hbenchm")]
+        lab: String,
         /// Run in a VM lab (two QEMU guests, Debian 6.1 and 6.12 kernels)
         /// instead of network namespaces on this host.
         #[arg(long)]
@@ -112,8 +115,18 @@ async fn run(bc: &BenchCmd) -> Result<i32> {
             modes,
             json,
             keep_lab,
+            lab,
             vm,
-        } => migrate::migrate(*runs, sizes, modes, *json, *keep_lab, *vm).await?,
+        } => {
+            let o = migrate::Opts {
+                runs: *runs,
+                json: *json,
+                keep_lab: *keep_lab,
+                vm: *vm,
+                lab,
+            };
+            migrate::migrate(sizes, modes, &o).await?
+        }
         BenchCmd::Monitor {
             containers,
             seconds,

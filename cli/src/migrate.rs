@@ -47,11 +47,16 @@ pub async fn migrate_with(
         memory,
         progress: true,
     };
-    // The bar goes to stderr on a terminal (HERD_PROGRESS=always: anywhere),
-    // and only once the migration takes longer than a second.
-    let bar = bar
-        && (std::io::stderr().is_terminal()
-            || std::env::var("HERD_PROGRESS").as_deref() == Ok("always"));
+    // The bar goes to stderr on a terminal once the migration takes longer
+    // than a second; HERD_PROGRESS=always draws it anywhere and from the
+    // first report, so scripts and tests see it however fast the move is.
+    let always = std::env::var("HERD_PROGRESS").as_deref() == Ok("always");
+    let bar = bar && (always || std::io::stderr().is_terminal());
+    let delay = if always {
+        Duration::ZERO
+    } else {
+        Duration::from_secs(1)
+    };
     let t0 = std::time::Instant::now();
     let mut recv = c.stream(&from, req).await?;
     let mut drawn = false;
@@ -65,7 +70,7 @@ pub async fn migrate_with(
                 done_bytes,
                 total_bytes,
             }) => {
-                if bar && t0.elapsed() > Duration::from_secs(1) {
+                if bar && t0.elapsed() >= delay {
                     draw_progress(&phase, done_bytes, total_bytes, t0.elapsed());
                     drawn = true;
                 }

@@ -526,3 +526,46 @@ fn target_killed_while_pages_stream_leaves_one_intact_copy_on_the_source() {
     assert_one_intact_presend(&lab, "c", "n2");
     assert_clean(&lab, "n1", "c");
 }
+
+/// A streamed dump several times longer than the target's stream idle
+/// limit (`--stream-idle-timeout-s` 2 here) while its pages flow (fault
+/// `slow-pages`: the source sends ~2 MiB/s, ~10 s for this workload): the
+/// migration stream carries no frame all that time, but page bytes count
+/// as the source's sign of life, so the move goes through, there and
+/// back: one copy on the target, state intact, nothing left on the source.
+#[test]
+fn a_page_session_longer_than_the_idle_limit_does_not_end_the_move() {
+    let Some(lab) = lab_with_work(
+        "livemem_slowpages",
+        "lmslow",
+        &["--net", "lab"],
+        PRESEND_WORK,
+    ) else {
+        return;
+    };
+    let idle_ms = 2000.0;
+    for node in N {
+        let o = lab
+            .cmd()
+            .env("HERD_FAULT", "slow-pages")
+            .env("HERD_STREAM_IDLE_TIMEOUT_S", "2")
+            .args(["lab", "restart", node])
+            .output()
+            .expect("run herd lab restart");
+        assert!(o.status.success(), "lab restart {node}:\n{}", text(&o));
+    }
+    for (from, to) in [("n1", "n2"), ("n2", "n1")] {
+        let o = migrate_stream(&lab, "c", to)
+            .wait_with_output()
+            .expect("migrate");
+        let r = assert_streamed(&o, to);
+        // Not a speed bound: the case under test needs a long session.
+        let dump = r["dump_ms"].as_f64().unwrap_or(0.0);
+        assert!(
+            dump > 2.0 * idle_ms,
+            "the streamed dump took {dump} ms, not over twice the idle limit: {r}"
+        );
+        assert_one_intact_presend(&lab, "c", to);
+        assert_clean(&lab, from, "c");
+    }
+}

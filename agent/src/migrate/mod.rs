@@ -17,7 +17,9 @@
 //! server on T through a second QUIC stream while CRIU dumps, and CRIU
 //! holds the frozen tree at its post-dump point until S's decision
 //! (sequence and states in [`herd_wire::handoff`]). Fault pause point
-//! `mid-stream`: S's page stream after 4 MiB went out.
+//! `mid-stream`: S's page stream after 4 MiB went out; fault `slow-pages`:
+//! S's page streams send about 2 MiB/s (a slow link, for T's idle limit,
+//! which page bytes reset: [`pages::idle_bounded`]).
 //!
 //! `--memory-mode pre`: rounds of CRIU pre-dumps (soft-dirty tracking)
 //! while the container runs, each round's pages over its own page stream

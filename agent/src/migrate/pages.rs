@@ -21,11 +21,18 @@
 //! and the source opens one page stream per pre-dump and one for the
 //! final dump. The images a restore reads are then a chain of parent
 //! links inside `checkpoint/`, which moves into the container as one dir.
+//!
+//! While a session runs the migration stream is quiet (a `pre` round or a
+//! streamed dump can take minutes on a slow link): the bytes the target
+//! takes from the page stream count as the source's sign of life for the
+//! target's idle limit ([`Seen`], [`idle_bounded`]).
 
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -40,19 +47,44 @@ pub(crate) struct PageIn {
     exit: tokio::sync::oneshot::Receiver<Option<i32>>,
     /// Where the migration stream hears how the session ended.
     done: tokio::sync::oneshot::Sender<Result<u64>>,
+    seen: Seen,
 }
 
 pub(crate) type Done = tokio::sync::oneshot::Receiver<Result<u64>>;
 
+/// Page bytes a target took from the source, over every page session of
+/// one migration.
+pub(crate) type Seen = Arc<AtomicU64>;
+
+/// `fut`, unless `idle` passes with neither it ending nor a page byte
+/// arriving (`None`): the idle limit of a migration stream whose source
+/// may be busy sending pages.
+pub(crate) async fn idle_bounded<F: std::future::Future>(
+    fut: F,
+    idle: Duration,
+    seen: &Seen,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    loop {
+        let before = seen.load(Ordering::Relaxed);
+        match tokio::time::timeout(idle, &mut fut).await {
+            Ok(out) => return Some(out),
+            Err(_) if seen.load(Ordering::Relaxed) != before => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 /// Start a page server writing into `images` (created if missing), with
 /// `parent` (relative to it) the images of the round before, for
 /// migration `id`; its socket waits in [`super::Handoff`] for the
-/// source's stream.
+/// source's stream. The bytes it takes are added to `seen`.
 pub(crate) fn start_server(
     agent: &Agent,
     id: &str,
     images: &Path,
     parent: Option<String>,
+    seen: Seen,
 ) -> Result<Done> {
     std::fs::create_dir_all(images).ctx(|| format!("create {}", images.display()))?;
     let (ours, theirs) = UnixStream::pair().ctx(|| "socketpair for the page server".into())?;
@@ -85,6 +117,7 @@ pub(crate) fn start_server(
             sock: ours,
             exit,
             done,
+            seen,
         },
     );
     Ok(rx)
@@ -109,7 +142,7 @@ pub(crate) async fn serve(
         return;
     };
     let max = agent.limits().migration_bytes;
-    let r = bridge(p.sock, send, recv, max, None, None).await;
+    let r = bridge(p.sock, send, recv, max, None, None, Some(p.seen)).await;
     let r = match r {
         Err(e) => Err(e).ctx(|| "page stream".into()),
         Ok((bytes_in, _)) => match p.exit.await {
@@ -124,8 +157,9 @@ pub(crate) async fn serve(
 /// Copy between `sock` and the QUIC stream until either side ends: the
 /// unix side (its peer closed: flush and finish the stream) or the QUIC
 /// side (the other host finished: nothing more will come). At most `max`
-/// bytes are taken from the stream. With `pause`, the `mid-stream` fault
-/// pause point is held once `pause.1` bytes went out.
+/// bytes are taken from the stream, each counted in `seen`. With `pause`,
+/// the `mid-stream` fault pause point is held once `pause.1` bytes went
+/// out; fault `slow-pages` sends at most about 2 MiB/s (a slow link).
 /// Returns (bytes in from QUIC, bytes out to QUIC).
 pub(crate) async fn bridge(
     sock: UnixStream,
@@ -134,7 +168,9 @@ pub(crate) async fn bridge(
     max: u64,
     pause: Option<(Arc<Agent>, u64)>,
     progress: Option<Arc<super::source::Progress>>,
+    seen: Option<Seen>,
 ) -> std::io::Result<(u64, u64)> {
+    let slow = super::fault("slow-pages");
     sock.set_nonblocking(true)?;
     let sock = tokio::net::UnixStream::from_std(sock)?;
     let (mut ur, mut uw) = sock.into_split();
@@ -152,6 +188,10 @@ pub(crate) async fn bridge(
                 .await
                 .map_err(std::io::Error::other)?;
             n_out += n as u64;
+            if slow {
+                // 1 s per 2 MiB.
+                tokio::time::sleep(Duration::from_micros(n as u64 * 500 / 1024)).await;
+            }
             if let Some(p) = &progress {
                 p.done
                     .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
@@ -174,6 +214,9 @@ pub(crate) async fn bridge(
                 }
                 Some(n) => {
                     n_in += n as u64;
+                    if let Some(s) = &seen {
+                        s.fetch_add(n as u64, Ordering::Relaxed);
+                    }
                     if n_in > max {
                         return Err(std::io::Error::other(format!(
                             "more than {max} bytes of pages (--max-migration-bytes)"

@@ -27,6 +27,9 @@ pub struct Progress {
     phase: std::sync::Mutex<&'static str>,
     pub done: std::sync::atomic::AtomicU64,
     pub total: std::sync::atomic::AtomicU64,
+    /// Wakes the reporter on every phase change, so each phase (and its
+    /// total) reaches the client however short it is, not only on ticks.
+    pub changed: tokio::sync::Notify,
 }
 
 impl Progress {
@@ -35,6 +38,7 @@ impl Progress {
         *self.phase.lock().unwrap_or_else(|p| p.into_inner()) = phase;
         self.done.store(0, Relaxed);
         self.total.store(total, Relaxed);
+        self.changed.notify_one();
     }
     /// (phase, done, total)
     pub fn get(&self) -> (&'static str, u64, u64) {
@@ -939,6 +943,7 @@ impl Driver {
             u64::MAX,
             pause,
             Some(self.progress.clone()),
+            None,
         ));
         Ok((criu_end, bridge))
     }

@@ -44,6 +44,9 @@ pub struct Side {
     /// `pre`: how the page session of the round just started ends, until
     /// the migration stream takes it.
     pages: Option<super::pages::Done>,
+    /// Page bytes in so far: the source's sign of life while its
+    /// migration stream is quiet.
+    seen: super::pages::Seen,
 }
 
 impl Side {
@@ -103,14 +106,21 @@ pub async fn migrate_in(
     }
     let id = prepare.id.clone();
     let limits = agent.limits();
+    let seen = super::pages::Seen::default();
     // Stream mode: the page server is up before anything freezes on S.
     let mut pages = None;
     if prepare.memory == MemoryMode::Stream {
-        let (a, i, images) = (agent.clone(), id.clone(), staging.join("checkpoint"));
-        let started =
-            tokio::task::spawn_blocking(move || super::pages::start_server(&a, &i, &images, None))
-                .await
-                .unwrap_or_else(|e| Err(e.into()));
+        let (a, i, images, s) = (
+            agent.clone(),
+            id.clone(),
+            staging.join("checkpoint"),
+            seen.clone(),
+        );
+        let started = tokio::task::spawn_blocking(move || {
+            super::pages::start_server(&a, &i, &images, None, s)
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.into()));
         match started {
             Ok(rx) => pages = Some(rx),
             Err(e) => {
@@ -145,6 +155,7 @@ pub async fn migrate_in(
         made: false,
         built: None,
         pages: None,
+        seen: seen.clone(),
     }));
     lock(&agent.handoff.incoming).insert(id.clone(), side.clone());
     let answer = TargetMsg::Prepared {
@@ -154,9 +165,12 @@ pub async fn migrate_in(
     tracing::info!(container = %name, from = %prepare.source_node, %id, "migration in: prepared");
 
     loop {
-        // A source silent for longer than the idle limit is a lost link.
+        // A source silent for longer than the idle limit is a lost link
+        // (its page stream is not silent: a long `pre` round or streamed
+        // dump is not idle).
         let next = herd_quic::rpc::recv_msg::<MigrateMsg>(recv, MAX_MIGRATE_FRAME);
-        let Ok(got) = tokio::time::timeout(limits.stream_idle, next).await else {
+        let got = super::pages::idle_bounded(next, limits.stream_idle, &seen).await;
+        let Some(got) = got else {
             tracing::warn!(
                 container = %name, %id,
                 "no frame from the source for {} s (--stream-idle-timeout-s)",
@@ -196,15 +210,17 @@ pub async fn migrate_in(
                 // The page session (stream, or `pre`'s round) ended before
                 // S's dump did; hear how.
                 let ev = match pages.take() {
-                    Some(rx) => match tokio::time::timeout(limits.stream_idle, rx).await {
-                        Ok(Ok(Ok(bytes))) => {
+                    Some(rx) => match super::pages::idle_bounded(rx, limits.stream_idle, &seen)
+                        .await
+                    {
+                        Some(Ok(Ok(bytes))) => {
                             tracing::info!(container = %name, %id, bytes, "migration in: pages in");
                             REvent::PagesIn
                         }
-                        Ok(Ok(Err(e))) => REvent::LocalFailure(e.to_string()),
-                        Ok(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
-                        Err(_) => REvent::LocalFailure(format!(
-                            "the page stream did not end within {} s of the next message",
+                        Some(Ok(Err(e))) => REvent::LocalFailure(e.to_string()),
+                        Some(Err(_)) => REvent::LocalFailure("the page stream never came".into()),
+                        None => REvent::LocalFailure(format!(
+                            "the page stream went quiet for {} s without ending",
                             limits.stream_idle.as_secs_f64()
                         )),
                     },
@@ -410,7 +426,8 @@ fn start_pages(agent: &Arc<Agent>, side: &mut Side, round: u32, last: bool) -> R
             before.map(|n| format!("../{n}")),
         )
     };
-    match super::pages::start_server(agent, &side.journal.id, &images, parent) {
+    let seen = side.seen.clone();
+    match super::pages::start_server(agent, &side.journal.id, &images, parent, seen) {
         Ok(rx) => {
             side.pages = Some(rx);
             REvent::PagesReady
@@ -556,6 +573,7 @@ pub(super) fn resume(agent: &Arc<Agent>, j: Journal) {
         made: true,
         built: None,
         pages: None,
+        seen: Default::default(),
     };
     apply(agent, &mut side, acts);
     if side.core.state() != RState::Gone {
