@@ -187,103 +187,38 @@ pub(crate) trait IoContext<T> {
     fn ctx(self, context: impl FnOnce() -> String) -> Result<T>;
 }
 
-impl<T> IoContext<T> for std::io::Result<T> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Io {
-            context: context(),
-            source,
-        })
-    }
+/// `IoContext` for a source error type: `Variant` holds it as is,
+/// `Variant boxed` in a `Box`.
+macro_rules! context_for {
+    ($($err:ty => $variant:ident $($boxed:ident)?;)*) => {$(
+        impl<T> IoContext<T> for std::result::Result<T, $err> {
+            fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
+                self.map_err(|e| {
+                    let source = context_for!(@wrap e $($boxed)?);
+                    AgentError::$variant {
+                        context: context(),
+                        source,
+                    }
+                })
+            }
+        }
+    )*};
+    (@wrap $s:ident) => { $s };
+    (@wrap $s:ident boxed) => { Box::new($s) };
 }
 
-impl<T> IoContext<T> for nix::Result<T> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Sys {
-            context: context(),
-            source,
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, libcontainer::error::LibcontainerError> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Runtime {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for serde_json::Result<T> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Json {
-            context: context(),
-            source,
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, oci_spec::OciSpecError> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Spec {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, libcontainer::config::ConfigError> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::RuntimeConfig {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, libcgroups::common::AnyManagerError> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Cgroup {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, libcgroups::common::CreateCgroupSetupError> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Cgroup {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, herd_quic::Error> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Quic {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, herd_criu::Error> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Criu {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
-}
-
-impl<T> IoContext<T> for std::result::Result<T, herd_netlink::Error> {
-    fn ctx(self, context: impl FnOnce() -> String) -> Result<T> {
-        self.map_err(|source| AgentError::Net {
-            context: context(),
-            source: Box::new(source),
-        })
-    }
+context_for! {
+    std::io::Error => Io;
+    nix::Error => Sys;
+    serde_json::Error => Json;
+    libcontainer::error::LibcontainerError => Runtime boxed;
+    libcontainer::config::ConfigError => RuntimeConfig boxed;
+    oci_spec::OciSpecError => Spec boxed;
+    libcgroups::common::AnyManagerError => Cgroup boxed;
+    libcgroups::common::CreateCgroupSetupError => Cgroup boxed;
+    herd_quic::Error => Quic boxed;
+    herd_criu::Error => Criu boxed;
+    herd_netlink::Error => Net boxed;
 }
 
 /// Names of containers and nodes: they become paths, cgroup names and netns names.

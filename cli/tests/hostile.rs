@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{agent_log, leftovers, text, Lab};
+use common::{agent_log, agent_pid, leftovers, text, Lab};
 use herd_quic::pki::{self, Role, TlsFiles};
 use herd_wire::migrate::{FsMode, MigrateMsg, Prepare, MIGRATE_VERSION};
 use herd_wire::{Envelope, ErrorKind, Request, Response};
@@ -640,19 +640,6 @@ fn the_agent_does_not_keep_or_pass_on_inherited_descriptors() {
         "the inherited lock is still held: {}",
         std::io::Error::last_os_error()
     );
-}
-
-/// The agent's pid (from the lab's cluster file).
-fn agent_pid(lab: &Lab, node: &str) -> i32 {
-    let c: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(lab.dir().join("cluster.json")).unwrap()).unwrap();
-    c["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["name"] == node)
-        .and_then(|n| n["pid"].as_i64())
-        .unwrap_or_else(|| panic!("no pid of {node} in cluster.json")) as i32
 }
 
 fn rss_bytes(pid: i32) -> u64 {

@@ -16,15 +16,18 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::{Duration, Instant};
 
-use common::moves::{assert_gapless, entries, ps_all};
+use common::moves::{
+    assert_gapless, assert_no_traces, assert_no_traces_soon, cgroup_roots, entries, ps_all,
+    staging_dirs,
+};
 use common::{
     agent_log_tail, agent_pid, assert_holds_deleted_fd, counts, import_busybox_with_work,
-    process_alive, restart_with_fault, run_counter, run_sh, stderr_of, text, wait_for, wait_lines,
-    Lab, GHOST_HOLDER,
+    migrate_json_with, process_alive, restart_with_fault, run_counter, run_sh, stderr_of, text,
+    wait_for, wait_lines, Lab, GHOST_HOLDER,
 };
 use serde_json::Value;
 
@@ -64,91 +67,9 @@ fn assert_invariant(lab: &Lab, name: &str) -> (String, i32) {
     (node, pid)
 }
 
-/// Everything of container `name` that exists on `node`: its dir, staging
-/// dirs of incoming migrations, its netns, mounts under its dir, its cgroup
-/// in any hierarchy.
-fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
-    let mut v = Vec::new();
-    let state = lab.dir().join(node).join("state");
-    let cdir = state.join("containers").join(name);
-    if cdir.exists() {
-        v.push(format!("dir {}", cdir.display()));
-    }
-    for s in staging_dirs(lab, node) {
-        v.push(format!("staging {}", s.display()));
-    }
-    let ns = PathBuf::from(format!("/run/netns/{}-{node}-{name}", lab.name));
-    if ns.exists() {
-        v.push(format!("netns {}", ns.display()));
-    }
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for l in mi.lines() {
-        if let Some(m) = l.split(' ').nth(4) {
-            if Path::new(m).starts_with(&cdir) {
-                v.push(format!("mount {m}"));
-            }
-        }
-    }
-    for root in cgroup_roots() {
-        let p = root.join("herd").join(&lab.name).join(node).join(name);
-        if p.exists() {
-            v.push(format!("cgroup {}", p.display()));
-        }
-    }
-    v
-}
-
-/// `<node>/state/migrate-in-*`: staging dirs of incoming migrations.
-fn staging_dirs(lab: &Lab, node: &str) -> Vec<PathBuf> {
-    let state = lab.dir().join(node).join("state");
-    std::fs::read_dir(&state)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("migrate-in"))
-        .map(|e| e.path())
-        .collect()
-}
-
-/// Mount points of every cgroup hierarchy (v1 controllers, named v1
-/// hierarchies such as `name=systemd`, and cgroup2).
-fn cgroup_roots() -> Vec<PathBuf> {
-    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    mi.lines()
-        .filter_map(|l| {
-            let parts: Vec<&str> = l.split(' ').collect();
-            let sep = parts.iter().position(|p| *p == "-")?;
-            let fstype = *parts.get(sep + 1)?;
-            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(parts[4]))
-        })
-        .collect()
-}
-
-fn assert_no_traces(lab: &Lab, node: &str, name: &str) {
-    let t = traces(lab, node, name);
-    assert!(t.is_empty(), "{name} left on {node}: {t:?}");
-}
-
-/// Target-side cleanup after a failure may finish just after the source's
-/// answer: give it a few seconds.
-fn assert_no_traces_soon(lab: &Lab, node: &str, name: &str) {
-    let left = wait_for(10, || {
-        let t = traces(lab, node, name);
-        t.is_empty().then_some(())
-    });
-    assert!(
-        left.is_some(),
-        "{name} left on {node}: {:?}",
-        traces(lab, node, name)
-    );
-}
-
-fn migrate_json(lab: &Lab, name: &str, to: &str, extra: &[&str]) -> Value {
-    let mut a = vec!["migrate", name, "--to", to, "--json"];
-    a.extend_from_slice(extra);
-    let out = lab.ok(&a);
-    let r: Value =
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"));
+/// [`migrate_json_with`], its figures printed and its report checked.
+fn migrate_checked(lab: &Lab, name: &str, to: &str, extra: &[&str]) -> Value {
+    let r = migrate_json_with(lab, name, to, extra);
     eprintln!(
         "[{} {name} -> {to} {extra:?}] total {:.0} ms, frozen {:.0} ms (CRIU {:.1} ms), \
          dump {:.0} ms, transfer {:.0} ms, restore {:.0} ms, {} bytes ({} raw), {:.1} MiB/s",
@@ -254,7 +175,7 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
     let (node, old_pid) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
 
-    let r = migrate_json(&lab, "c", "n2", &[]);
+    let r = migrate_checked(&lab, "c", "n2", &[]);
     assert_eq!(r["from"], "n1", "{r}");
     assert_eq!(r["fs"], "diff", "{r}");
     assert_eq!(r["compress"], "none", "{r}");
@@ -287,7 +208,7 @@ fn basic_move_keeps_state_hostname_files_and_limits() {
     let staged = staging_dirs(&lab, "n2");
     assert!(staged.is_empty(), "staging left on n2: {staged:?}");
     // And it moves back just as well.
-    migrate_json(&lab, "c", "n1", &[]);
+    migrate_checked(&lab, "c", "n1", &[]);
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n1");
     assert_eq!(lab.ok(&["exec", "c", "--", "cat", "/root/f"]).trim(), "hi");
@@ -308,7 +229,7 @@ fn cgroups_move_without_copies_and_leave_nothing_behind() {
     run_sh(&lab, "c", "n1", &[], SH_COUNTER);
     wait_lines(&lab, "c", 3, 15);
     for to in ["n2", "n1", "n2"] {
-        migrate_json(&lab, "c", to, &[]);
+        migrate_checked(&lab, "c", to, &[]);
         let (node, pid) = assert_invariant(&lab, "c");
         assert_eq!(node, to);
         let cg = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
@@ -358,7 +279,7 @@ fn fs_none_leaves_files_behind_and_fs_diff_zstd_carries_them() {
     wait_lines(&lab, "c", 5, 15);
 
     // --fs none: the process state moves, the filesystem does not.
-    let r = migrate_json(&lab, "c", "n2", &["--fs", "none"]);
+    let r = migrate_checked(&lab, "c", "n2", &["--fs", "none"]);
     assert_eq!(r["fs"], "none", "{r}");
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
@@ -382,7 +303,7 @@ fn fs_none_leaves_files_behind_and_fs_diff_zstd_carries_them() {
     ]);
     let sum = lab.ok(&["exec", "c", "--", "md5sum", "/root/big"]);
     let first_after = counts(&lab, "c").len() as u64;
-    let r = migrate_json(&lab, "c", "n1", &["--fs", "diff", "--compress", "zstd"]);
+    let r = migrate_checked(&lab, "c", "n1", &["--fs", "diff", "--compress", "zstd"]);
     assert_eq!(r["fs"], "diff", "{r}");
     assert_eq!(r["compress"], "zstd", "{r}");
     let (bytes, raw) = (
@@ -439,7 +360,7 @@ fn fs_whole_carries_the_flattened_tree_there_and_back() {
     wait_lines(&lab, "c", 3, 15);
     // n2 has no busybox image: with --fs whole it needs none.
     for to in ["n2", "n1"] {
-        let r = migrate_json(&lab, "c", to, &["--fs", "whole"]);
+        let r = migrate_checked(&lab, "c", to, &["--fs", "whole"]);
         assert_eq!(r["fs"], "whole", "{r}");
         assert_eq!(r["layers_sent"], 0, "{r}");
         assert!(r["raw_bytes"].as_u64().unwrap_or(0) > 1 << 20, "{r}");
@@ -468,7 +389,7 @@ fn missing_image_is_fetched_from_the_source() {
     lab.ok(&["exec", "c", "--", "sh", "-c", "echo kept > /root/f"]);
     wait_lines(&lab, "c", 3, 15);
     let before = counts(&lab, "c").len();
-    let r = migrate_json(&lab, "c", "n2", &[]);
+    let r = migrate_checked(&lab, "c", "n2", &[]);
     assert_eq!(r["layers_sent"], 1, "{r}");
     assert!(r["layer_bytes"].as_u64().unwrap_or(0) > 1 << 20, "{r}");
     let (node, _) = assert_invariant(&lab, "c");
@@ -555,7 +476,7 @@ fn corrupt_chunk_is_detected_and_rolled_back() {
     assert_eq!(node, "n1");
     assert_no_traces_soon(&lab, "n2", "c");
     // The fault only bites uncompressed transfers: with zstd it goes through.
-    migrate_json(&lab, "c", "n2", &["--compress", "zstd"]);
+    migrate_checked(&lab, "c", "n2", &["--compress", "zstd"]);
     let (node, _) = assert_invariant(&lab, "c");
     assert_eq!(node, "n2");
     assert_no_traces(&lab, "n1", "c");

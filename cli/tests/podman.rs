@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{stderr_of, text, wait_for, Lab};
+use common::{pid_of, stderr_of, text, wait_for, Lab};
 use serde_json::Value;
 
 /// The containers named `name` in `ps --json`, as (node, status).
@@ -819,13 +819,6 @@ fn counter_lines(lab: &Lab, name: &str) -> Vec<u64> {
         .collect()
 }
 
-fn pid_of(lab: &Lab, name: &str) -> i64 {
-    let c = lab.container(name).unwrap_or_else(|| panic!("no {name}"));
-    c["pid"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("{name} has no pid: {c}"))
-}
-
 /// start, restart, run --rm, exec -u/-w, ps --format json,
 /// checkpoint/restore --print-stats.
 #[test]
@@ -860,10 +853,7 @@ fn start_restart_rm_and_exec_as_podman() {
     assert_eq!(c["status"], "running", "{c}");
     let pid2 = pid_of(&lab, "ctr");
     assert_ne!(pid1, pid2, "restart kept the process");
-    assert!(
-        !common::process_alive(pid1 as i32),
-        "old process {pid1} alive"
-    );
+    assert!(!common::process_alive(pid1), "old process {pid1} alive");
     runs_again(&lab, 2);
     assert_eq!(lab.ok(&["exec", "ctr", "--", "cat", "/root/f"]), "kept\n");
 

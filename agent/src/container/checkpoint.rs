@@ -82,16 +82,7 @@ impl Agent {
         let t0 = Instant::now();
         let entry = self.entry(name)?;
         let rec = entry.snapshot();
-        let pid = match (rec.status, rec.pid) {
-            (ContainerStatus::Running, Some(pid)) => pid,
-            _ => {
-                return Err(AgentError::Conflict {
-                    name: name.to_string(),
-                    state: rec.status.to_string(),
-                    hint: "only a running container can be checkpointed",
-                })
-            }
-        };
+        let pid = running_pid(&rec, name, "only a running container can be checkpointed")?;
         if let Some(e) = &opts.export {
             check_export_path(e)?;
         }
@@ -240,16 +231,7 @@ impl Agent {
     ) -> Result<u64> {
         let entry = self.entry(name)?;
         let rec = entry.snapshot();
-        let pid = match (rec.status, rec.pid) {
-            (ContainerStatus::Running, Some(pid)) => pid,
-            _ => {
-                return Err(AgentError::Conflict {
-                    name: name.to_string(),
-                    state: rec.status.to_string(),
-                    hint: "only a running container can be pre-dumped",
-                })
-            }
-        };
+        let pid = running_pid(&rec, name, "only a running container can be pre-dumped")?;
         fs::DirBuilder::new()
             .mode(0o700)
             .recursive(true)
@@ -349,4 +331,16 @@ pub(crate) fn dir_size(dir: &Path) -> u64 {
                 .sum()
         })
         .unwrap_or(0)
+}
+
+/// The pid of a running container; else a Conflict naming its state.
+fn running_pid(rec: &crate::state::ContainerRecord, name: &str, hint: &'static str) -> Result<i32> {
+    match (rec.status, rec.pid) {
+        (ContainerStatus::Running, Some(pid)) => Ok(pid),
+        _ => Err(AgentError::Conflict {
+            name: name.to_string(),
+            state: rec.status.to_string(),
+            hint,
+        }),
+    }
 }

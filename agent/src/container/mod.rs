@@ -1,5 +1,8 @@
 //! Containers on one host, through youki's libcontainer: one file per verb,
-//! as youki does (`run.rs`, `stop.rs`, `exec.rs`, `remove.rs`, `adopt.rs`).
+//! as youki does (`run.rs`, `stop.rs`, `exec.rs`, `remove.rs`, `adopt.rs`),
+//! and `provision.rs`, the one path that makes what a container needs here
+//! (overlay, netns, bundle) fresh for `run` or from a checkpoint's bundle
+//! for `restore --import` and a migration target.
 //!
 //! Lifecycle of a container as this agent sees it:
 //!
@@ -19,6 +22,7 @@ mod checkpoint;
 mod command;
 mod exec;
 mod preflight;
+mod provision;
 mod remove;
 mod restore;
 mod run;
@@ -102,6 +106,16 @@ impl Entry {
     }
     pub fn snapshot(&self) -> ContainerRecord {
         lock(&self.record).clone()
+    }
+    /// Record that `pid` runs it now (run, start, restore); returns the
+    /// record to save.
+    pub(crate) fn set_running(&self, pid: i32) -> ContainerRecord {
+        let mut r = lock(&self.record);
+        r.status = ContainerStatus::Running;
+        r.pid = Some(pid);
+        r.pid_start = crate::state::pid_start_time(pid);
+        r.exit_code = None;
+        r.clone()
     }
     /// Wait until the container is stopped, at most `timeout`. True if it stopped.
     pub(crate) fn wait_stopped(&self, timeout: Duration) -> bool {

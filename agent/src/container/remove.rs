@@ -45,14 +45,8 @@ impl Agent {
         destroy_runtime(&self.state.runtime(), name);
         crate::cgroup::remove(&rec.cgroup_path);
         let cdir = self.state.container(name);
-        let lowers: Vec<_> = rec
-            .layers
-            .iter()
-            .rev()
-            .map(|d| self.images.layer_dir(d))
-            .collect();
-        if !lowers.is_empty() && cdir.fs().exists() {
-            herd_overlay::ContainerFs::open(&cdir.fs(), lowers)?.unmount()?;
+        if !rec.layers.is_empty() && cdir.fs().exists() {
+            self.container_fs(rec)?.unmount()?;
         }
         if !netns.is_empty() {
             herd_netlink::netns::delete_with_links(netns)

@@ -14,7 +14,8 @@
 //!
 //! `restore_import` first unpacks and verifies an exported archive, builds
 //! the container's filesystem (image layers + the archived upper layer),
-//! network namespace, bundle and runtime state, then runs the same steps.
+//! network namespace, bundle and runtime state (provisioning from a
+//! bundle, `provision.rs`), then runs the same steps.
 //! A migration target splits that: [`Agent::build_staged`] while the
 //! container still runs on the source, [`Agent::finish_staged`] after the
 //! dump. Any failure removes what the import made.
@@ -26,16 +27,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use herd_criu::{CgroupMode, InheritFd, RestoreOpts};
-use herd_overlay::ContainerFs;
 use herd_wire::{ContainerStatus, RestoreReport, RunSpec};
 use libcgroups::common::{CgroupManager, ControllerOpt};
-use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use oci_spec::runtime::Spec;
 
-use super::run::loopback_up;
 use super::{lock, read_json, Agent, CheckpointMeta, Entry, META_FILE};
-use crate::error::{validate_name, AgentError, IoContext, Result};
+use crate::error::{AgentError, IoContext, Result};
 use crate::logs;
-use crate::state::{now_ns, pid_start_time, ContainerRecord};
+use crate::state::now_ns;
 
 impl Agent {
     /// Restore a container from its own last checkpoint on this host.
@@ -100,10 +99,11 @@ impl Agent {
         self.finish_staged(&entry, dir, t0, hold)
     }
 
-    /// The part of [`Agent::import_staged`] that needs no checkpoint: the
-    /// name reserved, the overlay with `dir/upper.tar` applied (then
-    /// deleted) and mounted, the netns (fenced, with its macvlan), the
-    /// cgroup, the bundle from `oci` and the runtime state. A migration
+    /// The part of [`Agent::import_staged`] that needs no checkpoint,
+    /// provisioning from a bundle (`provision.rs`): the name reserved, the
+    /// overlay with `dir/upper.tar` applied (then deleted; mounted by the
+    /// restore), the netns (fenced, with its macvlan), the cgroup, the
+    /// bundle from `oci` and the runtime state. A migration
     /// target does this while the container still runs on the source.
     /// Nothing is saved as a record yet: a restarted agent removes it as a
     /// half-made container. Any failure removes what was built.
@@ -114,80 +114,8 @@ impl Agent {
         layers: &[String],
         oci: &[u8],
     ) -> Result<Arc<Entry>> {
-        let name = spec.name.clone();
-        validate_name("container name", &name)?;
-        self.check_volumes(&name, &spec.volumes)?;
-        let image = self.images.get(&spec.image)?;
-        if image.layers != layers {
-            return Err(AgentError::Invalid {
-                what: "image",
-                reason: format!(
-                    "image {} on node {} has other layers than the one the checkpoint was made with",
-                    spec.image, self.cfg.node
-                ),
-            });
-        }
-        // The OCI spec is checked before anything is made for it.
-        let mut oci: Spec = serde_json::from_slice(oci).ctx(|| "checkpoint's OCI spec".into())?;
-        let entry = self.reserve(spec, image.layers.clone())?;
-        let made = (|| -> Result<()> {
-            let cdir = self.state.container(&name);
-            fs::create_dir_all(&cdir.dir).ctx(|| format!("create {}", cdir.dir.display()))?;
-            let cfs = ContainerFs::create(&cdir.fs(), self.images.lower_dirs(&image))?;
-            let upper = dir.join("upper.tar");
-            if upper.exists() {
-                self.apply_layer(cfs.upper(), &upper)?;
-                let _ = fs::remove_file(&upper);
-            }
-            // Mounted by the restore, after the delta: the upper dir of a
-            // mounted overlay must not change underneath it.
-            let netns = self.netns_name(&name);
-            let cgroup_path = self.cgroup_path(&name);
-            let ns_path =
-                herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
-            {
-                // Recorded at once, so a failure from here on removes them.
-                let mut r = lock(&entry.record);
-                r.netns = netns.clone();
-                r.cgroup_path = cgroup_path.clone();
-            }
-            loopback_up(&ns_path, &netns)?;
-            if let Some(att) = &spec.net {
-                // Fenced before the address exists here (crate::net).
-                let (def, subnet, ip, mac) = self.nets.check(att)?;
-                crate::net::fence(&ns_path)?;
-                crate::net::attach(&ns_path, &def, subnet, ip, mac)?;
-            }
-            crate::cgroup::prepare(&cgroup_path)?;
-            // The source's OCI spec, re-pointed at this host's rootfs, netns and cgroup.
-            repoint_spec(&mut oci, cfs.merged(), &ns_path, &cgroup_path)?;
-            fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
-            oci.save(cdir.bundle().join("config.json"))
-                .ctx(|| "write OCI spec".into())?;
-            // libcontainer's state, so exec/stop/rm work on the restored container.
-            let rt = self.state.runtime().join(&name);
-            fs::create_dir_all(&rt).ctx(|| format!("create {}", rt.display()))?;
-            libcontainer::container::Container::new(
-                &name,
-                libcontainer::container::ContainerStatus::Stopped,
-                None,
-                &cdir.bundle(),
-                &rt,
-            )
-            .and_then(|c| c.save())
-            .ctx(|| "write runtime state".into())?;
-            libcontainer::config::YoukiConfig::from_spec(&oci, &name)
-                .and_then(|c| c.save(&rt))
-                .ctx(|| "write runtime config".into())?;
-            Ok(())
-        })();
-        match made {
-            Ok(()) => Ok(entry),
-            Err(e) => {
-                self.discard(&entry);
-                Err(e)
-            }
-        }
+        let origin = super::provision::Origin::Bundle { dir, layers, oci };
+        Ok(self.provision(spec, origin)?.entry)
     }
 
     /// The rest of [`Agent::import_staged`] on a container from
@@ -230,16 +158,6 @@ impl Agent {
         restored
     }
 
-    fn apply_layer(&self, upper: &Path, tar: &Path) -> Result<()> {
-        let f = fs::File::open(tar).ctx(|| format!("open {}", tar.display()))?;
-        herd_overlay::apply_upper_limited(
-            upper,
-            std::io::BufReader::new(f),
-            self.cfg.limits.unpack,
-        )?;
-        Ok(())
-    }
-
     /// Let a container restored with `hold` run: lift its fence, tell the
     /// segment where its address is, SIGCONT every task. Idempotent.
     pub(crate) fn release(&self, name: &str) -> Result<()> {
@@ -268,84 +186,6 @@ impl Agent {
         Ok(())
     }
 
-    /// Remove a container this agent was building or restoring, whatever
-    /// state it reached (kills a restored process).
-    pub(crate) fn discard(&self, entry: &Arc<Entry>) {
-        let rec = entry.snapshot();
-        let mut procs = crate::cgroup::procs(&rec.cgroup_path);
-        procs.extend(rec.pid);
-        for p in &procs {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(*p),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
-        if rec.pid.is_some() {
-            entry.wait_stopped(std::time::Duration::from_secs(5));
-        }
-        if let Err(e) = self.teardown(&rec) {
-            tracing::warn!(container = %rec.spec.name, "cleanup after failed import: {e}");
-        }
-        lock(&self.containers).remove(&rec.spec.name);
-    }
-
-    /// An address is a container's for life: stopped ones keep theirs.
-    fn address_free(
-        &self,
-        map: &std::collections::HashMap<String, Arc<Entry>>,
-        att: &herd_wire::NetAttach,
-    ) -> Result<()> {
-        let other = map.values().map(|e| e.snapshot().spec).find(|s| {
-            s.net
-                .as_ref()
-                .map(|n| n.network == att.network && n.ip == att.ip)
-                .unwrap_or(false)
-        });
-        match other {
-            Some(o) => Err(AgentError::Invalid {
-                what: "address",
-                reason: format!(
-                    "{} on network {} is already in use by container {} on {}",
-                    att.ip, att.network, o.name, self.cfg.node
-                ),
-            }),
-            None => Ok(()),
-        }
-    }
-
-    /// Whether a container with this attachment could come here: the
-    /// network is known, its uplink exists, the address is free.
-    pub(crate) fn check_attach(&self, att: &herd_wire::NetAttach) -> Result<()> {
-        self.nets.check(att)?;
-        self.address_free(&lock(&self.containers), att)
-    }
-
-    /// Claim a name for a container being made; the entry is `Created`.
-    pub(crate) fn reserve(&self, spec: &RunSpec, layers: Vec<String>) -> Result<Arc<Entry>> {
-        let mut map = lock(&self.containers);
-        if map.contains_key(&spec.name) || self.state.container(&spec.name).dir.exists() {
-            return Err(AgentError::ContainerExists(spec.name.clone()));
-        }
-        if let Some(att) = &spec.net {
-            self.address_free(&map, att)?;
-        }
-        let e = Entry::new(ContainerRecord {
-            spec: spec.clone(),
-            node: self.cfg.node.clone(),
-            created_ns: now_ns(),
-            status: ContainerStatus::Created,
-            pid: None,
-            pid_start: None,
-            exit_code: None,
-            netns: String::new(),
-            cgroup_path: String::new(),
-            layers,
-            counter_base: None,
-        });
-        map.insert(spec.name.clone(), e.clone());
-        Ok(e)
-    }
-
     fn restore_into(
         self: &Arc<Self>,
         entry: &Arc<Entry>,
@@ -362,35 +202,17 @@ impl Agent {
             lock(&entry.record).created_ns = meta.created_ns;
         }
 
-        let lowers: Vec<_> = rec
-            .layers
-            .iter()
-            .rev()
-            .map(|d| self.images.layer_dir(d))
-            .collect();
-        let cfs = ContainerFs::open(&cdir.fs(), lowers)?;
+        let cfs = self.container_fs(&rec)?;
         cfs.mount()?;
-        let ns_path = herd_netlink::netns::path(&rec.netns);
-        if !ns_path.exists() {
-            herd_netlink::netns::create(&rec.netns)
-                .ctx(|| format!("create netns {}", rec.netns))?;
-            loopback_up(&ns_path, &rec.netns)?;
-        }
         let net = rec
             .spec
             .net
             .as_ref()
             .map(|a| self.nets.check(a))
             .transpose()?;
-        if let Some((def, subnet, ip, mac)) = &net {
-            // Fenced before the address exists here, until the sockets do
-            // (module docs of crate::net). A netns kept on this host since
-            // the checkpoint is fenced and addressed already.
-            crate::net::fence(&ns_path)?;
-            if !crate::net::attached(&ns_path) {
-                crate::net::attach(&ns_path, def, *subnet, *ip, *mac)?;
-            }
-        }
+        // Fenced before the address exists here, until the sockets do
+        // (module docs of crate::net).
+        let ns_path = self.network(&rec.netns, net.as_ref(), true, true, || {})?;
         let ns_fd = herd_netlink::netns::open(&ns_path).ctx(|| format!("open {}", rec.netns))?;
 
         let stdio = logs::spawn_logged_stdio(&cdir.log())?;
@@ -482,14 +304,7 @@ impl Agent {
         }
 
         let stats = herd_criu::read_restore_stats(images).ok();
-        let snapshot = {
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Running;
-            r.pid = Some(pid);
-            r.pid_start = pid_start_time(pid);
-            r.exit_code = None;
-            r.clone()
-        };
+        let snapshot = entry.set_running(pid);
         self.save(&snapshot)?;
         self.watch(entry.clone(), pid, true);
         tracing::info!(container = %name, pid, hold, "restored");
@@ -527,22 +342,5 @@ fn apply_cgroup(cgroup_path: &str, name: &str, pid: i32, bundle: &Path) -> Resul
         })
         .ctx(|| format!("apply limits to {cgroup_path}"))?;
     }
-    Ok(())
-}
-
-fn repoint_spec(spec: &mut Spec, rootfs: &Path, netns: &Path, cgroup_path: &str) -> Result<()> {
-    let mut root = spec.root().clone().unwrap_or_default();
-    root.set_path(rootfs.to_path_buf());
-    spec.set_root(Some(root));
-    let mut linux = spec.linux().clone().ok_or(AgentError::SpecWithoutLinux)?;
-    if let Some(nss) = linux.namespaces_mut() {
-        for ns in nss.iter_mut() {
-            if ns.typ() == LinuxNamespaceType::Network {
-                ns.set_path(Some(netns.to_path_buf()));
-            }
-        }
-    }
-    linux.set_cgroups_path(Some(cgroup_path.into()));
-    spec.set_linux(Some(linux));
     Ok(())
 }

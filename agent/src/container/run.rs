@@ -1,42 +1,22 @@
-//! `run`: image -> overlay -> netns -> OCI bundle -> libcontainer create+start.
-//! Each step undoes the earlier ones when a later one fails, so a failed run
-//! leaves nothing behind.
+//! `run`: image -> overlay -> netns -> OCI bundle (fresh provisioning,
+//! `provision.rs`) -> libcontainer create+start in a helper process. A
+//! failure at any step removes what the earlier ones made, so a failed run
+//! leaves nothing behind. `start`: a stopped container's process again.
 
-use std::fs;
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::Arc;
 
-use herd_overlay::ContainerFs;
 use herd_wire::{ContainerInfo, ContainerStatus, RunSpec};
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::syscall::syscall::SyscallType;
+use oci_spec::runtime::Spec;
 
-use super::{lock, Agent};
+use super::provision::{Fresh, Origin};
+use super::Agent;
 use crate::error::{validate_name, AgentError, IoContext, Result};
 use crate::logs;
 use crate::spec::{self, SpecInput};
-use crate::state::pid_start_time;
-
-/// Undo list: run in reverse unless disarmed.
-struct Undo(Vec<Box<dyn FnOnce()>>);
-
-impl Undo {
-    fn push(&mut self, f: impl FnOnce() + 'static) {
-        self.0.push(Box::new(f));
-    }
-    fn disarm(mut self) {
-        self.0.clear();
-    }
-}
-
-impl Drop for Undo {
-    fn drop(&mut self) {
-        while let Some(f) = self.0.pop() {
-            f();
-        }
-    }
-}
 
 impl Agent {
     pub fn run(self: &Arc<Self>, spec: RunSpec) -> Result<ContainerInfo> {
@@ -57,161 +37,39 @@ impl Agent {
             }
         }
         let name = spec.name.clone();
-        self.check_volumes(&name, &spec.volumes)?;
-        let image = self.images.get(&spec.image)?;
-        let net = spec.net.as_ref().map(|a| self.nets.check(a)).transpose()?;
-        // Reserve the name while we build; removed again on failure.
-        self.reserve(&spec, image.layers.clone())?;
-        let mut undo = Undo(Vec::new());
-        {
-            let me = self.clone();
-            let n = name.clone();
-            undo.push(move || {
-                lock(&me.containers).remove(&n);
-            });
-        }
-
+        // The command's first word, for Podman's 127 / 126 after the create.
+        let mut cmd0 = String::new();
+        let build = |f: &Fresh<'_>| fresh_spec(&spec, f, &mut cmd0);
+        let p = self.provision(&spec, Origin::Fresh(Box::new(build)))?;
+        let entry = p.entry;
         let cdir = self.state.container(&name);
-        fs::create_dir_all(&cdir.dir).ctx(|| format!("create {}", cdir.dir.display()))?;
-        {
-            let d = cdir.dir.clone();
-            undo.push(move || {
-                let _ = fs::remove_dir_all(&d);
-            });
-        }
-
-        // Filesystem: the image's layers under a fresh upper.
-        let cfs = ContainerFs::create(&cdir.fs(), self.images.lower_dirs(&image))?;
-        cfs.mount()?;
-        {
-            let c = cfs.clone();
-            undo.push(move || {
-                let _ = c.unmount();
-            });
-        }
-
-        // Network: a namespace of the agent's, loopback up.
-        let netns = self.netns_name(&name);
-        let ns_path =
-            herd_netlink::netns::create(&netns).ctx(|| format!("create netns {netns}"))?;
-        {
-            let n = netns.clone();
-            undo.push(move || {
-                let _ = herd_netlink::netns::delete_with_links(&n);
-            });
-        }
-        loopback_up(&ns_path, &netns)?;
-        if let Some((def, subnet, ip, mac)) = &net {
-            crate::net::attach(&ns_path, def, *subnet, *ip, *mac)?;
-        }
-
-        // OCI bundle, with Docker's and Podman's image semantics: the
-        // command is Entrypoint + Cmd, `herd run IMAGE ARGS` replaces Cmd,
-        // `--entrypoint` replaces Entrypoint and drops the image's Cmd.
-        let cfg = image.config.clone().unwrap_or_default();
-        let entrypoint = spec
-            .entrypoint
-            .clone()
-            .or_else(|| cfg.entrypoint.clone())
-            .unwrap_or_default();
-        let cmd = if !spec.cmd.is_empty() {
-            spec.cmd.clone()
-        } else if spec.entrypoint.is_some() {
-            Vec::new()
-        } else {
-            cfg.cmd.clone().unwrap_or_default()
-        };
-        let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
-        let user = spec
-            .user
-            .clone()
-            .or_else(|| cfg.user.clone())
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| "0".into());
-        let ident = spec::resolve_user(cfs.merged(), &user)?;
-        // Image Env, then the run's (-e and --env-file), later wins; HOME
-        // from /etc/passwd unless set (as Podman).
-        let mut env = cfg.env.clone();
-        env.extend(spec.env.iter().cloned());
-        if !env.iter().any(|e| e.starts_with("HOME=")) {
-            env.push(format!("HOME={}", ident.home.as_deref().unwrap_or("/")));
-        }
-        let cwd = spec
-            .workdir
-            .clone()
-            .or_else(|| cfg.working_dir.clone())
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into());
-        if !cwd.starts_with('/') {
-            return Err(AgentError::Invalid {
-                what: "working directory",
-                reason: format!("{cwd:?} is not an absolute path"),
-            });
-        }
-        let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
-        spec::write_etc_files(
-            cfs.merged(),
-            &hostname,
-            net.as_ref().map(|(_, _, ip, _)| ip.to_string()).as_deref(),
-        )?;
-        // Podman's 127 / 126 before anything starts.
-        let path_var = env
-            .iter()
-            .rev()
-            .find_map(|e| e.strip_prefix("PATH="))
-            .unwrap_or(super::command::DEFAULT_PATH)
-            .to_string();
-        let cmd0 = args.first().cloned().unwrap_or_default();
-        super::command::check(&name, cfs.merged(), &cwd, &path_var, &cmd0)?;
-        let cgroup_path = self.cgroup_path(&name);
-        let oci = spec::build(SpecInput {
-            rootfs: cfs.merged(),
-            args,
-            env,
-            cwd,
-            user: ident,
-            hostname,
-            netns: &ns_path,
-            cgroup_path: cgroup_path.clone(),
-            memory_bytes: spec.memory_bytes,
-            cpus: spec.cpus,
-            volumes: &spec.volumes,
-        })?;
-        fs::create_dir_all(cdir.bundle()).ctx(|| "create bundle dir".into())?;
-        oci.save(cdir.bundle().join("config.json"))
-            .map_err(|e| AgentError::Other(format!("write OCI spec: {e}")))?;
+        let cgroup_path = entry.snapshot().cgroup_path;
 
         // Stdio through the log shim, then create and start.
-        let stdio = logs::spawn_logged_stdio(&cdir.log())?;
-        let pid =
-            create_and_start(&self.state.runtime(), &name, &cdir.bundle(), stdio).map_err(|e| {
-                match e {
+        let started = (|| -> Result<i32> {
+            let stdio = logs::spawn_logged_stdio(&cdir.log())?;
+            let pid = create_and_start(&self.state.runtime(), &name, &cdir.bundle(), stdio)
+                .map_err(|e| match e {
                     AgentError::Other(m) => super::command::classify(&name, &cmd0, m),
                     e => e,
-                }
-            })?;
-        {
-            let rt = self.state.runtime();
-            let n = name.clone();
-            undo.push(move || destroy_runtime(&rt, &n));
-        }
-
-        crate::cgroup::join_container(&cgroup_path, pid)?;
-        let entry = self.entry(&name)?;
-        let rec = {
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Running;
-            r.pid = Some(pid);
-            r.pid_start = pid_start_time(pid);
-            r.netns = netns;
-            r.cgroup_path = cgroup_path;
-            r.clone()
+                })?;
+            crate::cgroup::join_container(&cgroup_path, pid)?;
+            Ok(pid)
+        })();
+        let saved = started.and_then(|pid| {
+            let rec = entry.set_running(pid);
+            self.save(&rec).map(|_| (pid, rec))
+        });
+        let (pid, rec) = match saved {
+            Ok(x) => x,
+            Err(e) => {
+                self.discard(&entry);
+                return Err(e);
+            }
         };
-        self.save(&rec)?;
-        undo.disarm();
-        if let Some((_, _, ip, mac)) = &net {
+        if let Some((_, _, ip, mac)) = &p.net {
             // Peers may remember this address at an earlier owner's MAC.
-            if let Err(e) = crate::net::announce(&ns_path, *ip, *mac) {
+            if let Err(e) = crate::net::announce(&p.ns_path, *ip, *mac) {
                 tracing::warn!(container = %name, "{e}");
             }
         }
@@ -219,6 +77,82 @@ impl Agent {
         tracing::info!(container = %name, pid, "started");
         Ok(rec.info())
     }
+}
+
+/// A fresh container's OCI spec, with Docker's and Podman's image
+/// semantics: the command is Entrypoint + Cmd, `herd run IMAGE ARGS`
+/// replaces Cmd, `--entrypoint` replaces Entrypoint and drops the image's
+/// Cmd. Sets `cmd0` to the command's first word.
+fn fresh_spec(spec: &RunSpec, f: &Fresh<'_>, cmd0: &mut String) -> Result<Spec> {
+    let name = &spec.name;
+    let cfg = f.image.config.clone().unwrap_or_default();
+    let entrypoint = spec
+        .entrypoint
+        .clone()
+        .or_else(|| cfg.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = if !spec.cmd.is_empty() {
+        spec.cmd.clone()
+    } else if spec.entrypoint.is_some() {
+        Vec::new()
+    } else {
+        cfg.cmd.clone().unwrap_or_default()
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    let user = spec
+        .user
+        .clone()
+        .or_else(|| cfg.user.clone())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "0".into());
+    let ident = spec::resolve_user(f.rootfs, &user)?;
+    // Image Env, then the run's (-e and --env-file), later wins; HOME
+    // from /etc/passwd unless set (as Podman).
+    let mut env = cfg.env.clone();
+    env.extend(spec.env.iter().cloned());
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", ident.home.as_deref().unwrap_or("/")));
+    }
+    let cwd = spec
+        .workdir
+        .clone()
+        .or_else(|| cfg.working_dir.clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    if !cwd.starts_with('/') {
+        return Err(AgentError::Invalid {
+            what: "working directory",
+            reason: format!("{cwd:?} is not an absolute path"),
+        });
+    }
+    let hostname = spec.hostname.clone().unwrap_or_else(|| name.clone());
+    spec::write_etc_files(
+        f.rootfs,
+        &hostname,
+        f.ip.map(|ip| ip.to_string()).as_deref(),
+    )?;
+    // Podman's 127 / 126 before anything starts.
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(super::command::DEFAULT_PATH)
+        .to_string();
+    *cmd0 = args.first().cloned().unwrap_or_default();
+    super::command::check(name, f.rootfs, &cwd, &path_var, cmd0)?;
+    spec::build(SpecInput {
+        rootfs: f.rootfs,
+        args,
+        env,
+        cwd,
+        user: ident,
+        hostname,
+        netns: f.ns_path,
+        cgroup_path: f.cgroup_path.to_string(),
+        memory_bytes: spec.memory_bytes,
+        cpus: spec.cpus,
+        volumes: &spec.volumes,
+    })
 }
 
 impl Agent {
@@ -244,13 +178,7 @@ impl Agent {
         }
         let cdir = self.state.container(name);
         // After an agent restart a stopped container's overlay may be gone.
-        let lowers: Vec<_> = rec
-            .layers
-            .iter()
-            .rev()
-            .map(|d| self.images.layer_dir(d))
-            .collect();
-        let cfs = ContainerFs::open(&cdir.fs(), lowers)?;
+        let cfs = self.container_fs(&rec)?;
         if !cfs.is_mounted()? {
             cfs.mount()?;
         }
@@ -265,26 +193,12 @@ impl Agent {
         let stdio = logs::spawn_logged_stdio(&cdir.log())?;
         let pid = create_and_start(&self.state.runtime(), name, &cdir.bundle(), stdio)?;
         crate::cgroup::join_container(&rec.cgroup_path, pid)?;
-        let rec = {
-            let mut r = lock(&entry.record);
-            r.status = ContainerStatus::Running;
-            r.pid = Some(pid);
-            r.pid_start = pid_start_time(pid);
-            r.exit_code = None;
-            r.clone()
-        };
+        let rec = entry.set_running(pid);
         self.save(&rec)?;
         self.watch(entry, pid, true);
         tracing::info!(container = %name, pid, "started again");
         Ok(rec.info())
     }
-}
-
-/// Bring up `lo` in a container's fresh network namespace.
-pub(crate) fn loopback_up(ns_path: &Path, netns: &str) -> Result<()> {
-    herd_netlink::Handle::in_netns(ns_path)
-        .and_then(|mut h| h.set_up("lo"))
-        .ctx(|| format!("bring up lo in {netns}"))
 }
 
 /// libcontainer create + start; returns the init pid.

@@ -306,7 +306,14 @@ pub fn pid_of(lab: &Lab, name: &str) -> i32 {
 
 /// `herd migrate NAME --to TO --json`, which must succeed.
 pub fn migrate_json(lab: &Lab, name: &str, to: &str) -> serde_json::Value {
-    let out = lab.ok(&["migrate", name, "--to", to, "--json"]);
+    migrate_json_with(lab, name, to, &[])
+}
+
+/// [`migrate_json`] with more flags (`--fs whole`, `--memory-mode stop`).
+pub fn migrate_json_with(lab: &Lab, name: &str, to: &str, extra: &[&str]) -> serde_json::Value {
+    let mut a = vec!["migrate", name, "--to", to, "--json"];
+    a.extend_from_slice(extra);
+    let out = lab.ok(&a);
     serde_json::from_str(&out).unwrap_or_else(|e| panic!("migrate --json: {e}: {out}"))
 }
 

@@ -109,26 +109,43 @@ pub fn assert_one_intact(lab: &Lab, nodes: &[&str], name: &str, node: &str) {
     assert_eq!(copies(lab, nodes, name), vec![node.to_string()]);
 }
 
-/// What of `name` is on `node`: its dir, staging dirs, netns, cgroups.
+/// Whether [`traces_with`] counts migration journals (`state/migrations/`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Journals {
+    /// A handoff is over only once both sides dropped their journal
+    /// (handoff.rs, livemem.rs).
+    Count,
+    /// The container's own traces only (migrate.rs: what a failed move
+    /// leaves of the container).
+    Ignore,
+}
+
+/// Everything of `name` on `node`, journals included: see [`traces_with`].
 pub fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
+    traces_with(lab, node, name, Journals::Count)
+}
+
+/// What of `name` is on `node`: its dir, staging dirs of incoming
+/// migrations, (with [`Journals::Count`]) migration journals, its netns,
+/// mounts under its dir, its cgroup in any hierarchy.
+pub fn traces_with(lab: &Lab, node: &str, name: &str, journals: Journals) -> Vec<String> {
     let mut v = Vec::new();
     let state = lab.dir().join(node).join("state");
     let cdir = state.join("containers").join(name);
     if cdir.exists() {
         v.push(format!("dir {}", cdir.display()));
     }
-    for e in std::fs::read_dir(&state).into_iter().flatten().flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with("migrate-in") {
-            v.push(format!("staging {n}"));
-        }
+    for s in staging_dirs(lab, node) {
+        v.push(format!("staging {}", s.display()));
     }
-    for e in std::fs::read_dir(state.join("migrations"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        v.push(format!("journal {}", e.file_name().to_string_lossy()));
+    if journals == Journals::Count {
+        for e in std::fs::read_dir(state.join("migrations"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            v.push(format!("journal {}", e.file_name().to_string_lossy()));
+        }
     }
     let ns = netns(lab, node, name);
     if ns.exists() {
@@ -142,8 +159,8 @@ pub fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
             }
         }
     }
-    for ctrl in ["pids", "memory", "cpu", "freezer", "unified", "systemd"] {
-        let p = cgroup(lab, ctrl, node, name);
+    for root in cgroup_roots() {
+        let p = root.join("herd").join(&lab.name).join(node).join(name);
         if p.exists() {
             v.push(format!("cgroup {}", p.display()));
         }
@@ -151,9 +168,56 @@ pub fn traces(lab: &Lab, node: &str, name: &str) -> Vec<String> {
     v
 }
 
-/// A target whose source died notices at QUIC's idle timeout (30 s).
+/// `<node>/state/migrate-in-*`: staging dirs of incoming migrations.
+pub fn staging_dirs(lab: &Lab, node: &str) -> Vec<PathBuf> {
+    let state = lab.dir().join(node).join("state");
+    std::fs::read_dir(&state)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("migrate-in"))
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Mount points of every cgroup hierarchy (v1 controllers, named v1
+/// hierarchies such as `name=systemd`, and cgroup2).
+pub fn cgroup_roots() -> Vec<PathBuf> {
+    let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    mi.lines()
+        .filter_map(|l| {
+            let parts: Vec<&str> = l.split(' ').collect();
+            let sep = parts.iter().position(|p| *p == "-")?;
+            let fstype = *parts.get(sep + 1)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| PathBuf::from(parts[4]))
+        })
+        .collect()
+}
+
+/// Nothing of `name` (journals left out) is on `node`, at once.
+pub fn assert_no_traces(lab: &Lab, node: &str, name: &str) {
+    assert_none_within(lab, node, name, Journals::Ignore, 0);
+}
+
+/// Nothing of `name` (journals left out) on `node` within 10 s: a
+/// target's cleanup after a failure may finish just after the source's
+/// answer.
+pub fn assert_no_traces_soon(lab: &Lab, node: &str, name: &str) {
+    assert_none_within(lab, node, name, Journals::Ignore, 10);
+}
+
+/// Nothing of `name`, journals included, on `node` within 45 s: a target
+/// whose source died notices at QUIC's idle timeout (30 s).
 pub fn assert_clean(lab: &Lab, node: &str, name: &str) {
-    let left = wait_for(45, || traces(lab, node, name).is_empty().then_some(()));
+    assert_none_within(lab, node, name, Journals::Count, 45);
+}
+
+fn assert_none_within(lab: &Lab, node: &str, name: &str, journals: Journals, secs: u64) {
+    let left = wait_for(secs, || {
+        traces_with(lab, node, name, journals)
+            .is_empty()
+            .then_some(())
+    });
     if left.is_none() {
         let log =
             std::fs::read_to_string(lab.dir().join(node).join("agent.log")).unwrap_or_default();
@@ -163,7 +227,7 @@ pub fn assert_clean(lab: &Lab, node: &str, name: &str) {
             .collect();
         panic!(
             "{name} left on {node}: {:?}\nwarnings in its agent log:\n{}",
-            traces(lab, node, name),
+            traces_with(lab, node, name, journals),
             warn.join("\n")
         );
     }
