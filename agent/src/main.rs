@@ -130,6 +130,19 @@ fn close_inherited_fds() {
     }
 }
 
+/// At most two malloc arenas for the daemon (glibc's default is 8 per
+/// core). Requests run on short-lived blocking threads; each new thread
+/// took an arena of its own and what it freed stayed there: 52 MiB of RSS
+/// right after creating 1000 containers against 20 MiB for an agent
+/// restarted over them. The sampler also trims after such bursts.
+fn limit_malloc_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt with integer arguments, before the runtime's threads.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     // The log shim re-executes this binary; keep it free of clap and tokio.
     let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
@@ -166,6 +179,7 @@ fn main() -> anyhow::Result<()> {
         .collect();
     let args = Args::parse_from(herd_agent::config_file::expand_args(argv, &known)?);
     close_inherited_fds();
+    limit_malloc_arenas();
     // Containers are made by a short-lived helper process; their init is
     // re-parented to us when it exits, so we can still wait for its status.
     // SAFETY: prctl with integer arguments.

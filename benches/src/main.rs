@@ -88,6 +88,9 @@ pub enum BenchCmd {
         /// Leave the bench lab (hmonbench) up afterwards.
         #[arg(long)]
         keep_lab: bool,
+        /// The bench lab's name (beside another run's or another user's lab).
+        #[arg(long, default_value = monitor::LAB)]
+        lab: String,
     },
     /// The bench's naive reader (run by `monitor` beside the agent).
     #[command(name = "__naive-reader", hide = true)]
@@ -129,7 +132,8 @@ async fn run(bc: &BenchCmd) -> Result<i32> {
             seconds,
             json,
             keep_lab,
-        } => monitor::run(containers, *seconds, *json, *keep_lab).await?,
+            lab,
+        } => monitor::run(containers, *seconds, *json, *keep_lab, lab).await?,
         BenchCmd::NaiveReader {
             list,
             interval_ms,

@@ -3,10 +3,10 @@
 //! run.
 //!
 //! ```text
-//! herd bench monitor [--containers 10,50,100,1000] [--seconds 60] [--json] [--keep-lab]
+//! herd bench monitor [--containers 10,50,100,1000] [--seconds 60] [--json] [--keep-lab] [--lab NAME]
 //! ```
 //!
-//! The bench starts its own lab (`hmonbench`, one node, the agent sampling
+//! The bench starts its own lab (`hmonbench` unless `--lab`, one node, the agent sampling
 //! every 1 s), subscribes to the agent as `herd monitor` does (samples and
 //! logs, so encoding and sending are in the cost) and, for each count of
 //! `--containers` in increasing order, grows the lab to that many idle
@@ -41,8 +41,12 @@
 //!
 //! * **netdata**, where installed (Debian's `netdata-core`, installed by
 //!   scripts/setup): started at each step with a private config, its
-//!   cgroups plugin alone at 1 s, and measured once it charts every
-//!   container (its whole process and waited-for children, clock ticks).
+//!   cgroups plugin alone at 1 s over the lab node's containers only, and
+//!   measured once it charts every container (its whole process and
+//!   waited-for children, clock ticks). The config names each cgroup by a
+//!   script of the bench's (Debian's netdata-core lacks `cgroup-name.sh`,
+//!   and netdata charts no cgroup whose name script fails) and charts zero
+//!   metrics (an idle container's CPU ticks are 0).
 //! * **PCP**, where installed (Debian's `pcp`, installed by scripts/setup
 //!   with its services left stopped): a private pmcd (pmdaproc, pmdalinux;
 //!   a private namespace file, port and config) in a private mount
@@ -50,6 +54,7 @@
 //!   (pmdaproc reads no v1 cgroup while it is mounted), and pmlogger logging
 //!   the containers' cgroup metrics and the host's at 1 s; measured: pmcd,
 //!   its PMDAs and pmlogger (every process, clock ticks), their summed RSS.
+//!   They run in the step's directory of the lab (their logs stay there).
 //!   Both peers are killed at the end of each step.
 
 use std::fs;
@@ -66,7 +71,8 @@ use herd::client::{unexpected, Client};
 use herd::cluster::Cluster;
 use herd::{lab, monitor};
 
-const LAB: &str = "hmonbench";
+/// The bench's lab unless `--lab` names another.
+pub const LAB: &str = "hmonbench";
 /// herd-agent's `monitor::bench::ARG` (herd-bench does not link the agent).
 const SAMPLER_BENCH_ARG: &str = "__sampler-bench";
 const NODE: &str = "n1";
@@ -104,7 +110,13 @@ print(n, len(out))
 "#;
 
 /// `herd bench monitor`: `containers` is a comma-separated list of counts.
-pub async fn run(containers: &str, seconds: u64, json: bool, keep_lab: bool) -> Result<()> {
+pub async fn run(
+    containers: &str,
+    seconds: u64,
+    json: bool,
+    keep_lab: bool,
+    lab_name: &str,
+) -> Result<()> {
     let mut counts = Vec::new();
     for c in containers
         .split(',')
@@ -122,17 +134,19 @@ pub async fn run(containers: &str, seconds: u64, json: bool, keep_lab: bool) -> 
         bail!("--containers and --seconds must be at least 1");
     }
     let interval_ms = 1000;
-    let cl = lab::up(LAB, 1, &[]).await.with_context(|| {
-        format!("cannot start the bench lab {LAB} (left behind? herd --lab {LAB} lab down)")
+    let cl = lab::up(lab_name, 1, &[]).await.with_context(|| {
+        format!(
+            "cannot start the bench lab {lab_name} (left behind? herd --lab {lab_name} lab down)"
+        )
     })?;
-    eprintln!("bench: lab {LAB} is up");
+    eprintln!("bench: lab {lab_name} is up");
     let r = measure(&cl, &counts, seconds, interval_ms).await;
     let down = if keep_lab {
-        eprintln!("bench: lab {LAB} kept; remove it with `herd --lab {LAB} lab down`");
+        eprintln!("bench: lab {lab_name} kept; remove it with `herd --lab {lab_name} lab down`");
         Ok(())
     } else {
         eprintln!("bench: removing the containers and the lab");
-        let r = lab::down(LAB).await.map(|_| ());
+        let r = lab::down(lab_name).await.map(|_| ());
         crate::checkpoint::kill_log_shims(&cl.dir);
         r
     };
@@ -421,12 +435,13 @@ pub fn naive_reader(list: &Path, interval_ms: u64, seconds: f64) -> Result<()> {
 }
 
 /// netdata's private config: only its cgroups plugin (v1 files, as the
-/// agent reads here), 1 s, RAM only, its API on loopback for the bench to
-/// see that it charts every container.
-fn netdata_conf(dir: &Path, port: u16) -> String {
+/// agent reads here) over the containers under `parent` (e.g.
+/// `/herd/hmonbench/n1`), 1 s, RAM only, its API on loopback for the bench
+/// to see that it charts every container.
+fn netdata_conf(dir: &Path, port: u16, parent: &str) -> String {
     let d = dir.display();
     format!(
-        "[global]\n    update every = 1\n    memory mode = ram\n    history = 120\n    run as user = root\n    \
+        "[global]\n    enable zero metrics = yes\n    update every = 1\n    memory mode = ram\n    history = 120\n    run as user = root\n    \
          hostname = herd-bench\n    config directory = {d}/conf\n    cache directory = {d}/cache\n    \
          lib directory = {d}/lib\n    log directory = {d}/log\n    pid file = {d}/netdata.pid\n\
          [web]\n    mode = static-threaded\n    bind to = 127.0.0.1:{port}\n\
@@ -436,17 +451,17 @@ fn netdata_conf(dir: &Path, port: u16) -> String {
          idlejitter = no\n    checks = no\n    apps = no\n    python.d = no\n    charts.d = no\n    \
          go.d = no\n    statsd = no\n    timex = no\n    ebpf = no\n    cgroups = yes\n\
          [plugin:cgroups]\n    update every = 1\n    check for new cgroups every = 10\n    \
-         use unified cgroups = no\n    enable by default cgroups matching = *\n    \
+         script to get cgroup names = {d}/cgroup-name.sh\n    \
+         use unified cgroups = no\n    enable by default cgroups matching = {parent}/* !*\n    \
          search for cgroups in subpaths matching = *\n    max cgroups to allow = 5000\n    \
          max cgroups depth to monitor = 10\n"
     )
 }
 
 /// Starts netdata if it is installed (Debian's `netdata-core`, installed
-/// by scripts/setup) and waits until it charts the `n` containers or 5
-/// minutes passed; with how many it charts. It reads every cgroup of the
-/// host, not only the bench's.
-async fn start_netdata(dir: &Path, n: usize) -> Option<(Child, usize)> {
+/// by scripts/setup) and waits until it charts the `n` containers under
+/// `parent` or 5 minutes passed; with how many it charts.
+async fn start_netdata(dir: &Path, n: usize, parent: &str) -> Option<(Child, usize)> {
     let bin = ["/usr/sbin/netdata", "/usr/bin/netdata"]
         .iter()
         .map(PathBuf::from)
@@ -457,7 +472,11 @@ async fn start_netdata(dir: &Path, n: usize) -> Option<(Child, usize)> {
     }
     let port = 19000 + (std::process::id() % 900) as u16;
     let conf = dir.join("netdata.conf");
-    fs::write(&conf, netdata_conf(dir, port)).ok()?;
+    fs::write(&conf, netdata_conf(dir, port, parent)).ok()?;
+    // Names a cgroup by the id netdata made of its path (its 2nd argument).
+    let script = dir.join("cgroup-name.sh");
+    fs::write(&script, "#!/bin/sh\necho \"$2\"\n").ok()?;
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).ok()?;
     let child = Command::new(bin)
         .arg("-D")
         .arg("-c")
@@ -471,7 +490,7 @@ async fn start_netdata(dir: &Path, n: usize) -> Option<(Child, usize)> {
     let mut charted = 0;
     while t0.elapsed() < Duration::from_secs(300) {
         tokio::time::sleep(Duration::from_secs(2)).await;
-        charted = netdata_cgroup_charts(port).unwrap_or(0);
+        charted = netdata_cgroup_charts(port, parent).unwrap_or(0);
         if charted >= n {
             break;
         }
@@ -483,8 +502,9 @@ async fn start_netdata(dir: &Path, n: usize) -> Option<(Child, usize)> {
     Some((child, charted))
 }
 
-/// How many of the bench's containers netdata charts (`cgroup_<name>.*`).
-fn netdata_cgroup_charts(port: u16) -> Option<usize> {
+/// How many of the bench's containers netdata charts (`cgroup_<path>.*`,
+/// the path's `/` as `_`).
+fn netdata_cgroup_charts(port: u16, parent: &str) -> Option<usize> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
@@ -497,7 +517,7 @@ fn netdata_cgroup_charts(port: u16) -> Option<usize> {
     s.read_to_end(&mut page).ok()?;
     let body = page.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
     let v: serde_json::Value = serde_json::from_slice(&page[body..]).ok()?;
-    let lab = format!("cgroup_herd_{LAB}_{NODE}_m");
+    let lab = format!("cgroup_{}_m", parent.trim_matches('/').replace('/', "_"));
     Some(
         v["charts"]
             .as_object()?
@@ -567,6 +587,7 @@ async fn start_pcp(dir: &Path) -> Option<Pcp> {
         pmcd_bin.display()
     );
     let pmcd = Command::new("unshare")
+        .current_dir(dir) // its PMDAs log to their working directory
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .env("PCP_RUN_DIR", dir.join("run"))
         .env("PCP_LOG_DIR", dir)
@@ -576,6 +597,7 @@ async fn start_pcp(dir: &Path) -> Option<Pcp> {
         .ok()?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let pmlogger = Command::new(pmlogger_bin)
+        .current_dir(dir)
         .args(["-h", "localhost", "-n"])
         .arg(&root)
         .arg("-c")
@@ -825,7 +847,13 @@ async fn measure(
         let names: Vec<&str> = made.iter().map(|(n, _)| n.as_str()).collect();
         let run_s = format!("{}", seconds as f64 + 1.0);
         let (mut netdata, mut nd_charted) = (None, None);
-        match start_netdata(&cl.dir.join("bench-netdata"), n).await {
+        // The containers' cgroup parent (e.g. /herd/hmonbench/n1).
+        let parent = made.first().and_then(|(_, p)| cgroup_parent(*p));
+        let nd = match &parent {
+            Some(parent) => start_netdata(&cl.dir.join("bench-netdata"), n, parent).await,
+            None => None,
+        };
+        match nd {
             None => eprintln!("bench: netdata not found or not started (netdata-core: scripts/setup): no netdata column"),
             Some((mut p, k)) if k < n => {
                 // Its cost over containers it does not chart is no figure.
@@ -869,7 +897,7 @@ async fn measure(
         }
         // The same reads with the hand-written parsers and with the procfs crate.
         let mut sampler_benches = Vec::new();
-        match made.first().and_then(|(_, p)| cgroup_parent(*p)) {
+        match &parent {
             Some(parent) => {
                 let agent_bin = lab::agent_binary()?;
                 for reads in ["hand", "crate"] {
@@ -877,7 +905,7 @@ async fn measure(
                         .args([
                             SAMPLER_BENCH_ARG,
                             reads,
-                            &parent,
+                            parent,
                             &interval_ms.to_string(),
                             &seconds.to_string(),
                         ])

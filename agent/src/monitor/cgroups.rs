@@ -166,6 +166,9 @@ pub struct CgRaw {
     pub psi_total: [Option<f64>; 3],
 }
 
+/// A cgroup's CPU time (ns) and, on v2, the `cpu.stat` text it is from.
+pub type CpuRead = (u64, Option<String>);
+
 #[derive(Default)]
 pub struct CgroupReader {
     v1: bool,
@@ -191,6 +194,8 @@ pub struct CgroupReader {
     since_full: u32,
     /// The last read reused the previous counters (the container was idle).
     idle: bool,
+    /// The last read found the CPU time moved (or was the first).
+    moved: bool,
     /// CPU time spent in `/proc/<pid>/io` reads and their count, when
     /// counted (bench).
     proc_io_cost: Option<(u64, u64)>,
@@ -244,12 +249,21 @@ impl CgroupReader {
         self.idle
     }
 
+    /// Whether the last read found the CPU time moved (or was the first):
+    /// unlike [`was_idle`](Self::was_idle), a periodic full read of an
+    /// idle container is not a move.
+    pub fn moved(&self) -> bool {
+        self.moved
+    }
+
     /// True if the CPU-time file could be opened (the cgroup exists).
     pub fn is_open(&self) -> bool {
         self.cpu_usage.is_some() || self.v2_cpu.is_some()
     }
 
-    fn cpu(&self, buf: &mut Vec<u8>) -> Option<(u64, Option<String>)> {
+    /// The cgroup's CPU time (ns), one read, and on v2 the `cpu.stat` text
+    /// it came from (the rest of a read parses it again).
+    pub fn cpu(&self, buf: &mut Vec<u8>) -> Option<CpuRead> {
         if let Some(f) = &self.cpu_usage {
             return Some((f.read_u64(buf)?, None));
         }
@@ -257,9 +271,31 @@ impl CgroupReader {
         Some((kv(t, "usage_usec")? * 1000, Some(t.to_string())))
     }
 
+    /// [`read`](Self::read) for a container the sampler knows did not run
+    /// since its last read (see the sampler's module docs): the previous
+    /// counters without a syscall, unless a full read is due.
+    pub fn read_known_idle(&mut self, buf: &mut Vec<u8>) -> Option<CgRaw> {
+        match &self.last {
+            Some(last) if self.since_full < FULL_READ_EVERY => {
+                self.since_full += 1;
+                self.idle = true;
+                self.moved = false;
+                Some(last.clone())
+            }
+            _ => self.read(buf),
+        }
+    }
+
     /// Read the counters. `None` if the cgroup is gone.
     pub fn read(&mut self, buf: &mut Vec<u8>) -> Option<CgRaw> {
-        let (cpu_ns, v2_stat) = self.cpu(buf)?;
+        let cpu = self.cpu(buf)?;
+        self.read_after(cpu, buf)
+    }
+
+    /// [`read`](Self::read) with the CPU time already read by [`cpu`](Self::cpu).
+    pub fn read_after(&mut self, cpu: CpuRead, buf: &mut Vec<u8>) -> Option<CgRaw> {
+        let (cpu_ns, v2_stat) = cpu;
+        self.moved = self.last.as_ref().is_none_or(|l| l.cpu_ns != cpu_ns);
         if let Some(last) = &self.last {
             if last.cpu_ns == cpu_ns && self.since_full < FULL_READ_EVERY {
                 self.since_full += 1;
