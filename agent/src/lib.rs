@@ -24,4 +24,11 @@ pub mod spec;
 pub mod state;
 
 pub use container::{Agent, AgentConfig};
+
+/// A mutex's guard, also when a thread panicked holding it (the data are
+/// plain records). Here, not in `container`, so that `monitor` needs
+/// nothing of `container`'s and the modules depend one way.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 pub use error::{AgentError, Result};

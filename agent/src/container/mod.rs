@@ -128,9 +128,7 @@ impl Entry {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::lock;
 
 /// The agent's container manager. Methods block; the server calls them
 /// from `spawn_blocking`.

@@ -58,7 +58,7 @@ use herd_wire::monitor::{
 use herd_wire::{ContainerStatus, Response};
 use tokio::sync::broadcast;
 
-use crate::container::lock;
+use crate::lock;
 use crate::state::now_ns;
 use crate::Agent;
 use cgroups::{CgRaw, CgroupReader, Layout};
@@ -246,7 +246,7 @@ impl Sampler {
     /// The window (module docs): whether no unwatched container ran since
     /// the last tick that read them all. Reads each watched container's
     /// CPU time into its `pre`.
-    fn others_idle(&mut self, entries: &[(String, Arc<crate::container::Entry>)]) -> bool {
+    fn others_idle<E>(&mut self, entries: &[(String, E)]) -> bool {
         if !self.parent.is_open() && !self.tracked.is_empty() {
             // Made with the first container.
             let a = &self.agent;
@@ -309,7 +309,7 @@ impl Sampler {
         if host.is_none() {
             self.dropped += 1;
         }
-        let mut entries: Vec<(String, Arc<crate::container::Entry>)> = lock(&self.agent.containers)
+        let mut entries: Vec<(String, Arc<_>)> = lock(&self.agent.containers)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
