@@ -338,3 +338,87 @@ fn monitor_follows_a_migration_and_an_agent_restart() {
         "the whole history:\n{log}"
     );
 }
+
+/// A container's CPU time in seconds from its own cgroup (v1 cpuacct or v2
+/// cpu.stat), the truth the agent's metric is checked against.
+fn cgroup_cpu_seconds(lab: &Lab, node: &str, name: &str) -> f64 {
+    let v1 = common::moves::cgroup(lab, "cpuacct", node, name).join("cpuacct.usage");
+    if let Ok(t) = std::fs::read_to_string(&v1) {
+        return t.trim().parse::<f64>().expect("cpuacct.usage") / 1e9;
+    }
+    let v2 = common::moves::cgroup(lab, "", node, name).join("cpu.stat");
+    let t = std::fs::read_to_string(&v2)
+        .unwrap_or_else(|e| panic!("neither {} nor {}: {e}", v1.display(), v2.display()));
+    t.lines()
+        .find_map(|l| l.strip_prefix("usage_usec "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("usage_usec in cpu.stat")
+        / 1e6
+}
+
+/// `container_cpu_usage_seconds_total` of `name` on the agent's page.
+fn cpu_metric(lab: &Lab, node: &str, name: &str) -> f64 {
+    let page = http_get(&format!("{}:9100", node_ip(lab, node)), "/metrics");
+    let want = format!("name=\"{name}\"");
+    page.lines()
+        .filter_map(|l| l.strip_prefix("container_cpu_usage_seconds_total{"))
+        .filter_map(|l| l.split_once("} "))
+        .find(|(labels, _)| labels.split(',').any(|x| x == want))
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no container_cpu_usage_seconds_total of {name}:\n{page}"))
+}
+
+/// The sampler does not read containers that did not run lately when the
+/// parent cgroup shows none of them ran (agent/src/monitor/mod.rs). One
+/// that wakes after a long idle spell must be seen at the next samples,
+/// not at its next full read (every 30 samples): its CPU time on the
+/// metrics page catches up with its cgroup's own count.
+#[test]
+fn an_idle_container_that_wakes_up_is_seen_at_once() {
+    let Some(lab) = Lab::up(
+        "an_idle_container_that_wakes_up_is_seen_at_once",
+        "hmonw",
+        1,
+    ) else {
+        return;
+    };
+    import_busybox_with_work(&lab);
+    for c in ["w1", "w2", "w3"] {
+        common::run_sh(&lab, c, "n1", &[], "exec sleep 3600");
+    }
+    // Past HOT_SAMPLES (10) samples without CPU: none of them is watched
+    // any more, so the sampler skips all three while the parent is still.
+    std::thread::sleep(Duration::from_secs(14));
+    let (m0, t0) = (
+        cpu_metric(&lab, "n1", "w2"),
+        cgroup_cpu_seconds(&lab, "n1", "w2"),
+    );
+    let busy = lab.herd(&[
+        "exec",
+        "w2",
+        "--",
+        "sh",
+        "-c",
+        "end=$(( $(date +%s) + 2 )); while [ $(date +%s) -lt $end ]; do :; done",
+    ]);
+    assert!(busy.status.success(), "{}", text(&busy));
+    let ran = cgroup_cpu_seconds(&lab, "n1", "w2") - t0;
+    assert!(
+        ran > 0.2,
+        "the busy loop ran only {ran:.3} s of CPU in w2's cgroup"
+    );
+    // Well inside the 30 samples of a full read (1 s each).
+    let seen = wait_for(10, || {
+        let d = cpu_metric(&lab, "n1", "w2") - m0;
+        (d >= 0.9 * ran).then_some(d)
+    });
+    let now = cpu_metric(&lab, "n1", "w2") - m0;
+    assert!(
+        seen.is_some(),
+        "w2 ran {ran:.3} s of CPU after an idle spell; 10 s later the agent's metric had moved {now:.3} s"
+    );
+    // The others stayed idle and are still listed.
+    for c in ["w1", "w3"] {
+        cpu_metric(&lab, "n1", c);
+    }
+}
