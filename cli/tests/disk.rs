@@ -11,42 +11,8 @@
 
 mod common;
 
-use common::{import_busybox_with_work, migrate_json, wait_for, Lab};
-
-/// The ops/s lines of a herd-work log from line `from` on, the first one
-/// after `from` left out (it may straddle a move or a start).
-fn ops_after(log: &str, from: usize) -> Vec<f64> {
-    log.lines()
-        .filter_map(|l| l.strip_prefix("ops="))
-        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
-        .skip(from + 1)
-        .collect()
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len().max(1) as f64
-}
-
-fn ops_lines(lab: &Lab, name: &str) -> usize {
-    lab.ok(&["logs", name])
-        .lines()
-        .filter(|l| l.starts_with("ops="))
-        .count()
-}
-
-/// Wait until `name` has `n` more ops lines than `from`; returns their rates.
-fn rates(lab: &Lab, name: &str, from: usize, n: usize) -> Vec<f64> {
-    wait_for(60, || {
-        let r = ops_after(&lab.ok(&["logs", name]), from);
-        (r.len() >= n).then(|| r[..n].to_vec())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "{name}: fewer than {n} ops lines:\n{}",
-            lab.ok(&["logs", name])
-        )
-    })
-}
+use common::disk::{host_disk, mean, ops_lines, rates};
+use common::{import_busybox_with_work, migrate_json, Lab};
 
 const LIMIT: u64 = 30;
 
@@ -87,8 +53,8 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
     // The same workload on both hosts at once: one ratio, one load.
     run("slow", "n1");
     run("fast", "n2");
-    let slow = rates(&lab, "slow", 0, 5);
-    let fast = rates(&lab, "fast", 0, 5);
+    let slow = rates(&lab, "slow", 0, 5, 60);
+    let fast = rates(&lab, "fast", 0, 5, 60);
     lab.ok(&["rm", "-f", "fast"]);
     let (s, f) = (mean(&slow), mean(&fast));
     eprintln!("limited host {s:.1} ops/s {slow:?}; unlimited host {f:.1} ops/s {fast:?}");
@@ -104,41 +70,9 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
     );
 
     // The host's own disk figures: its containers' IO, busy near its limit.
-    let out = lab.root.join("mon");
-    lab.ok(&[
-        "monitor",
-        "--out",
-        out.to_str().expect("utf-8"),
-        "--duration",
-        "4s",
-    ]);
-    let hosts = std::fs::read_to_string(out.join("hosts.csv")).expect("hosts.csv");
-    let head: Vec<&str> = hosts.lines().next().expect("header").split(',').collect();
-    let col = |name: &str| {
-        head.iter()
-            .position(|c| *c == name)
-            .unwrap_or_else(|| panic!("no {name} in hosts.csv"))
-    };
-    let (h, ops, busy) = (
-        col("host"),
-        col("disk_ops_per_second"),
-        col("disk_busy_ratio"),
-    );
-    let n1: Vec<(f64, f64)> = hosts
-        .lines()
-        .skip(1)
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .filter(|f| f[h] == "n1")
-        .map(|f| {
-            (
-                f[ops].parse().unwrap_or(-1.0),
-                f[busy].parse().unwrap_or(-1.0),
-            )
-        })
-        .skip(1)
-        .collect();
+    let n1 = host_disk(&lab, "n1", "4s");
     eprintln!("n1 (disk ops/s, busy): {n1:?}");
-    assert!(!n1.is_empty(), "no n1 samples:\n{hosts}");
+    assert!(!n1.is_empty(), "no n1 samples in hosts.csv");
     assert!(
         n1.iter()
             .all(|(o, b)| *o > 0.0 && *o <= 2.0 * LIMIT as f64 + 5.0 && *b > 0.3),
@@ -153,7 +87,7 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
         "n2",
         "{r}"
     );
-    let moved = rates(&lab, "slow", before, 5);
+    let moved = rates(&lab, "slow", before, 5, 60);
     let m = mean(&moved);
     eprintln!("after the move to n2: {m:.1} ops/s {moved:?}");
     assert!(

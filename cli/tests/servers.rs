@@ -12,7 +12,8 @@
 //!
 //! The servers run as root inside their containers: on this machine CRIU
 //! cannot dump a process of another user (see the refusal test), so
-//! PostgreSQL (user postgres) is not in this suite.
+//! PostgreSQL (user postgres) is moved under pgbench in the VM suite
+//! (cli/tests/vm.rs), whose guests' root has that capability.
 
 mod common;
 

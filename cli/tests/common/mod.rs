@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod disk;
 pub mod moves;
 
 pub fn herd_bin() -> PathBuf {

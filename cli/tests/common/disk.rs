@@ -1,0 +1,79 @@
+//! A disk-limited host (`herd lab up --disk-iops`) as the tests see it:
+//! herd-work `io`'s rate lines and the host's own disk figures.
+
+use super::{wait_for, Lab};
+
+/// The ops/s lines of a herd-work log from line `from` on, the first one
+/// after `from` left out (it may straddle a move or a start).
+pub fn ops_after(log: &str, from: usize) -> Vec<f64> {
+    log.lines()
+        .filter_map(|l| l.strip_prefix("ops="))
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .skip(from + 1)
+        .collect()
+}
+
+pub fn mean(v: &[f64]) -> f64 {
+    v.iter().sum::<f64>() / v.len().max(1) as f64
+}
+
+pub fn ops_lines(lab: &Lab, name: &str) -> usize {
+    lab.ok(&["logs", name])
+        .lines()
+        .filter(|l| l.starts_with("ops="))
+        .count()
+}
+
+/// Wait (at most `secs`) until `name` has `n` more ops lines than `from`;
+/// returns their rates.
+pub fn rates(lab: &Lab, name: &str, from: usize, n: usize, secs: u64) -> Vec<f64> {
+    wait_for(secs, || {
+        let r = ops_after(&lab.ok(&["logs", name]), from);
+        (r.len() >= n).then(|| r[..n].to_vec())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "{name}: fewer than {n} ops lines:\n{}",
+            lab.ok(&["logs", name])
+        )
+    })
+}
+
+/// `herd monitor` for `duration`: `node`'s (disk_ops_per_second,
+/// disk_busy_ratio) samples from hosts.csv, the first one left out.
+pub fn host_disk(lab: &Lab, node: &str, duration: &str) -> Vec<(f64, f64)> {
+    let out = lab.root.join(format!("mon-{node}"));
+    let _ = std::fs::remove_dir_all(&out);
+    lab.ok(&[
+        "monitor",
+        "--out",
+        out.to_str().expect("utf-8"),
+        "--duration",
+        duration,
+    ]);
+    let hosts = std::fs::read_to_string(out.join("hosts.csv")).expect("hosts.csv");
+    let head: Vec<&str> = hosts.lines().next().expect("header").split(',').collect();
+    let col = |name: &str| {
+        head.iter()
+            .position(|c| *c == name)
+            .unwrap_or_else(|| panic!("no {name} in hosts.csv"))
+    };
+    let (h, ops, busy) = (
+        col("host"),
+        col("disk_ops_per_second"),
+        col("disk_busy_ratio"),
+    );
+    hosts
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .filter(|f| f[h] == node)
+        .map(|f| {
+            (
+                f[ops].parse().unwrap_or(-1.0),
+                f[busy].parse().unwrap_or(-1.0),
+            )
+        })
+        .skip(1)
+        .collect()
+}
