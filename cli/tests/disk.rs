@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::disk::{host_disk, mean, ops_lines, rates};
+use common::disk::{assert_limited, host_disk, mean, ops_lines, rates};
 use common::{import_busybox_with_work, migrate_json, Lab};
 
 const LIMIT: u64 = 30;
@@ -56,18 +56,7 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
     let slow = rates(&lab, "slow", 0, 5, 60);
     let fast = rates(&lab, "fast", 0, 5, 60);
     lab.ok(&["rm", "-f", "fast"]);
-    let (s, f) = (mean(&slow), mean(&fast));
-    eprintln!("limited host {s:.1} ops/s {slow:?}; unlimited host {f:.1} ops/s {fast:?}");
-    assert!(s > 0.0, "no progress on the limited host: {slow:?}");
-    // Each op writes and fsyncs at least one block the task submits itself.
-    assert!(
-        s <= LIMIT as f64 * 1.5,
-        "{s:.1} ops/s on a host limited to {LIMIT} IOPS: {slow:?}"
-    );
-    assert!(
-        f >= 3.0 * s,
-        "the unlimited host is not clearly faster: {f:.1} vs {s:.1} ops/s"
-    );
+    let (s, _) = assert_limited(&slow, &fast, LIMIT);
 
     // The host's own disk figures: its containers' IO, busy near its limit.
     let n1 = host_disk(&lab, "n1", "4s");

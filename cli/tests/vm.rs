@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use common::disk::{host_disk, mean, ops_lines, rates};
+use common::disk::{assert_limited, host_disk, mean, ops_lines, rates};
 use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab, Pinger};
 use serde_json::Value;
 
@@ -620,17 +620,7 @@ fn disk_limit_is_io_max_on_v2_and_a_move_lifts_it(vm: &Vm) {
     let slow = rates(lab, "slow", 0, 5, 120);
     let fast = rates(lab, "fast", 0, 5, 120);
     lab.ok(&["rm", "-f", "fast"]);
-    let (s, f) = (mean(&slow), mean(&fast));
-    eprintln!("    limited n1 {s:.1} ops/s {slow:?}; unlimited n2 {f:.1} ops/s {fast:?}");
-    assert!(s > 0.0, "no progress on the limited host: {slow:?}");
-    assert!(
-        s <= DISK_IOPS as f64 * 1.5,
-        "{s:.1} ops/s on a host limited to {DISK_IOPS} IOPS: {slow:?}"
-    );
-    assert!(
-        f >= 3.0 * s,
-        "the unlimited host is not clearly faster: {f:.1} vs {s:.1} ops/s"
-    );
+    let (s, _) = assert_limited(&slow, &fast, DISK_IOPS);
     let n1 = host_disk(lab, vm.old, "6s");
     eprintln!("    n1 (disk ops/s, busy): {n1:?}");
     assert!(!n1.is_empty(), "no n1 samples in hosts.csv");
@@ -714,28 +704,17 @@ fn postgres_moves_between_guests_under_pgbench_with_balances_intact(vm: &Vm) {
         .container("pg")
         .and_then(|c| c["ip"].as_str().map(str::to_string))
         .expect("pg has an ip");
+    // A shell command in the server's container, with PostgreSQL's tools on PATH.
+    let pg_sh = |cmd: &str| lab.herd(&["exec", "pg", "--", "sh", "-c", &format!("{bin}; {cmd}")]);
     let psql = |sql: &str| -> String {
-        lab.ok(&[
-            "exec",
-            "pg",
-            "--",
-            "sh",
-            "-c",
-            &format!("{bin}; psql -h /tmp -U postgres -d postgres -tAc \"{sql}\""),
-        ])
-        .trim()
-        .to_string()
+        let o = pg_sh(&format!(
+            "psql -h /tmp -U postgres -d postgres -tAc \"{sql}\""
+        ));
+        assert!(o.status.success(), "psql {sql}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
     };
     wait_for(180, || {
-        let o = lab.herd(&[
-            "exec",
-            "pg",
-            "--",
-            "sh",
-            "-c",
-            &format!("{bin}; pg_isready -h /tmp"),
-        ]);
-        o.status.success().then_some(())
+        pg_sh("pg_isready -h /tmp").status.success().then_some(())
     })
     .unwrap_or_else(|| panic!("postgres never got ready:\n{}", lab.ok(&["logs", "pg"])));
     let uid = lab.ok(&["exec", "pg", "--", "id", "-u", "postgres"]);
@@ -745,14 +724,8 @@ fn postgres_moves_between_guests_under_pgbench_with_balances_intact(vm: &Vm) {
     );
     assert!(uid.trim() != "0", "postgres is root in the image");
     assert_eq!(uids.trim(), uid.trim(), "the server runs as postgres");
-    lab.ok(&[
-        "exec",
-        "pg",
-        "--",
-        "sh",
-        "-c",
-        &format!("{bin}; pgbench -i -s 1 -q -h /tmp -U postgres postgres"),
-    ]);
+    let init = pg_sh("pgbench -i -s 1 -q -h /tmp -U postgres postgres");
+    assert!(init.status.success(), "pgbench -i: {}", text(&init));
     psql("create table herd_mark(v text); insert into herd_mark values ('before the moves')");
 
     // The client: pgbench runs of 100 transactions per client (a count,
