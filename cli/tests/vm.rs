@@ -620,7 +620,26 @@ fn disk_limit_is_io_max_on_v2_and_a_move_lifts_it(vm: &Vm) {
     let slow = rates(lab, "slow", 0, 5, 120);
     let fast = rates(lab, "fast", 0, 5, 120);
     lab.ok(&["rm", "-f", "fast"]);
-    let (s, _) = assert_limited(&slow, &fast, DISK_IOPS);
+    // Under TCG the workload is CPU-bound too: on a loaded machine the
+    // unlimited guest may itself do no more than the limit (24 ops/s in one
+    // run with four guests on two cores). The limit is always checked; the
+    // comparison (and the lift after the move) only where n2 has headroom.
+    let headroom = mean(&fast) >= 3.0 * DISK_IOPS as f64;
+    let s = if headroom {
+        assert_limited(&slow, &fast, DISK_IOPS).0
+    } else {
+        eprintln!(
+            "\n*** n2 did {:.1} ops/s unlimited, under 3x n1's limit: this machine is too \
+             loaded to compare; only the limit is checked ***\n",
+            mean(&fast)
+        );
+        mean(&slow)
+    };
+    assert!(s > 0.0, "no progress on the limited host: {slow:?}");
+    assert!(
+        s <= DISK_IOPS as f64 * 1.5,
+        "{s:.1} ops/s on a host limited to {DISK_IOPS} IOPS: {slow:?}"
+    );
     let n1 = host_disk(lab, vm.old, "6s");
     eprintln!("    n1 (disk ops/s, busy): {n1:?}");
     assert!(!n1.is_empty(), "no n1 samples in hosts.csv");
@@ -641,7 +660,7 @@ fn disk_limit_is_io_max_on_v2_and_a_move_lifts_it(vm: &Vm) {
     // bound and noisy (2.6x the limited rate in one run, where a fresh
     // container on n2 did 6x), so the bar is the limit, not the fresh rate.
     assert!(
-        m > 1.5 * DISK_IOPS as f64,
+        !headroom || m > 1.5 * DISK_IOPS as f64,
         "the move to the unlimited host did not lift it over n1's {DISK_IOPS} IOPS: {m:.1} ops/s (n1: {s:.1})"
     );
     let log = lab.ok(&["logs", "slow"]);
