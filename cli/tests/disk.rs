@@ -56,7 +56,7 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
     let slow = rates(&lab, "slow", 0, 5, 60);
     let fast = rates(&lab, "fast", 0, 5, 60);
     lab.ok(&["rm", "-f", "fast"]);
-    let (s, _) = assert_limited(&slow, &fast, LIMIT);
+    let (s, _) = assert_limited(&slow, &fast, LIMIT, 3.0);
 
     // The host's own disk figures: its containers' IO, busy near its limit.
     let n1 = host_disk(&lab, "n1", "4s");
