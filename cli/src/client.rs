@@ -275,18 +275,6 @@ pub fn unexpected(r: Response) -> anyhow::Error {
     anyhow!("unexpected answer from agent: {r:?}")
 }
 
-/// One request on `c`, one answer; an agent's error answer becomes an
-/// [`AgentFailure`].
-async fn ask(c: quinn::Connection, node: String, req: Request) -> Result<Response> {
-    let resp: Response = herd_quic::rpc::call(&c, &Envelope::new(req))
-        .await
-        .with_context(|| format!("request to agent {node} failed"))?;
-    match resp {
-        Response::Error(err) => Err(AgentFailure { node, err }.into()),
-        r => Ok(r),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,5 +332,17 @@ mod tests {
         // Two containers of one name that raced (no move): both shown.
         let raced = vec![c("n1", S::Running, None), c("n2", S::Running, None)];
         assert_eq!(nodes(raced).len(), 2);
+    }
+}
+
+/// One request on `c`, one answer; an agent's error answer becomes an
+/// [`AgentFailure`].
+async fn ask(c: quinn::Connection, node: String, req: Request) -> Result<Response> {
+    let resp: Response = herd_quic::rpc::call(&c, &Envelope::new(req))
+        .await
+        .with_context(|| format!("request to agent {node} failed"))?;
+    match resp {
+        Response::Error(err) => Err(AgentFailure { node, err }.into()),
+        r => Ok(r),
     }
 }
