@@ -56,43 +56,17 @@ impl Client {
     /// One request, one answer; an agent's error answer becomes an `AgentFailure`.
     pub async fn call(&mut self, node: &str, req: Request) -> Result<Response> {
         let c = self.conn(node).await?;
-        ask(c, node.to_string(), req).await
-    }
-
-    /// The same request to each of `nodes` at once: a fleet-wide command
-    /// (an image import) takes as long as its slowest node, not the sum.
-    /// Answers in the order of `nodes`.
-    pub async fn call_each(
-        &mut self,
-        nodes: &[String],
-        req: &Request,
-    ) -> Vec<(String, Result<Response>)> {
-        let mut answers: Vec<Option<Result<Response>>> = nodes.iter().map(|_| None).collect();
-        let mut set = tokio::task::JoinSet::new();
-        for (i, node) in nodes.iter().enumerate() {
-            match self.conn(node).await {
-                Ok(c) => {
-                    let (node, req) = (node.clone(), req.clone());
-                    set.spawn(async move { (i, ask(c, node, req).await) });
-                }
-                Err(e) => answers[i] = Some(Err(e)),
+        let resp: Response = herd_quic::rpc::call(&c, &Envelope::new(req))
+            .await
+            .with_context(|| format!("request to agent {node} failed"))?;
+        match resp {
+            Response::Error(err) => Err(AgentFailure {
+                node: node.to_string(),
+                err,
             }
+            .into()),
+            r => Ok(r),
         }
-        while let Some(done) = set.join_next().await {
-            match done {
-                Ok((i, r)) => answers[i] = Some(r),
-                Err(e) => tracing::warn!("a request task ended without an answer: {e}"),
-            }
-        }
-        nodes
-            .iter()
-            .cloned()
-            .zip(answers)
-            .map(|(n, a)| {
-                let a = a.unwrap_or_else(|| Err(anyhow!("request to agent {n}: no answer")));
-                (n, a)
-            })
-            .collect()
     }
 
     /// Open a stream for a request whose answer is a sequence.
@@ -332,17 +306,5 @@ mod tests {
         // Two containers of one name that raced (no move): both shown.
         let raced = vec![c("n1", S::Running, None), c("n2", S::Running, None)];
         assert_eq!(nodes(raced).len(), 2);
-    }
-}
-
-/// One request on `c`, one answer; an agent's error answer becomes an
-/// [`AgentFailure`].
-async fn ask(c: quinn::Connection, node: String, req: Request) -> Result<Response> {
-    let resp: Response = herd_quic::rpc::call(&c, &Envelope::new(req))
-        .await
-        .with_context(|| format!("request to agent {node} failed"))?;
-    match resp {
-        Response::Error(err) => Err(AgentFailure { node, err }.into()),
-        r => Ok(r),
     }
 }

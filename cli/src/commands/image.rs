@@ -83,30 +83,26 @@ pub async fn run(g: &GlobalArgs, ic: &ImageCmd) -> Result<i32> {
                 Some(n) => vec![n.clone()],
                 None => c.node_names(),
             };
-            let req = Request::ImageImport {
-                name: name.clone(),
-                path: src.to_string_lossy().into_owned(),
-            };
-            let mut failed = Vec::new();
-            for (n, answer) in c.call_each(&nodes, &req).await {
-                match answer {
-                    Ok(Response::Image(i)) => println!(
+            for n in nodes {
+                match c
+                    .call(
+                        &n,
+                        Request::ImageImport {
+                            name: name.clone(),
+                            path: src.to_string_lossy().into_owned(),
+                        },
+                    )
+                    .await?
+                {
+                    Response::Image(i) => println!(
                         "{n}: {} {} ({} layer(s), {})",
                         i.name,
                         short_id(&i.id),
                         i.layers,
                         human_bytes(i.size_bytes)
                     ),
-                    Ok(r) => failed.push(format!("{n}: {:#}", unexpected(r))),
-                    Err(e) => failed.push(format!("{e:#}")),
+                    r => return Err(unexpected(r)),
                 }
-            }
-            if !failed.is_empty() {
-                bail!(
-                    "the import failed on {} node(s):\n  {}",
-                    failed.len(),
-                    failed.join("\n  ")
-                );
             }
         }
         ImageCmd::Ls { json, node } => {
