@@ -6,7 +6,9 @@
 //! Its own harness (`harness = false`): the lab is made once before the
 //! tests and removed after them, and each test's time is printed.
 //! `cargo test --test vm -- NAME` runs the tests whose name contains NAME;
-//! `HERD_VM_TESTS=0` skips the suite (loudly).
+//! `HERD_VM_TESTS=0` skips the suite (loudly). n1 has a disk capacity of
+//! [`DISK_IOPS`] for every test (`lab up --disk-iops`); `HERD_VM_SLOW=1`
+//! adds PostgreSQL under pgbench (tens of minutes under TCG).
 
 mod common;
 
