@@ -11,7 +11,7 @@
 
 mod common;
 
-use common::disk::{assert_limited, host_disk, mean, ops_lines, rates};
+use common::disk::{assert_limited, host_disk, mean, ops_lines, rates, run_io};
 use common::{import_busybox_with_work, migrate_json, Lab};
 
 const LIMIT: u64 = 30;
@@ -34,25 +34,9 @@ fn a_disk_limited_host_runs_synchronous_writes_slower_and_a_move_lifts_them() {
     assert_eq!(cl["nodes"][0]["disk_iops"], LIMIT, "{cl}");
     assert!(cl["nodes"][1].get("disk_iops").is_none(), "{cl}");
     import_busybox_with_work(&lab);
-    // /root is in the container's upper layer, on the lab's disk.
-    let io = ["io", "--dir", "/root", "--interval-ms", "1000"];
-    let run = |name: &str, node: &str| {
-        let mut a = vec![
-            "run",
-            "--node",
-            node,
-            "--name",
-            name,
-            "busybox",
-            "--",
-            "herd-work",
-        ];
-        a.extend(io);
-        lab.ok(&a);
-    };
     // The same workload on both hosts at once: one ratio, one load.
-    run("slow", "n1");
-    run("fast", "n2");
+    run_io(&lab, "slow", "n1");
+    run_io(&lab, "fast", "n2");
     let slow = rates(&lab, "slow", 0, 5, 60);
     let fast = rates(&lab, "fast", 0, 5, 60);
     lab.ok(&["rm", "-f", "fast"]);

@@ -17,7 +17,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::panic::AssertUnwindSafe;
 use std::time::{Duration, Instant};
 
-use common::disk::{assert_limited, host_disk, mean, ops_lines, rates};
+use common::disk::{assert_limited, host_disk, mean, ops_lines, rates, run_io};
 use common::{counter_counts, import_busybox_with_work, text, wait_for, Lab, Pinger};
 use serde_json::Value;
 
@@ -600,25 +600,8 @@ fn disk_limit_is_io_max_on_v2_and_a_move_lifts_it(vm: &Vm) {
         "n2 should be unlimited: {:?}",
         io_max(vm.new)
     );
-    let run = |name: &str, node: &str| {
-        lab.ok(&[
-            "run",
-            "--node",
-            node,
-            "--name",
-            name,
-            "busybox",
-            "--",
-            "herd-work",
-            "io",
-            "--dir",
-            "/root",
-            "--interval-ms",
-            "1000",
-        ]);
-    };
-    run("slow", vm.old);
-    run("fast", vm.new);
+    run_io(lab, "slow", vm.old);
+    run_io(lab, "fast", vm.new);
     let slow = rates(lab, "slow", 0, 5, 120);
     let fast = rates(lab, "fast", 0, 5, 120);
     lab.ok(&["rm", "-f", "fast"]);

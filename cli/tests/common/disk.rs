@@ -3,6 +3,27 @@
 
 use super::{wait_for, Lab};
 
+/// `name` on `node`: herd-work `io` (write 4 KiB, fsync, read back) in
+/// /root, the container's upper layer on the host's disk, a rate line a
+/// second.
+pub fn run_io(lab: &Lab, name: &str, node: &str) {
+    lab.ok(&[
+        "run",
+        "--node",
+        node,
+        "--name",
+        name,
+        "busybox",
+        "--",
+        "herd-work",
+        "io",
+        "--dir",
+        "/root",
+        "--interval-ms",
+        "1000",
+    ]);
+}
+
 /// The ops/s lines of a herd-work log from line `from` on, the first one
 /// after `from` left out (it may straddle a move or a start).
 pub fn ops_after(log: &str, from: usize) -> Vec<f64> {
