@@ -317,6 +317,31 @@ fn a_version_1_model_file_still_loads() {
 }
 
 #[test]
+fn a_model_made_before_the_derived_features_still_loads() {
+    // A hist model saved by the 22-feature build (before h_cores_per_container
+    // and h_cores_per_pid), with the MAE that build's `herd forecast eval`
+    // printed on the fixture: it predicts the same from the longer rows.
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/model-v2-22.json");
+    let m = Model::load(&path).unwrap();
+    assert_eq!((m.version, m.learner()), (2, Learner::Hist));
+    assert_eq!(m.feature_names.len(), 22);
+    assert!(dataset::FEATURE_NAMES.len() > 22);
+    let ds = dataset::load_dirs(&[fixture()], m.window_s).unwrap();
+    let actual: Vec<f64> = ds.rows.iter().map(|r| r.ops).collect();
+    let e = Errors::of(&actual, &predict_all(&m, &ds));
+    assert!((e.mae - 51.46866734221519).abs() < 1e-9, "{e:?}");
+    // Feature names that are not a prefix of this build's are refused.
+    let t = tempfile::tempdir().unwrap();
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    v["feature_names"][3] = "c_something_else".into();
+    let other = t.path().join("other.json");
+    std::fs::write(&other, v.to_string()).unwrap();
+    let msg = Model::load(&other).err().unwrap().to_string();
+    assert!(msg.contains("built for features"), "{msg}");
+}
+
+#[test]
 fn beats_the_mean_on_held_out_runs_and_stops_early() {
     let t = tempfile::tempdir().unwrap();
     let train = synth(&t.path().join("train"), &[11, 12, 13, 14]);

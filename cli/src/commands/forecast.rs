@@ -10,7 +10,7 @@ use herd_coordinator::forecast::metrics::Report;
 use herd_coordinator::forecast::model::{
     split_runs, split_single_run, Learner, Model, TrainParams,
 };
-use herd_coordinator::forecast::policy::placement_excluded;
+use herd_coordinator::forecast::policy::placement_training_excluded;
 use herd_coordinator::forecast::{cost, plot, synth};
 
 #[derive(Subcommand, Debug)]
@@ -152,7 +152,8 @@ pub struct ParamArgs {
     exclude: Vec<String>,
     /// A model for the forecast policy: exclude the container's achieved rates
     /// (CPU usage, faults, IO ops), which only say how it runs where it is,
-    /// and the network rates the placement view lacks.
+    /// the host's load figures, which the policy can only guess for a host
+    /// after a move, and the network rates the placement view lacks.
     #[arg(long)]
     for_placement: bool,
 }
@@ -176,7 +177,7 @@ impl ParamArgs {
             exclude: {
                 let mut x = self.exclude.clone();
                 if self.for_placement {
-                    x.extend(placement_excluded());
+                    x.extend(placement_training_excluded());
                 }
                 x.sort();
                 x.dedup();

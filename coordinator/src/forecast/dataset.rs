@@ -61,8 +61,12 @@ pub const TARGET: &str = "ops_per_second";
 pub const KINDS: [&str; 6] = ["cpu", "mem", "io", "mixed", "oltp", "counter"];
 
 /// The model's inputs, in order. `c_` the container, `h_` its host, `n_` the
-/// other containers on that host.
-pub const FEATURE_NAMES: [&str; 22] = [
+/// other containers on that host. The last two are derived: the host's cores
+/// per container and per process on it (the container included), the fair
+/// share a CPU-bound container can expect, which trees cannot form from
+/// `h_cores` and the counts themselves (they split on one feature at a time).
+/// Models made before them (22 features) still load and ignore them.
+pub const FEATURE_NAMES: [&str; 24] = [
     "c_kind",
     "c_cpu_usage_cores",
     "c_memory_mib",
@@ -85,6 +89,8 @@ pub const FEATURE_NAMES: [&str; 22] = [
     "n_cpu_usage_cores",
     "n_pids",
     "n_io_ops_per_second",
+    "h_cores_per_container",
+    "h_cores_per_pid",
 ];
 
 /// One host's metrics over a window (NaN: not measured).
@@ -114,15 +120,20 @@ pub struct Neighbours {
 impl Neighbours {
     /// The sum of `others`' metrics (NaN cells count as 0).
     pub fn of<'a>(others: impl IntoIterator<Item = &'a ContainerMetrics>) -> Neighbours {
-        let z = |v: f64| if v.is_finite() { v } else { 0.0 };
         let mut n = Neighbours::default();
         for c in others {
-            n.containers += 1.0;
-            n.cpu_usage_cores += z(c.values[0]);
-            n.pids += z(c.values[5]);
-            n.io_ops_per_second += z(c.values[3]) + z(c.values[4]);
+            n.add(c);
         }
         n
+    }
+
+    /// `c` joins them.
+    pub fn add(&mut self, c: &ContainerMetrics) {
+        let z = |v: f64| if v.is_finite() { v } else { 0.0 };
+        self.containers += 1.0;
+        self.cpu_usage_cores += z(c.values[0]);
+        self.pids += z(c.values[5]);
+        self.io_ops_per_second += z(c.values[3]) + z(c.values[4]);
     }
 }
 
@@ -172,6 +183,13 @@ pub fn features(c: &ContainerMetrics, h: &HostMetrics, n: &Neighbours) -> Vec<f3
         f.push(if i == 4 { v / GIB } else { *v });
     }
     f.extend([n.containers, n.cpu_usage_cores, n.pids, n.io_ops_per_second]);
+    let cores = h.values[10];
+    let pids = if c.values[5].is_finite() {
+        c.values[5]
+    } else {
+        1.0
+    } + n.pids;
+    f.extend([cores / (1.0 + n.containers), cores / pids.max(1.0)]);
     f.into_iter().map(to_feature).collect()
 }
 
@@ -581,5 +599,24 @@ mod tests {
         assert_eq!(f[0], 2.0);
         assert_eq!(f[2], 2.0);
         assert_eq!(f[6], gbdt::decision_tree::VALUE_TYPE_UNKNOWN);
+        // Cores per container and per process: 2 cores, two neighbours with
+        // 3 processes in all, the container's own count unknown (one).
+        let mut h = HostMetrics { values: [0.1; 11] };
+        h.values[10] = 2.0;
+        let n = Neighbours {
+            containers: 2.0,
+            pids: 3.0,
+            ..Default::default()
+        };
+        let f = features(&c, &h, &n);
+        let at = |name| FEATURE_NAMES.iter().position(|f| *f == name).unwrap();
+        assert_eq!(f[at("h_cores_per_container")], 2.0 / 3.0);
+        assert_eq!(f[at("h_cores_per_pid")], 2.0 / 4.0);
+        h.values[10] = f64::NAN;
+        let f = features(&c, &h, &n);
+        assert_eq!(
+            f[at("h_cores_per_pid")],
+            gbdt::decision_tree::VALUE_TYPE_UNKNOWN
+        );
     }
 }

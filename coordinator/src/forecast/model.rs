@@ -543,9 +543,11 @@ impl Model {
     /// Predicted ops/s for feature vectors (in [`FEATURE_NAMES`] order).
     pub fn predict(&self, features: &[Vec<f32>]) -> Vec<f64> {
         let mask = self.params.mask();
+        // A model made before the last features were added uses the first ones.
+        let nf = self.feature_names.len();
         let prepared = features
             .iter()
-            .map(|f| prepare(f, &mask, self.bins.as_ref()));
+            .map(|f| prepare(&f[..nf.min(f.len())], &mask, self.bins.as_ref()));
         let raw: Vec<f64> = match &self.hist {
             Some(h) => prepared
                 .map(|f| self.bias + h.trees.iter().map(|t| t.predict(&f)).sum::<f64>())
@@ -704,7 +706,15 @@ impl Model {
             }
         }
         let m: Model = serde_json::from_value(v).map_err(|e| bad(e.to_string()))?;
-        if m.feature_names != FEATURE_NAMES {
+        // Features are only ever added at the end: an older model's are a prefix.
+        let nf = m.feature_names.len();
+        if nf == 0
+            || nf > FEATURE_NAMES.len()
+            || m.feature_names
+                .iter()
+                .zip(FEATURE_NAMES)
+                .any(|(a, b)| a != b)
+        {
             return Err(bad(format!(
                 "built for features {:?}, this build has {:?}",
                 m.feature_names, FEATURE_NAMES

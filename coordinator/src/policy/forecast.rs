@@ -8,7 +8,9 @@
 //! `error_margin` (default 1: a gain must beat the model's held-out error for
 //! the container's kind), `migration_cost_s` (default: what moves cost on
 //! the model's training runs, else 2 s), `horizon_s` (default: the longer of
-//! the evaluation period and the cooldown). Anti-bounce (min samples,
+//! the evaluation period and the cooldown), `neighbours` (default 1: count
+//! what a move does to the other containers of both hosts; 0 judges the
+//! mover alone). Anti-bounce (min samples,
 //! cooldown) and the moves per decision come from the [`PlacementConfig`] as
 //! for every policy.
 
@@ -69,6 +71,13 @@ impl Forecast {
                     .parse()
                     .map_err(|_| config_err(format!("{k}={v:?} is not a number")))?;
             }
+        }
+        if let Some(v) = c.options.get("neighbours") {
+            cfg.neighbours = match v.as_str() {
+                "1" | "true" | "yes" => true,
+                "0" | "false" | "no" => false,
+                _ => return Err(config_err(format!("neighbours={v:?} is not 0 or 1"))),
+            };
         }
         Ok(Forecast { model, cfg })
     }
@@ -132,13 +141,15 @@ impl Policy for Forecast {
             .into_iter()
             .map(|m| Plan {
                 reason: format!(
-                    "forecast {:.0} -> {:.0} ops/s on {} (now {:.0}; net {:+.0}%, {:+.0} ops/s)",
+                    "forecast {:.0} -> {:.0} ops/s on {} (now {:.0}; net {:+.0}%, {:+.0} ops/s; \
+                     with the neighbours {:+.0} ops/s)",
                     m.predicted_here,
                     m.predicted_ops,
                     m.to,
                     m.current_ops,
                     100.0 * m.net_ratio,
-                    m.net_gain
+                    m.net_gain,
+                    m.cluster_gain
                 ),
                 container: m.container,
                 from: m.from,
