@@ -83,7 +83,7 @@ fn train_eval_importance_export() {
 
     let out = ok(&["forecast", "importance", "--model", p(&model), "--json"]);
     let imp: Vec<serde_json::Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(imp.len(), 22);
+    assert_eq!(imp.len(), 24, "one entry per feature");
     assert!(imp[0]["permutation_mae_increase"].as_f64().unwrap() > 0.0);
 
     let csv = t.path().join("dataset.csv");
