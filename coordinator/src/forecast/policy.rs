@@ -287,7 +287,7 @@ fn neighbours_except(
 #[derive(Default)]
 struct Batch {
     rows: Vec<Vec<f32>>,
-    /// (ops, index of the before row, index of the after row) per resident.
+    /// (group, ops, index of the before row, index of the after row) per resident.
     pairs: Vec<(usize, f64, usize, usize)>,
 }
 
