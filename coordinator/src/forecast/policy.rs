@@ -310,13 +310,10 @@ impl Batch {
         if !x.ops.is_finite() {
             return;
         }
-        let before = self.push(features(
-            &x.metrics,
-            &host.metrics,
-            &neighbours_on(&host.name, x, containers),
-        ));
+        let now = neighbours_on(&host.name, x, containers);
+        let before = self.push(features(&x.metrics, &host.metrics, &now));
         let after = if arrives {
-            let mut n = neighbours_on(&host.name, x, containers);
+            let mut n = now;
             n.add(&c.metrics);
             features(&x.metrics, &shifted(host, &c.metrics, 1.0), &n)
         } else {
